@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/medcall/medcall/sfu"
+	"github.com/medcall/medcall/signaling"
+	"github.com/medcall/medcall/signaling/token"
+)
+
+type serveConfig struct {
+	addr, adminAddr, data, tokenKeys, logLevel, logFormat, origins string
+	udpPort, maxParticipants, maxMessage                           int
+	rate                                                           float64
+	shutdownTimeout                                                time.Duration
+}
+
+func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
+	c := &serveConfig{}
+	fs := newFlagSet("serve", "Run the medcall server: signaling and media on --addr, metrics and health on --admin-addr.", stderr)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "HTTP and WebSocket listen address")
+	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:9090", "admin listen address (/healthz, /readyz, /metrics)")
+	fs.StringVar(&c.data, "data", "./medcall-data", "data directory (keys, spool, local objects)")
+	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
+	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
+	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
+	fs.IntVar(&c.maxMessage, "max-message", 64<<10, "largest signaling message in bytes")
+	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
+	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra browser origins allowed to open the socket (same origin is always allowed)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	return c, func(args []string) error { return parse(fs, args) }
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// loadKeys loads the configured token keys, or the development key set
+// (generated on first start and reused after).
+func loadKeys(data, file string, log *slog.Logger) (*token.KeySet, error) {
+	if file != "" {
+		return token.Load(file)
+	}
+	path := devKeyPath(data)
+	ks, created, err := token.LoadOrCreateDev(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("generated a development token key", "file", path)
+	}
+	return ks, nil
+}
+
+func devKeyPath(data string) string { return filepath.Join(data, "keys", "token-dev.json") }
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, parseArgs := serveFlags(stderr)
+	if err := parseArgs(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		return err
+	}
+	keys, err := loadKeys(cfg.data, cfg.tokenKeys, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.addr, err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.adminAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen %s: %w", cfg.adminAddr, err)
+	}
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	s, err := sfu.New(sfu.Config{
+		ListenIP:        net.ParseIP(host),
+		UDPPort:         cfg.udpPort,
+		MaxParticipants: cfg.maxParticipants,
+		Logger:          log,
+	})
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	sig := &signaling.Server{
+		SFU:      s,
+		Verifier: &token.Verifier{Keys: keys.Public()},
+		Limits:   signaling.Limits{MaxMessage: cfg.maxMessage, RatePerSec: cfg.rate, Burst: int(2 * cfg.rate)},
+		Logger:   log,
+	}
+	if cfg.origins != "" {
+		sig.OriginPatterns = strings.Split(cfg.origins, ",")
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/signal", sig)
+	var ready atomic.Bool
+	admin := http.NewServeMux()
+	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	ready.Store(true)
+	log.Info("medcall serving", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", cfg.data)
+	fmt.Fprintf(stdout, "medcall is serving on http://%s (signaling at ws://%s/v1/signal), admin on http://%s\n",
+		ln.Addr(), ln.Addr(), adminLn.Addr())
+	if cfg.tokenKeys == "" {
+		fmt.Fprintf(stdout, "Mint development tokens with:\n  go run ./cmd/medcall token --data %s --role patient --sub p-1 --pid p-1 --cid c-1\n  go run ./cmd/medcall token --data %s --role clinician --sub d-1 --pid p-1 --cid c-1\n", cfg.data, cfg.data)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	ready.Store(false)
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := sig.Shutdown(sctx); err != nil {
+		log.Warn("signaling shutdown incomplete", "err", err)
+	}
+	_ = httpSrv.Shutdown(sctx)
+	_ = adminSrv.Shutdown(sctx)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}

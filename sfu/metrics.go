@@ -1,0 +1,31 @@
+package sfu
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Metrics are the SFU's counters. They are plain atomics so the forwarding
+// loop never takes a lock for them; cmd exports them to Prometheus.
+type Metrics struct {
+	PacketsIn, BytesIn   [2]atomic.Uint64 // by kindIndex
+	PacketsOut, BytesOut [2]atomic.Uint64
+	DroppedGarbage       atomic.Uint64 // unparseable RTP
+	DroppedWaitKeyframe  atomic.Uint64 // video before a subscriber's first keyframe
+	DroppedMuted         atomic.Uint64 // arrived while the publisher said it was off
+	DroppedWriteError    atomic.Uint64 // subscriber transport refused the packet
+	PLISent, PLIReceived atomic.Uint64
+	FIRReceived          atomic.Uint64
+	NACKReceived         atomic.Uint64
+	TracksPublished      [2]atomic.Uint64
+	// OnUpgrade, if set, observes the time from an upgrade (the notice, or the
+	// first video RTP when no notice came first) to the first keyframe forwarded.
+	OnUpgrade func(path string, d time.Duration)
+}
+
+func kindIndex(k Kind) int {
+	if k == KindVideo {
+		return 1
+	}
+	return 0
+}

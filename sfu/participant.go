@@ -1,0 +1,438 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// PC names one of a participant's two peer connections.
+type PC string
+
+// The two peer connections of a participant.
+const (
+	PCPublish   PC = "publish"   // the client offers, the server answers
+	PCSubscribe PC = "subscribe" // the server offers, the client answers
+)
+
+// Errors returned to signaling for a client's bad input.
+var (
+	ErrBadSDP       = errors.New("bad sdp")
+	ErrBadCandidate = errors.New("bad ice candidate")
+	ErrNoOffer      = errors.New("no subscribe offer is waiting for an answer")
+	ErrGone         = errors.New("participant has left")
+)
+
+// Signaler carries a participant's server-side messages to its client. The SFU
+// calls it from several goroutines; implementations must not block.
+type Signaler interface {
+	Offer(sdp string)                           // a subscribe offer to answer
+	Candidate(pc PC, c webrtc.ICECandidateInit) // a server ICE candidate
+	Peer(ev PeerEvent)                          // another participant joined, left or changed media
+	Bye(reason string)                          // the server removed this participant
+}
+
+// maxPendingCandidates bounds candidates queued before a remote description.
+const maxPendingCandidates = 64
+
+// Participant is one person in a consultation with their two peer connections.
+type Participant struct {
+	c        *Consultation
+	id, role string
+	sig      Signaler
+	pub, sub *webrtc.PeerConnection
+
+	mu        sync.Mutex
+	closed    bool
+	offers    int                  // publish offers handled
+	published map[string]*Receiver // by mid
+	subs      map[*Receiver]*DownTrack
+	audio     bool
+	video     bool
+	pending   map[PC][]webrtc.ICECandidateInit
+
+	// sendMu orders a subscribe offer before the candidates it causes.
+	sendMu sync.Mutex
+	// negMu guards the subscribe negotiation: one offer in flight at a time.
+	negMu       sync.Mutex
+	negotiating bool
+	negPending  bool
+}
+
+func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant, error) {
+	p := &Participant{
+		c: c, id: peer.ID, role: peer.Role, sig: sig,
+		published: map[string]*Receiver{},
+		subs:      map[*Receiver]*DownTrack{},
+		pending:   map[PC][]webrtc.ICECandidateInit{},
+	}
+	var err error
+	if p.pub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return nil, fmt.Errorf("sfu: publish connection: %w", err)
+	}
+	if p.sub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		_ = p.pub.Close()
+		return nil, fmt.Errorf("sfu: subscribe connection: %w", err)
+	}
+	p.pub.OnICECandidate(func(ic *webrtc.ICECandidate) {
+		if ic != nil {
+			sig.Candidate(PCPublish, ic.ToJSON())
+		}
+	})
+	p.sub.OnICECandidate(func(ic *webrtc.ICECandidate) {
+		if ic != nil {
+			p.sendMu.Lock()
+			sig.Candidate(PCSubscribe, ic.ToJSON())
+			p.sendMu.Unlock()
+		}
+	})
+	onState := func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateFailed {
+			go p.close("connection_failed")
+		}
+	}
+	p.pub.OnConnectionStateChange(onState)
+	p.sub.OnConnectionStateChange(onState)
+	p.pub.OnTrack(p.onTrack)
+	return p, nil
+}
+
+// ID is the participant's id (the token's sub).
+func (p *Participant) ID() string { return p.id }
+
+// Role is the participant's role.
+func (p *Participant) Role() string { return p.role }
+
+func (p *Participant) onTrack(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
+	var mid string
+	for _, t := range p.pub.GetTransceivers() {
+		if t.Receiver() == rr {
+			mid = t.Mid()
+		}
+	}
+	p.mu.Lock()
+	r := p.published[mid]
+	p.mu.Unlock()
+	if r == nil {
+		p.c.s.log.Warn("track on an m-line that was not announced; ignored", "participant", p.id, "mid", mid)
+		return
+	}
+	p.c.goTrack(func() { r.start(track, rr) })
+}
+
+func (p *Participant) receivers() []*Receiver {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*Receiver, 0, len(p.published))
+	for _, r := range p.published {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Peers lists the other participants with their media state.
+func (p *Participant) Peers() []PeerEvent {
+	p.c.mu.Lock()
+	others := p.c.others(p)
+	p.c.mu.Unlock()
+	out := make([]PeerEvent, 0, len(others))
+	for _, q := range others {
+		q.mu.Lock()
+		out = append(out, PeerEvent{Event: "present", ID: q.id, Role: q.role, Audio: q.audio, Video: q.video})
+		q.mu.Unlock()
+	}
+	return out
+}
+
+// HandleOffer answers the client's offer on the publish connection and
+// reconciles the published tracks with the m-lines it sends.
+func (p *Participant) HandleOffer(offerSDP string) (string, error) {
+	sending, err := sendingMedia(offerSDP)
+	if err != nil {
+		return "", err
+	}
+	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	answer, err := p.pub.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	if err := p.pub.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	p.flushCandidates(PCPublish)
+	codecs, err := answeredCodecs(answer.SDP)
+	if err != nil {
+		return "", err
+	}
+	p.reconcile(sending, codecs)
+	return answer.SDP, nil
+}
+
+// reconcile creates a Receiver for each newly sending m-line the answer
+// accepted and removes those that stopped sending.
+func (p *Participant) reconcile(sending map[string]Kind, codecs map[string]webrtc.RTPCodecCapability) {
+	var added, removed []*Receiver
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.offers++
+	renegotiation := p.offers > 1
+	for mid, kind := range sending {
+		codec, ok := codecs[mid]
+		if !ok || p.published[mid] != nil {
+			continue
+		}
+		r := newReceiver(p, mid, kind, codec)
+		if renegotiation {
+			r.beginUpgrade("renegotiate")
+		}
+		p.published[mid] = r
+		added = append(added, r)
+	}
+	for mid, r := range p.published {
+		if _, ok := sending[mid]; !ok {
+			delete(p.published, mid)
+			removed = append(removed, r)
+		}
+	}
+	p.mu.Unlock()
+	if len(removed) > 0 {
+		p.c.unpublish(p, removed)
+	}
+	if len(added) > 0 {
+		p.c.publish(p, added)
+	}
+}
+
+// HandleAnswer applies the client's answer to the last subscribe offer.
+func (p *Participant) HandleAnswer(answerSDP string) error {
+	if p.sub.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+		return ErrNoOffer
+	}
+	err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answerSDP})
+	if err != nil {
+		// Roll back so a fresh offer can be made; the client gets the error.
+		_ = p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+		err = fmt.Errorf("%w: %v", ErrBadSDP, err)
+	} else {
+		p.flushCandidates(PCSubscribe)
+	}
+	p.negMu.Lock()
+	p.negotiating = false
+	again := p.negPending || err != nil
+	p.negPending = false
+	p.negMu.Unlock()
+	if again {
+		p.negotiate()
+	}
+	return err
+}
+
+// negotiate sends a subscribe offer, or marks one pending while another is in flight.
+func (p *Participant) negotiate() {
+	p.negMu.Lock()
+	if p.negotiating {
+		p.negPending = true
+		p.negMu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed || len(p.sub.GetTransceivers()) == 0 {
+		p.negMu.Unlock()
+		return
+	}
+	p.negotiating = true
+	p.negMu.Unlock()
+
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	offer, err := p.sub.CreateOffer(nil)
+	if err == nil {
+		err = p.sub.SetLocalDescription(offer)
+	}
+	if err != nil {
+		p.c.s.log.Warn("subscribe offer failed", "participant", p.id, "err", err)
+		p.negMu.Lock()
+		p.negotiating = false
+		p.negMu.Unlock()
+		return
+	}
+	p.sig.Offer(offer.SDP)
+}
+
+// AddCandidate adds a client ICE candidate, queueing it until the connection
+// has a remote description.
+func (p *Participant) AddCandidate(pc PC, c webrtc.ICECandidateInit) error {
+	target := p.pub
+	if pc == PCSubscribe {
+		target = p.sub
+	}
+	p.mu.Lock()
+	if target.RemoteDescription() == nil {
+		defer p.mu.Unlock()
+		if len(p.pending[pc]) >= maxPendingCandidates {
+			return fmt.Errorf("%w: too many candidates before a description", ErrBadCandidate)
+		}
+		p.pending[pc] = append(p.pending[pc], c)
+		return nil
+	}
+	p.mu.Unlock()
+	if err := target.AddICECandidate(c); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadCandidate, err)
+	}
+	return nil
+}
+
+func (p *Participant) flushCandidates(pc PC) {
+	p.mu.Lock()
+	cs := p.pending[pc]
+	delete(p.pending, pc)
+	p.mu.Unlock()
+	for _, c := range cs {
+		if err := p.AddCandidate(pc, c); err != nil {
+			p.c.s.log.Debug("queued candidate refused", "participant", p.id, "err", err)
+		}
+	}
+}
+
+// SetMedia applies the client's media notice: nil leaves a kind unchanged.
+// Turning video on is an upgrade; off, a downgrade (forwarding stops at once).
+func (p *Participant) SetMedia(audio, video *bool, path string) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	var events []EventType
+	if audio != nil && *audio != p.audio {
+		p.audio = *audio
+		events = append(events, map[bool]EventType{true: EventAudioOn, false: EventAudioOff}[*audio])
+	}
+	if video != nil && *video != p.video {
+		p.video = *video
+		events = append(events, map[bool]EventType{true: EventUpgrade, false: EventDowngrade}[*video])
+	}
+	ev := PeerEvent{Event: "media", ID: p.id, Role: p.role, Audio: p.audio, Video: p.video}
+	rs := make([]*Receiver, 0, len(p.published))
+	for _, r := range p.published {
+		rs = append(rs, r)
+	}
+	p.mu.Unlock()
+	for _, r := range rs {
+		on := audio
+		if r.kind == KindVideo {
+			on = video
+		}
+		if on == nil {
+			continue
+		}
+		if *on && r.kind == KindVideo && !r.started.Load() {
+			r.beginUpgrade(path)
+		}
+		r.setMuted(!*on, path)
+	}
+	for _, t := range events {
+		p.c.event(t, p, path)
+	}
+	p.c.mu.Lock()
+	others := p.c.others(p)
+	p.c.mu.Unlock()
+	for _, q := range others {
+		q.sig.Peer(ev)
+	}
+}
+
+// subscribe gives p a downtrack of r on its subscribe connection.
+func (p *Participant) subscribe(r *Receiver) {
+	p.mu.Lock()
+	if p.closed || p.subs[r] != nil {
+		p.mu.Unlock()
+		return
+	}
+	d := newDownTrack(r, p)
+	p.subs[r] = d
+	p.mu.Unlock()
+	tr, err := p.sub.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		p.c.s.log.Warn("subscribe failed", "participant", p.id, "err", err)
+		p.mu.Lock()
+		delete(p.subs, r)
+		p.mu.Unlock()
+		return
+	}
+	d.sender = tr.Sender()
+	r.addDown(d)
+	go p.readSenderRTCP(d)
+}
+
+func (p *Participant) unsubscribe(r *Receiver) {
+	p.mu.Lock()
+	d := p.subs[r]
+	delete(p.subs, r)
+	p.mu.Unlock()
+	if d == nil {
+		return
+	}
+	r.removeDown(d)
+	_ = p.sub.RemoveTrack(d.sender)
+}
+
+// readSenderRTCP drains a subscriber's RTCP for one downtrack and relays
+// keyframe requests to the publisher (throttled there).
+func (p *Participant) readSenderRTCP(d *DownTrack) {
+	m := p.c.s.cfg.Metrics
+	for {
+		pkts, _, err := d.sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication:
+				m.PLIReceived.Add(1)
+				d.recv.RequestKeyframe()
+			case *rtcp.FullIntraRequest:
+				m.FIRReceived.Add(1)
+				d.recv.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				m.NACKReceived.Add(1)
+			}
+		}
+	}
+}
+
+// Leave removes the participant at its own request.
+func (p *Participant) Leave() { p.close("") }
+
+// Close removes the participant, telling its client why (if reason is set).
+func (p *Participant) Close(reason string) { p.close(reason) }
+
+func (p *Participant) close(reason string) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	subs := p.subs
+	p.subs = map[*Receiver]*DownTrack{}
+	p.mu.Unlock()
+	for r, d := range subs {
+		r.removeDown(d)
+	}
+	p.c.remove(p)
+	_ = p.pub.Close()
+	_ = p.sub.Close()
+	if reason != "" {
+		p.sig.Bye(reason)
+	}
+}

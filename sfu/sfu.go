@@ -1,0 +1,196 @@
+// Package sfu forwards RTP between the participants of a consultation. Each
+// participant has two peer connections: publish (the client offers) and
+// subscribe (the server offers). Published tracks are received by a Receiver
+// and fanned out to one DownTrack per subscriber and to in-process taps.
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Errors returned by the SFU.
+var (
+	ErrBindingMismatch = errors.New("consultation is bound to a different patient or recording setting")
+	ErrFull            = errors.New("consultation is full")
+	ErrClosed          = errors.New("sfu is closed")
+)
+
+// Config configures an SFU. The zero value works: ephemeral UDP ports, all interfaces.
+type Config struct {
+	// ListenIP restricts ICE to one local address (e.g. 127.0.0.1). Loopback
+	// candidates are enabled when it is a loopback address.
+	ListenIP net.IP
+	// UDPPort puts all ICE traffic on one UDP port when non-zero.
+	UDPPort int
+	// MaxParticipants per consultation; 0 means 4.
+	MaxParticipants int
+	// PLIInterval is the shortest time between two keyframe requests sent to one
+	// publisher; 0 means 500ms.
+	PLIInterval time.Duration
+	// Taps opens an in-process consumer (the recorder) per consultation; may be nil.
+	Taps TapFactory
+	// Metrics receives counters; may be nil.
+	Metrics *Metrics
+	Logger  *slog.Logger
+}
+
+// SFU holds the consultations of one server.
+type SFU struct {
+	cfg    Config
+	api    *webrtc.API
+	log    *slog.Logger
+	udpMux ice.UDPMux
+
+	mu            sync.Mutex
+	closed        bool
+	bindings      map[string]Binding // cid -> binding, for the life of the process
+	consultations map[string]*Consultation
+	wg            sync.WaitGroup // consultations' goroutines
+}
+
+// New builds an SFU and, with cfg.UDPPort, opens its UDP port.
+func New(cfg Config) (*SFU, error) {
+	if cfg.MaxParticipants == 0 {
+		cfg.MaxParticipants = 4
+	}
+	if cfg.PLIInterval == 0 {
+		cfg.PLIInterval = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = &Metrics{}
+	}
+	s := &SFU{
+		cfg:           cfg,
+		log:           cfg.Logger,
+		bindings:      map[string]Binding{},
+		consultations: map[string]*Consultation{},
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	if ip := cfg.ListenIP; ip != nil && !ip.IsUnspecified() {
+		se.SetIPFilter(func(c net.IP) bool { return c.Equal(ip) })
+		if ip.IsLoopback() {
+			se.SetIncludeLoopbackCandidate(true)
+		}
+	}
+	if cfg.UDPPort != 0 {
+		ip := cfg.ListenIP
+		if ip == nil {
+			ip = net.IPv4zero
+		}
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
+		if err != nil {
+			return nil, fmt.Errorf("sfu: listen on UDP port %d: %w", cfg.UDPPort, err)
+		}
+		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
+		se.SetICEUDPMux(s.udpMux)
+	}
+	m, ir, err := newMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
+	return s, nil
+}
+
+// newMediaEngine registers the codecs medcall forwards (Opus, VP8, VP9; never
+// H.264, which cannot be recorded into WebM) and the standard interceptors:
+// NACK generator and responder, sender and receiver reports, TWCC.
+func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
+	m := &webrtc.MediaEngine{}
+	if err := RegisterCodecs(m); err != nil {
+		return nil, nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, nil, fmt.Errorf("sfu: interceptors: %w", err)
+	}
+	return m, ir, nil
+}
+
+// RegisterCodecs registers Opus, VP8 and VP9 with the feedback medcall uses.
+// The Go client uses it too, so both ends agree.
+func RegisterCodecs(m *webrtc.MediaEngine) error {
+	videoFB := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	codecs := []struct {
+		p webrtc.RTPCodecParameters
+		k webrtc.RTPCodecType
+	}{
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: videoFB}, PayloadType: 98}, webrtc.RTPCodecTypeVideo},
+	}
+	for _, c := range codecs {
+		if err := m.RegisterCodec(c.p, c.k); err != nil {
+			return fmt.Errorf("sfu: register %s: %w", c.p.MimeType, err)
+		}
+	}
+	return nil
+}
+
+// Bind records the server-side binding of a consultation, or checks a later
+// join against it. The first accepted join wins; a different pid or rec is
+// refused with ErrBindingMismatch for as long as the process lives.
+func (s *SFU) Bind(b Binding) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if old, ok := s.bindings[b.Consultation]; ok {
+		if old != b {
+			return ErrBindingMismatch
+		}
+		return nil
+	}
+	s.bindings[b.Consultation] = b
+	return nil
+}
+
+// Close ends every consultation (participants are told through their Signaler)
+// and waits for the forwarding goroutines to stop.
+func (s *SFU) Close() {
+	s.mu.Lock()
+	s.closed = true
+	cs := make([]*Consultation, 0, len(s.consultations))
+	for _, c := range s.consultations {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.close("shutdown")
+	}
+	s.wg.Wait()
+	if s.udpMux != nil {
+		_ = s.udpMux.Close()
+	}
+}
+
+// Stats is a point-in-time count for health and metrics.
+type Stats struct {
+	Consultations, Participants int
+}
+
+// Stats counts active consultations and participants.
+func (s *SFU) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Consultations: len(s.consultations)}
+	for _, c := range s.consultations {
+		st.Participants += c.size()
+	}
+	return st
+}

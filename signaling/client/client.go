@@ -1,0 +1,382 @@
+// Package client is medcall's Go client: it speaks signaling/PROTOCOL.md with
+// pion, publishes Opus and VP8 from fixture files at real-time pace, upgrades
+// and downgrades video by either path, subscribes to the other participants,
+// and counts what it sends and receives. Tests and the bench use it; it is
+// also the reference for app developers.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/coder/websocket"
+	"github.com/medcall/medcall/sfu"
+	"github.com/medcall/medcall/signaling"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configure a client.
+type Options struct {
+	URL          string // ws://host:port/v1/signal
+	Token        string // a join token
+	Consultation string // optional: checked against the token's cid
+	AudioFile    string // Ogg Opus, one packet per page; empty: publish no audio
+	VideoFile    string // IVF VP8; empty: cannot upgrade
+	// Prenegotiate negotiates an idle video transceiver at join so Upgrade
+	// needs no SDP round trip (the fast path).
+	Prenegotiate bool
+	// Fingerprint keeps the RTP timestamps of every packet sent and received,
+	// so tests can prove whose media arrived where.
+	Fingerprint bool
+	Logger      *slog.Logger
+}
+
+// ProtocolError is an error message from the server.
+type ProtocolError struct{ Code, Message string }
+
+func (e *ProtocolError) Error() string { return e.Code + ": " + e.Message }
+
+// Client is one participant.
+type Client struct {
+	opts   Options
+	log    *slog.Logger
+	conn   *websocket.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	pub    *webrtc.PeerConnection
+	sub    *webrtc.PeerConnection
+	joined signaling.Message
+
+	reqMu   sync.Mutex
+	nextID  int
+	pending map[string]chan signaling.Message
+
+	server chan signaling.Message // offers and candidates, handled in order
+
+	audio, video           *pump
+	audioSent, videoSent   sendStats
+	videoTrack             *webrtc.TrackLocalStaticRTP
+	videoSender            *webrtc.RTPSender
+	upMu                   sync.Mutex // serialises Upgrade/Downgrade
+	videoAdded, videoBound bool
+
+	mu       sync.Mutex
+	recv     map[string]*recvStats
+	events   []signaling.Message
+	evChange chan struct{}
+	sdp      int // offers and answers exchanged after join
+	cands    map[sfu.PC][]webrtc.ICECandidateInit
+	closed   bool
+}
+
+// Dial connects, joins and publishes audio. It returns a *ProtocolError when
+// the server refuses the join.
+func Dial(ctx context.Context, o Options) (*Client, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	conn, _, err := websocket.Dial(ctx, o.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: connect %s: %w", o.URL, err)
+	}
+	conn.SetReadLimit(1 << 20)
+	cctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		opts: o, log: o.Logger, conn: conn, ctx: cctx, cancel: cancel,
+		pending:  map[string]chan signaling.Message{},
+		server:   make(chan signaling.Message, 256),
+		recv:     map[string]*recvStats{},
+		evChange: make(chan struct{}),
+		cands:    map[sfu.PC][]webrtc.ICECandidateInit{},
+	}
+	if o.Fingerprint {
+		c.audioSent.prints = map[uint32]struct{}{}
+		c.videoSent.prints = map[uint32]struct{}{}
+	}
+	c.wg.Add(1)
+	go c.readLoop()
+	if err := c.start(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) start(ctx context.Context) error {
+	reply, err := c.Request(ctx, signaling.Message{Type: signaling.TypeJoin, Token: c.opts.Token, Consultation: c.opts.Consultation})
+	if err != nil {
+		return err
+	}
+	c.joined = reply
+	api, err := newAPI()
+	if err != nil {
+		return err
+	}
+	if c.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return err
+	}
+	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return err
+	}
+	c.pub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCPublish, ic) })
+	c.sub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCSubscribe, ic) })
+	c.sub.OnTrack(c.onTrack)
+	c.wg.Add(1)
+	go c.serverLoop()
+
+	if c.opts.AudioFile != "" {
+		clip, err := loadOgg(c.opts.AudioFile)
+		if err != nil {
+			return err
+		}
+		track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "medcall")
+		if err != nil {
+			return err
+		}
+		sender, err := c.pub.AddTrack(track)
+		if err != nil {
+			return err
+		}
+		c.audio = newPump(clip, track, opusPayloader(), 48000, "audio", &c.audioSent)
+		c.drainRTCP(sender, nil)
+	}
+	if c.opts.VideoFile != "" {
+		clip, err := loadIVF(c.opts.VideoFile)
+		if err != nil {
+			return err
+		}
+		if c.videoTrack, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "medcall"); err != nil {
+			return err
+		}
+		c.video = newPump(clip, c.videoTrack, vp8Payloader(), 90000, "video", &c.videoSent)
+		if c.opts.Prenegotiate {
+			tr, err := c.pub.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+			if err != nil {
+				return err
+			}
+			c.videoSender = tr.Sender()
+			c.videoAdded = true
+			c.drainRTCP(c.videoSender, c.video)
+		}
+	}
+	if err := c.negotiatePublish(ctx); err != nil {
+		return err
+	}
+	for _, p := range []*pump{c.audio, c.video} {
+		if p != nil {
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				p.run(c.ctx.Done())
+			}()
+		}
+	}
+	if c.audio != nil {
+		c.audio.setOn(true)
+		c.notify(signaling.Message{Type: signaling.TypeMedia, Audio: ptr(true)})
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func newAPI() (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := sfu.RegisterCodecs(m); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// negotiatePublish runs one offer/answer on the publish connection.
+func (c *Client) negotiatePublish(ctx context.Context) error {
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := c.pub.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	c.countSDP()
+	reply, err := c.Request(ctx, signaling.Message{Type: signaling.TypeOffer, PC: string(sfu.PCPublish), SDP: offer.SDP})
+	if err != nil {
+		return err
+	}
+	c.countSDP()
+	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.SDP}); err != nil {
+		return err
+	}
+	c.flushCandidates(sfu.PCPublish)
+	return nil
+}
+
+// drainRTCP reads a sender's RTCP (pion's interceptors need it read) and
+// turns keyframe requests into a jump to the latest keyframe.
+func (c *Client) drainRTCP(s *webrtc.RTPSender, p *pump) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			pkts, _, err := s.ReadRTCP()
+			if err != nil {
+				return
+			}
+			if p != nil && hasKeyframeRequest(pkts) {
+				p.requestKeyframe()
+			}
+		}
+	}()
+}
+
+// Upgrade turns video on by the given path (signaling.PathPrenegotiated or
+// signaling.PathRenegotiate). Once a renegotiated video transceiver exists, a
+// later upgrade reuses it without SDP.
+func (c *Client) Upgrade(ctx context.Context, path string) error {
+	if c.video == nil {
+		return errors.New("client: no video file to upgrade with")
+	}
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	switch path {
+	case signaling.PathPrenegotiated:
+		if !c.opts.Prenegotiate && !c.videoAdded {
+			return errors.New("client: the pre-negotiated path needs Options.Prenegotiate")
+		}
+	case signaling.PathRenegotiate:
+		if !c.videoAdded {
+			sender, err := c.pub.AddTrack(c.videoTrack)
+			if err != nil {
+				return err
+			}
+			c.videoSender, c.videoAdded, c.videoBound = sender, true, true
+			c.drainRTCP(sender, c.video)
+			if err := c.negotiatePublish(ctx); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("client: unknown upgrade path %q", path)
+	}
+	// The notice goes first so a re-upgrade is unmuted before its RTP arrives.
+	c.notify(signaling.Message{Type: signaling.TypeMedia, Video: ptr(true), Path: path})
+	if !c.videoBound {
+		if err := c.videoSender.ReplaceTrack(c.videoTrack); err != nil {
+			return err
+		}
+		c.videoBound = true
+	}
+	c.video.setOn(true)
+	return nil
+}
+
+// Downgrade turns video off; the transceiver stays for a fast re-upgrade.
+func (c *Client) Downgrade(ctx context.Context) error {
+	if c.video == nil {
+		return errors.New("client: no video")
+	}
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	c.video.setOn(false)
+	_, err := c.Request(ctx, signaling.Message{Type: signaling.TypeMedia, Video: ptr(false)})
+	return err
+}
+
+// Joined is the server's joined reply.
+func (c *Client) Joined() signaling.Message { return c.joined }
+
+// Leave says goodbye and closes the client.
+func (c *Client) Leave(ctx context.Context) error {
+	_, err := c.Request(ctx, signaling.Message{Type: signaling.TypeLeave})
+	c.Close()
+	return err
+}
+
+// Close drops the socket and the peer connections without a leave (as a
+// crashed app or a lost network would) and waits for the client's goroutines.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	_ = c.conn.CloseNow()
+	if c.pub != nil {
+		_ = c.pub.Close()
+	}
+	if c.sub != nil {
+		_ = c.sub.Close()
+	}
+	c.wg.Wait()
+}
+
+// Request sends a request and waits for its reply; an error reply is a *ProtocolError.
+func (c *Client) Request(ctx context.Context, m signaling.Message) (signaling.Message, error) {
+	ch := make(chan signaling.Message, 1)
+	c.reqMu.Lock()
+	c.nextID++
+	m.ID = strconv.Itoa(c.nextID)
+	c.pending[m.ID] = ch
+	c.reqMu.Unlock()
+	defer func() {
+		c.reqMu.Lock()
+		delete(c.pending, m.ID)
+		c.reqMu.Unlock()
+	}()
+	if err := c.write(ctx, m); err != nil {
+		return signaling.Message{}, err
+	}
+	select {
+	case r := <-ch:
+		if r.Type == signaling.TypeError {
+			return r, &ProtocolError{Code: r.Code, Message: r.Message}
+		}
+		return r, nil
+	case <-ctx.Done():
+		return signaling.Message{}, ctx.Err()
+	case <-c.ctx.Done():
+		return signaling.Message{}, errors.New("client: connection closed")
+	}
+}
+
+// notify sends a request without waiting for its reply (which is discarded).
+func (c *Client) notify(m signaling.Message) {
+	c.reqMu.Lock()
+	c.nextID++
+	m.ID = strconv.Itoa(c.nextID)
+	c.reqMu.Unlock()
+	if err := c.write(c.ctx, m); err != nil {
+		c.log.Debug("send failed", "type", m.Type, "err", err)
+	}
+}
+
+func (c *Client) write(ctx context.Context, m signaling.Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return c.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// WriteRaw sends bytes as they are, for tests of the server's input handling.
+func (c *Client) WriteRaw(ctx context.Context, b []byte) error {
+	return c.conn.Write(ctx, websocket.MessageText, b)
+}

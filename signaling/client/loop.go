@@ -1,0 +1,258 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/medcall/medcall/sfu"
+	"github.com/medcall/medcall/signaling"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// readLoop routes replies to their requests and everything else to the
+// server loop or the event list.
+func (c *Client) readLoop() {
+	defer c.wg.Done()
+	defer c.cancel()
+	for {
+		_, data, err := c.conn.Read(c.ctx)
+		if err != nil {
+			return
+		}
+		var m signaling.Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.log.Warn("unreadable server message", "err", err)
+			continue
+		}
+		if m.ID != "" {
+			c.reqMu.Lock()
+			ch := c.pending[m.ID]
+			c.reqMu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+			continue
+		}
+		switch m.Type {
+		case signaling.TypeOffer, signaling.TypeCandidate:
+			select {
+			case c.server <- m:
+			case <-c.ctx.Done():
+				return
+			}
+		default: // participant, bye, errors without an id
+			c.mu.Lock()
+			c.events = append(c.events, m)
+			close(c.evChange)
+			c.evChange = make(chan struct{})
+			c.mu.Unlock()
+		}
+	}
+}
+
+// serverLoop applies subscribe offers and server candidates in arrival order.
+func (c *Client) serverLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case m := <-c.server:
+			if m.Type == signaling.TypeCandidate {
+				if m.Candidate != nil {
+					c.addCandidate(sfu.PC(m.PC), *m.Candidate)
+				}
+				continue
+			}
+			if err := c.answerSubscribe(m.SDP); err != nil {
+				c.log.Warn("subscribe negotiation failed", "err", err)
+			}
+		}
+	}
+}
+
+func (c *Client) answerSubscribe(offer string) error {
+	c.countSDP()
+	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return err
+	}
+	c.flushCandidates(sfu.PCSubscribe)
+	answer, err := c.sub.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	if err := c.sub.SetLocalDescription(answer); err != nil {
+		return err
+	}
+	c.countSDP()
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	_, err = c.Request(ctx, signaling.Message{Type: signaling.TypeAnswer, PC: string(sfu.PCSubscribe), SDP: answer.SDP})
+	return err
+}
+
+func (c *Client) pc(pc sfu.PC) *webrtc.PeerConnection {
+	if pc == sfu.PCSubscribe {
+		return c.sub
+	}
+	return c.pub
+}
+
+// addCandidate adds a server candidate, queueing it until the connection has
+// a remote description.
+func (c *Client) addCandidate(pc sfu.PC, ci webrtc.ICECandidateInit) {
+	c.mu.Lock()
+	if c.pc(pc).RemoteDescription() == nil {
+		c.cands[pc] = append(c.cands[pc], ci)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	if err := c.pc(pc).AddICECandidate(ci); err != nil {
+		c.log.Debug("server candidate refused", "err", err)
+	}
+}
+
+func (c *Client) flushCandidates(pc sfu.PC) {
+	c.mu.Lock()
+	cs := c.cands[pc]
+	delete(c.cands, pc)
+	c.mu.Unlock()
+	for _, ci := range cs {
+		c.addCandidate(pc, ci)
+	}
+}
+
+func (c *Client) sendCandidate(pc sfu.PC, ic *webrtc.ICECandidate) {
+	if ic == nil {
+		return
+	}
+	ci := ic.ToJSON()
+	c.notify(signaling.Message{Type: signaling.TypeCandidate, PC: string(pc), Candidate: &ci})
+}
+
+func (c *Client) countSDP() {
+	c.mu.Lock()
+	c.sdp++
+	c.mu.Unlock()
+}
+
+// SDPCount is the number of offers and answers this client has sent or
+// received, so a test can prove an upgrade needed none.
+func (c *Client) SDPCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sdp
+}
+
+// onTrack counts a remote participant's media; the stream id is their id.
+func (c *Client) onTrack(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
+	st := c.stats(t.StreamID(), t.Kind().String())
+	mime := t.Codec().MimeType
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := rr.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		buf := make([]byte, 1500)
+		var pkt rtp.Packet
+		for {
+			n, _, err := t.Read(buf)
+			if err != nil {
+				return
+			}
+			if pkt.Unmarshal(buf[:n]) != nil {
+				continue
+			}
+			st.received(&pkt, n, sfu.IsKeyframeStart(mime, &pkt), time.Now())
+		}
+	}()
+}
+
+func (c *Client) stats(participant, kind string) *recvStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := participant + "/" + kind
+	if c.recv[k] == nil {
+		c.recv[k] = newRecvStats(c.opts.Fingerprint)
+	}
+	return c.recv[k]
+}
+
+// Received returns what arrived so far from participant's track of kind ("audio" or "video").
+func (c *Client) Received(participant, kind string) TrackStats {
+	s := c.stats(participant, kind)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+// WaitReceived blocks until cond holds for participant's track of kind.
+func (c *Client) WaitReceived(ctx context.Context, participant, kind string, cond func(TrackStats) bool) (TrackStats, error) {
+	return c.stats(participant, kind).wait(ctx, cond)
+}
+
+// ReceivedFingerprints returns the RTP timestamps received from participant's track (Fingerprint option).
+func (c *Client) ReceivedFingerprints(participant, kind string) map[uint32]struct{} {
+	s := c.stats(participant, kind)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[uint32]struct{}, len(s.prints))
+	for k := range s.prints {
+		out[k] = struct{}{}
+	}
+	return out
+}
+
+// Sent returns what this client has sent of kind, with the RTP timestamps
+// when the Fingerprint option is on.
+func (c *Client) Sent(kind string) (TrackStats, map[uint32]struct{}) {
+	if kind == "video" {
+		return c.videoSent.snapshot()
+	}
+	return c.audioSent.snapshot()
+}
+
+// WaitEvent blocks until an event (participant, bye) matching match has arrived.
+func (c *Client) WaitEvent(ctx context.Context, match func(signaling.Message) bool) (signaling.Message, error) {
+	for {
+		c.mu.Lock()
+		for _, e := range c.events {
+			if match(e) {
+				c.mu.Unlock()
+				return e, nil
+			}
+		}
+		ch := c.evChange
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return signaling.Message{}, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Done is closed when the connection to the server has ended.
+func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
+
+func hasKeyframeRequest(pkts []rtcp.Packet) bool {
+	for _, p := range pkts {
+		switch p.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			return true
+		}
+	}
+	return false
+}

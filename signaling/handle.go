@@ -1,0 +1,186 @@
+package signaling
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/medcall/medcall/sfu"
+	"github.com/medcall/medcall/signaling/token"
+)
+
+// handle runs one client request; it returns true when the socket should close.
+func (s *session) handle(m Message) bool {
+	if m.ID != "" && len(m.ID) > 64 {
+		s.reply(errMsg("", CodeBadRequest, "id is longer than 64 characters"))
+		return false
+	}
+	p := s.participant()
+	if m.Type != TypeJoin && m.Type != TypePing && p == nil {
+		if isRequest(m.Type) {
+			s.reply(errMsg(m.ID, CodeNotJoined, "send join first"))
+			return false
+		}
+	}
+	switch m.Type {
+	case TypeJoin:
+		if p != nil {
+			s.reply(errMsg(m.ID, CodeAlreadyJoined, "this socket has already joined"))
+			return false
+		}
+		s.join(m)
+	case TypeOffer:
+		if m.PC != string(sfu.PCPublish) {
+			s.reply(errMsg(m.ID, CodeBadRequest, `offers are sent on pc "publish" only`))
+			return false
+		}
+		answer, err := p.HandleOffer(m.SDP)
+		if err != nil {
+			s.reply(errMsg(m.ID, sfuCode(err), err.Error()))
+			return false
+		}
+		s.reply(Message{Type: TypeAnswer, ID: m.ID, PC: string(sfu.PCPublish), SDP: answer})
+	case TypeAnswer:
+		if m.PC != string(sfu.PCSubscribe) {
+			s.reply(errMsg(m.ID, CodeBadRequest, `answers are sent on pc "subscribe" only`))
+			return false
+		}
+		if err := p.HandleAnswer(m.SDP); err != nil {
+			s.reply(errMsg(m.ID, sfuCode(err), err.Error()))
+			return false
+		}
+		s.reply(Message{Type: TypeAck, ID: m.ID})
+	case TypeCandidate:
+		pc := sfu.PC(m.PC)
+		if (pc != sfu.PCPublish && pc != sfu.PCSubscribe) || m.Candidate == nil {
+			s.reply(errMsg(m.ID, CodeBadRequest, `candidate needs pc ("publish" or "subscribe") and a candidate object`))
+			return false
+		}
+		if err := p.AddCandidate(pc, *m.Candidate); err != nil {
+			s.reply(errMsg(m.ID, sfuCode(err), err.Error()))
+			return false
+		}
+		s.reply(Message{Type: TypeAck, ID: m.ID})
+	case TypeMedia:
+		if m.Audio == nil && m.Video == nil {
+			s.reply(errMsg(m.ID, CodeBadRequest, "media needs audio or video"))
+			return false
+		}
+		if m.Path != "" && m.Path != PathPrenegotiated && m.Path != PathRenegotiate {
+			s.reply(errMsg(m.ID, CodeBadRequest, fmt.Sprintf("path must be %q or %q", PathPrenegotiated, PathRenegotiate)))
+			return false
+		}
+		p.SetMedia(m.Audio, m.Video, m.Path)
+		s.reply(Message{Type: TypeAck, ID: m.ID})
+	case TypePing:
+		s.reply(Message{Type: TypePong, ID: m.ID})
+	case TypeLeave:
+		s.reply(Message{Type: TypeAck, ID: m.ID})
+		s.mu.Lock()
+		s.p = nil
+		s.mu.Unlock()
+		p.Leave()
+		s.push(Message{Type: TypeBye, Reason: "left"}, true)
+		return true
+	default:
+		s.reply(errMsg(m.ID, CodeUnknownType, fmt.Sprintf("unknown message type %q", m.Type)))
+	}
+	return false
+}
+
+func isRequest(t string) bool {
+	switch t {
+	case TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing:
+		return true
+	}
+	return false
+}
+
+func (s *session) join(m Message) {
+	refuse := func(code, text string) {
+		if h := s.srv.Hooks.Refused; h != nil {
+			h(code)
+		}
+		s.reply(errMsg(m.ID, code, text))
+	}
+	g, err := s.srv.Verifier.VerifyJoin(m.Token)
+	if err != nil {
+		refuse(tokenCode(err), err.Error())
+		return
+	}
+	if m.Consultation != "" && m.Consultation != g.Consultation {
+		if !token.ValidID(m.Consultation) {
+			refuse(CodeBadID, "consultation id must match ^[A-Za-z0-9_-]{1,64}$")
+			return
+		}
+		refuse(CodeWrongConsultation, "this token is for another consultation")
+		return
+	}
+	b := sfu.Binding{Consultation: g.Consultation, Patient: g.Patient, Record: g.Record}
+	p, err := s.srv.SFU.Join(b, sfu.PeerInfo{ID: g.Participant, Role: g.Role}, s)
+	switch {
+	case errors.Is(err, sfu.ErrBindingMismatch):
+		// Audited: someone holds a valid token that contradicts the binding.
+		s.srv.log().Warn("audit: join refused, binding mismatch",
+			"audit", true, "consultation", g.Consultation, "participant", g.Participant, "role", g.Role)
+		refuse(CodeBindingMismatch, "this consultation is bound to another patient or recording setting")
+		return
+	case errors.Is(err, sfu.ErrFull):
+		refuse(CodeConsultationFull, "the consultation has reached its participant limit")
+		return
+	case errors.Is(err, sfu.ErrClosed):
+		refuse(CodeUnavailable, "the server is shutting down")
+		return
+	case err != nil:
+		s.srv.log().Error("join failed", "consultation", g.Consultation, "err", err)
+		refuse(CodeInternal, "could not join; try again")
+		return
+	}
+	if h := s.srv.Hooks.Joined; h != nil {
+		h()
+	}
+	peers := p.Peers()
+	reply := Message{
+		Type: TypeJoined, ID: m.ID, Consultation: g.Consultation,
+		Participant: &Peer{ID: g.Participant, Role: g.Role},
+		Recording:   &g.Record, Participants: make([]Peer, 0, len(peers)),
+	}
+	for _, q := range peers {
+		reply.Participants = append(reply.Participants, Peer{ID: q.ID, Role: q.Role, Audio: q.Audio, Video: q.Video})
+	}
+	s.mu.Lock()
+	s.p = p
+	s.enqueue(reply, false)
+	s.ready = true
+	for _, h := range s.held {
+		s.enqueue(h, false)
+	}
+	s.held = nil
+	s.mu.Unlock()
+	s.srv.log().Info("joined", "consultation", g.Consultation, "participant", g.Participant, "role", g.Role)
+}
+
+func tokenCode(err error) string {
+	switch {
+	case errors.Is(err, token.ErrMissing):
+		return CodeTokenMissing
+	case errors.Is(err, token.ErrExpired):
+		return CodeTokenExpired
+	case errors.Is(err, token.ErrBadID):
+		return CodeBadID
+	case errors.Is(err, token.ErrRole):
+		return CodeForbidden
+	}
+	return CodeTokenInvalid
+}
+
+func sfuCode(err error) string {
+	switch {
+	case errors.Is(err, sfu.ErrBadSDP):
+		return CodeBadSDP
+	case errors.Is(err, sfu.ErrBadCandidate):
+		return CodeBadCandidate
+	case errors.Is(err, sfu.ErrNoOffer):
+		return CodeBadRequest
+	}
+	return CodeInternal
+}

@@ -1,0 +1,96 @@
+// Package signaling is medcall's WebSocket protocol (signaling/PROTOCOL.md):
+// it admits participants with join tokens and relays SDP, ICE candidates and
+// media notices between their clients and the SFU.
+package signaling
+
+import "github.com/pion/webrtc/v4"
+
+// Version is the protocol version served at /v1/signal.
+const Version = 1
+
+// Message is every protocol message, in both directions. Fields not used by a
+// message type are omitted. PROTOCOL.md is the reference; a test keeps the two
+// in step.
+type Message struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+
+	// join
+	Token        string `json:"token,omitempty"`
+	Consultation string `json:"consultation,omitempty"`
+
+	// offer, answer, candidate
+	PC        string                   `json:"pc,omitempty"`
+	SDP       string                   `json:"sdp,omitempty"`
+	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"`
+
+	// media
+	Audio *bool  `json:"audio,omitempty"`
+	Video *bool  `json:"video,omitempty"`
+	Path  string `json:"path,omitempty"`
+
+	// joined, participant
+	Participant  *Peer  `json:"participant,omitempty"`
+	Participants []Peer `json:"participants,omitempty"`
+	Recording    *bool  `json:"recording,omitempty"`
+	Event        string `json:"event,omitempty"`
+
+	// bye, error
+	Reason  string `json:"reason,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Peer describes a participant to the others.
+type Peer struct {
+	ID    string `json:"id"`
+	Role  string `json:"role"`
+	Audio bool   `json:"audio"`
+	Video bool   `json:"video"`
+}
+
+// Message types.
+const (
+	TypeJoin        = "join"
+	TypeJoined      = "joined"
+	TypeOffer       = "offer"
+	TypeAnswer      = "answer"
+	TypeCandidate   = "candidate"
+	TypeMedia       = "media"
+	TypeLeave       = "leave"
+	TypePing        = "ping"
+	TypePong        = "pong"
+	TypeAck         = "ack"
+	TypeParticipant = "participant"
+	TypeBye         = "bye"
+	TypeError       = "error"
+)
+
+// Error codes sent in error messages.
+const (
+	CodeBadMessage        = "bad_message"        // not JSON, or a field has the wrong type
+	CodeUnknownType       = "unknown_type"       // type is not a client request
+	CodeTooLarge          = "too_large"          // message over the size limit
+	CodeRateLimited       = "rate_limited"       // too many messages per second
+	CodeNotJoined         = "not_joined"         // a request before join succeeded
+	CodeAlreadyJoined     = "already_joined"     // a second join on one socket
+	CodeTokenMissing      = "token_missing"      // join without a token
+	CodeTokenInvalid      = "token_invalid"      // signature, algorithm, key, aud or claims wrong
+	CodeTokenExpired      = "token_expired"      // exp passed (or nbf not reached)
+	CodeBadID             = "bad_id"             // an id does not match ^[A-Za-z0-9_-]{1,64}$
+	CodeForbidden         = "forbidden"          // role rule broken (a patient's sub must equal pid)
+	CodeWrongConsultation = "wrong_consultation" // join names a consultation its token is not for
+	CodeBindingMismatch   = "binding_mismatch"   // cid already bound to another pid or rec
+	CodeConsultationFull  = "consultation_full"  // participant limit reached
+	CodeBadSDP            = "bad_sdp"            // SDP unparseable or not acceptable
+	CodeBadCandidate      = "bad_candidate"      // ICE candidate refused
+	CodeBadRequest        = "bad_request"        // a required field is missing or out of range
+	CodeUnavailable       = "unavailable"        // the server is shutting down
+	CodeInternal          = "internal"           // a server fault; retry later
+)
+
+// Upgrade paths named in media notices.
+const (
+	PathPrenegotiated = "prenegotiated"
+	PathRenegotiate   = "renegotiate"
+)
