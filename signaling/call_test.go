@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/medcall/medcall/sfu"
+	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/client"
 )
 
@@ -22,5 +23,118 @@ func TestAudioFlowsBothWays(t *testing.T) {
 	}
 	if _, err := pat.WaitReceived(ctx, "d1", "audio", atLeast(100)); err != nil {
 		t.Fatalf("patient got no clinician audio: %v", err)
+	}
+}
+
+func hasKeyframe(s client.TrackStats) bool { return s.Keyframes > 0 }
+
+func TestUpgradeByRenegotiation(t *testing.T) {
+	e := newEnv(t, sfu.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	pat := e.dial(ctx, e.patient("p1", "c1"), false)
+	doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), false)
+	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pat.Upgrade(ctx, signaling.PathRenegotiate); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	st, err := doc.WaitReceived(ctx, "p1", "video", hasKeyframe)
+	if err != nil {
+		t.Fatalf("clinician got no patient keyframe: %v", err)
+	}
+	if st.FirstPacket.IsZero() || st.FirstKeyframe.IsZero() {
+		t.Fatalf("stats incomplete: %+v", st)
+	}
+	if _, err := doc.WaitEvent(ctx, mediaEvent("p1", true)); err != nil {
+		t.Fatalf("no media event: %v", err)
+	}
+	// Audio kept flowing through the renegotiation.
+	before := doc.Received("p1", "audio").Packets
+	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(before+25)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUpgradePrenegotiatedNeedsNoSDP(t *testing.T) {
+	e := newEnv(t, sfu.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	pat := e.dial(ctx, e.patient("p1", "c1"), true)
+	doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), true)
+	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(20)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pat.WaitReceived(ctx, "d1", "audio", atLeast(20)); err != nil {
+		t.Fatal(err)
+	}
+	// Let the subscribe negotiations that follow the joins settle.
+	time.Sleep(300 * time.Millisecond)
+	patSDP, docSDP := pat.SDPCount(), doc.SDPCount()
+	if err := pat.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	if _, err := doc.WaitReceived(ctx, "p1", "video", hasKeyframe); err != nil {
+		t.Fatalf("clinician got no patient keyframe: %v", err)
+	}
+	if _, err := doc.WaitReceived(ctx, "p1", "video", atLeast(30)); err != nil {
+		t.Fatal(err)
+	}
+	if got := pat.SDPCount(); got != patSDP {
+		t.Errorf("patient exchanged %d SDP messages during the upgrade, want 0", got-patSDP)
+	}
+	if got := doc.SDPCount(); got != docSDP {
+		t.Errorf("clinician exchanged %d SDP messages during the upgrade, want 0", got-docSDP)
+	}
+}
+
+func mediaEvent(id string, video bool) func(signaling.Message) bool {
+	return func(m signaling.Message) bool {
+		return m.Type == signaling.TypeParticipant && m.Event == "media" && m.Participant != nil &&
+			m.Participant.ID == id && m.Participant.Video == video
+	}
+}
+
+func TestDowngradeStopsVideoAudioContinues(t *testing.T) {
+	for _, path := range []string{signaling.PathPrenegotiated, signaling.PathRenegotiate} {
+		t.Run(path, func(t *testing.T) {
+			e := newEnv(t, sfu.Config{})
+			ctx := ctxT(t, 40*time.Second)
+			pat := e.dial(ctx, e.patient("p1", "c1"), path == signaling.PathPrenegotiated)
+			doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), true)
+			if err := pat.Upgrade(ctx, path); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := doc.WaitReceived(ctx, "p1", "video", atLeast(30)); err != nil {
+				t.Fatal(err)
+			}
+			if err := pat.Downgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := doc.WaitEvent(ctx, mediaEvent("p1", false)); err != nil {
+				t.Fatalf("no downgrade event: %v", err)
+			}
+			// Packets in flight at the notice may still land; after that, nothing.
+			time.Sleep(200 * time.Millisecond)
+			v0, a0 := doc.Received("p1", "video").Packets, doc.Received("p1", "audio").Packets
+			time.Sleep(time.Second)
+			v1, a1 := doc.Received("p1", "video").Packets, doc.Received("p1", "audio").Packets
+			if v1 != v0 {
+				t.Errorf("video still forwarded after downgrade: %d packets in 1s", v1-v0)
+			}
+			if a1-a0 < 35 {
+				t.Errorf("audio slowed after downgrade: %d packets in 1s, want ~50", a1-a0)
+			}
+			// Re-upgrade by the fast path resumes video with a fresh keyframe.
+			k0 := doc.Received("p1", "video").Keyframes
+			if err := pat.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := doc.WaitReceived(ctx, "p1", "video", func(s client.TrackStats) bool { return s.Keyframes > k0 }); err != nil {
+				t.Fatalf("no keyframe after re-upgrade: %v", err)
+			}
+			if _, err := doc.WaitEvent(ctx, mediaEvent("p1", true)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

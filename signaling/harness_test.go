@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -78,7 +79,10 @@ func newEnv(t *testing.T, cfg sfu.Config) *env {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // claims builds join claims valid for an hour.
 func claims(sub, role, cid, pid string, rec bool) token.Claims {
@@ -120,3 +124,5 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func asProtocolError(err error, pe **client.ProtocolError) bool { return errors.As(err, pe) }
