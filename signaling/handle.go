@@ -88,9 +88,10 @@ func (s *session) handle(m Message) bool {
 }
 
 func isRequest(t string) bool {
-	switch t {
-	case TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing:
-		return true
+	for _, r := range ClientRequests {
+		if r == t {
+			return true
+		}
 	}
 	return false
 }

@@ -94,3 +94,17 @@ const (
 	PathPrenegotiated = "prenegotiated"
 	PathRenegotiate   = "renegotiate"
 )
+
+// ClientRequests are the message types a client may send.
+var ClientRequests = []string{TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing}
+
+// ServerMessages are the message types the server sends.
+var ServerMessages = []string{TypeJoined, TypeAnswer, TypeAck, TypePong, TypeError, TypeOffer, TypeCandidate, TypeParticipant, TypeBye}
+
+// ErrorCodes are every code an error message may carry.
+var ErrorCodes = []string{
+	CodeBadMessage, CodeUnknownType, CodeTooLarge, CodeRateLimited, CodeNotJoined,
+	CodeAlreadyJoined, CodeTokenMissing, CodeTokenInvalid, CodeTokenExpired, CodeBadID,
+	CodeForbidden, CodeWrongConsultation, CodeBindingMismatch, CodeConsultationFull,
+	CodeBadSDP, CodeBadCandidate, CodeBadRequest, CodeUnavailable, CodeInternal,
+}
