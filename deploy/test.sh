@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs medcall's whole test suite, installing what it needs first:
+#   ffmpeg/ffprobe and Chromium (Debian packages), a MinIO server (built from
+#   source with go install, cached), and the npm packages of the browser test.
+# Usage: bash deploy/test.sh [extra go test flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '== %s\n' "$*" >&2; }
+
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -f deploy/minio.sh ]; then
+  say "MinIO server (built once, then cached)"
+  MEDCALL_MINIO_BIN="$(bash deploy/minio.sh)"
+  export MEDCALL_MINIO_BIN
+fi
+
+if [ -f signaling/web/e2e/package-lock.json ]; then
+  say "npm packages for the browser test"
+  (cd signaling/web/e2e && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+say "gofmt"
+unformatted="$(gofmt -l cmd sfu signaling recorder bench 2>/dev/null || true)"
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+say "go vet"
+go vet ./...
+say "go test -race"
+go test -race -count=1 -timeout 40m "$@" ./...
