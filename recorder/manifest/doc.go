@@ -1,0 +1,45 @@
+// Package manifest signs and verifies recording manifests: a DSSE envelope
+// (payloadType "application/vnd.in-toto+json") around an in-toto Statement
+// v1 whose single subject is the recording's WebM object key with its
+// SHA-256, and whose predicate (type "urn:medcall:recording:v1") describes
+// the recording.
+//
+// # Predicate urn:medcall:recording:v1
+//
+// All times are RFC 3339 UTC; offsets are milliseconds from "started".
+//
+//	consultation      consultation id (cid) from the server-side binding
+//	patient           patient id (pid) the consultation belongs to
+//	recording_id      recording id (rid), a UUID
+//	started, ended    wall-clock start and end of the recording
+//	size_bytes        length of the WebM object
+//	participants      [{id, role (patient|clinician|guest), joined, left}]
+//	tracks            [{number (WebM track number, from 1), participant,
+//	                    kind (audio|video), codec (opus|vp8|vp9),
+//	                    first_ms, last_ms (offsets of the first and last
+//	                    frame), frames}]
+//	events            [{type (joined|left|upgrade|downgrade), participant,
+//	                    offset_ms, path (upgrade only: renegotiation|
+//	                    prenegotiated)}]
+//	recorder_version  version of the medcall binary that wrote the file
+//	key_id            id of the signing key; inside the signed payload
+//	                  because DSSE's own keyid field is not signed
+//	signed_at         when the manifest was signed; must fall inside the
+//	                  key's validity window for the manifest to verify
+//	recovered         true when the file was finalized from an orphaned
+//	                  spool after a crash rather than by a clean end
+//
+// The subject name must equal the key that store.RecordingKeys builds from
+// patient, consultation and recording_id, so a manifest cannot vouch for an
+// object under another patient's prefix. A failed recording is never
+// signed: there is no "failed" state a manifest could claim.
+//
+// # Keys
+//
+// A KeySet holds Ed25519 keys, each with an id and a validity window
+// [not_before, not_after). Signing uses the newest key valid now; a
+// manifest verifies with the key its key_id names as long as that key is
+// still in the set and signed_at lies in its window, so keys rotate by
+// adding a new key before the old one's not_after, and an old key is
+// revoked by removing it from the set.
+package manifest
