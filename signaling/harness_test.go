@@ -29,7 +29,7 @@ const (
 // env is a real server (SFU + signaling) on loopback with an EdDSA key and an
 // HS256 key.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	keys *token.KeySet
 	sfu  *sfu.SFU
 	sig  *signaling.Server
@@ -38,7 +38,7 @@ type env struct {
 	tap  *testTapFactory
 }
 
-func newEnv(t *testing.T, cfg sfu.Config) *env {
+func newEnv(t testing.TB, cfg sfu.Config) *env {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -77,7 +77,7 @@ func newEnv(t *testing.T, cfg sfu.Config) *env {
 	return e
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
@@ -119,7 +119,7 @@ func (e *env) dial(ctx context.Context, tok string, prenegotiate bool) *client.C
 	return c
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -19,7 +19,7 @@ import (
 
 // raw is a bare WebSocket for sending what no well-behaved client would.
 type raw struct {
-	t    *testing.T
+	t    testing.TB
 	conn *websocket.Conn
 }
 

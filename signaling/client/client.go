@@ -68,13 +68,14 @@ type Client struct {
 	upMu                   sync.Mutex // serialises Upgrade/Downgrade
 	videoAdded, videoBound bool
 
-	mu       sync.Mutex
-	recv     map[string]*recvStats
-	events   []signaling.Message
-	evChange chan struct{}
-	sdp      int // offers and answers exchanged after join
-	cands    map[sfu.PC][]webrtc.ICECandidateInit
-	closed   bool
+	mu          sync.Mutex
+	recv        map[string]*recvStats
+	events      []signaling.Message
+	evChange    chan struct{}
+	sdp         int // offers and answers exchanged after join
+	cands       map[sfu.PC][]webrtc.ICECandidateInit
+	serverCands []string
+	closed      bool
 }
 
 // Dial connects, joins and publishes audio. It returns a *ProtocolError when

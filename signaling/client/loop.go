@@ -63,6 +63,9 @@ func (c *Client) serverLoop() {
 		case m := <-c.server:
 			if m.Type == signaling.TypeCandidate {
 				if m.Candidate != nil {
+					c.mu.Lock()
+					c.serverCands = append(c.serverCands, m.Candidate.Candidate)
+					c.mu.Unlock()
 					c.addCandidate(sfu.PC(m.PC), *m.Candidate)
 				}
 				continue
@@ -138,6 +141,13 @@ func (c *Client) countSDP() {
 	c.mu.Lock()
 	c.sdp++
 	c.mu.Unlock()
+}
+
+// ServerCandidates returns the ICE candidates the server has sent.
+func (c *Client) ServerCandidates() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.serverCands...)
 }
 
 // SDPCount is the number of offers and answers this client has sent or
