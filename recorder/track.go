@@ -1,0 +1,139 @@
+package recorder
+
+import (
+	"time"
+
+	"github.com/medcall/medcall/sfu"
+)
+
+// Reordering limits: a missing packet is given up once this many newer
+// packets, or this much arrival time, have gone by.
+const (
+	reorderMaxLate = 64
+	reorderMaxWait = 200 * time.Millisecond
+	// keyframeRetry spaces keyframe requests while a video track waits for one.
+	keyframeRetry = 500 * time.Millisecond
+)
+
+// track is one published track being recorded: its queue, and the goroutine
+// that reorders, depacketizes and timestamps its frames into the spool.
+type track struct {
+	rec     *recording
+	info    sfu.TrackInfo
+	codec   codec
+	q       *queue
+	clock   *trackClock
+	seq     unwrap16
+	reorder reorderBuffer
+	dep     *depacketizer
+	done    chan struct{}
+	id      uint16 // spool track id
+
+	// Owned by the track goroutine.
+	declared   bool // this track object has made sure its id is declared
+	lastMS     int64
+	haveLast   bool
+	now        time.Time // arrival time of the packet being handled
+	lastKeyReq time.Time
+	frames     uint64
+	lostPkts   uint64
+	emitFn     func(*item)
+	lostFn     func(int64)
+}
+
+func newTrack(rec *recording, info sfu.TrackInfo, c codec, q *queue) *track {
+	t := &track{
+		rec:     rec,
+		info:    info,
+		codec:   c,
+		q:       q,
+		clock:   newTrackClock(info.ClockRate),
+		reorder: reorderBuffer{maxLate: reorderMaxLate, maxWait: reorderMaxWait},
+		dep:     newDepacketizer(c),
+		done:    make(chan struct{}),
+	}
+	t.emitFn, t.lostFn = t.emit, t.lost
+	return t
+}
+
+// run is the track goroutine. It ends when the queue is closed and drained.
+func (t *track) run() {
+	defer close(t.done)
+	for {
+		select {
+		case it := <-t.q.ch:
+			t.handle(it)
+		case <-t.q.done:
+			for {
+				select {
+				case it := <-t.q.ch:
+					t.handle(it)
+				default:
+					t.reorder.flush(t.emitFn, t.lostFn)
+					return
+				}
+			}
+		}
+	}
+}
+
+func (t *track) handle(it item) {
+	t.now = it.arrival
+	if it.sr {
+		t.clock.senderReport(it.srNTP, it.srRTP, it.srOffset)
+		return
+	}
+	it.extTS = t.clock.packet(it.ts, it.arrival)
+	if !t.reorder.push(t.seq.unwrap(it.seq), it, t.emitFn, t.lostFn) {
+		it.release()
+	}
+}
+
+// emit takes the next in-order packet.
+func (t *track) emit(it *item) {
+	if f, ok := t.dep.push(it.extTS, it.marker, it.payload()); ok {
+		t.write(f) // before release: an Opus frame aliases the payload
+	}
+	it.release()
+	t.maybeRequestKeyframe()
+}
+
+// lost is told that n packets will never come.
+func (t *track) lost(n int64) {
+	t.lostPkts += uint64(n)
+	t.dep.lost()
+	t.maybeRequestKeyframe()
+}
+
+func (t *track) maybeRequestKeyframe() {
+	if !t.dep.needKey || t.info.RequestKeyframe == nil {
+		return
+	}
+	if !t.lastKeyReq.IsZero() && t.now.Sub(t.lastKeyReq) < keyframeRetry {
+		return
+	}
+	t.lastKeyReq = t.now
+	t.info.RequestKeyframe()
+}
+
+// write puts a frame on the recording's timeline and into the spool.
+func (t *track) write(f assembled) {
+	ms := floorDiv(t.clock.wall(f.extTS)-t.rec.startNanos, 1e6)
+	// A new sender report may move the mapping by a few ms; a track's frames
+	// still have strictly increasing timestamps.
+	if t.haveLast && ms <= t.lastMS {
+		ms = t.lastMS + 1
+	}
+	t.lastMS, t.haveLast = ms, true
+	if t.rec.writeFrame(t, ms, f) {
+		t.frames++
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
