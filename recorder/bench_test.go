@@ -42,7 +42,7 @@ func BenchmarkRecorderWriteRTP(b *testing.B) {
 				if mode != "writeRTP" {
 					queue = b.N + 1 // nothing dropped: every packet goes all the way
 				}
-				r, err := New(Options{SpoolDir: b.TempDir(), DataDir: b.TempDir(), QueueSize: queue, Logger: discardLogger()})
+				r, err := New(Options{SpoolDir: b.TempDir(), Publisher: LocalPublisher{Dir: b.TempDir()}, QueueSize: queue, Logger: discardLogger()})
 				if err != nil {
 					b.Fatal(err)
 				}

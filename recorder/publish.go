@@ -2,12 +2,9 @@ package recorder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"time"
 )
@@ -61,74 +58,17 @@ type EventSummary struct {
 	Path        string    `json:"path,omitempty"`
 }
 
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ErrBadID means a patient, consultation or recording id is not a safe path element.
+var ErrBadID = errors.New("id must match ^[A-Za-z0-9_-]{1,64}$")
+
 // Publisher takes a finished recording. For a successful recording webmPath
 // names the finished file, which the publisher moves or copies away; for a
 // failed one (rec.Failed) webmPath is empty and the publisher records the
 // failure without ever presenting the recording as complete.
 type Publisher interface {
 	Publish(ctx context.Context, rec *Recording, webmPath string) error
-}
-
-// LocalPublisher is the default Publisher: it moves the file to
-// {Dir}/objects/patients/{pid}/consultations/{cid}/{rid}.webm and writes a
-// plain JSON sidecar {rid}.recording.json beside it. A failed recording gets
-// the sidecar only, with "failed": true.
-type LocalPublisher struct {
-	Dir string
-}
-
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// ErrBadID means a patient, consultation or recording id is not a safe path element.
-var ErrBadID = errors.New("id must match ^[A-Za-z0-9_-]{1,64}$")
-
-// ObjectPrefix returns the object key prefix of a consultation's recordings.
-func ObjectPrefix(patient, consultation string) (string, error) {
-	for _, id := range []string{patient, consultation} {
-		if !idPattern.MatchString(id) {
-			return "", fmt.Errorf("%q: %w", id, ErrBadID)
-		}
-	}
-	return "patients/" + patient + "/consultations/" + consultation + "/", nil
-}
-
-type sidecar struct {
-	*Recording
-	Error  string `json:"error,omitempty"`
-	Object string `json:"object,omitempty"`
-}
-
-// Publish implements Publisher.
-func (p LocalPublisher) Publish(ctx context.Context, rec *Recording, webmPath string) error {
-	prefix, err := ObjectPrefix(rec.Patient, rec.Consultation)
-	if err != nil {
-		return err
-	}
-	if !idPattern.MatchString(rec.ID) {
-		return fmt.Errorf("recording %q: %w", rec.ID, ErrBadID)
-	}
-	dir := filepath.Join(p.Dir, "objects", filepath.FromSlash(prefix))
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	sc := sidecar{Recording: rec}
-	if rec.Err != nil {
-		sc.Error = rec.Err.Error()
-	}
-	if !rec.Failed {
-		if webmPath == "" {
-			return errors.New("publish: no file for a successful recording")
-		}
-		sc.Object = prefix + rec.ID + ".webm"
-		if err := moveFile(ctx, webmPath, filepath.Join(dir, rec.ID+".webm")); err != nil {
-			return err
-		}
-	}
-	b, err := json.MarshalIndent(sc, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileSync(filepath.Join(dir, rec.ID+".recording.json"), b)
 }
 
 // moveFile renames src to dst, copying when they are on different file systems.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/medcall/medcall/recorder/store"
 	"github.com/medcall/medcall/sfu"
 )
 
@@ -27,10 +28,7 @@ import (
 type Options struct {
 	// SpoolDir holds spools of recordings in progress. Required.
 	SpoolDir string
-	// DataDir is where the default LocalPublisher puts finished recordings
-	// when Publisher is nil.
-	DataDir string
-	// Publisher takes finished recordings. Default: LocalPublisher{DataDir}.
+	// Publisher takes finished recordings (in the server, an Uploader). Required.
 	Publisher Publisher
 	// SyncInterval bounds how much media a crash can lose. Default 1 s.
 	SyncInterval time.Duration
@@ -78,10 +76,7 @@ func New(opts Options) (*Recorder, error) {
 		return nil, ErrNoSpoolDir
 	}
 	if opts.Publisher == nil {
-		if opts.DataDir == "" {
-			return nil, errors.New("recorder: need a Publisher or a DataDir")
-		}
-		opts.Publisher = LocalPublisher{Dir: opts.DataDir}
+		return nil, errors.New("recorder: need a Publisher")
 	}
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = time.Second
@@ -147,7 +142,7 @@ func (r *Recorder) Open(b sfu.Binding) sfu.Tap {
 	}
 	rid := id.String()
 	started := r.opts.Clock()
-	if _, err := ObjectPrefix(b.Patient, b.Consultation); err != nil {
+	if _, _, err := store.RecordingKeys(b.Patient, b.Consultation, rid); err != nil {
 		r.log.Error("recording not started: bad binding", "recording", rid, "err", err)
 		r.failed.Add(1)
 		return nil

@@ -2,6 +2,8 @@
 //
 //	medcall serve    run the server (signaling, SFU, recorder)
 //	medcall token    mint a development token
+//	medcall verify   check a recording's signed manifest (and WebM)
+//	medcall recover  finalize and store recordings left by a crash
 package main
 
 import (
@@ -24,6 +26,8 @@ func commands() []command {
 	return []command{
 		{"serve", "Run the medcall server on its embedded defaults.", runServe},
 		{"token", "Mint a join or replay token from a local key (development and tests).", runToken},
+		{"verify", "Verify a recording's signed manifest and, given it, the WebM's digest.", runVerify},
+		{"recover", "Finalize and store recordings left behind by a crash.", runRecover},
 	}
 }
 

@@ -13,16 +13,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/medcall/medcall/recorder"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
 )
 
 type serveConfig struct {
-	addr, adminAddr, data, tokenKeys, logLevel, logFormat, origins string
-	udpPort, maxParticipants, maxMessage                           int
-	rate                                                           float64
-	shutdownTimeout                                                time.Duration
+	recordConfig
+	addr, adminAddr, tokenKeys, logLevel, logFormat, origins string
+	udpPort, maxParticipants, maxMessage                     int
+	rate                                                     float64
+	shutdownTimeout                                          time.Duration
 }
 
 func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
@@ -30,7 +32,8 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs := newFlagSet("serve", "Run the medcall server: signaling and media on --addr, metrics and health on --admin-addr.", stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "HTTP and WebSocket listen address")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:9090", "admin listen address (/healthz, /readyz, /metrics)")
-	fs.StringVar(&c.data, "data", "./medcall-data", "data directory (keys, spool, local objects)")
+	fs.StringVar(&c.data, "data", "./medcall-data", "data directory (keys, spool, outbox, local objects)")
+	c.recordConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
@@ -99,16 +102,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ln.Close()
 		return fmt.Errorf("listen %s: %w", cfg.adminAddr, err)
 	}
+	closeListeners := func() { ln.Close(); adminLn.Close() }
+	rec, err := openRecording(ctx, &cfg.recordConfig, log, recorder.UploadObserver{})
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	rec.recoverSpools(ctx, log)
+	upCtx, stopUploads := context.WithCancel(context.Background())
+	defer stopUploads()
+	uploadsDone := make(chan struct{})
+	go func() {
+		defer close(uploadsDone)
+		rec.uploader.Run(upCtx)
+	}()
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	s, err := sfu.New(sfu.Config{
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
+		Taps:            rec.recorder.Open,
 		Logger:          log,
 	})
 	if err != nil {
-		ln.Close()
-		adminLn.Close()
+		closeListeners()
 		return err
 	}
 	sig := &signaling.Server{
@@ -158,6 +175,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("signaling shutdown incomplete", "err", err)
 	}
 	_ = httpSrv.Shutdown(sctx)
+	if err := rec.drain(sctx); err != nil {
+		log.Warn("recordings not all stored before shutdown", "err", err)
+	}
+	stopUploads()
+	<-uploadsDone
 	_ = adminSrv.Shutdown(sctx)
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr

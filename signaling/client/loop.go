@@ -70,7 +70,7 @@ func (c *Client) serverLoop() {
 				}
 				continue
 			}
-			if err := c.answerSubscribe(m.SDP); err != nil {
+			if err := c.answerSubscribe(m.SDP); err != nil && c.ctx.Err() == nil {
 				c.log.Warn("subscribe negotiation failed", "err", err)
 			}
 		}
