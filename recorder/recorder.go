@@ -47,6 +47,8 @@ type Stats struct {
 	Failed     uint64 // recordings that failed
 	Completed  uint64 // recordings published as complete
 	Recovered  uint64 // of those, finalized from an orphaned spool
+	Active     int    // recordings in progress
+	SpoolBytes int64  // bytes in the spool directory now
 }
 
 // Recorder records consultations. Its Open method is an sfu.TapFactory.
@@ -105,11 +107,24 @@ func New(opts Options) (*Recorder, error) {
 
 // Stats returns the recorder's counters.
 func (r *Recorder) Stats() Stats {
+	r.mu.Lock()
+	active := len(r.active)
+	r.mu.Unlock()
+	var spool int64
+	if entries, err := os.ReadDir(r.opts.SpoolDir); err == nil {
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+				spool += info.Size()
+			}
+		}
+	}
 	return Stats{
 		QueueDrops: r.queueDrops.Load(),
 		Failed:     r.failed.Load(),
 		Completed:  r.completed.Load(),
 		Recovered:  r.recovered.Load(),
+		Active:     active,
+		SpoolBytes: spool,
 	}
 }
 

@@ -16,8 +16,12 @@ type Metrics struct {
 	DroppedWriteError    atomic.Uint64 // subscriber transport refused the packet
 	PLISent, PLIReceived atomic.Uint64
 	FIRReceived          atomic.Uint64
-	NACKReceived         atomic.Uint64
+	NACKReceived         atomic.Uint64 // from subscribers (answered by pion's responder)
+	NACKSent             atomic.Uint64 // to publishers (from pion's generator)
 	TracksPublished      [2]atomic.Uint64
+	// OnUpgradeStart, if set, is called when a video upgrade begins (a notice,
+	// a re-offer adding video, or video RTP on a never-used transceiver).
+	OnUpgradeStart func(path string)
 	// OnUpgrade, if set, observes the time from an upgrade (the notice, or the
 	// first video RTP when no notice came first) to the first keyframe forwarded.
 	OnUpgrade func(path string, d time.Duration)

@@ -41,6 +41,8 @@ type Receiver struct {
 func newReceiver(owner *Participant, mid string, kind Kind, codec webrtc.RTPCodecCapability) *Receiver {
 	r := &Receiver{owner: owner, mid: mid, kind: kind, codec: codec}
 	r.setMime(codec.MimeType)
+	path := "prenegotiated"
+	r.upgradePath.Store(&path)
 	r.downs.Store(&[]*DownTrack{})
 	r.sinks.Store(&[]TrackSink{})
 	return r
@@ -120,12 +122,16 @@ func (r *Receiver) setMuted(muted bool, path string) {
 	}
 }
 
+// beginUpgrade starts timing an upgrade unless one is already being timed
+// (the re-offer and the notice of one renegotiated upgrade are one upgrade).
 func (r *Receiver) beginUpgrade(path string) {
-	if r.kind != KindVideo {
+	if r.kind != KindVideo || !r.upgradeAt.CompareAndSwap(0, time.Now().UnixNano()) {
 		return
 	}
 	r.upgradePath.Store(&path)
-	r.upgradeAt.Store(time.Now().UnixNano())
+	if f := r.owner.c.s.cfg.Metrics.OnUpgradeStart; f != nil {
+		f(path)
+	}
 }
 
 // start runs when the first RTP packet of this m-line arrives. It binds the

@@ -98,7 +98,7 @@ func New(cfg Config) (*SFU, error) {
 		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
 		se.SetICEUDPMux(s.udpMux)
 	}
-	m, ir, err := newMediaEngine()
+	m, ir, err := newMediaEngine(cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -109,12 +109,13 @@ func New(cfg Config) (*SFU, error) {
 // newMediaEngine registers the codecs medcall forwards (Opus, VP8, VP9; never
 // H.264, which cannot be recorded into WebM) and the standard interceptors:
 // NACK generator and responder, sender and receiver reports, TWCC.
-func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
+func newMediaEngine(metrics *Metrics) (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := RegisterCodecs(m); err != nil {
 		return nil, nil, err
 	}
 	ir := &interceptor.Registry{}
+	ir.Add(nackCounterFactory{m: metrics})
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, nil, fmt.Errorf("sfu: interceptors: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,7 +114,7 @@ func verifyCmd(t *testing.T, data, webm string) string {
 // ends in one WebM under the patient's prefix with a manifest that verifies.
 func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 	data := t.TempDir()
-	addr, _, stop := startServe(t, data)
+	addr, admin, stop := startServe(t, data)
 	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "c-1", "--rec")
 	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1", "--rec")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -135,6 +136,23 @@ func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
+	during := scrape(t, admin)
+	for series, min := range map[string]float64{
+		`medcall_consultations_active`:                                     1,
+		`medcall_participants_active`:                                      2,
+		`medcall_recordings_active`:                                        1,
+		`medcall_rtp_packets_forwarded_total{kind="audio"}`:                50,
+		`medcall_rtp_packets_forwarded_total{kind="video"}`:                20,
+		`medcall_joins_total{outcome="ok"}`:                                2,
+		`medcall_upgrades_total{outcome="completed",path="prenegotiated"}`: 1,
+		`medcall_upgrade_latency_seconds_count{path="prenegotiated"}`:      1,
+		`medcall_rtcp_plis_sent_total`:                                     1,
+		`medcall_spool_bytes`:                                              1,
+	} {
+		if during[series] < min {
+			t.Errorf("%s = %v during the call, want >= %v", series, during[series], min)
+		}
+	}
 	_ = pc.Leave(ctx)
 	_ = dc.Leave(ctx)
 	webms := waitRecordings(t, data, 1, 20*time.Second)
@@ -159,6 +177,16 @@ func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 		}
 	}
 	decodesClean(t, webms[0])
+	after := scrape(t, admin)
+	for series, want := range map[string]float64{
+		`medcall_consultations_active`: 0, `medcall_participants_active`: 0, `medcall_recordings_active`: 0,
+		`medcall_recordings_finalized_total`: 1, `medcall_manifests_signed_total`: 1, `medcall_uploads_pending`: 0,
+		`medcall_upload_duration_seconds_count`: 1,
+	} {
+		if after[series] != want {
+			t.Errorf("%s = %v after the call, want %v", series, after[series], want)
+		}
+	}
 	_ = stop()
 	// Tampering is caught by verify.
 	b, _ := os.ReadFile(webms[0])
@@ -260,4 +288,35 @@ func TestKill9ThenRestartRecovers(t *testing.T) {
 		t.Error("recovered file lost the video")
 	}
 	decodesClean(t, webms[0])
+}
+
+// scrape reads the admin /metrics page into series -> value, and checks no
+// label carries a participant, patient or consultation id.
+func scrape(t *testing.T, admin string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:i]
+		for _, id := range []string{"p-1", "d-1", "c-1"} {
+			if strings.Contains(series, `"`+id+`"`) {
+				t.Errorf("metric %s carries the id %s", series, id)
+			}
+		}
+		out[series] = v
+	}
+	return out
 }

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/medcall/medcall/recorder"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
@@ -103,7 +102,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen %s: %w", cfg.adminAddr, err)
 	}
 	closeListeners := func() { ln.Close(); adminLn.Close() }
-	rec, err := openRecording(ctx, &cfg.recordConfig, log, recorder.UploadObserver{})
+	met := newMetrics()
+	rec, err := openRecording(ctx, &cfg.recordConfig, log, met.uploadObserver())
 	if err != nil {
 		closeListeners()
 		return err
@@ -122,6 +122,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
 		Taps:            rec.recorder.Open,
+		Metrics:         met.sfu,
 		Logger:          log,
 	})
 	if err != nil {
@@ -133,7 +134,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Verifier: &token.Verifier{Keys: keys.Public()},
 		Limits:   signaling.Limits{MaxMessage: cfg.maxMessage, RatePerSec: cfg.rate, Burst: int(2 * cfg.rate)},
 		Logger:   log,
+		Hooks: signaling.Hooks{
+			Joined: func() { met.joins.WithLabelValues("ok").Inc() },
+			Refused: func(code string) {
+				met.joins.WithLabelValues(code).Inc()
+				if strings.HasPrefix(code, "token_") || code == signaling.CodeBadID || code == signaling.CodeForbidden {
+					met.tokensRefused.WithLabelValues(code).Inc()
+				}
+			},
+		},
 	}
+	met.watchSFU(s)
+	met.watchRecording(rec)
 	if cfg.origins != "" {
 		sig.OriginPatterns = strings.Split(cfg.origins, ",")
 	}
@@ -141,6 +153,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mux.Handle("GET /v1/signal", sig)
 	var ready atomic.Bool
 	admin := http.NewServeMux()
+	admin.Handle("GET /metrics", met.handler())
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {

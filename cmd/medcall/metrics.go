@@ -1,0 +1,133 @@
+package main
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/medcall/medcall/recorder"
+	"github.com/medcall/medcall/sfu"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics is every medcall_* series. Label sets are bounded: kinds, paths,
+// outcomes and reasons, never a participant or consultation.
+type metrics struct {
+	reg            *prometheus.Registry
+	sfu            *sfu.Metrics
+	joins          *prometheus.CounterVec
+	tokensRefused  *prometheus.CounterVec
+	upgrades       *prometheus.CounterVec
+	upgradeLatency *prometheus.HistogramVec
+	uploadDuration prometheus.Histogram
+	uploadFailures prometheus.Counter
+	manifests      prometheus.Counter
+	verifyFailures *prometheus.CounterVec
+	replay         *prometheus.CounterVec
+	audit          *prometheus.CounterVec
+}
+
+func counterFunc(reg *prometheus.Registry, name, help string, labels prometheus.Labels, f func() float64) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "medcall", Name: name, Help: help, ConstLabels: labels}, f))
+}
+
+func gaugeFunc(reg *prometheus.Registry, name, help string, f func() float64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "medcall", Name: name, Help: help}, f))
+}
+
+func u64(a *atomic.Uint64) func() float64 { return func() float64 { return float64(a.Load()) } }
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &metrics{reg: reg, sfu: &sfu.Metrics{}}
+	f := prometheus.WrapRegistererWithPrefix("medcall_", reg)
+	newCV := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		f.MustRegister(c)
+		return c
+	}
+	m.joins = newCV("joins_total", "Join attempts by outcome (ok, or the refusal's error code).", "outcome")
+	m.tokensRefused = newCV("tokens_refused_total", "Join tokens refused, by reason (error code).", "reason")
+	m.upgrades = newCV("upgrades_total", "Video upgrades by path and outcome (requested; completed = first keyframe forwarded).", "path", "outcome")
+	m.upgradeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "upgrade_latency_seconds",
+		Help:    "Time from an upgrade (notice, re-offer or first video RTP) to the first keyframe forwarded, by path.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"path"})
+	f.MustRegister(m.upgradeLatency)
+	m.uploadDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "upload_duration_seconds",
+		Help:    "Time from a finished recording to it and its manifest verified in the store.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+	})
+	f.MustRegister(m.uploadDuration)
+	m.uploadFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "upload_failures_total", Help: "Failed upload attempts (each is retried)."})
+	m.manifests = prometheus.NewCounter(prometheus.CounterOpts{Name: "manifests_signed_total", Help: "Recording manifests signed."})
+	f.MustRegister(m.uploadFailures, m.manifests)
+	m.verifyFailures = newCV("manifest_verification_failures_total", "Manifests or objects that failed verification at replay (an alert: the recording is hidden), by reason.", "reason")
+	m.replay = newCV("replay_requests_total", "Replay API requests by outcome.", "outcome")
+	m.audit = newCV("audit_events_total", "Audit log lines written, by action and outcome.", "action", "outcome")
+
+	s := m.sfu
+	for i, kind := range []string{"audio", "video"} {
+		k := prometheus.Labels{"kind": kind}
+		counterFunc(reg, "tracks_published_total", "Published tracks that started flowing, by kind.", k, u64(&s.TracksPublished[i]))
+		counterFunc(reg, "rtp_packets_received_total", "RTP packets received from publishers, by kind.", k, u64(&s.PacketsIn[i]))
+		counterFunc(reg, "rtp_bytes_received_total", "RTP bytes received from publishers, by kind.", k, u64(&s.BytesIn[i]))
+		counterFunc(reg, "rtp_packets_forwarded_total", "RTP packets forwarded to subscribers, by kind.", k, u64(&s.PacketsOut[i]))
+		counterFunc(reg, "rtp_bytes_forwarded_total", "RTP bytes forwarded to subscribers, by kind.", k, u64(&s.BytesOut[i]))
+	}
+	for reason, c := range map[string]*atomic.Uint64{
+		"garbage": &s.DroppedGarbage, "wait_keyframe": &s.DroppedWaitKeyframe,
+		"muted": &s.DroppedMuted, "write_error": &s.DroppedWriteError,
+	} {
+		counterFunc(reg, "packets_dropped_total", "Packets not forwarded, by reason.", prometheus.Labels{"reason": reason}, u64(c))
+	}
+	counterFunc(reg, "rtcp_nacks_sent_total", "NACKs sent to publishers.", nil, u64(&s.NACKSent))
+	counterFunc(reg, "rtcp_nacks_received_total", "NACKs received from subscribers.", nil, u64(&s.NACKReceived))
+	counterFunc(reg, "rtcp_plis_sent_total", "PLIs sent to publishers.", nil, u64(&s.PLISent))
+	counterFunc(reg, "rtcp_plis_received_total", "PLIs received from subscribers.", nil, u64(&s.PLIReceived))
+	counterFunc(reg, "rtcp_firs_received_total", "FIRs received from subscribers.", nil, u64(&s.FIRReceived))
+	s.OnUpgradeStart = func(path string) { m.upgrades.WithLabelValues(path, "requested").Inc() }
+	s.OnUpgrade = func(path string, d time.Duration) {
+		m.upgrades.WithLabelValues(path, "completed").Inc()
+		m.upgradeLatency.WithLabelValues(path).Observe(d.Seconds())
+	}
+	return m
+}
+
+// watchSFU adds the gauges read from the running SFU.
+func (m *metrics) watchSFU(s *sfu.SFU) {
+	gaugeFunc(m.reg, "consultations_active", "Consultations with at least one participant.", func() float64 { return float64(s.Stats().Consultations) })
+	gaugeFunc(m.reg, "participants_active", "Participants connected.", func() float64 { return float64(s.Stats().Participants) })
+}
+
+// watchRecording adds the recorder's and uploader's series.
+func (m *metrics) watchRecording(r *recording) {
+	st := func(f func(recorder.Stats) float64) func() float64 {
+		return func() float64 { return f(r.recorder.Stats()) }
+	}
+	gaugeFunc(m.reg, "recordings_active", "Recordings in progress.", st(func(s recorder.Stats) float64 { return float64(s.Active) }))
+	counterFunc(m.reg, "recordings_finalized_total", "Recordings finalized and handed to the uploader.", nil, st(func(s recorder.Stats) float64 { return float64(s.Completed) }))
+	counterFunc(m.reg, "recordings_failed_total", "Recordings that failed (never reported as complete).", nil, st(func(s recorder.Stats) float64 { return float64(s.Failed) }))
+	counterFunc(m.reg, "recordings_recovered_total", "Recordings finalized from an orphaned spool after a crash.", nil, st(func(s recorder.Stats) float64 { return float64(s.Recovered) }))
+	counterFunc(m.reg, "recorder_queue_overflows_total", "Packets dropped because a recorder track queue was full.", nil, st(func(s recorder.Stats) float64 { return float64(s.QueueDrops) }))
+	gaugeFunc(m.reg, "spool_bytes", "Bytes in the recording spool directory.", st(func(s recorder.Stats) float64 { return float64(s.SpoolBytes) }))
+	gaugeFunc(m.reg, "uploads_pending", "Finished recordings not yet safely stored.", func() float64 { return float64(r.uploader.Pending()) })
+}
+
+// uploadObserver feeds the upload series.
+func (m *metrics) uploadObserver() recorder.UploadObserver {
+	return recorder.UploadObserver{
+		Uploaded: func(d time.Duration) { m.uploadDuration.Observe(d.Seconds()) },
+		Failed:   m.uploadFailures.Inc,
+		Signed:   m.manifests.Inc,
+	}
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
