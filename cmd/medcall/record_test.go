@@ -187,11 +187,11 @@ func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 			t.Errorf("%s = %v after the call, want %v", series, after[series], want)
 		}
 	}
-	doc, _ := os.ReadFile("../../deploy/METRICS.md")
+	metricsDoc, _ := os.ReadFile("../../deploy/METRICS.md")
 	for series := range after {
 		name, _, _ := strings.Cut(series, "{")
 		name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
-		if strings.HasPrefix(name, "medcall_") && !strings.Contains(string(doc), "`"+name+"`") {
+		if strings.HasPrefix(name, "medcall_") && !strings.Contains(string(metricsDoc), "`"+name+"`") {
 			t.Errorf("%s is not documented in deploy/METRICS.md", name)
 		}
 	}
