@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,7 @@ type serveConfig struct {
 	udpPort, maxParticipants, maxMessage                     int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
+	pprof                                                    bool
 }
 
 func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
@@ -40,6 +42,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra browser origins allowed to open the socket (same origin is always allowed)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	return c, func(args []string) error { return parse(fs, args) }
@@ -154,6 +157,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var ready atomic.Bool
 	admin := http.NewServeMux()
 	admin.Handle("GET /metrics", met.handler())
+	if cfg.pprof {
+		admin.HandleFunc("/debug/pprof/", pprof.Index)
+		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
