@@ -78,8 +78,9 @@ type Client struct {
 	closed      bool
 }
 
-// Dial connects, joins and publishes audio. It returns a *ProtocolError when
-// the server refuses the join.
+// Dial connects, joins, negotiates the publish connection, waits until it is
+// connected and starts publishing audio. It returns a *ProtocolError when the
+// server refuses the join.
 func Dial(ctx context.Context, o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -168,8 +169,24 @@ func (c *Client) start(ctx context.Context) error {
 			c.drainRTCP(c.videoSender, c.video)
 		}
 	}
+	connected := make(chan struct{})
+	var once sync.Once
+	c.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
 	if err := c.negotiatePublish(ctx); err != nil {
 		return err
+	}
+	// Media starts once the transport is up, so every packet counted as sent
+	// was really sent; Dial returns connected.
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		return fmt.Errorf("client: publish connection not established: %w", ctx.Err())
+	case <-c.ctx.Done():
+		return errors.New("client: connection closed while connecting")
 	}
 	for _, p := range []*pump{c.audio, c.video} {
 		if p != nil {
