@@ -138,6 +138,10 @@ func (d *DownTrack) writeRTP(pkt *rtp.Packet, keyframe bool, m *Metrics) bool {
 	return true
 }
 
+// skip notes a packet this downtrack will not send, so the next one sent
+// closes the gap in sequence numbers. Forwarding goroutine only.
+func (d *DownTrack) skip() { d.dropping = d.started }
+
 // requestResync makes a video downtrack wait for the next keyframe.
 func (d *DownTrack) requestResync() {
 	if d.recv.kind == KindVideo {

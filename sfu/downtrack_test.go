@@ -45,7 +45,9 @@ func TestDownTrackSequence(t *testing.T) {
 	if send(8, false) {
 		t.Fatal("a late packet from before the resume was sent")
 	}
-	want := []uint16{65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3, 4}
+	d.skip() // 12 is a padding-only probe the receiver does not forward
+	send(13, false)
+	want := []uint16{65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3, 4, 5}
 	if len(w.seqs) != len(want) {
 		t.Fatalf("sent %v, want %v", w.seqs, want)
 	}

@@ -192,11 +192,15 @@ func (r *Receiver) forward(track *webrtc.TrackRemote) {
 		}
 		m.PacketsIn[ki].Add(1)
 		m.BytesIn[ki].Add(uint64(n))
-		if len(pkt.Payload) == 0 { // padding-only probe
-			continue
-		}
-		if r.muted.Load() {
-			m.DroppedMuted.Add(1)
+		if len(pkt.Payload) == 0 || r.muted.Load() {
+			// Padding-only probes are not forwarded, nor is media the publisher
+			// said is off; downtracks close the sequence gap this leaves.
+			if len(pkt.Payload) > 0 {
+				m.DroppedMuted.Add(1)
+			}
+			for _, d := range *r.downs.Load() {
+				d.skip()
+			}
 			continue
 		}
 		keyframe := r.kind == KindVideo && IsKeyframeStart(mime, &pkt)

@@ -315,6 +315,16 @@ func (c *Client) Downgrade(ctx context.Context) error {
 	return err
 }
 
+// StopSending pauses every media pump without telling the server, as a
+// client does just before leaving so that nothing is in flight when it goes.
+func (c *Client) StopSending() {
+	for _, p := range []*pump{c.audio, c.video} {
+		if p != nil {
+			p.setOn(false)
+		}
+	}
+}
+
 // Joined is the server's joined reply.
 func (c *Client) Joined() signaling.Message { return c.joined }
 
