@@ -17,6 +17,7 @@ import (
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
+	"github.com/medcall/medcall/signaling/web"
 )
 
 type serveConfig struct {
@@ -25,7 +26,7 @@ type serveConfig struct {
 	udpPort, maxParticipants, maxMessage                     int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
-	pprof                                                    bool
+	pprof, dev                                               bool
 }
 
 func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
@@ -42,6 +43,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra browser origins allowed to open the socket (same origin is always allowed)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -154,6 +156,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/signal", sig)
+	webOpts := web.Options{Dev: cfg.dev}
+	if cfg.dev {
+		webOpts.Mint = devMinter(keys)
+	}
+	mux.Handle("/", web.Handler(webOpts))
 	var ready atomic.Bool
 	admin := http.NewServeMux()
 	admin.Handle("GET /metrics", met.handler())
@@ -180,6 +187,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("medcall serving", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", cfg.data)
 	fmt.Fprintf(stdout, "medcall is serving on http://%s (signaling at ws://%s/v1/signal), admin on http://%s\n",
 		ln.Addr(), ln.Addr(), adminLn.Addr())
+	if cfg.dev {
+		h, port, _ := net.SplitHostPort(ln.Addr().String())
+		if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {
+			h = "127.0.0.1" // /dev/token answers loopback names only
+		}
+		base := "http://" + net.JoinHostPort(h, port)
+		fmt.Fprintf(stdout, "Development mode: open each link in its own browser window (the page mints its token; tokens never go in the address):\n  patient:   %s/?role=patient&cid=c-1&pid=p-1&rec=1\n  clinician: %s/?role=clinician&cid=c-1&pid=p-1&sub=d-1&rec=1\n", base, base)
+	}
 	if cfg.tokenKeys == "" {
 		fmt.Fprintf(stdout, "Mint development tokens with:\n  go run ./cmd/medcall token --data %s --role patient --sub p-1 --pid p-1 --cid c-1\n  go run ./cmd/medcall token --data %s --role clinician --sub d-1 --pid p-1 --cid c-1\n", cfg.data, cfg.data)
 	}

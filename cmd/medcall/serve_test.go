@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -43,8 +44,15 @@ var servingLine = regexp.MustCompile(`serving on http://([0-9.:]+) .* admin on h
 // its addresses and a stop function that returns serve's error.
 func startServe(t *testing.T, data string, extra ...string) (addr, admin string, stop func() error) {
 	t.Helper()
+	addr, admin, stop, _ = startServeOut(t, data, extra...)
+	return addr, admin, stop
+}
+
+// startServeOut is startServe that also returns what serve prints.
+func startServeOut(t *testing.T, data string, extra ...string) (addr, admin string, stop func() error, out *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out = &syncBuffer{}
 	done := make(chan error, 1)
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data", data, "--log-level", "warn"}, extra...)
 	go func() { done <- run(ctx, args, out, io.Discard) }()
@@ -79,7 +87,7 @@ func startServe(t *testing.T, data string, extra ...string) (addr, admin string,
 		return err
 	}
 	t.Cleanup(func() { _ = stop() })
-	return addr, admin, stop
+	return addr, admin, stop, out
 }
 
 func get(t *testing.T, url string) int {
@@ -232,5 +240,34 @@ func TestFlagsAndEnv(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); err == nil {
 		t.Error("unknown command accepted")
+	}
+}
+
+// TestServeDevPrintsLinksAndServesDemo: --dev prints two ready links (with no
+// token in them), serves the demo page and mints tokens for loopback callers.
+func TestServeDevPrintsLinksAndServesDemo(t *testing.T) {
+	addr, _, _, out := startServeOut(t, t.TempDir(), "--dev")
+	links := regexp.MustCompile(`(?m)^\s+(patient|clinician):\s+(http://\S+)$`).FindAllStringSubmatch(out.String(), -1)
+	if len(links) != 2 {
+		t.Fatalf("want two links, got: %s", out.String())
+	}
+	for _, l := range links {
+		if strings.Contains(l[2], "token") || strings.Contains(l[2], "eyJ") {
+			t.Errorf("link carries a token: %s", l[2])
+		}
+		if code := get(t, l[2]); code != 200 {
+			t.Errorf("GET %s: %d", l[2], code)
+		}
+	}
+	resp, err := http.Post("http://"+addr+"/dev/token", "application/json",
+		strings.NewReader(`{"role":"patient","sub":"p-1","cid":"c-1","pid":"p-1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != 200 || strings.Count(body.Token, ".") != 2 {
+		t.Errorf("dev token: %d %q", resp.StatusCode, body.Token)
 	}
 }

@@ -161,6 +161,7 @@ export class MedcallClient extends EventTarget {
     /** @type {MediaStreamTrack|null} */ this._cam = null;
     this._mediaChain = Promise.resolve(); // upgrades and downgrades, one at a time
     this._closing = false; // leave() or close() called: do not reconnect
+    this._reconnecting = false; // a reconnect loop is running
     this._generation = 0; // bumps on every (re)connect; stale callbacks check it
     this._lastStats = null;
   }
@@ -293,12 +294,13 @@ export class MedcallClient extends EventTarget {
       inbound: { audio: { packetsReceived: 0, packetsLost: 0 }, video: { packetsReceived: 0, framesDecoded: 0, frameWidth: 0 } },
       outbound: { audio: { packetsSent: 0 }, video: { packetsSent: 0, framesEncoded: 0 } },
     };
-    let sent = 0; let recv = 0;
+    let sent = 0; let recv = 0; let got = 0; let lost = 0;
+    const rtt = (s) => (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime !== undefined
+      ? s.currentRoundTripTime * 1000 : null);
     if (this._pub) {
       for (const s of (await this._pub.getStats()).values()) {
-        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime !== undefined) {
-          out.rttMs = s.currentRoundTripTime * 1000;
-        } else if (s.type === 'outbound-rtp' && (s.kind === 'audio' || s.kind === 'video')) {
+        if (out.rttMs === null) out.rttMs = rtt(s);
+        if (s.type === 'outbound-rtp' && (s.kind === 'audio' || s.kind === 'video')) {
           out.outbound[s.kind].packetsSent += s.packetsSent || 0;
           if (s.kind === 'video') out.outbound.video.framesEncoded += s.framesEncoded || 0;
           sent += s.bytesSent || 0;
@@ -307,25 +309,22 @@ export class MedcallClient extends EventTarget {
     }
     if (this._sub) {
       for (const s of (await this._sub.getStats()).values()) {
+        if (out.rttMs === null) out.rttMs = rtt(s);
         if (s.type === 'inbound-rtp' && (s.kind === 'audio' || s.kind === 'video')) {
           const k = out.inbound[s.kind];
           k.packetsReceived += s.packetsReceived || 0;
           if (s.kind === 'audio') k.packetsLost += s.packetsLost || 0;
-          if (s.kind === 'video') {
+          else {
             k.framesDecoded += s.framesDecoded || 0;
             k.frameWidth = Math.max(k.frameWidth, s.frameWidth || 0);
-            out.inbound.audio.packetsLost += 0;
           }
           recv += s.bytesReceived || 0;
-          lost(s);
-        } else if (out.rttMs === null && s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
-          out.rttMs = s.currentRoundTripTime * 1000;
+          got += s.packetsReceived || 0;
+          lost += Math.max(0, s.packetsLost || 0);
         }
       }
     }
-    function lost(s) { out._lost = (out._lost || 0) + (s.packetsLost || 0); out._got = (out._got || 0) + (s.packetsReceived || 0); }
-    if (out._got || out._lost) out.lossPct = (100 * out._lost) / (out._got + out._lost);
-    delete out._lost; delete out._got;
+    if (got + lost > 0) out.lossPct = (100 * lost) / (got + lost);
     const now = performance.now();
     if (this._lastStats) {
       const dt = (now - this._lastStats.t) / 1000;
@@ -383,6 +382,16 @@ export class MedcallClient extends EventTarget {
 
   /** Rejoins after a dropped socket (PROTOCOL.md "Reconnect"): new socket, join, negotiate anew, restore media. */
   async _reconnect() {
+    if (this._reconnecting) return;
+    this._reconnecting = true;
+    try {
+      await this._rejoin();
+    } finally {
+      this._reconnecting = false;
+    }
+  }
+
+  async _rejoin() {
     const wantVideo = this.sending.video;
     const delays = [250, 500, 1000, 2000, 4000, 8000];
     this._setState('reconnecting');

@@ -1,0 +1,373 @@
+// medcall demo page: join with a token, switch between audio and video, see
+// connection stats, and (for patients) list and replay recordings.
+import { MedcallClient, MedcallError } from '/client/medcall.js';
+
+/** @param {string} id */
+const $ = (id) => /** @type {any} */ (document.getElementById(id));
+
+/** @type {MedcallClient|null} */
+let client = null;
+let config = { dev: false };
+let statsTimer = 0;
+
+// For the browser console and the end-to-end test: the live client and its stats.
+/** @type {any} */ (window).medcallDemo = {
+  get client() { return client; },
+  stats: () => (client ? client.stats() : null),
+};
+
+function status(text) { $('status').textContent = text; }
+
+/** @param {unknown} err */
+function showError(err) {
+  const box = $('error');
+  if (!err) { box.hidden = true; box.textContent = ''; return; }
+  const e = /** @type {any} */ (err);
+  box.textContent = e instanceof MedcallError ? `${e.advice} (${e.code})` : String(e && e.message ? e.message : e);
+  box.dataset.code = e && e.code ? e.code : '';
+  box.hidden = false;
+}
+
+// ---- tokens ----
+
+/**
+ * Asks the dev-only endpoint for a token. Never used outside --dev.
+ * @param {object} req {role, sub, cid, pid, rec, replay}
+ */
+async function devToken(req) {
+  const r = await fetch('/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(req) });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || `token request failed (${r.status})`);
+  return body.token;
+}
+
+function devForm() {
+  const r = $('dev-role').value;
+  return { role: r, sub: r === 'patient' ? $('dev-pid').value.trim() : $('dev-sub').value.trim(), cid: $('dev-cid').value.trim(), pid: $('dev-pid').value.trim(), rec: $('dev-rec').checked };
+}
+
+async function generateToken() {
+  showError(null);
+  try {
+    $('token').value = await devToken(devForm());
+    status('Token generated. Press Join.');
+  } catch (err) { showError(err); }
+}
+
+// ---- the call ----
+
+async function join(ev) {
+  ev.preventDefault();
+  showError(null);
+  const token = $('token').value.trim();
+  if (!token) { showError(new Error('Paste a join token first.')); $('token').focus(); return; }
+  $('join-button').disabled = true;
+  status('Connecting…');
+  client = new MedcallClient({ token, prenegotiate: $('prenegotiate').checked });
+  wire(client);
+  try {
+    await client.join(); // the 'joined' event shows the call
+  } catch (err) {
+    showError(err);
+    status('Not connected.');
+    client = null;
+    $('join-button').disabled = false;
+  }
+}
+
+/** @param {MedcallClient} c */
+function wire(c) {
+  c.addEventListener('state', (/** @type {any} */ e) => {
+    if (e.detail.state === 'reconnecting') status('Connection lost — reconnecting…');
+    if (e.detail.state === 'closed' && client === c) endCall('Call ended.');
+  });
+  c.addEventListener('joined', (/** @type {any} */ e) => onJoined(e.detail));
+  c.addEventListener('reconnected', () => status('Reconnected.'));
+  c.addEventListener('peer', (/** @type {any} */ e) => onPeer(e.detail.event, e.detail.participant));
+  c.addEventListener('track', (/** @type {any} */ e) => attach(e.detail.participant, e.detail.stream));
+  c.addEventListener('media', (/** @type {any} */ e) => onLocalMedia(e.detail));
+  c.addEventListener('bye', (/** @type {any} */ e) => { if (e.detail.reason === 'replaced') showError(new Error('You joined from another window; this one was disconnected.')); });
+  c.addEventListener('error', (/** @type {any} */ e) => showError(e.detail.error));
+}
+
+function onJoined(j) {
+  $('join').hidden = true;
+  $('call').hidden = false;
+  $('call-id').textContent = j.consultation;
+  $('self-role').textContent = `(${j.participant.role})`;
+  $('recording').hidden = !j.recording;
+  const present = new Set(j.participants.map((p) => p.id));
+  for (const t of document.querySelectorAll('.tile.peer')) if (!present.has(t.dataset.peer)) t.remove();
+  for (const p of j.participants) onPeer('present', p);
+  updateAlone();
+  status((j.participants.length ? 'In the consultation.' : 'In the consultation. Waiting for the other side.')
+    + (j.recording ? ' This consultation is being recorded.' : ''));
+  showReplay(j.participant.role === 'patient');
+  if (!statsTimer) statsTimer = window.setInterval(showStats, 1000);
+  $('video-button').focus();
+}
+
+function tileFor(id) {
+  let tile = document.querySelector(`.tile.peer[data-peer="${CSS.escape(id)}"]`);
+  if (tile) return tile;
+  tile = document.createElement('figure');
+  tile.className = 'tile peer';
+  tile.dataset.peer = id;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  const overlay = document.createElement('div');
+  overlay.className = 'overlay';
+  overlay.textContent = 'Audio only';
+  const cap = document.createElement('figcaption');
+  tile.append(video, overlay, cap);
+  $('tiles').append(tile);
+  armFirstFrame(tile);
+  return tile;
+}
+
+/**
+ * Records when the next video frame is shown (data-first-frame-at, ms since
+ * the epoch), so the time from "Switch to video" on one side to the first
+ * frame on the other can be measured.
+ */
+function armFirstFrame(tile) {
+  const video = tile.querySelector('video');
+  tile.dataset.firstFrameAt = '';
+  if (!('requestVideoFrameCallback' in video)) return;
+  const gen = (Number(tile.dataset.armed) || 0) + 1;
+  tile.dataset.armed = String(gen);
+  const onFrame = () => {
+    if (tile.dataset.armed !== String(gen) || tile.dataset.firstFrameAt) return;
+    // Frames still in flight from before a switch to audio do not count.
+    if (tile.dataset.video !== 'true') { video.requestVideoFrameCallback(onFrame); return; }
+    tile.dataset.firstFrameAt = String(Date.now());
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+function onPeer(event, p) {
+  if (event === 'left') {
+    const t = document.querySelector(`.tile.peer[data-peer="${CSS.escape(p.id)}"]`);
+    if (t) t.remove();
+    status(`The ${p.role} left.`);
+    updateAlone();
+    return;
+  }
+  const tile = tileFor(p.id);
+  const wasVideo = tile.dataset.video === 'true';
+  tile.dataset.video = String(p.video);
+  tile.dataset.role = p.role;
+  tile.querySelector('figcaption').textContent = `${p.role} ${p.id}${p.audio ? '' : ' (muted)'}`;
+  tile.querySelector('.overlay').hidden = p.video;
+  if (wasVideo && !p.video) armFirstFrame(tile);
+  if (event === 'joined') status(`The ${p.role} joined.`);
+  if (event === 'media' && wasVideo !== p.video) status(p.video ? `The ${p.role} turned on video.` : `The ${p.role} switched to audio only.`);
+  updateAlone();
+}
+
+function attach(id, stream) {
+  const tile = tileFor(id);
+  const video = tile.querySelector('video');
+  // A fresh MediaStream makes the element reload, so a video track added by
+  // renegotiation is shown even if the element was playing audio only.
+  video.srcObject = new MediaStream(stream.getTracks());
+  if (!tile.dataset.firstFrameAt) armFirstFrame(tile);
+  video.play().catch(() => { /* autoplay refused: the Join click normally allows it */ });
+}
+
+function updateAlone() { $('alone').hidden = document.querySelectorAll('.tile.peer').length > 0; }
+
+function onLocalMedia(m) {
+  const b = $('video-button');
+  b.textContent = m.video ? 'Switch to audio' : 'Switch to video';
+  b.dataset.video = String(m.video);
+  $('self-overlay').hidden = m.video;
+  $('self-video').srcObject = m.video && client ? client.localStream : null;
+}
+
+async function toggleVideo() {
+  if (!client) return;
+  const b = $('video-button');
+  b.disabled = true;
+  showError(null);
+  try {
+    if (client.sending.video) {
+      status('Switching to audio only…');
+      await client.downgradeVideo();
+      status('Audio only.');
+    } else {
+      status('Switching to video…');
+      const path = await client.upgradeVideo();
+      status(`Video on (${path === 'prenegotiated' ? 'instant switch' : 'renegotiated'}).`);
+    }
+  } catch (err) { showError(err); }
+  b.disabled = false;
+}
+
+async function toggleMute() {
+  if (!client) return;
+  const b = $('mute-button');
+  const mute = b.getAttribute('aria-pressed') !== 'true';
+  try {
+    await client.setAudio(!mute);
+    b.setAttribute('aria-pressed', String(mute));
+    b.textContent = mute ? 'Unmute microphone' : 'Mute microphone';
+    status(mute ? 'Microphone muted.' : 'Microphone on.');
+  } catch (err) { showError(err); }
+}
+
+async function hangUp() {
+  if (!client) return;
+  const c = client;
+  try { await c.leave(); } catch (err) { showError(err); }
+  endCall('');
+  status('You left the consultation.');
+}
+
+function endCall(text) {
+  if (!client) return;
+  client = null;
+  window.clearInterval(statsTimer);
+  statsTimer = 0;
+  for (const t of document.querySelectorAll('.tile.peer')) t.remove();
+  $('self-video').srcObject = null;
+  $('call').hidden = true;
+  $('join').hidden = false;
+  $('recording').hidden = true;
+  $('join-button').disabled = false;
+  onLocalMedia({ video: false });
+  status(text);
+}
+
+async function showStats() {
+  if (!client) return;
+  try {
+    const s = await client.stats();
+    const f = (v, unit, digits = 0) => (v === null || v === undefined ? '–' : `${v.toFixed(digits)} ${unit}`);
+    $('stat-rtt').textContent = f(s.rttMs, 'ms', 1);
+    $('stat-loss').textContent = f(s.lossPct, '%', 1);
+    $('stat-send').textContent = f(s.sendKbps, 'kbit/s');
+    $('stat-recv').textContent = f(s.recvKbps, 'kbit/s');
+  } catch { /* the call is ending */ }
+}
+
+// ---- replay ----
+
+/**
+ * Parses GET /v1/recordings. Kept in one place so the page follows the API if
+ * its shape changes. Shape: {"recordings":[{id, consultation, started, ended, duration_ms, url}]}.
+ * @param {any} body
+ * @returns {{id: string, consultation: string, started: Date|null, durationMs: number|null, url: string}[]}
+ */
+export function parseRecordings(body) {
+  if (!body || !Array.isArray(body.recordings)) throw new Error('unexpected reply from the recordings service');
+  return body.recordings.filter((r) => r && typeof r.id === 'string').map((r) => ({
+    id: r.id,
+    consultation: typeof r.consultation === 'string' ? r.consultation : '',
+    started: r.started ? new Date(r.started) : null,
+    durationMs: typeof r.duration_ms === 'number' ? r.duration_ms : null,
+    url: typeof r.url === 'string' && r.url ? r.url : `/v1/recordings/${encodeURIComponent(r.id)}`,
+  }));
+}
+
+function showReplay(isPatient) {
+  $('replay').hidden = !isPatient;
+  $('replay-dev').hidden = !config.dev;
+}
+
+function replayHeaders() {
+  const t = $('replay-token').value.trim();
+  if (!t) throw new Error('Enter a replay token first.');
+  return { Authorization: `Bearer ${t}` };
+}
+
+async function replayDevToken() {
+  try {
+    $('replay-token').value = await devToken({ role: 'patient', sub: $('dev-pid').value.trim(), replay: true });
+    $('replay-status').textContent = 'Replay token generated.';
+  } catch (err) { $('replay-status').textContent = `Could not get a replay token: ${err.message}`; }
+}
+
+async function loadRecordings(ev) {
+  if (ev) ev.preventDefault();
+  const list = $('replay-list');
+  const st = $('replay-status');
+  list.replaceChildren();
+  st.textContent = 'Loading recordings…';
+  try {
+    const r = await fetch('/v1/recordings', { headers: replayHeaders(), cache: 'no-store' });
+    if (r.status === 401 || r.status === 403) throw new Error('the replay token was refused');
+    if (!r.ok) throw new Error(r.status === 404 ? 'replay is not available on this server' : `the server answered ${r.status}`);
+    const recs = parseRecordings(await r.json());
+    if (!recs.length) { st.textContent = 'No recordings.'; return; }
+    st.textContent = `${recs.length} recording${recs.length === 1 ? '' : 's'}.`;
+    for (const rec of recs) {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.rid = rec.id;
+      const when = rec.started ? rec.started.toLocaleString() : 'unknown time';
+      const len = rec.durationMs !== null ? ` — ${Math.round(rec.durationMs / 1000)} s` : '';
+      b.textContent = `Consultation ${rec.consultation}, ${when}${len}`;
+      b.addEventListener('click', () => play(rec));
+      li.append(b);
+      list.append(li);
+    }
+  } catch (err) {
+    st.textContent = `Could not load recordings: ${err.message}.`;
+  }
+}
+
+/** Plays one recording: the API answers with the media (streamed) or with JSON {url} (a short-lived link). */
+async function play(rec) {
+  const st = $('replay-status');
+  const player = $('replay-player');
+  st.textContent = 'Loading the recording…';
+  try {
+    const r = await fetch(rec.url, { headers: replayHeaders(), cache: 'no-store' });
+    if (!r.ok) throw new Error(r.status === 404 ? 'recording not found' : `the server answered ${r.status}`);
+    if ((r.headers.get('Content-Type') || '').startsWith('application/json')) {
+      const body = await r.json();
+      player.src = body.url;
+    } else {
+      if (player.src.startsWith('blob:')) URL.revokeObjectURL(player.src);
+      player.src = URL.createObjectURL(await r.blob());
+    }
+    player.hidden = false;
+    player.dataset.rid = rec.id;
+    st.textContent = `Playing the recording of consultation ${rec.consultation}.`;
+    await player.play().catch(() => {});
+  } catch (err) {
+    st.textContent = `Could not play the recording: ${err.message}.`;
+  }
+}
+
+// ---- start-up ----
+
+async function start() {
+  try {
+    const r = await fetch('/config.json', { cache: 'no-store' });
+    if (r.ok) config = await r.json();
+  } catch { /* not fatal: no dev features */ }
+  $('join-form').addEventListener('submit', join);
+  $('video-button').addEventListener('click', toggleVideo);
+  $('mute-button').addEventListener('click', toggleMute);
+  $('hangup-button').addEventListener('click', hangUp);
+  $('replay-form').addEventListener('submit', loadRecordings);
+  $('replay-dev').addEventListener('click', replayDevToken);
+  $('dev-generate').addEventListener('click', generateToken);
+  $('dev-role').addEventListener('change', () => { $('dev-sub').disabled = $('dev-role').value === 'patient'; });
+  if (!config.dev) return;
+  $('dev').hidden = false;
+  // Dev links (printed by `medcall serve --dev`) carry the form's fields, never a token.
+  const q = new URLSearchParams(location.search);
+  for (const [k, id] of [['role', 'dev-role'], ['cid', 'dev-cid'], ['pid', 'dev-pid'], ['sub', 'dev-sub']]) {
+    if (q.has(k)) $(id).value = q.get(k);
+  }
+  $('dev-sub').disabled = $('dev-role').value === 'patient';
+  if (q.has('rec')) $('dev-rec').checked = q.get('rec') === '1' || q.get('rec') === 'true';
+  if (q.has('role')) await generateToken();
+}
+
+start();
