@@ -181,6 +181,35 @@ func TestLiveUpgradeBothPaths(t *testing.T) {
 	}
 }
 
+// TestLiveFivePercentLoss: 5% of the patient's packets never reach the SFU;
+// the recording still decodes without a single error.
+func TestLiveFivePercentLoss(t *testing.T) {
+	g := newLiveRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pat, err := client.Dial(ctx, client.Options{URL: g.URL, Token: g.Patient("p1", "c1", true), AudioFile: "../testdata/audio.ogg",
+		VideoFile: "../testdata/video.ivf", Prenegotiate: true, DropRate: 0.05, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pat.Close()
+	doc := g.dial(t, ctx, g.Clinician("d1", "p1", "c1", true), false, false)
+	time.Sleep(time.Second)
+	if err := pat.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	_ = pat.Leave(ctx)
+	_ = doc.Leave(ctx)
+	webm := g.stored(t, ctx, 1)[0]
+	p := ffprobe(t, webm)
+	if v := p.byTitle(t, "patient/video"); v.packets(t) < 30 {
+		t.Errorf("only %d video frames survived 5%% loss", v.packets(t))
+	}
+	decodeClean(t, webm)
+	decodeClean(t, webm, "-ss", "2")
+}
+
 // TestLiveNoRecordingWithoutRec: rec false means no spool, no file, nothing.
 func TestLiveNoRecordingWithoutRec(t *testing.T) {
 	g := newLiveRig(t)

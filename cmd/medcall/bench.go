@@ -38,6 +38,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Server.TokenKeys, "token-keys", "", "key set with private keys to mint tokens (instead of --data's development key)")
 	fs.StringVar(&cfg.Server.StoreURL, "store", "", "where that server stores recordings (file://DIR or s3://...); empty means file://DATA/objects")
 	fs.StringVar(&cfg.Server.ManifestKeys, "manifest-keys", "", "manifest key set to verify recordings with; empty uses --data's development key")
+	// Parse once to find --compare and its file arguments; otherwise parse
+	// again with the MEDCALL_* environment applied, refusing stray arguments.
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -187,6 +187,7 @@ func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 			t.Errorf("%s = %v after the call, want %v", series, after[series], want)
 		}
 	}
+	checkReplay(t, data, addr, admin, webms[0])
 	metricsDoc, _ := os.ReadFile("../../deploy/METRICS.md")
 	for series := range after {
 		name, _, _ := strings.Cut(series, "{")
@@ -327,4 +328,75 @@ func scrape(t *testing.T, admin string) map[string]float64 {
 		out[series] = v
 	}
 	return out
+}
+
+func replayGet(t *testing.T, url, tok string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// checkReplay: the patient lists and plays their recording through the
+// served API, another patient sees nothing, the operator switch works at
+// once, and everything is audited.
+func checkReplay(t *testing.T, data, addr, admin, webm string) {
+	t.Helper()
+	mine := mintCmd(t, "--data", data, "--replay", "--role", "patient", "--sub", "p-1")
+	other := mintCmd(t, "--data", data, "--replay", "--role", "patient", "--sub", "p-2")
+	base := "http://" + addr + "/v1/recordings"
+	code, body := replayGet(t, base, mine)
+	var list struct {
+		Recordings []struct{ ID, URL string } `json:"recordings"`
+	}
+	if err := json.Unmarshal(body, &list); code != 200 || err != nil || len(list.Recordings) != 1 {
+		t.Fatalf("patient's list: %d %s", code, body)
+	}
+	rid := list.Recordings[0].ID
+	code, got := replayGet(t, base+"/"+rid, mine)
+	want, _ := os.ReadFile(webm)
+	if code != 200 || !bytes.Equal(got, want) {
+		t.Errorf("patient's recording: %d, %d bytes (want %d)", code, len(got), len(want))
+	}
+	if code, body := replayGet(t, base, other); code != 200 || strings.Contains(string(body), rid) {
+		t.Errorf("another patient's list: %d %s", code, body)
+	}
+	code, refused := replayGet(t, base+"/"+rid, other)
+	_, missing := replayGet(t, base+"/00000000-0000-7000-8000-000000000000", other)
+	if code != 404 || !bytes.Equal(refused, missing) {
+		t.Errorf("another patient asking for it: %d %s, want the same 404 as a missing recording (%s)", code, refused, missing)
+	}
+	setReplay := func(state string) {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+admin+"/replay", strings.NewReader(state))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("switch replay %s: %v", state, err)
+		}
+		resp.Body.Close()
+	}
+	setReplay("off")
+	if code, _ := replayGet(t, base+"/"+rid, mine); code == 200 {
+		t.Error("replay switched off still serves")
+	}
+	setReplay("on")
+	if code, _ := replayGet(t, base+"/"+rid, mine); code != 200 {
+		t.Errorf("replay switched on again: %d", code)
+	}
+	audit, err := os.ReadFile(filepath.Join(data, "audit", "replay.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Count(string(audit), "\n")
+	if lines != 7 || !strings.Contains(string(audit), "replay_off") {
+		t.Errorf("audit log has %d lines: %s", lines, audit)
+	}
+	if strings.Contains(string(audit), mine) {
+		t.Error("audit log holds a token")
+	}
 }

@@ -26,7 +26,7 @@ type serveConfig struct {
 	udpPort, maxParticipants, maxMessage                     int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
-	pprof, dev                                               bool
+	pprof, dev, replay                                       bool
 }
 
 func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
@@ -43,6 +43,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra browser origins allowed to open the socket (same origin is always allowed)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	fs.BoolVar(&c.replay, "replay", true, "serve the replay API (GET /v1/recordings); the operator can switch it at once with PUT /replay on the admin listener")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -134,9 +135,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		closeListeners()
 		return err
 	}
+	verifier := &token.Verifier{Keys: keys.Public()}
+	var replayOn atomic.Bool
+	replayOn.Store(cfg.replay)
+	replay, audit, err := newReplay(cfg.data, rec, verifier, &replayOn, met, log)
+	if err != nil {
+		closeListeners()
+		s.Close()
+		return err
+	}
+	defer audit.Close()
 	sig := &signaling.Server{
 		SFU:      s,
-		Verifier: &token.Verifier{Keys: keys.Public()},
+		Verifier: verifier,
 		Limits:   signaling.Limits{MaxMessage: cfg.maxMessage, RatePerSec: cfg.rate, Burst: int(2 * cfg.rate)},
 		Logger:   log,
 		Hooks: signaling.Hooks{
@@ -164,6 +175,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var ready atomic.Bool
 	admin := http.NewServeMux()
 	admin.Handle("GET /metrics", met.handler())
+	admin.HandleFunc("/replay", replaySwitch(&replayOn, log))
 	if cfg.pprof {
 		admin.HandleFunc("/debug/pprof/", pprof.Index)
 		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -178,7 +190,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: withReplay(replay, mux), ReadHeaderTimeout: 10 * time.Second}
 	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()

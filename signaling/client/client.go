@@ -35,7 +35,10 @@ type Options struct {
 	// Fingerprint keeps the RTP timestamps of every packet sent and received,
 	// so tests can prove whose media arrived where.
 	Fingerprint bool
-	Logger      *slog.Logger
+	// DropRate drops this fraction of outgoing media packets before they
+	// reach the network, to test behaviour under loss (0 in real use).
+	DropRate float64
+	Logger   *slog.Logger
 }
 
 // ProtocolError is an error message from the server.
@@ -148,6 +151,7 @@ func (c *Client) start(ctx context.Context) error {
 			return err
 		}
 		c.audio = newPump(clip, track, opusPayloader(), 48000, "audio", &c.audioSent)
+		c.audio.dropRate = c.opts.DropRate
 		c.drainRTCP(sender, nil)
 	}
 	if c.opts.VideoFile != "" {
@@ -159,6 +163,7 @@ func (c *Client) start(ctx context.Context) error {
 			return err
 		}
 		c.video = newPump(clip, c.videoTrack, vp8Payloader(), 90000, "video", &c.videoSent)
+		c.video.dropRate = c.opts.DropRate
 		if c.opts.Prenegotiate {
 			tr, err := c.pub.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 			if err != nil {

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"time"
 
 	"github.com/medcall/medcall/sfu"
@@ -162,6 +163,7 @@ func (c *Client) SDPCount() int {
 func (c *Client) onTrack(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 	st := c.stats(t.StreamID(), t.Kind().String())
 	mime := t.Codec().MimeType
+	st.setClockRate(t.Codec().ClockRate)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -232,6 +234,26 @@ func (c *Client) Sent(kind string) (TrackStats, map[uint32]struct{}) {
 		return c.videoSent.snapshot()
 	}
 	return c.audioSent.snapshot()
+}
+
+// SendTimes returns, for each RTP timestamp of kind this client has sent,
+// when its first packet was sent (Fingerprint option; nil without it).
+// Against ReceiveTimes at another client in the same process it gives the
+// end-to-end forwarding delay, the SFU keeping RTP timestamps as they are.
+func (c *Client) SendTimes(kind string) map[uint32]time.Time {
+	if kind == "video" {
+		return c.videoSent.sendTimes()
+	}
+	return c.audioSent.sendTimes()
+}
+
+// ReceiveTimes returns, for each RTP timestamp received from participant's
+// track of kind, when its first packet arrived (Fingerprint option).
+func (c *Client) ReceiveTimes(participant, kind string) map[uint32]time.Time {
+	s := c.stats(participant, kind)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.times)
 }
 
 // WaitEvent blocks until an event (participant, bye) matching match has arrived.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -104,6 +105,8 @@ type pump struct {
 	kind  string
 	stats *sendStats
 
+	dropRate float64 // fraction of packets not sent, to simulate loss
+
 	mu       sync.Mutex
 	on       bool
 	pos      int
@@ -178,6 +181,9 @@ func (p *pump) run(done <-chan struct{}) {
 		}
 		now := time.Now()
 		for i, pkt := range p.pkz.Packetize(f.data, p.clip.samples) {
+			if p.dropRate > 0 && rand.Float64() < p.dropRate {
+				continue // lost on the way: never reaches pion, so it cannot be retransmitted
+			}
 			if err := p.track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 				return
 			}

@@ -74,7 +74,10 @@ func Start(t testing.TB, cfg sfu.Config) *Env {
 
 type logWriter struct{ t testing.TB }
 
-func (w logWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w logWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // Claims builds token claims valid for an hour; empty cid and pid make a replay token.
 func Claims(sub, role, cid, pid string, rec bool) token.Claims {
