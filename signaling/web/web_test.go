@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,7 +10,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/medcall/medcall/signaling/token"
 	"github.com/medcall/medcall/signaling/web"
 )
@@ -223,4 +227,22 @@ func TestDevTokenVerifies(t *testing.T) {
 	if g.Participant != "d-1" || g.Consultation != "c-9" || g.Patient != "p-9" || !g.Record || g.Role != token.RoleClinician {
 		t.Errorf("claims %+v", g)
 	}
+}
+
+func devMint(keys *token.KeySet) func(role, sub, cid, pid string, rec, replay bool) (string, error) {
+	return func(role, sub, cid, pid string, rec, replay bool) (string, error) {
+		now := time.Now()
+		c := token.Claims{Role: role, Consultation: cid, Patient: pid, Record: rec,
+			RegisteredClaims: jwt.RegisteredClaims{Subject: sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}}
+		return keys.Mint("ed1", c)
+	}
+}
+
+func testKeys(t *testing.T) *token.KeySet {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &token.KeySet{Keys: []token.Key{{ID: "ed1", Alg: "EdDSA", Public: priv.Public().(ed25519.PublicKey), Private: priv}}}
 }

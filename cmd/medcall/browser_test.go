@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// e2eDir holds the Playwright script and its npm packages.
+const e2eDir = "../../signaling/web/e2e"
+
+func chromiumPath() string {
+	if p := os.Getenv("MEDCALL_CHROMIUM"); p != "" {
+		return p
+	}
+	return "/usr/bin/chromium"
+}
+
+// needBrowserTool skips when a browser-test prerequisite is missing, except
+// under CI where that is a failure.
+func needBrowserTool(t *testing.T, ok bool, what, install string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing (CI is set, so this fails instead of skipping); %s", what, install)
+	}
+	t.Skipf("%s is missing; %s", what, install)
+}
+
+// TestBrowser runs signaling/web/e2e/run.mjs (Playwright, headless Chromium
+// with fake camera and microphone) against `medcall serve --dev` exactly as a
+// new user runs it: two browser contexts hold a recorded audio call, upgrade
+// by both paths, downgrade, reconnect, hang up; then the patient's replay
+// list shows and plays the recording, and another patient's list is empty.
+func TestBrowser(t *testing.T) {
+	node, err := exec.LookPath("node")
+	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
+	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
+	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
+	_, err = os.Stat(chromiumPath())
+	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+
+	addr, admin, _, _ := startServeOut(t, t.TempDir(), "--dev")
+	artifacts := os.Getenv("MEDCALL_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "medcall-artifacts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "run.mjs")
+	cmd.Dir = e2eDir
+	cmd.Env = append(os.Environ(), "MEDCALL_URL=http://"+addr, "MEDCALL_ARTIFACTS="+artifacts,
+		"MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_E2E_REPLAY=1")
+	cmd.Stderr = logWriter{t, "node stderr: "}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	passed, replayed := false, false
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "CHECKPOINT stats "):
+			// The page asks the server's metrics to be back to these numbers.
+			answer := "ok"
+			if err := waitActive(t, admin, strings.Fields(line)[2:]); err != nil {
+				answer = "fail " + err.Error()
+				t.Errorf("checkpoint %q: %v", line, err)
+			}
+			_, _ = fmt.Fprintln(stdin, answer)
+		case strings.HasPrefix(line, "RESULT click_to_first_frame "):
+			t.Logf("click-to-first-frame: %s", strings.TrimPrefix(line, "RESULT click_to_first_frame "))
+		case strings.HasPrefix(line, "RESULT replay ok=1"):
+			replayed = true
+			t.Log(line)
+		case line == "E2E PASS":
+			passed = true
+			t.Log(line)
+		default:
+			t.Log(line)
+		}
+	}
+	_ = stdin.Close()
+	if err := cmd.Wait(); err != nil || !passed {
+		t.Fatalf("browser test failed (exit: %v); see the node output above and screenshots in %s", err, artifacts)
+	}
+	if !replayed {
+		t.Error("the replay part of the browser test did not run")
+	}
+}
+
+// waitActive waits until medcall_consultations_active and
+// medcall_participants_active equal want.
+func waitActive(t *testing.T, admin string, want []string) error {
+	if len(want) != 2 {
+		return fmt.Errorf("checkpoint wants two numbers, got %v", want)
+	}
+	c, err1 := strconv.ParseFloat(want[0], 64)
+	p, err2 := strconv.ParseFloat(want[1], 64)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("checkpoint numbers %v are not integers", want)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := scrape(t, admin)
+		gc, gp := m["medcall_consultations_active"], m["medcall_participants_active"]
+		if gc == c && gp == p {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("metrics say %v consultations and %v participants, want %v and %v", gc, gp, c, p)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logWriter logs each write through t.Log with a prefix.
+type logWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+func (w logWriter) Write(b []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.t.Log(w.prefix + l)
+	}
+	return len(b), nil
+}
