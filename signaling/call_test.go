@@ -18,11 +18,36 @@ func TestAudioFlowsBothWays(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	pat := e.dial(ctx, e.patient("p1", "c1"), false)
 	doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), false)
-	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(100)); err != nil {
+	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(10)); err != nil {
 		t.Fatalf("clinician got no patient audio: %v", err)
 	}
-	if _, err := pat.WaitReceived(ctx, "d1", "audio", atLeast(100)); err != nil {
+	if _, err := pat.WaitReceived(ctx, "d1", "audio", atLeast(10)); err != nil {
 		t.Fatalf("patient got no clinician audio: %v", err)
+	}
+	// Count over one window in both directions: packets sent vs received.
+	patSent0, _ := pat.Sent("audio")
+	docSent0, _ := doc.Sent("audio")
+	patRecv0, docRecv0 := pat.Received("d1", "audio"), doc.Received("p1", "audio")
+	time.Sleep(3 * time.Second)
+	pat.StopSending()
+	doc.StopSending()
+	time.Sleep(300 * time.Millisecond) // in-flight packets land
+	patSent1, _ := pat.Sent("audio")
+	docSent1, _ := doc.Sent("audio")
+	for _, d := range []struct {
+		name       string
+		sent, recv uint64
+	}{
+		{"patient -> clinician", patSent1.Packets - patSent0.Packets, doc.Received("p1", "audio").Packets - docRecv0.Packets},
+		{"clinician -> patient", docSent1.Packets - docSent0.Packets, pat.Received("d1", "audio").Packets - patRecv0.Packets},
+	} {
+		t.Logf("%s: sent %d, received %d", d.name, d.sent, d.recv)
+		if d.sent < 100 {
+			t.Errorf("%s: only %d packets sent in 3 s", d.name, d.sent)
+		}
+		if diff := float64(d.recv) - float64(d.sent); diff > 0.02*float64(d.sent) || diff < -0.02*float64(d.sent) {
+			t.Errorf("%s: received %d of %d sent, more than 2%% apart", d.name, d.recv, d.sent)
+		}
 	}
 }
 
