@@ -265,15 +265,17 @@ func TestLiveSpoolFailureKeepsCallGoing(t *testing.T) {
 	g.stored(t, ctx, 0)
 }
 
-// TestLiveTwentyRecordedConsultations: twenty recorded consultations at once,
-// each patient speaking with a different tone (distinct Opus packets); every
-// file holds only its own consultation's media, checked by ffmpeg's packet
-// hashes against each source file.
-func TestLiveTwentyRecordedConsultations(t *testing.T) {
+// TestLiveFiftyRecordedConsultations: fifty recorded consultations at once,
+// each upgraded from audio to video, each patient speaking with a different
+// tone (distinct Opus packets). Every recording lands under its own
+// patient's prefix with a manifest that verifies and names that patient, and
+// every file holds only its own consultation's media, checked by ffmpeg's
+// packet hashes against each source file.
+func TestLiveFiftyRecordedConsultations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long")
 	}
-	const n = 20
+	const n = 50
 	g := newLiveRig(t)
 	ffmpeg := needFF(t, "ffmpeg")
 	dir := t.TempDir()
@@ -332,7 +334,26 @@ func TestLiveTwentyRecordedConsultations(t *testing.T) {
 		if !strings.Contains(filepath.ToSlash(w), fmt.Sprintf("/patients/p%d/consultations/c%d/", i, i)) {
 			t.Errorf("c%d stored under %s", i, w)
 		}
+		env, err := os.ReadFile(strings.TrimSuffix(w, ".webm") + ".manifest.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := filepath.Rel(g.objects, w)
+		stmt, err := manifest.VerifyObject(g.keys.Public(), env, filepath.ToSlash(key), f)
+		f.Close()
+		if err != nil {
+			t.Errorf("c%d: manifest: %v", i, err)
+		} else if stmt.Predicate.Patient != fmt.Sprintf("p%d", i) || stmt.Predicate.Consultation != fmt.Sprintf("c%d", i) {
+			t.Errorf("c%d: manifest names patient %s, consultation %s", i, stmt.Predicate.Patient, stmt.Predicate.Consultation)
+		}
 		p := ffprobe(t, w)
+		if p.byTitle(t, "patient/video").CodecName != "vp8" {
+			t.Errorf("c%d: no upgraded video", i)
+		}
 		idx := p.byTitle(t, "patient/audio").Index
 		got := packetHashes(t, w, fmt.Sprintf("0:%d", idx))
 		own := 0
