@@ -1,4 +1,4 @@
-package signaling_test
+package main
 
 import (
 	"bytes"
@@ -27,51 +27,6 @@ import (
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
 )
-
-// libraryAdapter hands a recorder.Library to signaling.Replay; cmd wires
-// the two with the same code.
-type libraryAdapter struct{ lib *recorder.Library }
-
-func replayRecording(e *recorder.Entry) signaling.Recording {
-	return signaling.Recording{ID: e.ID, Consultation: e.Consultation, Started: e.Started, Ended: e.Ended,
-		DurationMS: e.DurationMS, Size: e.Size, Recovered: e.Recovered, Ref: e}
-}
-
-func notVisible(err error) error {
-	if errors.Is(err, recorder.ErrNotVisible) {
-		return signaling.ErrNotVisible
-	}
-	return err
-}
-
-func (a libraryAdapter) Visible(ctx context.Context, sub, role string) ([]signaling.Recording, error) {
-	es, err := a.lib.Visible(ctx, sub, role)
-	out := make([]signaling.Recording, len(es))
-	for i := range es {
-		out[i] = replayRecording(&es[i])
-	}
-	return out, err
-}
-
-func (a libraryAdapter) Find(ctx context.Context, sub, role, id string) (signaling.Recording, error) {
-	e, err := a.lib.Find(ctx, sub, role, id)
-	if err != nil {
-		return signaling.Recording{}, notVisible(err)
-	}
-	return replayRecording(e), nil
-}
-
-func (a libraryAdapter) Open(ctx context.Context, rec signaling.Recording) (io.ReadSeekCloser, time.Time, error) {
-	e, _ := rec.Ref.(*recorder.Entry)
-	r, info, err := a.lib.Open(ctx, e)
-	return r, info.ModTime, notVisible(err)
-}
-
-func (a libraryAdapter) Presign(ctx context.Context, rec signaling.Recording, ttl time.Duration) (string, bool, error) {
-	e, _ := rec.Ref.(*recorder.Entry)
-	u, ok, err := a.lib.Presign(ctx, e, ttl)
-	return u, ok, notVisible(err)
-}
 
 // replayRig is a Replay handler over a real store, with its own manifest
 // and token keys and an audit log in a temporary directory.
@@ -109,7 +64,7 @@ func newReplayRig(t *testing.T, st store.Store) *replayRig {
 	g.enabled.Store(true)
 	g.rp = &signaling.Replay{
 		Verifier: &token.Verifier{Keys: g.tkeys.Public()},
-		Library:  libraryAdapter{lib},
+		Library:  replayLib{lib},
 		Audit:    signaling.AuditFunc(func(ev signaling.AuditEvent) error { return audit.Record(recorder.AuditEvent(ev)) }),
 		Enabled:  &g.enabled,
 		Logger:   quiet,
