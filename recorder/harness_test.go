@@ -159,6 +159,7 @@ func decodeClean(t testing.TB, path string, args ...string) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+		keep(t, path)
 		t.Fatalf("ffmpeg %v: %v\n%s", a, err, stderr.String())
 	}
 }

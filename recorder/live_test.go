@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -177,6 +178,8 @@ func TestLiveUpgradeBothPaths(t *testing.T) {
 			}
 			decodeClean(t, webm)
 			decodeClean(t, webm, "-ss", "3")
+			noOverlap(t, webm, pa.Index, 20)
+			noOverlap(t, webm, da.Index, 20)
 		})
 	}
 }
@@ -395,4 +398,28 @@ func packetHashes(t *testing.T, path, stream string) map[string]bool {
 		set[strings.TrimSpace(f[len(f)-1])] = true
 	}
 	return set
+}
+
+// noOverlap checks that no frame of a stream starts before the previous one
+// has ended (frameMS long): sender reports move the timeline by a few ms,
+// which must never squeeze audio frames into each other.
+func noOverlap(t *testing.T, path string, stream, frameMS int) {
+	t.Helper()
+	out, err := exec.Command(needFF(t, "ffprobe"), "-v", "error", "-select_streams", strconv.Itoa(stream),
+		"-show_entries", "packet=pts", "-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, first := 0, true
+	for _, line := range strings.Fields(string(out)) {
+		pts, err := strconv.Atoi(strings.TrimSuffix(line, ","))
+		if err != nil {
+			t.Fatalf("pts %q", line)
+		}
+		if !first && pts-prev < frameMS {
+			t.Errorf("stream %d: a frame at %d ms overlaps the one at %d ms", stream, pts, prev)
+			return
+		}
+		prev, first = pts, false
+	}
 }

@@ -32,6 +32,7 @@ type track struct {
 	// Owned by the track goroutine.
 	declared   bool // this track object has made sure its id is declared
 	lastMS     int64
+	lastExtTS  int64 // RTP timestamp of the last frame written
 	haveLast   bool
 	now        time.Time // arrival time of the packet being handled
 	lastKeyReq time.Time
@@ -119,12 +120,18 @@ func (t *track) maybeRequestKeyframe() {
 // write puts a frame on the recording's timeline and into the spool.
 func (t *track) write(f assembled) {
 	ms := floorDiv(t.clock.wall(f.extTS)-t.rec.startNanos, 1e6)
-	// A new sender report may move the mapping by a few ms; a track's frames
-	// still have strictly increasing timestamps.
-	if t.haveLast && ms <= t.lastMS {
-		ms = t.lastMS + 1
+	// A new sender report may move the mapping back by a few ms. A frame
+	// still never starts before the previous one ends (by the RTP clock):
+	// overlapping audio frames are a decoding error. The clamp holds only
+	// while the mapping is behind, so it never accumulates.
+	if t.haveLast {
+		minMS := t.lastMS + 1
+		if rate := int64(t.info.ClockRate); rate > 0 && f.extTS > t.lastExtTS {
+			minMS = max(minMS, t.lastMS+(f.extTS-t.lastExtTS)*1000/rate)
+		}
+		ms = max(ms, minMS)
 	}
-	t.lastMS, t.haveLast = ms, true
+	t.lastMS, t.lastExtTS, t.haveLast = ms, f.extTS, true
 	if t.rec.writeFrame(t, ms, f) {
 		t.frames++
 	}

@@ -70,7 +70,14 @@ func (c *Consultation) size() int {
 	return len(c.participants)
 }
 
+// goTrack runs a forwarding goroutine that the tap's Close waits for. Once
+// the consultation has ended no new one starts (the participant is gone).
 func (c *Consultation) goTrack(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended && len(c.participants) == 0 {
+		return
+	}
 	c.tracks.Add(1)
 	go func() {
 		defer c.tracks.Done()
@@ -112,6 +119,9 @@ func (c *Consultation) add(peer PeerInfo, sig Signaler) (*Participant, error) {
 	p, err := newParticipant(c, peer, sig)
 	if err != nil {
 		empty := len(c.participants) == 0
+		if empty {
+			c.ended = true // before unlocking: no join may slip into a consultation being unlisted
+		}
 		c.mu.Unlock()
 		if empty {
 			c.finish()
@@ -126,6 +136,14 @@ func (c *Consultation) add(peer PeerInfo, sig Signaler) (*Participant, error) {
 	c.mu.Unlock()
 
 	if replaced != nil {
+		// The stale participant is no longer listed, so its own close will not
+		// take its tracks off the others' subscribe connections: do it here.
+		rs := replaced.receivers()
+		for _, q := range others {
+			for _, r := range rs {
+				q.unsubscribe(r)
+			}
+		}
 		replaced.close("replaced")
 	}
 	c.event(EventJoined, p, "")
@@ -221,7 +239,14 @@ func (c *Consultation) close(reason string) {
 	for _, p := range c.participants {
 		ps = append(ps, p)
 	}
+	// No join may enter a consultation being closed: a late one sees
+	// errEnded, retries, and finds the SFU closed.
+	wasEnded := c.ended
+	c.ended = true
 	c.mu.Unlock()
+	if len(ps) == 0 && !wasEnded {
+		c.finish()
+	}
 	for _, p := range ps {
 		p.close(reason)
 	}

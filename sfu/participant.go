@@ -370,6 +370,12 @@ func (p *Participant) subscribe(r *Receiver) {
 		return
 	}
 	d.sender = tr.Sender()
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed { // closed while the transceiver was being added: its close missed d
+		return
+	}
 	r.addDown(d)
 	go p.readSenderRTCP(d)
 }

@@ -183,6 +183,10 @@ func (r *Receiver) forward(track *webrtc.TrackRemote) {
 	var pkt rtp.Packet
 	for {
 		n, _, err := track.Read(buf)
+		if errors.Is(err, io.ErrShortBuffer) {
+			m.DroppedGarbage.Add(1) // larger than any MTU: not ours to forward
+			continue
+		}
 		if err != nil {
 			return
 		}

@@ -188,9 +188,13 @@ type Stats struct {
 // Stats counts active consultations and participants.
 func (s *SFU) Stats() Stats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := Stats{Consultations: len(s.consultations)}
+	cs := make([]*Consultation, 0, len(s.consultations))
 	for _, c := range s.consultations {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	st := Stats{Consultations: len(cs)}
+	for _, c := range cs {
 		st.Participants += c.size()
 	}
 	return st

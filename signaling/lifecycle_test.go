@@ -107,6 +107,18 @@ func TestReconnectReplacesStaleParticipant(t *testing.T) {
 	if _, err := fresh.WaitReceived(ctx, "d1", "audio", atLeast(20)); err != nil {
 		t.Fatal(err)
 	}
+	// The clinician receives the new patient's audio, and nothing stale of the old one.
+	before := doc.Received("p1", "audio").Packets
+	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(before+25)); err != nil {
+		t.Fatalf("no audio from the reconnected patient: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for doc.Subscriptions() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("clinician holds %d subscriptions after the reconnect, want 1", doc.Subscriptions())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestShutdownSaysBye(t *testing.T) {

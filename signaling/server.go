@@ -112,12 +112,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sessions = append(sessions, x)
 	}
 	s.mu.Unlock()
-	s.SFU.Close() // every participant gets Bye("shutdown")
-	for _, x := range sessions {
-		x.shutdown()
-	}
 	done := make(chan struct{})
 	go func() {
+		s.SFU.Close() // every participant gets Bye("shutdown")
+		for _, x := range sessions {
+			x.shutdown()
+		}
 		s.wg.Wait()
 		close(done)
 	}()

@@ -70,10 +70,13 @@ func (s *session) run(parent context.Context) {
 func (s *session) readLoop(ctx context.Context) {
 	limiter := rate.NewLimiter(rate.Limit(s.lim.RatePerSec), s.lim.Burst)
 	strikes := 0
+	// One deadline for the whole time before a successful join: pings do not
+	// keep an unauthenticated socket open.
+	joinBy := time.Now().Add(s.lim.JoinTimeout)
 	for {
 		rctx, rcancel := ctx, context.CancelFunc(func() {})
 		if s.participant() == nil {
-			rctx, rcancel = context.WithTimeout(ctx, s.lim.JoinTimeout)
+			rctx, rcancel = context.WithDeadline(ctx, joinBy)
 		}
 		typ, data, err := s.conn.Read(rctx)
 		rcancel()
@@ -102,6 +105,10 @@ func (s *session) readLoop(ctx context.Context) {
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&m); err != nil {
 			s.reply(errMsg("", CodeBadMessage, "malformed message: "+err.Error()))
+			continue
+		}
+		if dec.More() {
+			s.reply(errMsg("", CodeBadMessage, "one JSON object per message"))
 			continue
 		}
 		if stop := s.handle(m); stop {

@@ -70,6 +70,9 @@ func TestBenchInProcess(t *testing.T) {
 			t.Errorf("%s jitter %+v", k, j)
 		}
 	}
+	if r.SendPace.Min < 0.5 || r.SendPace.Mean > 1.1 {
+		t.Errorf("send pace %+v, want about 1 (real time)", r.SendPace)
+	}
 	s := r.Server
 	if s.PacketsForwarded <= 0 || s.CPUSeconds <= 0 || s.CPUMicrosPerPacket <= 0 || s.RSSLoadBytes <= 0 {
 		t.Errorf("server figures %+v", s)

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/medcall/medcall/recorder"
@@ -111,4 +113,22 @@ func (r *recording) drain(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lockData takes an exclusive lock on the data directory so that no second
+// serve or recover works on the same spools and outbox at once (it would
+// finalize recordings still being written). The lock goes with the process.
+func lockData(data string) (release func(), err error) {
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(data, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another medcall process (serve or recover): %w", data, err)
+	}
+	return func() { f.Close() }, nil
 }

@@ -94,6 +94,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	unlock, err := lockData(cfg.data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	keys, err := loadKeys(cfg.data, cfg.tokenKeys, log)
 	if err != nil {
 		return err

@@ -162,6 +162,10 @@ func TestServeDefaultsCallAndShutdown(t *testing.T) {
 
 	// Second start reuses the dev key, so tokens minted before still verify.
 	_, _, stop2 := startServe(t, data)
+	// While it runs, nothing else may work on the same data directory.
+	if err := run(context.Background(), []string{"recover", "--data", data}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("recover on a live data directory: %v", err)
+	}
 	key2, _ := os.ReadFile(keyFile)
 	if !bytes.Equal(key1, key2) {
 		t.Error("dev key regenerated on the second start")

@@ -85,6 +85,11 @@ func runRecover(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	unlock, err := lockData(cfg.data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rec, err := openRecording(ctx, &cfg, log, recorder.UploadObserver{})
 	if err != nil {
 		return err

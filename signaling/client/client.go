@@ -330,6 +330,20 @@ func (c *Client) StopSending() {
 	}
 }
 
+// Subscriptions counts the tracks the server currently sends this client:
+// the subscribe connection's transceivers that are receiving.
+func (c *Client) Subscriptions() int {
+	n := 0
+	for _, t := range c.sub.GetTransceivers() {
+		if d := t.Direction(); d == webrtc.RTPTransceiverDirectionRecvonly || d == webrtc.RTPTransceiverDirectionSendrecv {
+			if t.Receiver() != nil && t.Mid() != "" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Joined is the server's joined reply.
 func (c *Client) Joined() signaling.Message { return c.joined }
 
