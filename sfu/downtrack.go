@@ -36,6 +36,7 @@ type DownTrack struct {
 	offset    uint16 // added to incoming sequence numbers
 	lastOut   uint16 // highest sequence number sent
 	resumeOut uint16 // first sequence number sent after the last gap
+	hdr       rtp.Header
 }
 
 func newDownTrack(r *Receiver, sub *Participant) *DownTrack {
@@ -123,7 +124,10 @@ func (d *DownTrack) writeRTP(pkt *rtp.Packet, keyframe bool, m *Metrics) bool {
 	if first || int16(out-d.lastOut) > 0 {
 		d.lastOut = out
 	}
-	h := pkt.Header
+	// The header is rewritten in the downtrack's own scratch space: a local
+	// would escape through the writer interface and allocate per packet.
+	h := &d.hdr
+	*h = pkt.Header
 	h.SSRC = b.ssrc
 	h.PayloadType = b.pt
 	h.SequenceNumber = out
@@ -131,7 +135,7 @@ func (d *DownTrack) writeRTP(pkt *rtp.Packet, keyframe bool, m *Metrics) bool {
 	// the subscriber's interceptors add their own.
 	h.Extension, h.Extensions, h.ExtensionProfile = false, nil, 0
 	h.Padding, h.PaddingSize = false, 0
-	if _, err := b.w.WriteRTP(&h, pkt.Payload); err != nil {
+	if _, err := b.w.WriteRTP(h, pkt.Payload); err != nil {
 		m.DroppedWriteError.Add(1)
 		return false
 	}

@@ -23,9 +23,7 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 // BenchmarkForward measures the SFU's per-packet forwarding cost: one RTP
 // packet, as read from the publisher, parsed and fanned out to k
 // downtracks (sequence rewrite, header rewrite, write) with the metrics
-// the forwarding loop keeps. It mirrors the body of Receiver.forward, which
-// reads from a *webrtc.TrackRemote and so cannot be driven directly; the
-// per-downtrack work is the real DownTrack.writeRTP.
+// the forwarding loop keeps: Receiver.fanout, the body of the forwarding loop.
 func BenchmarkForward(b *testing.B) {
 	for _, kind := range []Kind{KindAudio, KindVideo} {
 		for _, k := range []int{1, 2, 4, 8} {
@@ -60,34 +58,16 @@ func benchForward(b *testing.B, kind Kind, k int) {
 		b.Fatal(err)
 	}
 	m := &Metrics{}
-	ki := kindIndex(kind)
 	var pkt rtp.Packet
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	b.ResetTimer()
 	for i := range b.N {
 		binary.BigEndian.PutUint16(raw[2:4], uint16(i))
-		if err := pkt.Unmarshal(raw); err != nil {
-			b.Fatal(err)
-		}
-		m.PacketsIn[ki].Add(1)
-		m.BytesIn[ki].Add(uint64(len(raw)))
-		if r.muted.Load() {
-			continue
-		}
-		keyframe := kind == KindVideo && IsKeyframeStart(mime, &pkt)
-		for _, d := range *r.downs.Load() {
-			if d.writeRTP(&pkt, keyframe, m) {
-				m.PacketsOut[ki].Add(1)
-				m.BytesOut[ki].Add(uint64(len(raw)))
-			}
-		}
-		for _, s := range *r.sinks.Load() {
-			s.WriteRTP(&pkt)
-		}
+		r.fanout(raw, &pkt, m)
 	}
 	b.StopTimer()
-	if got, want := m.PacketsOut[ki].Load(), uint64(b.N*k); got != want {
-		b.Fatalf("forwarded %d packets, want %d", got, want)
+	if got := m.PacketsOut[kindIndex(kind)].Load(); got != uint64(b.N*k) {
+		b.Fatalf("forwarded %d packets, want %d", got, b.N*k)
 	}
 }

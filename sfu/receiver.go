@@ -31,6 +31,8 @@ type Receiver struct {
 	muted   atomic.Bool
 	ssrc    atomic.Uint32
 	lastPLI atomic.Int64 // unix nanos
+	// pliDeferred is set while a throttled keyframe request waits its turn.
+	pliDeferred atomic.Bool
 
 	// upgradeAt is when the current upgrade began (unix nanos), cleared when
 	// its first keyframe is forwarded; upgradePath names the path.
@@ -90,7 +92,20 @@ func (r *Receiver) RequestKeyframe() {
 	}
 	now := time.Now().UnixNano()
 	last := r.lastPLI.Load()
-	if now-last < int64(r.owner.c.s.cfg.PLIInterval) || !r.lastPLI.CompareAndSwap(last, now) {
+	interval := int64(r.owner.c.s.cfg.PLIInterval)
+	if now-last < interval {
+		// Throttled, but not forgotten: a subscriber that bound just after the
+		// last request may have missed the keyframe it produced. Ask once more
+		// when the interval is up.
+		if r.pliDeferred.CompareAndSwap(false, true) {
+			time.AfterFunc(time.Duration(last+interval-now), func() {
+				r.pliDeferred.Store(false)
+				r.RequestKeyframe()
+			})
+		}
+		return
+	}
+	if !r.lastPLI.CompareAndSwap(last, now) {
 		return
 	}
 	r.sendPLI()
@@ -174,11 +189,9 @@ func (r *Receiver) start(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 	}
 }
 
-// forward is the hot loop: read a packet, fan it out to downtracks and taps.
+// forward is the hot loop: read a packet, hand it to fanout, until the track ends.
 func (r *Receiver) forward(track *webrtc.TrackRemote) {
 	m := r.owner.c.s.cfg.Metrics
-	ki := kindIndex(r.kind)
-	mime := r.mime()
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	for {
@@ -190,36 +203,43 @@ func (r *Receiver) forward(track *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
-		if err := pkt.Unmarshal(buf[:n]); err != nil {
-			m.DroppedGarbage.Add(1)
-			continue
-		}
-		m.PacketsIn[ki].Add(1)
-		m.BytesIn[ki].Add(uint64(n))
-		if len(pkt.Payload) == 0 || r.muted.Load() {
-			// Padding-only probes are not forwarded, nor is media the publisher
-			// said is off; downtracks close the sequence gap this leaves.
-			if len(pkt.Payload) > 0 {
-				m.DroppedMuted.Add(1)
-			}
-			for _, d := range *r.downs.Load() {
-				d.skip()
-			}
-			continue
-		}
-		keyframe := r.kind == KindVideo && IsKeyframeStart(mime, &pkt)
-		if keyframe {
-			r.observeUpgrade()
+		r.fanout(buf[:n], &pkt, m)
+	}
+}
+
+// fanout parses one packet and sends it to every downtrack and tap. pkt is
+// scratch space reused between calls.
+func (r *Receiver) fanout(raw []byte, pkt *rtp.Packet, m *Metrics) {
+	if err := pkt.Unmarshal(raw); err != nil {
+		m.DroppedGarbage.Add(1)
+		return
+	}
+	ki := kindIndex(r.kind)
+	m.PacketsIn[ki].Add(1)
+	m.BytesIn[ki].Add(uint64(len(raw)))
+	if len(pkt.Payload) == 0 || r.muted.Load() {
+		// Padding-only probes are not forwarded, nor is media the publisher
+		// said is off; downtracks close the sequence gap this leaves.
+		if len(pkt.Payload) > 0 {
+			m.DroppedMuted.Add(1)
 		}
 		for _, d := range *r.downs.Load() {
-			if d.writeRTP(&pkt, keyframe, m) {
-				m.PacketsOut[ki].Add(1)
-				m.BytesOut[ki].Add(uint64(n))
-			}
+			d.skip()
 		}
-		for _, s := range *r.sinks.Load() {
-			s.WriteRTP(&pkt)
+		return
+	}
+	keyframe := r.kind == KindVideo && IsKeyframeStart(r.mime(), pkt)
+	if keyframe {
+		r.observeUpgrade()
+	}
+	for _, d := range *r.downs.Load() {
+		if d.writeRTP(pkt, keyframe, m) {
+			m.PacketsOut[ki].Add(1)
+			m.BytesOut[ki].Add(uint64(len(raw)))
 		}
+	}
+	for _, s := range *r.sinks.Load() {
+		s.WriteRTP(pkt)
 	}
 }
 

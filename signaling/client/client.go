@@ -393,15 +393,27 @@ func (c *Client) Request(ctx context.Context, m signaling.Message) (signaling.Me
 	}
 	select {
 	case r := <-ch:
-		if r.Type == signaling.TypeError {
-			return r, &ProtocolError{Code: r.Code, Message: r.Message}
-		}
-		return r, nil
+		return asReply(r)
 	case <-ctx.Done():
 		return signaling.Message{}, ctx.Err()
 	case <-c.ctx.Done():
+		// The reply may have come just before the server closed the socket
+		// (a leave is acked, then bye, then close): prefer it.
+		select {
+		case r := <-ch:
+			return asReply(r)
+		default:
+		}
 		return signaling.Message{}, errors.New("client: connection closed")
 	}
+}
+
+// asReply turns an error reply into a *ProtocolError.
+func asReply(r signaling.Message) (signaling.Message, error) {
+	if r.Type == signaling.TypeError {
+		return r, &ProtocolError{Code: r.Code, Message: r.Message}
+	}
+	return r, nil
 }
 
 // notify sends a request without waiting for its reply (which is discarded).
