@@ -4,6 +4,7 @@
 //	medcall token    mint a development token
 //	medcall verify   check a recording's signed manifest (and WebM)
 //	medcall recover  finalize and store recordings left by a crash
+//	medcall bench    load-test a server, or compare two results
 package main
 
 import (
@@ -28,6 +29,7 @@ func commands() []command {
 		{"token", "Mint a join or replay token from a local key (development and tests).", runToken},
 		{"verify", "Verify a recording's signed manifest and, given it, the WebM's digest.", runVerify},
 		{"recover", "Finalize and store recordings left behind by a crash.", runRecover},
+		{"bench", "Load-test a server with simulated consultations, or compare two results.", runBench},
 	}
 }
 

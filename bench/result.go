@@ -1,0 +1,345 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// ResultVersion is the version of the JSON result format.
+const ResultVersion = 1
+
+// Result is every figure of a run and the run's parameters; it is the JSON
+// file the bench writes and --compare reads.
+type Result struct {
+	Version        int       `json:"version"`
+	Params         Config    `json:"params"`
+	Started        time.Time `json:"started"`
+	ElapsedSeconds float64   `json:"elapsed_seconds"`
+
+	Consultations Counts         `json:"consultations"`
+	Errors        map[string]int `json:"errors"`                  // by stage
+	ErrorSamples  []string       `json:"error_samples,omitempty"` // the first few, for diagnosis
+
+	Join    Summary            `json:"join_ms"`    // token in hand to publish connection connected
+	Upgrade map[string]Summary `json:"upgrade_ms"` // by path, and "all": upgrade action to first keyframe at the peer
+	Loss    map[string]Loss    `json:"loss"`       // by kind
+	Jitter  map[string]Summary `json:"jitter_ms"`  // by kind: each stream's RFC 3550 jitter at the end
+	Delay   map[string]Summary `json:"delay_ms"`   // by kind: send to receive of each frame's first packet
+
+	// SendPace is how close the simulated participants kept to real time
+	// (audio packets sent over those due; 1 is real time). Well under 1
+	// means the bench machine, not the server, was the limit.
+	SendPace Pace `json:"send_pace"`
+
+	Server ServerFigures `json:"server"`
+	// BenchCPUSeconds is the bench process's own CPU over the run: on a
+	// machine it shares with the server, what the load generator took.
+	BenchCPUSeconds float64          `json:"bench_cpu_seconds"`
+	Recordings      RecordingFigures `json:"recordings"`
+}
+
+// Counts are consultations by how far they got.
+type Counts struct {
+	Planned  int `json:"planned"`
+	Joined   int `json:"joined"`   // both participants connected
+	Upgraded int `json:"upgraded"` // both participants' video reached the other
+	Ended    int `json:"ended"`    // ran to the end and left
+}
+
+// Loss is receive-side packet loss of one kind, summed over streams:
+// Expected is what the sequence numbers say was sent from each stream's first
+// received packet to its highest (RFC 3550 A.3). The SFU closes the gaps it
+// makes on purpose (video before a subscriber's first keyframe, while
+// downgraded), so those are excluded; every other gap counts.
+type Loss struct {
+	Streams  int     `json:"streams"`
+	Expected uint64  `json:"expected"`
+	Received uint64  `json:"received"`
+	Lost     uint64  `json:"lost"`
+	Fraction float64 `json:"fraction"`
+}
+
+// Pace summarizes the audio send pace over the senders.
+type Pace struct {
+	Mean float64 `json:"mean"`
+	Min  float64 `json:"min"`
+}
+
+// ServerFigures are read from the server's own /metrics.
+type ServerFigures struct {
+	// Window names the span the CPU figures cover: "steady" (every
+	// consultation joined and upgraded, none left yet) or "run" when the
+	// run had no steady state (too many consultations for the duration).
+	Window             string  `json:"window"`
+	WindowSeconds      float64 `json:"window_seconds"`
+	CPUSeconds         float64 `json:"cpu_seconds"`
+	PacketsForwarded   float64 `json:"packets_forwarded"`
+	PacketsPerSecond   float64 `json:"packets_forwarded_per_second"`
+	CPUMicrosPerPacket float64 `json:"cpu_us_per_forwarded_packet"`
+	CPUCores           float64 `json:"cpu_cores"` // CPU seconds per second in the window
+	// RSS before the first join and at the end of the window; the difference
+	// divided by the consultations up then is the RSS per consultation.
+	RSSBaselineBytes        float64 `json:"rss_baseline_bytes"`
+	RSSLoadBytes            float64 `json:"rss_load_bytes"`
+	RSSPerConsultationBytes float64 `json:"rss_per_consultation_bytes"`
+	DroppedWriteErrors      float64 `json:"dropped_write_errors"`
+	RecorderOverflows       float64 `json:"recorder_queue_overflows"`
+	ScrapeErrors            int     `json:"scrape_errors"`
+	Profile                 string  `json:"profile,omitempty"`
+}
+
+// RecordingFigures say what became of the recordings.
+type RecordingFigures struct {
+	Expected  int     `json:"expected"`
+	Stored    int     `json:"stored"`   // manifest present in the store
+	Verified  int     `json:"verified"` // manifest signature and WebM digest check out
+	Failed    int     `json:"failed"`   // present but not verifying
+	TimedOut  int     `json:"timed_out"`
+	StoreTime Summary `json:"end_to_stored_ms"` // last leave to manifest present
+	Note      string  `json:"note,omitempty"`
+}
+
+// Figure is one named number of a result, for the table and for --compare.
+type Figure struct {
+	Section, Name, Unit string
+	Value               float64
+}
+
+// Figures lists a result's numbers in a fixed order.
+func (r *Result) Figures() []Figure {
+	var fs []Figure
+	add := func(sec, name, unit string, v float64) { fs = append(fs, Figure{sec, name, unit, v}) }
+	sum := func(sec, name string, s Summary) {
+		add(sec, name+" count", "", float64(s.Count))
+		add(sec, name+" p50", "ms", s.P50)
+		add(sec, name+" p95", "ms", s.P95)
+		add(sec, name+" p99", "ms", s.P99)
+		add(sec, name+" max", "ms", s.Max)
+	}
+	c := r.Consultations
+	add("consultations", "planned", "", float64(c.Planned))
+	add("consultations", "joined", "", float64(c.Joined))
+	add("consultations", "upgraded", "", float64(c.Upgraded))
+	add("consultations", "ended", "", float64(c.Ended))
+	for _, k := range sortedKeys(r.Errors) {
+		add("consultations", "errors "+k, "", float64(r.Errors[k]))
+	}
+	sum("join", "join", r.Join)
+	for _, p := range sortedKeys(r.Upgrade) {
+		sum("upgrade", "upgrade "+p, r.Upgrade[p])
+	}
+	for _, k := range sortedKeys(r.Loss) {
+		add("media", k+" loss", "%", 100*r.Loss[k].Fraction)
+		add("media", k+" packets expected", "", float64(r.Loss[k].Expected))
+	}
+	for _, k := range sortedKeys(r.Jitter) {
+		add("media", k+" jitter p50", "ms", r.Jitter[k].P50)
+		add("media", k+" jitter p95", "ms", r.Jitter[k].P95)
+	}
+	for _, k := range sortedKeys(r.Delay) {
+		add("media", k+" delay p50", "ms", r.Delay[k].P50)
+		add("media", k+" delay p95", "ms", r.Delay[k].P95)
+		add("media", k+" delay p99", "ms", r.Delay[k].P99)
+		add("media", k+" delay max", "ms", r.Delay[k].Max)
+	}
+	s := r.Server
+	add("server", "window ("+s.Window+")", "s", s.WindowSeconds)
+	add("server", "packets forwarded/s", "", s.PacketsPerSecond)
+	add("server", "CPU per forwarded packet", "µs", s.CPUMicrosPerPacket)
+	add("server", "CPU cores busy", "", s.CPUCores)
+	add("server", "RSS baseline", "MiB", s.RSSBaselineBytes/(1<<20))
+	add("server", "RSS at load", "MiB", s.RSSLoadBytes/(1<<20))
+	add("server", "RSS per consultation", "KiB", s.RSSPerConsultationBytes/(1<<10))
+	add("server", "write-error drops", "", s.DroppedWriteErrors)
+	add("server", "recorder queue overflows", "", s.RecorderOverflows)
+	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
+	add("bench", "send pace mean", "", r.SendPace.Mean)
+	add("bench", "send pace min", "", r.SendPace.Min)
+	rec := r.Recordings
+	add("recordings", "expected", "", float64(rec.Expected))
+	add("recordings", "stored", "", float64(rec.Stored))
+	add("recordings", "verified", "", float64(rec.Verified))
+	add("recordings", "failed", "", float64(rec.Failed))
+	add("recordings", "timed out", "", float64(rec.TimedOut))
+	sum("recordings", "end to stored", rec.StoreTime)
+	return fs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// WriteTable prints the result as a readable table: distributions as rows
+// of count and percentiles, then loss, the server's figures and recordings.
+func (r *Result) WriteTable(w io.Writer) error {
+	p := r.Params
+	fmt.Fprintf(w, "medcall bench: n=%d join-rate=%.3g/s duration=%v upgrade-after=%v downgrade-after=%v path=%s rec=%v (ran %.1f s)\n",
+		p.N, p.JoinRate, p.Duration, p.UpgradeAfter, p.DowngradeAfter, p.Path, p.Record, r.ElapsedSeconds)
+	c := r.Consultations
+	fmt.Fprintf(w, "consultations: planned %d, joined %d, upgraded %d, ended %d; errors %s\n\n",
+		c.Planned, c.Joined, c.Upgraded, c.Ended, errorList(r.Errors))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	// tabwriter right-aligns every cell; padding the names makes their
+	// column read left-aligned.
+	const nameWidth = 38
+	fmt.Fprintf(tw, "%-*s\tcount\tp50\tp95\tp99\tmax\t\n", nameWidth, "(ms)")
+	dist := func(name string, s Summary) {
+		fmt.Fprintf(tw, "%-*s\t%d\t%s\t%s\t%s\t%s\t\n", nameWidth, name, s.Count, ms(s.P50), ms(s.P95), ms(s.P99), ms(s.Max))
+	}
+	dist("join (token to connected)", r.Join)
+	for _, k := range sortedKeys(r.Upgrade) {
+		dist("upgrade to keyframe, "+k, r.Upgrade[k])
+	}
+	for _, k := range sortedKeys(r.Delay) {
+		dist(k+" forwarding delay", r.Delay[k])
+	}
+	for _, k := range sortedKeys(r.Jitter) {
+		dist(k+" jitter (per stream)", r.Jitter[k])
+	}
+	if p.Record {
+		dist("call end to recording stored", r.Recordings.StoreTime)
+	}
+	fmt.Fprintf(tw, "\t\t\t\t\t\t\n%-*s\tstreams\texpected\treceived\tlost\tloss %%\t\n", nameWidth, "(packets)")
+	for _, k := range sortedKeys(r.Loss) {
+		l := r.Loss[k]
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%.3f\t\n", nameWidth, k, l.Streams, l.Expected, l.Received, l.Lost, 100*l.Fraction)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	s := r.Server
+	fmt.Fprintf(w, "\nserver (its own /metrics, %s window of %.1f s):\n", s.Window, s.WindowSeconds)
+	fmt.Fprintf(w, "  CPU per forwarded packet  %.1f µs  (%.2f cores busy, %.0f packets forwarded/s)\n", s.CPUMicrosPerPacket, s.CPUCores, s.PacketsPerSecond)
+	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
+		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
+	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.ScrapeErrors)
+	if r.ElapsedSeconds > 0 {
+		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",
+			r.BenchCPUSeconds, r.BenchCPUSeconds/r.ElapsedSeconds, r.SendPace.Mean, r.SendPace.Min)
+	}
+	if p.Record {
+		rec := r.Recordings
+		fmt.Fprintf(w, "recordings: expected %d, stored %d, verified %d, failed %d, timed out %d\n",
+			rec.Expected, rec.Stored, rec.Verified, rec.Failed, rec.TimedOut)
+		if rec.Note != "" {
+			fmt.Fprintln(w, "  "+rec.Note)
+		}
+	}
+	if s.Profile != "" {
+		fmt.Fprintln(w, "server CPU profile:", s.Profile)
+	}
+	for _, e := range r.ErrorSamples {
+		fmt.Fprintln(w, "error:", e)
+	}
+	return nil
+}
+
+func ms(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+func errorList(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func formatValue(v float64) string {
+	switch {
+	case v == float64(int64(v)) && v < 1e12 && v > -1e12:
+		return fmt.Sprintf("%d", int64(v))
+	case v >= 100 || v <= -100:
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return fmt.Sprintf("%.3g", v)
+	}
+}
+
+// Compare prints a and b side by side with b/a for every figure either has.
+func Compare(w io.Writer, a, b *Result, nameA, nameB string) error {
+	fb := map[string]float64{}
+	for _, f := range b.Figures() {
+		fb[f.Section+"/"+f.Name] = f.Value
+	}
+	seen := map[string]bool{}
+	width := 0 // pad names so they read left-aligned in a right-aligned table
+	for _, f := range append(a.Figures(), b.Figures()...) {
+		width = max(width, len(f.Section)+len(f.Name)+len(f.Unit)+5)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\t%s\t%s\tb/a\t\n", width, "figure", nameA, nameB)
+	row := func(name, unit string, va, vb float64, hasA, hasB bool) {
+		sa, sb, ratio := "-", "-", "-"
+		if hasA {
+			sa = formatValue(va)
+		}
+		if hasB {
+			sb = formatValue(vb)
+		}
+		if hasA && hasB && va != 0 {
+			ratio = fmt.Sprintf("%.2f", vb/va)
+		} else if hasA && hasB && vb == 0 {
+			ratio = "="
+		}
+		if unit != "" {
+			name += " (" + unit + ")"
+		}
+		fmt.Fprintf(tw, "%-*s\t%s\t%s\t%s\t\n", width, name, sa, sb, ratio)
+	}
+	for _, f := range a.Figures() {
+		k := f.Section + "/" + f.Name
+		seen[k] = true
+		vb, ok := fb[k]
+		row(f.Section+": "+f.Name, f.Unit, f.Value, vb, true, ok)
+	}
+	for _, f := range b.Figures() {
+		if !seen[f.Section+"/"+f.Name] {
+			row(f.Section+": "+f.Name, f.Unit, 0, f.Value, false, true)
+		}
+	}
+	return tw.Flush()
+}
+
+// WriteFile writes r as indented JSON.
+func (r *Result) WriteFile(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadResult reads a result written by WriteFile.
+func ReadResult(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: not a bench result: %w", path, err)
+	}
+	if r.Version != ResultVersion {
+		return nil, fmt.Errorf("%s: result version %d, this bench reads %d", path, r.Version, ResultVersion)
+	}
+	return &r, nil
+}
