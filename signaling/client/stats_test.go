@@ -1,0 +1,33 @@
+package client
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// TestReceiveAccounting: expected packets follow RFC 3550 through sequence
+// wrap, reordering and an SSRC change (a renegotiated track); jitter is the
+// RFC 3550 interarrival jitter.
+func TestReceiveAccounting(t *testing.T) {
+	r := newRecvStats(false)
+	r.setClockRate(48000)
+	t0 := time.Now()
+	seqs := []uint16{65530, 65531, 65533, 65535, 0, 2, 1, 3}
+	for i, s := range seqs {
+		r.received(&rtp.Packet{Header: rtp.Header{SSRC: 1, SequenceNumber: s, Timestamp: uint32(960 * i)}}, 10, false, t0.Add(time.Duration(i)*20*time.Millisecond))
+	}
+	if r.st.Expected != 10 || r.st.Packets != 8 || r.st.Jitter != 0 {
+		t.Fatalf("%+v", r.st)
+	}
+	// A new SSRC: a new track instance, accounted from its own first packet.
+	r.received(&rtp.Packet{Header: rtp.Header{SSRC: 2, SequenceNumber: 100, Timestamp: 5}}, 10, false, t0.Add(time.Second))
+	r.received(&rtp.Packet{Header: rtp.Header{SSRC: 2, SequenceNumber: 102, Timestamp: 965}}, 10, false, t0.Add(time.Second+30*time.Millisecond))
+	if r.st.Expected != 13 {
+		t.Fatalf("%+v", r.st)
+	}
+	if r.st.Jitter < 600*time.Microsecond || r.st.Jitter > 700*time.Microsecond { // |30-20|/16 ms
+		t.Fatalf("jitter %v", r.st.Jitter)
+	}
+}
