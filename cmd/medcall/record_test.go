@@ -126,15 +126,7 @@ func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1", "--rec")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	url := "ws://" + addr + "/v1/signal"
-	pc, err := client.Dial(ctx, client.Options{URL: url, Token: pat, AudioFile: "../../testdata/audio.ogg", VideoFile: "../../testdata/video.ivf", Prenegotiate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := client.Dial(ctx, client.Options{URL: url, Token: doc, AudioFile: "../../testdata/audio.ogg"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, dc := joinCall(t, ctx, addr, pat, doc, true)
 	if dc.Joined().Recording == nil || !*dc.Joined().Recording {
 		t.Error("joined reply does not say the consultation is recorded")
 	}
@@ -251,17 +243,7 @@ func TestKill9ThenRestartRecovers(t *testing.T) {
 	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-9", "--pid", "p-9", "--cid", "c-9", "--rec")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	url := "ws://" + addr + "/v1/signal"
-	pc, err := client.Dial(ctx, client.Options{URL: url, Token: pat, AudioFile: "../../testdata/audio.ogg", VideoFile: "../../testdata/video.ivf", Prenegotiate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	dc, err := client.Dial(ctx, client.Options{URL: url, Token: doc, AudioFile: "../../testdata/audio.ogg"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
+	pc, dc := joinCall(t, ctx, addr, pat, doc, true)
 	if _, err := dc.WaitReceived(ctx, "p-9", "audio", func(s client.TrackStats) bool { return s.Packets > 0 }); err != nil {
 		t.Fatal(err)
 	}

@@ -132,17 +132,7 @@ func TestServeDefaultsCallAndShutdown(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	url := "ws://" + addr + "/v1/signal"
-	pc, err := client.Dial(ctx, client.Options{URL: url, Token: pat, AudioFile: "../../testdata/audio.ogg", VideoFile: "../../testdata/video.ivf", Prenegotiate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	dc, err := client.Dial(ctx, client.Options{URL: url, Token: doc, AudioFile: "../../testdata/audio.ogg"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
+	pc, dc := joinCall(t, ctx, addr, pat, doc, true)
 	if _, err := dc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= 25 }); err != nil {
 		t.Fatalf("no audio: %v", err)
 	}
@@ -187,17 +177,7 @@ func TestServeUDPPortAndEnv(t *testing.T) {
 	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	url := "ws://" + addr + "/v1/signal"
-	pc, err := client.Dial(ctx, client.Options{URL: url, Token: pat, AudioFile: "../../testdata/audio.ogg"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	dc, err := client.Dial(ctx, client.Options{URL: url, Token: doc, AudioFile: "../../testdata/audio.ogg"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
+	pc, dc := joinCall(t, ctx, addr, pat, doc, false)
 	if _, err := dc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= 25 }); err != nil {
 		t.Fatalf("no audio over the single UDP port: %v", err)
 	}
@@ -274,4 +254,26 @@ func TestServeDevPrintsLinksAndServesDemo(t *testing.T) {
 	if resp.StatusCode != 200 || strings.Count(body.Token, ".") != 2 {
 		t.Errorf("dev token: %d %q", resp.StatusCode, body.Token)
 	}
+}
+
+// joinCall dials a patient (with a camera, pre-negotiated, when video) and a
+// clinician (audio only) into the server at addr; both close with the test.
+func joinCall(t *testing.T, ctx context.Context, addr, patTok, docTok string, video bool) (pc, dc *client.Client) {
+	t.Helper()
+	url := "ws://" + addr + "/v1/signal"
+	o := client.Options{URL: url, Token: patTok, AudioFile: "../../testdata/audio.ogg"}
+	if video {
+		o.VideoFile, o.Prenegotiate = "../../testdata/video.ivf", true
+	}
+	pc, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	dc, err = client.Dial(ctx, client.Options{URL: url, Token: docTok, AudioFile: "../../testdata/audio.ogg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dc.Close)
+	return pc, dc
 }
