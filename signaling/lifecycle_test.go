@@ -242,3 +242,28 @@ func TestTwentyConsultationsStayApart(t *testing.T) {
 		s.mu.Unlock()
 	}
 }
+
+// TestLeaveIsAlwaysAcked: the reply to leave (and the bye after it) are
+// written before the server closes the socket, every time, even while the
+// server is busy telling the leaver about the other one leaving.
+func TestLeaveIsAlwaysAcked(t *testing.T) {
+	e := newEnv(t, sfu.Config{})
+	ctx := ctxT(t, 90*time.Second)
+	for i := range 12 {
+		pid, cid := fmt.Sprintf("p%d", i), fmt.Sprintf("c%d", i)
+		pat := e.dial(ctx, e.patient(pid, cid), false)
+		doc := e.dial(ctx, e.clinician("d"+pid, pid, cid), false)
+		if _, err := doc.WaitReceived(ctx, pid, "audio", atLeast(1)); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 2)
+		go func() { errs <- pat.Leave(ctx) }()
+		go func() { errs <- doc.Leave(ctx) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: leave: %v", i, err)
+			}
+		}
+	}
+	waitStats(t, e, sfu.Stats{})
+}

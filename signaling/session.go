@@ -33,11 +33,12 @@ type session struct {
 	out    chan outMsg
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool      // no more sends
-	ready  bool      // joined reply sent; SFU messages flow
-	held   []Message // SFU messages produced before the joined reply
-	p      *sfu.Participant
+	mu      sync.Mutex
+	closed  bool      // no more sends
+	closing bool      // a message that closes the socket is queued
+	ready   bool      // joined reply sent; SFU messages flow
+	held    []Message // SFU messages produced before the joined reply
+	p       *sfu.Participant
 }
 
 func newSession(s *Server, conn *websocket.Conn) *session {
@@ -58,9 +59,20 @@ func (s *session) run(parent context.Context) {
 	s.mu.Lock()
 	p := s.p
 	s.closed = true
+	closing := s.closing
 	s.mu.Unlock()
 	if p != nil {
 		p.Leave() // a dropped socket cleans up its participant
+	}
+	if closing {
+		// A goodbye is queued (leave's ack and bye): let the writer send what
+		// is queued before it, then close; only a stuck client is cut short.
+		t := time.NewTimer(5 * time.Second)
+		select {
+		case <-writerDone:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	cancel()
 	<-writerDone
@@ -157,7 +169,7 @@ func (s *session) enqueue(m Message, closeAfter bool) {
 	select {
 	case s.out <- outMsg{m: m, close: closeAfter}:
 		if closeAfter {
-			s.closed = true
+			s.closed, s.closing = true, true
 		}
 	default:
 		s.closed = true

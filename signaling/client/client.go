@@ -174,6 +174,9 @@ func (c *Client) start(ctx context.Context) error {
 			c.drainRTCP(c.videoSender, c.video)
 		}
 	}
+	if len(c.pub.GetTransceivers()) == 0 {
+		return nil // listen-only: nothing to publish, no publish connection to negotiate
+	}
 	connected := make(chan struct{})
 	var once sync.Once
 	c.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
