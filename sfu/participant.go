@@ -315,11 +315,11 @@ func (p *Participant) SetMedia(audio, video *bool, path string) {
 	var events []EventType
 	if audio != nil && *audio != p.audio {
 		p.audio = *audio
-		events = append(events, map[bool]EventType{true: EventAudioOn, false: EventAudioOff}[*audio])
+		events = append(events, pick(*audio, EventAudioOn, EventAudioOff))
 	}
 	if video != nil && *video != p.video {
 		p.video = *video
-		events = append(events, map[bool]EventType{true: EventUpgrade, false: EventDowngrade}[*video])
+		events = append(events, pick(*video, EventUpgrade, EventDowngrade))
 	}
 	ev := PeerEvent{Event: "media", ID: p.id, Role: p.role, Audio: p.audio, Video: p.video}
 	rs := make([]*Receiver, 0, len(p.published))
@@ -441,4 +441,11 @@ func (p *Participant) close(reason string) {
 	if reason != "" {
 		p.sig.Bye(reason)
 	}
+}
+
+func pick(on bool, yes, no EventType) EventType {
+	if on {
+		return yes
+	}
+	return no
 }

@@ -72,3 +72,15 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 }
 
 func asProtocolError(err error, pe **client.ProtocolError) bool { return errors.As(err, pe) }
+
+// audioCall joins patient pid and clinician "d1" to consultation cid and
+// waits until the clinician hears the patient.
+func (e *env) audioCall(ctx context.Context, pid, cid string) (pat, doc *client.Client) {
+	e.t.Helper()
+	pat = e.dial(ctx, e.patient(pid, cid), false)
+	doc = e.dial(ctx, e.clinician("d1", pid, cid), false)
+	if _, err := doc.WaitReceived(ctx, pid, "audio", atLeast(10)); err != nil {
+		e.t.Fatal(err)
+	}
+	return pat, doc
+}

@@ -32,11 +32,7 @@ func leftEvent(id string) func(signaling.Message) bool {
 func TestLeaveAndRejoinWithFreshToken(t *testing.T) {
 	e := newEnv(t, sfu.Config{})
 	ctx := ctxT(t, 30*time.Second)
-	pat := e.dial(ctx, e.patient("p1", "c1"), false)
-	doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), false)
-	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(10)); err != nil {
-		t.Fatal(err)
-	}
+	pat, doc := e.audioCall(ctx, "p1", "c1")
 	waitStats(t, e, sfu.Stats{Consultations: 1, Participants: 2})
 	if err := pat.Leave(ctx); err != nil {
 		t.Fatalf("leave: %v", err)
@@ -58,11 +54,7 @@ func TestLeaveAndRejoinWithFreshToken(t *testing.T) {
 func TestDroppedSocketCleansUp(t *testing.T) {
 	e := newEnv(t, sfu.Config{})
 	ctx := ctxT(t, 30*time.Second)
-	pat := e.dial(ctx, e.patient("p1", "c1"), false)
-	doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), false)
-	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(10)); err != nil {
-		t.Fatal(err)
-	}
+	pat, doc := e.audioCall(ctx, "p1", "c1")
 	pat.Close() // no leave: the socket and the peer connections just go away
 	if _, err := doc.WaitEvent(ctx, leftEvent("p1")); err != nil {
 		t.Fatalf("no left event after a dropped socket: %v", err)
@@ -93,11 +85,7 @@ func TestDroppedSocketCleansUp(t *testing.T) {
 func TestReconnectReplacesStaleParticipant(t *testing.T) {
 	e := newEnv(t, sfu.Config{})
 	ctx := ctxT(t, 30*time.Second)
-	old := e.dial(ctx, e.patient("p1", "c1"), false)
-	doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), false)
-	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(10)); err != nil {
-		t.Fatal(err)
-	}
+	old, doc := e.audioCall(ctx, "p1", "c1")
 	// Same participant, new socket (the app reconnected before the server noticed the old one died).
 	fresh := e.dial(ctx, e.patient("p1", "c1"), false)
 	if _, err := old.WaitEvent(ctx, func(m signaling.Message) bool { return m.Type == signaling.TypeBye && m.Reason == "replaced" }); err != nil {
