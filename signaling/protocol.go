@@ -31,7 +31,7 @@ type Message struct {
 
 	// joined, participant
 	Participant  *Peer  `json:"participant,omitempty"`
-	Participants []Peer `json:"participants,omitempty"`
+	Participants []Peer `json:"participants,omitzero"` // joined: always present, [] for the first joiner
 	Recording    *bool  `json:"recording,omitempty"`
 	Event        string `json:"event,omitempty"`
 
@@ -94,6 +94,17 @@ const (
 	PathPrenegotiated = "prenegotiated"
 	PathRenegotiate   = "renegotiate"
 )
+
+// Reasons a bye message gives.
+const (
+	ByeLeft             = "left"              // the client asked to leave
+	ByeReplaced         = "replaced"          // the same participant joined on another socket
+	ByeShutdown         = "shutdown"          // the server is stopping
+	ByeConnectionFailed = "connection_failed" // a peer connection failed and did not recover in time
+)
+
+// ByeReasons are every reason a bye message may give.
+var ByeReasons = []string{ByeLeft, ByeReplaced, ByeShutdown, ByeConnectionFailed}
 
 // ClientRequests are the message types a client may send.
 var ClientRequests = []string{TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing}
