@@ -154,15 +154,18 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := p.c.s.checkOffer(offerSDP); err != nil {
+		return "", err
+	}
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", p.refuseOffer(err)
 	}
 	answer, err := p.pub.CreateAnswer(nil)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", p.refuseOffer(err)
 	}
 	if err := p.pub.SetLocalDescription(answer); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", p.refuseOffer(err)
 	}
 	p.flushCandidates(PCPublish)
 	codecs, err := answeredCodecs(answer.SDP)
@@ -171,6 +174,16 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 	}
 	p.reconcile(sending, codecs)
 	return answer.SDP, nil
+}
+
+// refuseOffer reports an offer the publish connection could not take. It
+// passed checkOffer, so this is rare; pion cannot roll back a remote offer,
+// so a connection left waiting in have-remote-offer is logged.
+func (p *Participant) refuseOffer(err error) error {
+	if st := p.pub.SignalingState(); st != webrtc.SignalingStateStable {
+		p.c.s.log.Warn("publish connection left mid-negotiation by a refused offer", "participant", p.id, "state", st.String(), "err", err)
+	}
+	return fmt.Errorf("%w: %v", ErrBadSDP, err)
 }
 
 // reconcile creates a Receiver for each newly sending m-line the answer

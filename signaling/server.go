@@ -46,6 +46,10 @@ type Hooks struct {
 	Refused func(code string)
 	// Joined is called for every accepted join.
 	Joined func()
+	// Sent is called with every message the server writes to a socket, as
+	// written (tests check each against protocol.schema.json). It must not
+	// block or keep b.
+	Sent func(b []byte)
 }
 
 // Server serves the signaling WebSocket.

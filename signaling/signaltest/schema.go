@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"testing"
 
 	"github.com/medcall/medcall/signaling"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -63,4 +64,73 @@ func check(sch *jsonschema.Schema, who string, data []byte) error {
 		return fmt.Errorf("%s message %s does not follow protocol.schema.json: %v", who, data, err)
 	}
 	return nil
+}
+
+// Violations collects schema violations seen from other goroutines (the
+// server's writers, a client's read loop) and reports them when the test
+// ends, where t.Errorf is allowed.
+type Violations struct {
+	mu   sync.Mutex
+	errs []error
+	seen int
+}
+
+// NewViolations reports what it collects as errors of t when t ends.
+func NewViolations(t testing.TB) *Violations {
+	v := &Violations{}
+	t.Cleanup(func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		for i, err := range v.errs {
+			if i == 10 {
+				t.Errorf("... and %d more schema violations", len(v.errs)-10)
+				break
+			}
+			t.Error(err)
+		}
+	})
+	return v
+}
+
+// Add records err, if any, and counts one message checked.
+func (v *Violations) Add(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.seen++
+	if err != nil {
+		v.errs = append(v.errs, err)
+	}
+}
+
+// Seen is how many messages were checked.
+func (v *Violations) Seen() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.seen
+}
+
+// checkServer returns a hook that checks every message the server sends.
+func (e *Env) checkServer(t testing.TB) func([]byte) {
+	s, err := LoadSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ServerChecked = NewViolations(t)
+	return func(b []byte) { e.ServerChecked.Add(s.CheckServer(b)) }
+}
+
+// Trace returns a client.Options.Trace-shaped hook that checks what a client
+// sends and receives against the schema, into v.
+func Trace(t testing.TB, v *Violations) func(sent bool, data []byte) {
+	s, err := LoadSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(sent bool, data []byte) {
+		if sent {
+			v.Add(s.CheckClient(data))
+		} else {
+			v.Add(s.CheckServer(data))
+		}
+	}
 }

@@ -30,11 +30,15 @@ type Env struct {
 	Mux  *http.ServeMux // add handlers before the first request
 	HTTP *httptest.Server
 	URL  string // ws://.../v1/signal
+	// ServerChecked counts every message the server sent, each checked
+	// against protocol.schema.json; a violation fails the test.
+	ServerChecked *Violations
 }
 
 // Start runs a server with cfg (ListenIP and Logger are set here) and stops
-// it when the test ends.
-func Start(t testing.TB, cfg sfu.Config) *Env {
+// it when the test ends. Each opt may adjust the signaling server (limits,
+// liveness) before it serves.
+func Start(t testing.TB, cfg sfu.Config, opts ...func(*signaling.Server)) *Env {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -59,6 +63,10 @@ func Start(t testing.TB, cfg sfu.Config) *Env {
 		t.Fatal(err)
 	}
 	e.Sig = &signaling.Server{SFU: e.SFU, Verifier: &token.Verifier{Keys: keys.Public()}, Logger: cfg.Logger}
+	e.Sig.Hooks.Sent = e.checkServer(t)
+	for _, o := range opts {
+		o(e.Sig)
+	}
 	e.Mux = http.NewServeMux()
 	e.Mux.Handle("GET /v1/signal", e.Sig)
 	e.HTTP = httptest.NewServer(e.Mux)
