@@ -204,7 +204,7 @@ func (p *Participant) reconcile(sending map[string]Kind, codecs map[string]webrt
 		}
 		r := newReceiver(p, mid, kind, codec)
 		if renegotiation {
-			r.beginUpgrade("renegotiate")
+			r.beginUpgrade(PathRenegotiate)
 		}
 		p.published[mid] = r
 		added = append(added, r)

@@ -3,7 +3,10 @@
 // media notices between their clients and the SFU.
 package signaling
 
-import "github.com/pion/webrtc/v4"
+import (
+	"github.com/medcall/medcall/sfu"
+	"github.com/pion/webrtc/v4"
+)
 
 // Version is the protocol version served at /v1/signal.
 const Version = 1
@@ -91,8 +94,8 @@ const (
 
 // Upgrade paths named in media notices.
 const (
-	PathPrenegotiated = "prenegotiated"
-	PathRenegotiate   = "renegotiate"
+	PathPrenegotiated = sfu.PathPrenegotiated
+	PathRenegotiate   = sfu.PathRenegotiate
 )
 
 // Reasons a bye message gives.

@@ -2,12 +2,18 @@ package signaling_test
 
 import (
 	"encoding/json"
+	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
+	"github.com/medcall/medcall/signaling/client"
 	"github.com/medcall/medcall/signaling/signaltest"
 )
 
@@ -168,6 +174,141 @@ func TestSchemaExamples(t *testing.T) {
 	for _, tc := range server {
 		if err := s.CheckServer([]byte(tc.msg)); (err == nil) != tc.valid {
 			t.Errorf("server %s: valid=%v, want %v (%v)", tc.msg, err == nil, tc.valid, err)
+		}
+	}
+}
+
+// typeTrace checks every message a Go client sends and receives against the
+// schema and records which types went each way.
+type typeTrace struct {
+	mu         sync.Mutex
+	sent, recv map[string]bool
+}
+
+func (tt *typeTrace) hook(check func(sent bool, data []byte)) func(bool, []byte) {
+	return func(sent bool, data []byte) {
+		check(sent, data)
+		var m struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(data, &m)
+		tt.mu.Lock()
+		defer tt.mu.Unlock()
+		if sent {
+			tt.sent[m.Type] = true
+		} else {
+			tt.recv[m.Type] = true
+		}
+	}
+}
+
+func (tt *typeTrace) missing(want []string, sent bool) []string {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	var out []string
+	for _, w := range want {
+		if (sent && !tt.sent[w]) || (!sent && !tt.recv[w]) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestGoClientFollowsSchema runs the Go client through a whole call — join,
+// both upgrade paths, downgrade, ping, a refused request, leave — and checks
+// every message it sends and receives against protocol.schema.json, proving
+// that each client request and each server message type was among them.
+func TestGoClientFollowsSchema(t *testing.T) {
+	e := newEnv(t, sfu.Config{})
+	ctx := ctxT(t, 40*time.Second)
+	tt := &typeTrace{sent: map[string]bool{}, recv: map[string]bool{}}
+	v := signaltest.NewViolations(t)
+	dial := func(tok string, pre bool) *client.Client {
+		c, err := client.Dial(ctx, client.Options{URL: e.url, Token: tok, AudioFile: audioFile, VideoFile: videoFile,
+			Prenegotiate: pre, Trace: tt.hook(signaltest.Trace(t, v))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	pat := dial(e.patient("p1", "c1"), true)
+	doc := dial(e.clinician("d1", "p1", "c1"), false)
+	if _, err := doc.WaitReceived(ctx, "p1", "audio", atLeast(10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pat.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Upgrade(ctx, signaling.PathRenegotiate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pat.WaitReceived(ctx, "d1", "video", hasKeyframe); err != nil {
+		t.Fatal(err)
+	}
+	if err := pat.Downgrade(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pat.Request(ctx, signaling.Message{Type: signaling.TypePing}); err != nil {
+		t.Fatal(err)
+	}
+	var pe *client.ProtocolError
+	if _, err := pat.Request(ctx, signaling.Message{Type: signaling.TypeJoin, Token: "x"}); !asProtocolError(err, &pe) || pe.Code != signaling.CodeAlreadyJoined {
+		t.Fatalf("second join: %v, want %s", err, signaling.CodeAlreadyJoined)
+	}
+	if _, err := doc.Request(ctx, signaling.Message{Type: signaling.TypeLeave}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := doc.WaitEvent(ctx, func(m signaling.Message) bool { return m.Type == signaling.TypeBye }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pat.WaitEvent(ctx, func(m signaling.Message) bool { return m.Event == "left" }); err != nil {
+		t.Fatal(err)
+	}
+	if miss := tt.missing(signaling.ClientRequests, true); len(miss) > 0 {
+		t.Errorf("the call never sent %v", miss)
+	}
+	if miss := tt.missing(signaling.ServerMessages, false); len(miss) > 0 {
+		t.Errorf("the call never received %v", miss)
+	}
+	t.Logf("%d client-side messages checked against the schema", v.Seen())
+}
+
+// TestSchemaMatchesJSClient closes the triangle for the browser client
+// (signaling/web keeps medcall.js in step with the Go code and PROTOCOL.md):
+// medcall.js's message types, replies and error codes are the schema's, and
+// the upgrade paths it sends are the schema's media paths.
+func TestSchemaMatchesJSClient(t *testing.T) {
+	b, err := os.ReadFile("web/static/medcall.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	export := func(name string) []string {
+		m := regexp.MustCompile(`(?s)export const ` + name + ` = Object\.freeze\(([\[{].*?[\]}])\);`).FindStringSubmatch(src)
+		if m == nil {
+			t.Fatalf("medcall.js has no `export const %s = Object.freeze(...)`", name)
+		}
+		var out []string
+		for _, q := range regexp.MustCompile(`'([a-z_]+)'`).FindAllStringSubmatch(m[1], -1) {
+			out = append(out, q[1])
+		}
+		return out
+	}
+	d := loadSchemaDoc(t)
+	clientTypes, _ := d.branchTypes(t, "clientMessage")
+	serverTypes, _ := d.branchTypes(t, "serverMessage")
+	sameSet(t, "medcall.js ClientRequests vs schema", export("ClientRequests"), clientTypes)
+	sameSet(t, "medcall.js ServerMessages vs schema", export("ServerMessages"), serverTypes)
+	sameSet(t, "medcall.js ErrorCodes vs schema", export("ErrorCodes"), enumStrings(d.Defs["error"].Properties["code"].Enum))
+	for _, reply := range export("Replies") {
+		if !slices.Contains(serverTypes, reply) {
+			t.Errorf("medcall.js expects reply %q, which the schema does not have", reply)
+		}
+	}
+	for _, p := range enumStrings(d.Defs["media"].Properties["path"].Enum) {
+		if !strings.Contains(src, "'"+p+"'") {
+			t.Errorf("medcall.js never names upgrade path %q", p)
 		}
 	}
 }
