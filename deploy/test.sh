@@ -13,6 +13,8 @@ command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # network namespaces (liveness tests)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)  # half-open sockets (liveness tests)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   sudo=""

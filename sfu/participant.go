@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -53,6 +54,7 @@ type Participant struct {
 	audio     bool
 	video     bool
 	pending   map[PC][]webrtc.ICECandidateInit
+	failing   map[PC]*time.Timer // failed connections, until recovered or their grace ends
 
 	// sendMu orders a subscribe offer before the candidates it causes.
 	sendMu sync.Mutex
@@ -68,6 +70,7 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 		published: map[string]*Receiver{},
 		subs:      map[*Receiver]*DownTrack{},
 		pending:   map[PC][]webrtc.ICECandidateInit{},
+		failing:   map[PC]*time.Timer{},
 	}
 	var err error
 	if p.pub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
@@ -89,13 +92,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 			p.sendMu.Unlock()
 		}
 	})
-	onState := func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateFailed {
-			go p.close("connection_failed")
-		}
-	}
-	p.pub.OnConnectionStateChange(onState)
-	p.sub.OnConnectionStateChange(onState)
+	p.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCPublish, s) })
+	p.sub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCSubscribe, s) })
 	p.pub.OnTrack(p.onTrack)
 	return p, nil
 }
@@ -442,6 +440,7 @@ func (p *Participant) close(reason string) {
 		return
 	}
 	p.closed = true
+	p.stopFailTimers()
 	subs := p.subs
 	p.subs = map[*Receiver]*DownTrack{}
 	p.mu.Unlock()

@@ -36,6 +36,13 @@ type Config struct {
 	// PLIInterval is the shortest time between two keyframe requests sent to one
 	// publisher; 0 means 500ms.
 	PLIInterval time.Duration
+	// ICEDisconnectedTimeout and ICEFailedTimeout are pion's ICE timeouts:
+	// without connectivity a connection is disconnected after the first and
+	// failed after both; 0 means pion's defaults (5s, 25s).
+	ICEDisconnectedTimeout, ICEFailedTimeout time.Duration
+	// ICEFailedGrace is how long a failed connection may take to recover (an
+	// ICE restart) before its participant is removed; 0 means 5s.
+	ICEFailedGrace time.Duration
 	// Taps opens an in-process consumer (the recorder) per consultation; may be nil.
 	Taps TapFactory
 	// Metrics receives counters; may be nil.
@@ -68,6 +75,9 @@ func New(cfg Config) (*SFU, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ICEFailedGrace == 0 {
+		cfg.ICEFailedGrace = defaultICEFailedGrace
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = &Metrics{}
 	}
@@ -80,6 +90,16 @@ func New(cfg Config) (*SFU, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	if cfg.ICEDisconnectedTimeout != 0 || cfg.ICEFailedTimeout != 0 {
+		disc, failed := cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout
+		if disc == 0 {
+			disc = 5 * time.Second
+		}
+		if failed == 0 {
+			failed = 25 * time.Second
+		}
+		se.SetICETimeouts(disc, failed, 2*time.Second)
+	}
 	if ip := cfg.ListenIP; ip != nil && !ip.IsUnspecified() {
 		se.SetIPFilter(func(c net.IP) bool { return c.Equal(ip) })
 		if ip.IsLoopback() {

@@ -18,6 +18,9 @@ type Limits struct {
 	RatePerSec  float64       // sustained messages per second; default 50
 	Burst       int           // default 100
 	JoinTimeout time.Duration // time allowed for the first message; default 10s
+	// Liveness is how long a socket may leave the server's WebSocket pings
+	// unanswered before it is closed and its participant removed; default 20s.
+	Liveness time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -33,6 +36,9 @@ func (l Limits) withDefaults() Limits {
 	if l.JoinTimeout == 0 {
 		l.JoinTimeout = 10 * time.Second
 	}
+	if l.Liveness == 0 {
+		l.Liveness = 20 * time.Second
+	}
 	return l
 }
 
@@ -46,6 +52,8 @@ type Hooks struct {
 	Refused func(code string)
 	// Joined is called for every accepted join.
 	Joined func()
+	// Silent is called when a socket is closed for not answering pings.
+	Silent func()
 	// Sent is called with every message the server writes to a socket, as
 	// written (tests check each against protocol.schema.json). It must not
 	// block or keep b.

@@ -58,6 +58,11 @@ func (s *session) run(parent context.Context) {
 		defer close(writerDone)
 		s.writer(ctx)
 	}()
+	keepaliveDone := make(chan struct{})
+	go func() {
+		defer close(keepaliveDone)
+		s.keepalive(ctx)
+	}()
 	s.readLoop(ctx)
 
 	s.mu.Lock()
@@ -80,6 +85,7 @@ func (s *session) run(parent context.Context) {
 	}
 	cancel()
 	<-writerDone
+	<-keepaliveDone
 	_ = s.conn.CloseNow()
 }
 

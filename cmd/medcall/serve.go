@@ -26,6 +26,7 @@ type serveConfig struct {
 	udpPort, maxParticipants, maxMessage                     int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
+	pingTimeout, iceFailedGrace, bindingRetention            time.Duration
 	pprof, dev, replay                                       bool
 }
 
@@ -43,6 +44,8 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra browser origins allowed to open the socket (same origin is always allowed)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	fs.DurationVar(&c.pingTimeout, "ping-timeout", 20*time.Second, "remove a participant whose socket answers no WebSocket ping for this long")
+	fs.DurationVar(&c.iceFailedGrace, "ice-failed-grace", 5*time.Second, "remove a participant whose peer connection failed and did not recover (ICE restart) within this time")
 	fs.BoolVar(&c.replay, "replay", true, "serve the replay API (GET /v1/recordings); the operator can switch it at once with PUT /replay on the admin listener")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
@@ -132,6 +135,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
+		ICEFailedGrace:  cfg.iceFailedGrace,
 		Taps:            rec.recorder.Open,
 		Metrics:         met.sfu,
 		Logger:          log,
@@ -153,7 +157,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sig := &signaling.Server{
 		SFU:      s,
 		Verifier: verifier,
-		Limits:   signaling.Limits{MaxMessage: cfg.maxMessage, RatePerSec: cfg.rate, Burst: int(2 * cfg.rate)},
+		Limits:   signaling.Limits{MaxMessage: cfg.maxMessage, RatePerSec: cfg.rate, Burst: int(2 * cfg.rate), Liveness: cfg.pingTimeout},
 		Logger:   log,
 		Hooks: signaling.Hooks{
 			Joined: func() { met.joins.WithLabelValues("ok").Inc() },

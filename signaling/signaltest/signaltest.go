@@ -35,7 +35,8 @@ type Env struct {
 	ServerChecked *Violations
 }
 
-// Start runs a server with cfg (ListenIP and Logger are set here) and stops
+// Start runs a server with cfg (ListenIP defaults to 127.0.0.1; Logger is set
+// here) and stops
 // it when the test ends. Each opt may adjust the signaling server (limits,
 // liveness) before it serves.
 func Start(t testing.TB, cfg sfu.Config, opts ...func(*signaling.Server)) *Env {
@@ -54,7 +55,9 @@ func Start(t testing.TB, cfg sfu.Config, opts ...func(*signaling.Server)) *Env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	cfg.ListenIP = net.IPv4(127, 0, 0, 1)
+	if cfg.ListenIP == nil {
+		cfg.ListenIP = net.IPv4(127, 0, 0, 1)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = log
 	}
