@@ -3,6 +3,7 @@ package signaling
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling/token"
@@ -127,6 +128,10 @@ func (s *session) join(m Message) {
 		// Audited: someone holds a valid token that contradicts the binding.
 		s.srv.log().Warn("audit: join refused, binding mismatch",
 			"audit", true, "consultation", g.Consultation, "participant", g.Participant, "role", g.Role)
+		if h := s.srv.Hooks.Audit; h != nil {
+			h(JoinAudit{Time: time.Now().UTC(), Action: "join", Sub: g.Participant, Role: g.Role,
+				Consultation: g.Consultation, Outcome: "refused", Reason: CodeBindingMismatch})
+		}
 		refuse(CodeBindingMismatch, "this consultation is bound to another patient or recording setting")
 		return
 	case errors.Is(err, sfu.ErrFull):

@@ -52,12 +52,26 @@ type Hooks struct {
 	Refused func(code string)
 	// Joined is called for every accepted join.
 	Joined func()
+	// Audit is called for every join refused because its token contradicts
+	// the consultation's binding; cmd writes it to a durable audit log.
+	Audit func(ev JoinAudit)
 	// Silent is called when a socket is closed for not answering pings.
 	Silent func()
 	// Sent is called with every message the server writes to a socket, as
 	// written (tests check each against protocol.schema.json). It must not
 	// block or keep b.
 	Sent func(b []byte)
+}
+
+// JoinAudit is an audited join refusal. It never carries the token.
+type JoinAudit struct {
+	Time         time.Time `json:"time"`
+	Action       string    `json:"action"` // "join"
+	Sub          string    `json:"sub"`    // the token's participant id
+	Role         string    `json:"role"`
+	Consultation string    `json:"consultation"`
+	Outcome      string    `json:"outcome"` // "refused"
+	Reason       string    `json:"reason"`  // the error code, e.g. binding_mismatch
 }
 
 // Server serves the signaling WebSocket.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/medcall/medcall/recorder"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
@@ -46,6 +47,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
 	fs.DurationVar(&c.pingTimeout, "ping-timeout", 20*time.Second, "remove a participant whose socket answers no WebSocket ping for this long")
 	fs.DurationVar(&c.iceFailedGrace, "ice-failed-grace", 5*time.Second, "remove a participant whose peer connection failed and did not recover (ICE restart) within this time")
+	fs.DurationVar(&c.bindingRetention, "binding-retention", sfu.DefaultBindingRetention, "how long a finished consultation stays bound to its patient and rec setting (kept under --data/bindings)")
 	fs.BoolVar(&c.replay, "replay", true, "serve the replay API (GET /v1/recordings); the operator can switch it at once with PUT /replay on the admin listener")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
@@ -130,8 +132,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer close(uploadsDone)
 		rec.uploader.Run(upCtx)
 	}()
+	bindings, err := sfu.OpenFileBindings(filepath.Join(cfg.data, "bindings"), cfg.bindingRetention)
+	if err != nil {
+		closeListeners()
+		return err
+	}
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	s, err := sfu.New(sfu.Config{
+		Bindings:        bindings,
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
@@ -154,6 +162,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer audit.Close()
+	joinAudit, err := recorder.OpenAudit(filepath.Join(cfg.data, "audit", "join.jsonl"))
+	if err != nil {
+		closeListeners()
+		s.Close()
+		return err
+	}
+	defer joinAudit.Close()
 	sig := &signaling.Server{
 		SFU:      s,
 		Verifier: verifier,
@@ -161,6 +176,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:   log,
 		Hooks: signaling.Hooks{
 			Joined: func() { met.joins.WithLabelValues("ok").Inc() },
+			Audit: func(ev signaling.JoinAudit) {
+				if err := joinAudit.Append(ev); err != nil {
+					log.Error("join audit log write failed", "err", err)
+				}
+			},
 			Refused: func(code string) {
 				met.joins.WithLabelValues(code).Inc()
 				if strings.HasPrefix(code, "token_") || code == signaling.CodeBadID || code == signaling.CodeForbidden {
