@@ -26,6 +26,16 @@ var (
 	}
 )
 
+// RequestFields lists the fields a client request of type typ may carry
+// (nil for a type that is not a client request).
+func RequestFields(typ string) []string {
+	var out []string
+	for f := range requestFields[typ] {
+		out = append(out, f)
+	}
+	return out
+}
+
 func set(names ...string) map[string]bool {
 	out := make(map[string]bool, len(names))
 	for _, n := range names {

@@ -31,9 +31,6 @@ func (s *session) keepalive(ctx context.Context) {
 			if ctx.Err() == nil {
 				s.srv.log().Info("signaling socket did not answer a ping; removing its participant",
 					"silent_for", s.lim.Liveness.String(), "participant", s.participantID())
-				if h := s.srv.Hooks.Silent; h != nil {
-					h()
-				}
 				s.cancel()
 			}
 			return

@@ -83,6 +83,15 @@ func TestSchemaMatchesProtocol(t *testing.T) {
 		[]string{signaling.PathPrenegotiated, signaling.PathRenegotiate})
 	sameSet(t, "schema bye reasons", enumStrings(d.Defs["bye"].Properties["reason"].Enum), signaling.ByeReasons)
 
+	// Each request carries the fields the server accepts for it, no more.
+	for i, def := range clientDefs {
+		var props []string
+		for name := range d.Defs[def].Properties {
+			props = append(props, name)
+		}
+		sameSet(t, "schema fields of "+clientTypes[i]+" vs the server's", props, signaling.RequestFields(clientTypes[i]))
+	}
+
 	used := map[string]bool{}
 	for _, def := range append(clientDefs, serverDefs...) {
 		for name := range d.Defs[def].Properties {

@@ -55,8 +55,6 @@ type Hooks struct {
 	// Audit is called for every join refused because its token contradicts
 	// the consultation's binding; cmd writes it to a durable audit log.
 	Audit func(ev JoinAudit)
-	// Silent is called when a socket is closed for not answering pings.
-	Silent func()
 	// Sent is called with every message the server writes to a socket, as
 	// written (tests check each against protocol.schema.json). It must not
 	// block or keep b.

@@ -111,7 +111,7 @@ func (s *session) readLoop(ctx context.Context) {
 			if len(data) <= s.lim.MaxMessage {
 				id = requestID(data)
 			}
-			s.reply(errMsg(id, CodeRateLimited, fmt.Sprintf("more than %.0f messages per second; message dropped", s.lim.RatePerSec)))
+			s.reply(errMsg(id, CodeRateLimited, fmt.Sprintf("more than %g messages per second; message dropped", s.lim.RatePerSec)))
 			if strikes > maxStrikes {
 				// The replies already queued still go out, then the close.
 				s.closeAfterQueued(websocket.StatusPolicyViolation, "rate limit")
