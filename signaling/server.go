@@ -55,6 +55,11 @@ type Hooks struct {
 	// Audit is called for every join refused because its token contradicts
 	// the consultation's binding; cmd writes it to a durable audit log.
 	Audit func(ev JoinAudit)
+	// Received is called with every text frame read within the size and
+	// rate limits, after it was handled, with the error code that answered
+	// it ("" when it was not refused). Tests hold the server's verdicts to
+	// protocol.schema.json. It must not block or keep data.
+	Received func(data []byte, refused string)
 	// Sent is called with every message the server writes to a socket, as
 	// written (tests check each against protocol.schema.json). It must not
 	// block or keep b.

@@ -42,6 +42,7 @@ type session struct {
 	closing bool      // a message that closes the socket is queued
 	ready   bool      // joined reply sent; SFU messages flow
 	held    []Message // SFU messages produced before the joined reply
+	refused string    // the error code that answered the frame being handled
 	p       *sfu.Participant
 }
 
@@ -127,19 +128,35 @@ func (s *session) readLoop(ctx context.Context) {
 			s.reply(errMsg(requestID(data), CodeTooLarge, fmt.Sprintf("message of %d bytes is over the %d-byte limit", len(data), s.lim.MaxMessage)))
 			continue
 		}
-		m, err := decode(data)
-		if errors.Is(err, errBadRequestID) {
-			s.reply(errMsg("", CodeBadRequest, err.Error()))
-			continue
+		s.mu.Lock()
+		s.refused = ""
+		s.mu.Unlock()
+		stop := s.frame(data)
+		if h := s.srv.Hooks.Received; h != nil {
+			s.mu.Lock()
+			code := s.refused
+			s.mu.Unlock()
+			h(data, code)
 		}
-		if err != nil {
-			s.reply(errMsg(requestID(data), CodeBadMessage, "malformed message: "+err.Error()))
-			continue
-		}
-		if stop := s.handle(m); stop {
+		if stop {
 			return
 		}
 	}
+}
+
+// frame decodes and handles one text frame within the limits; it returns
+// true when the socket should close.
+func (s *session) frame(data []byte) bool {
+	m, err := decode(data)
+	if errors.Is(err, errBadRequestID) {
+		s.reply(errMsg("", CodeBadRequest, err.Error()))
+		return false
+	}
+	if err != nil {
+		s.reply(errMsg(requestID(data), CodeBadMessage, "malformed message: "+err.Error()))
+		return false
+	}
+	return s.handle(m)
 }
 
 func (s *session) participant() *sfu.Participant {
@@ -220,6 +237,9 @@ func (s *session) closeAfterQueued(status websocket.StatusCode, reason string) {
 func (s *session) reply(m Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if m.Type == TypeError {
+		s.refused = m.Code
+	}
 	s.enqueue(m, false)
 }
 

@@ -119,6 +119,29 @@ func (e *Env) checkServer(t testing.TB) func([]byte) {
 	return func(b []byte) { e.ServerChecked.Add(s.CheckServer(b)) }
 }
 
+// checkReceived returns a hook that holds the server's verdict on every
+// frame it read to the schema: a frame the schema accepts is never refused
+// for its shape (bad_message, bad_request, unknown_type), and a frame the
+// schema refuses is never accepted.
+func (e *Env) checkReceived(t testing.TB) func([]byte, string) {
+	s, err := LoadSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ClientChecked = NewViolations(t)
+	return func(data []byte, refused string) {
+		valid := s.CheckClient(data)
+		switch {
+		case valid == nil && (refused == signaling.CodeBadMessage || refused == signaling.CodeBadRequest || refused == signaling.CodeUnknownType):
+			e.ClientChecked.Add(fmt.Errorf("the server refused with %s a frame protocol.schema.json accepts: %s", refused, data))
+		case valid != nil && refused == "":
+			e.ClientChecked.Add(fmt.Errorf("the server accepted a frame protocol.schema.json refuses: %w", valid))
+		default:
+			e.ClientChecked.Add(nil)
+		}
+	}
+}
+
 // Trace returns a client.Options.Trace-shaped hook that checks what a client
 // sends and receives against the schema, into v.
 func Trace(t testing.TB, v *Violations) func(sent bool, data []byte) {

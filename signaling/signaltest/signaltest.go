@@ -33,6 +33,9 @@ type Env struct {
 	// ServerChecked counts every message the server sent, each checked
 	// against protocol.schema.json; a violation fails the test.
 	ServerChecked *Violations
+	// ClientChecked counts every frame the server read, its verdict held to
+	// protocol.schema.json; a disagreement fails the test.
+	ClientChecked *Violations
 }
 
 // Start runs a server with cfg (ListenIP defaults to 127.0.0.1; Logger is set
@@ -67,6 +70,7 @@ func Start(t testing.TB, cfg sfu.Config, opts ...func(*signaling.Server)) *Env {
 	}
 	e.Sig = &signaling.Server{SFU: e.SFU, Verifier: &token.Verifier{Keys: keys.Public()}, Logger: cfg.Logger}
 	e.Sig.Hooks.Sent = e.checkServer(t)
+	e.Sig.Hooks.Received = e.checkReceived(t)
 	for _, o := range opts {
 		o(e.Sig)
 	}
