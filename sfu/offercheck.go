@@ -23,3 +23,13 @@ func (s *SFU) checkOffer(offerSDP string) error {
 	}
 	return nil
 }
+
+// refuseOffer reports an offer the publish connection could not take. It
+// passed checkOffer, so this is rare; pion cannot roll back a remote offer,
+// so a connection left waiting in have-remote-offer is logged.
+func (p *Participant) refuseOffer(err error) error {
+	if st := p.pub.SignalingState(); st != webrtc.SignalingStateStable {
+		p.c.s.log.Warn("publish connection left mid-negotiation by a refused offer", "participant", p.id, "state", st.String(), "err", err)
+	}
+	return fmt.Errorf("%w: %v", ErrBadSDP, err)
+}

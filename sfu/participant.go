@@ -174,16 +174,6 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 	return answer.SDP, nil
 }
 
-// refuseOffer reports an offer the publish connection could not take. It
-// passed checkOffer, so this is rare; pion cannot roll back a remote offer,
-// so a connection left waiting in have-remote-offer is logged.
-func (p *Participant) refuseOffer(err error) error {
-	if st := p.pub.SignalingState(); st != webrtc.SignalingStateStable {
-		p.c.s.log.Warn("publish connection left mid-negotiation by a refused offer", "participant", p.id, "state", st.String(), "err", err)
-	}
-	return fmt.Errorf("%w: %v", ErrBadSDP, err)
-}
-
 // reconcile creates a Receiver for each newly sending m-line the answer
 // accepted and removes those that stopped sending.
 func (p *Participant) reconcile(sending map[string]Kind, codecs map[string]webrtc.RTPCodecCapability) {
