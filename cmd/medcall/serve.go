@@ -23,6 +23,7 @@ import (
 type serveConfig struct {
 	recordConfig
 	addr, adminAddr, tokenKeys, logLevel, logFormat, origins string
+	webhookURL, webhookSecret                                string
 	udpPort, maxParticipants, maxMessage                     int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
@@ -46,6 +47,8 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.BoolVar(&c.replay, "replay", true, "serve the replay API (GET /v1/recordings); the operator can switch it at once with PUT /replay on the admin listener")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
+	fs.StringVar(&c.webhookURL, "webhook-url", "", "send signed webhooks (Standard Webhooks) for consultation and recording events to this URL; empty sends none")
+	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "webhook signing secret, whsec_ + base64 of 24-64 random bytes (prefer the environment variable: flags show in process lists)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	return c, func(args []string) error { return parse(fs, args) }
@@ -129,7 +132,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	ready.store.Store(link)
-	rec, err := newRecording(&cfg.recordConfig, link, log, met.uploadObserver())
+	hooks, err := openWebhooks(cfg, log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	met.watchWebhooks(hooks)
+	obs := met.uploadObserver()
+	if hooks != nil {
+		obs = recordingEvents(obs, hooks, log)
+	}
+	rec, err := newRecording(&cfg.recordConfig, link, log, obs)
 	if err != nil {
 		closeListeners()
 		return err
@@ -142,12 +155,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer close(uploadsDone)
 		rec.uploader.Run(upCtx)
 	}()
+	taps := sfu.TapFactory(rec.recorder.Open)
+	if hooks != nil {
+		hooksCtx, stopHooks := context.WithCancel(context.Background())
+		defer stopHooks() // after the drain below: the last events are queued, and sent if the receiver answers
+		go hooks.Run(hooksCtx)
+		taps = consultationEvents(taps, hooks, log)
+	}
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	s, err := sfu.New(sfu.Config{
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
-		Taps:            rec.recorder.Open,
+		Taps:            taps,
 		Metrics:         met.sfu,
 		Logger:          log,
 	})
