@@ -138,6 +138,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	met.watchWebhooks(hooks)
+	met.watchOps(cfg.data)
 	obs := met.uploadObserver()
 	if hooks != nil {
 		obs = recordingEvents(obs, hooks, log)
