@@ -22,4 +22,4 @@ mkdir "$ctx/data"
 # Fixed modes and times so the layers do not depend on this checkout.
 chmod 0755 "$ctx/medcall" && chmod 0644 "$ctx/passwd" "$ctx/group" "$ctx/ca-certificates.crt" && chmod 0750 "$ctx/data"
 find "$ctx" -exec touch -h -d "@$epoch" {} +
-podman build --quiet --timestamp "$epoch" -f "$ctx/Containerfile" -t "$tag" "$ctx"
+podman build --quiet --no-cache --timestamp "$epoch" -f "$ctx/Containerfile" -t "$tag" "$ctx"
