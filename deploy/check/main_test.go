@@ -23,8 +23,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	medcallBin = filepath.Join(dir, "medcall")
-	build := exec.Command("go", "build", "-o", medcallBin, "./cmd/medcall")
+	// The flags of deploy/image/build.sh, so that its build finds every
+	// package already compiled.
+	build := exec.Command("go", "build", "-trimpath", "-tags", "timetzdata", "-ldflags=-s -w -buildid=", "-o", medcallBin, "./cmd/medcall")
 	build.Dir = repo
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build ./cmd/medcall: %v\n%s", err, out)
 		os.Exit(1)
