@@ -157,3 +157,33 @@ func waitMetricBelow(t *testing.T, admin, series string, limit float64, within t
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestServeRefusesAWrongStoreAtOnce: a store that answers but refuses
+// (wrong credentials, missing bucket) or a store URL that cannot work is a
+// configuration mistake: serve stops at once with the reason instead of
+// waiting for it.
+func TestServeRefusesAWrongStoreAtOnce(t *testing.T) {
+	minio := miniotest.Start(t)
+	for _, c := range []struct {
+		name, url, access, want string
+	}{
+		{"wrong credentials", minio.URL("medcall", "&create=true"), "someone-else", "Access Key Id you provided does not exist"},
+		{"missing bucket", minio.URL("nosuchbucket", ""), minio.AccessKey, "does not exist"},
+		{"unknown scheme", "ftp://x/y", minio.AccessKey, "unsupported store URL scheme"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("MEDCALL_S3_ACCESS_KEY", c.access)
+			t.Setenv("MEDCALL_S3_SECRET_KEY", minio.SecretKey)
+			start := time.Now()
+			err := run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+				"--data", t.TempDir(), "--store", c.url}, io.Discard, io.Discard)
+			t.Logf("serve: %v", err)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("serve: %v, want an error naming %q", err, c.want)
+			}
+			if d := time.Since(start); d > storeStartWait+time.Second {
+				t.Errorf("serve took %v to refuse, want at most %v", d, storeStartWait)
+			}
+		})
+	}
+}
