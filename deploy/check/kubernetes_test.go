@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,6 +32,17 @@ func decodeStrict(doc []byte, v any) error {
 	return d.Decode(v)
 }
 
+// k8sTypes are the kinds the manifests may use, with their API versions.
+var k8sTypes = map[string]func() any{
+	"Namespace": func() any { return &corev1.Namespace{} }, "Deployment": func() any { return &appsv1.Deployment{} },
+	"StatefulSet": func() any { return &appsv1.StatefulSet{} }, "Service": func() any { return &corev1.Service{} },
+	"PersistentVolumeClaim": func() any { return &corev1.PersistentVolumeClaim{} }, "Secret": func() any { return &corev1.Secret{} },
+	"PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} }, "Ingress": func() any { return &networkingv1.Ingress{} },
+	"NetworkPolicy": func() any { return &networkingv1.NetworkPolicy{} },
+}
+var k8sAPIVersions = map[string]string{"Deployment": "apps/v1", "StatefulSet": "apps/v1", "PodDisruptionBudget": "policy/v1",
+	"Ingress": "networking.k8s.io/v1", "NetworkPolicy": "networking.k8s.io/v1"}
+
 // manifests reads every document of the kustomization's resources and of
 // secrets.example.yaml, decoded strictly into its Kubernetes type.
 func manifests(t *testing.T) map[string]any {
@@ -48,15 +60,6 @@ func manifests(t *testing.T) map[string]any {
 	if err := decodeStrict(b, &kust); err != nil || kust.Kind != "Kustomization" || len(kust.Resources) == 0 {
 		t.Fatalf("kustomization.yaml: %v %+v", err, kust)
 	}
-	types := map[string]func() any{
-		"Namespace": func() any { return &corev1.Namespace{} }, "Deployment": func() any { return &appsv1.Deployment{} },
-		"StatefulSet": func() any { return &appsv1.StatefulSet{} }, "Service": func() any { return &corev1.Service{} },
-		"PersistentVolumeClaim": func() any { return &corev1.PersistentVolumeClaim{} }, "Secret": func() any { return &corev1.Secret{} },
-		"PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} }, "Ingress": func() any { return &networkingv1.Ingress{} },
-		"NetworkPolicy": func() any { return &networkingv1.NetworkPolicy{} },
-	}
-	apiVersions := map[string]string{"Deployment": "apps/v1", "StatefulSet": "apps/v1", "PodDisruptionBudget": "policy/v1",
-		"Ingress": "networking.k8s.io/v1", "NetworkPolicy": "networking.k8s.io/v1"}
 	out := map[string]any{}
 	for _, file := range append(kust.Resources, "secrets.example.yaml") {
 		b, err := os.ReadFile(filepath.Join(k8sDir, file))
@@ -69,10 +72,10 @@ func manifests(t *testing.T) map[string]any {
 				t.Errorf("%s document %d: no kind (%v)", file, i, err)
 				continue
 			}
-			if want := apiVersions[head.Kind]; want == "" && head.APIVersion != "v1" || want != "" && head.APIVersion != want {
+			if want := k8sAPIVersions[head.Kind]; want == "" && head.APIVersion != "v1" || want != "" && head.APIVersion != want {
 				t.Errorf("%s: %s has apiVersion %s", file, head.Kind, head.APIVersion)
 			}
-			mk := types[head.Kind]
+			mk := k8sTypes[head.Kind]
 			if mk == nil {
 				t.Errorf("%s: kind %s is not checked; add it to the test", file, head.Kind)
 				continue
@@ -203,4 +206,38 @@ func keys(m map[string]any) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestKustomizeRenders renders the kustomization with kubectl's built-in
+// kustomize where kubectl is installed (it is not a Debian package, so CI
+// relies on TestKubernetesManifests) and decodes the result strictly.
+func TestKustomizeRenders(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl not installed; TestKubernetesManifests checks the same files without it")
+	}
+	out, err := exec.Command(kubectl, "kustomize", k8sDir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v %s", err, exitStderr(err))
+	}
+	n := 0
+	for _, doc := range bytes.Split(out, []byte("\n---\n")) {
+		var obj struct {
+			Kind     string
+			Metadata struct{ Namespace string }
+		}
+		if err := yaml.Unmarshal(doc, &obj); err != nil || k8sTypes[obj.Kind] == nil {
+			t.Fatalf("rendered object of kind %q: %v", obj.Kind, err)
+		}
+		if err := decodeStrict(doc, k8sTypes[obj.Kind]()); err != nil {
+			t.Errorf("rendered %s: %v", obj.Kind, err)
+		}
+		if obj.Kind != "Namespace" && obj.Metadata.Namespace != "medcall" {
+			t.Errorf("rendered %s is not in namespace medcall", obj.Kind)
+		}
+		n++
+	}
+	if n < 9 {
+		t.Errorf("kustomize rendered %d objects", n)
+	}
 }
