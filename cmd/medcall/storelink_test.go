@@ -103,6 +103,13 @@ func TestServeStartsWithoutStore(t *testing.T) {
 	if webm != 1 || man != 1 {
 		t.Errorf("store holds %v under the patient's prefix, want one WebM and its manifest", keys)
 	}
+
+	// Down again while serving: the probe notices.
+	minio.Stop()
+	waitMetricBelow(t, admin, "medcall_store_up", 1, 3*storeProbeEvery)
+	if code, body := getBody(t, "http://"+admin+"/readyz"); code != 200 || !strings.Contains(body, "degraded: store unreachable") {
+		t.Errorf("/readyz after the store went down again: %d %q", code, body)
+	}
 }
 
 func b2i(b bool) int {
