@@ -3,10 +3,10 @@ package manifest
 import (
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/medcall/medcall/recorder/store"
+	"github.com/medcall/medcall/sfu/ident"
 )
 
 // Identifiers of the envelope and statement formats.
@@ -138,9 +138,7 @@ func (s *Statement) SHA256() string {
 }
 
 var (
-	idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	roles     = map[string]bool{"patient": true, "clinician": true, "guest": true}
-	kinds     = map[string]bool{"audio": true, "video": true}
+	kinds = map[string]bool{"audio": true, "video": true}
 )
 
 // check reports the first way s is not a well-formed recording statement.
@@ -170,8 +168,8 @@ func (s *Statement) check() error {
 	}
 	known := make(map[string]bool, len(p.Participants))
 	for _, pt := range p.Participants {
-		if !idPattern.MatchString(pt.ID) || !roles[pt.Role] {
-			return fmt.Errorf("%w: participant %q role %q; ids match %s, roles are patient, clinician, guest", ErrMalformed, pt.ID, pt.Role, idPattern)
+		if !ident.Valid(pt.ID) || !ident.Role(pt.Role).Valid() {
+			return fmt.Errorf("%w: participant %q role %q; ids match %s, roles are patient, clinician, guest", ErrMalformed, pt.ID, pt.Role, ident.Pattern)
 		}
 		known[pt.ID] = true
 	}
