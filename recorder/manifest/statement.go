@@ -69,6 +69,9 @@ type Predicate struct {
 	SignedAt time.Time `json:"signed_at"`
 	// Recovered is true when the file was finalized from an orphaned spool.
 	Recovered bool `json:"recovered"`
+	// Chunks are the per-chunk digests replay checks every read against;
+	// nil in manifests signed before they existed.
+	Chunks *Chunks `json:"chunks,omitempty"`
 }
 
 // Participant is one person in the recorded consultation.
@@ -165,6 +168,9 @@ func (s *Statement) check() error {
 	}
 	if p.SizeBytes < 0 {
 		return fmt.Errorf("%w: size_bytes %d is negative", ErrMalformed, p.SizeBytes)
+	}
+	if err := p.Chunks.check(p.SizeBytes); err != nil {
+		return err
 	}
 	known := make(map[string]bool, len(p.Participants))
 	for _, pt := range p.Participants {
