@@ -143,7 +143,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	verifier := &token.Verifier{Keys: keys.Public()}
 	var replayOn atomic.Bool
 	replayOn.Store(cfg.replay)
-	replay, audit, err := newReplay(cfg.data, rec, verifier, &replayOn, met, log)
+	replay, audit, err := newReplay(upCtx, cfg.data, rec, verifier, &replayOn, met, log)
 	if err != nil {
 		closeListeners()
 		s.Close()
