@@ -58,7 +58,7 @@ type Index struct {
 	byID        map[string]*Recording
 	byPatient   map[string][]*Recording
 	byClinician map[string][]*Recording
-	all         []*Recording // every indexed recording, for Find's decoy
+	all         []*Recording         // every indexed recording, for Find's decoy
 	examined    map[string]bool      // object keys verified or rejected; not looked at again
 	orphans     map[string]time.Time // WebM keys first seen without a manifest
 	hidden      map[string]bool      // recording ids hidden after a failed read
