@@ -33,6 +33,9 @@ type AuditEvent struct {
 	Action string `json:"action"`
 	// Recording is the recording id asked for, when there was one.
 	Recording string `json:"recording,omitempty"`
+	// Part is what of the recording was asked for: empty for the original
+	// WebM, "timeline", or a participant's stream such as "guest-2.webm".
+	Part string `json:"part,omitempty"`
 	// Outcome is ok, refused or error.
 	Outcome string `json:"outcome"`
 	// Reason says why a request was refused or failed, from a small fixed

@@ -75,12 +75,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The escaped path, so "%2e%2e%2f" stays what it is: not an id.
 	path := r.URL.EscapedPath()
 	list := path == Path
-	id, isView := strings.CutPrefix(path, Path+"/")
+	rest, isView := strings.CutPrefix(path, Path+"/")
 	if !list && !isView {
 		h.refuse(w, refusal{reason: "bad_path"})
 		return
 	}
-	ref := refusal{view: isView}
+	id, part, _ := strings.Cut(rest, "/")
+	ref := refusal{view: isView, part: part}
 	if isView && ident.ValidRecording(id) {
 		ref.id = id
 	}
@@ -118,8 +119,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case ref.id == "":
 		ref.reason = "bad_id"
 		h.refuse(w, ref)
-	default:
+	case ref.part == "":
 		h.serveRecording(w, r, ref)
+	case ref.part == "timeline":
+		h.serveTimeline(w, ref)
+	case strings.HasSuffix(ref.part, ".webm") && labelPattern.MatchString(strings.TrimSuffix(ref.part, ".webm")):
+		h.serveStream(w, r, ref, strings.TrimSuffix(ref.part, ".webm"))
+	default:
+		ref.reason = "bad_path"
+		h.refuse(w, ref)
 	}
 }
 
@@ -130,10 +138,20 @@ type refusal struct {
 	Viewer
 	view    bool
 	id      string
+	part    string // "", "timeline" or "{label}.webm"
 	reason  string
 	outcome string // default refused
 	status  int
 	body    string
+}
+
+// partIfID is the part asked for, for the audit line, when the request named
+// a well-formed recording (anything else may hold arbitrary text).
+func (f refusal) partIfID() string {
+	if f.id == "" || (f.part != "timeline" && !labelPattern.MatchString(strings.TrimSuffix(f.part, ".webm"))) {
+		return ""
+	}
+	return f.part
 }
 
 // refuse answers and audits a refused request. The request itself is never
@@ -149,7 +167,7 @@ func (h *Handler) refuse(w http.ResponseWriter, f refusal) {
 	if f.outcome == "" {
 		f.outcome = OutcomeRefused
 	}
-	ev := AuditEvent{Sub: f.Sub, Role: string(f.Role), Action: AuditRefuse, Recording: f.id, Outcome: f.outcome, Reason: f.reason}
+	ev := AuditEvent{Sub: f.Sub, Role: string(f.Role), Action: AuditRefuse, Recording: f.id, Part: f.partIfID(), Outcome: f.outcome, Reason: f.reason}
 	if err := h.record(ev); err != nil {
 		h.log().Error("replay: audit log write failed", "err", err)
 	}
@@ -195,19 +213,15 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request, v Viewer) {
 		h.refuse(w, refusal{Viewer: v, reason: "encode", outcome: OutcomeError, status: http.StatusInternalServerError, body: unavailableBody})
 		return
 	}
-	if err := h.record(AuditEvent{Sub: v.Sub, Role: string(v.Role), Action: AuditList, Outcome: OutcomeOK}); err != nil {
-		h.log().Error("replay: audit log write failed; list not served", "err", err)
-		writeJSONBody(w, http.StatusServiceUnavailable, unavailableBody)
+	if !h.audited(w, AuditEvent{Sub: v.Sub, Role: string(v.Role), Action: AuditList, Outcome: OutcomeOK}) {
 		return
 	}
 	writeJSONBody(w, http.StatusOK, string(b)+"\n")
 }
 
 func (h *Handler) serveRecording(w http.ResponseWriter, r *http.Request, ref refusal) {
-	rec, err := h.Index.Find(ref.Viewer, ref.id)
-	if err != nil {
-		ref.reason = "not_visible"
-		h.refuse(w, ref)
+	rec, ok := h.find(w, ref)
+	if !ok {
 		return
 	}
 	// The access check has passed; only now may bytes be read.
@@ -223,9 +237,7 @@ func (h *Handler) serveRecording(w http.ResponseWriter, r *http.Request, ref ref
 		return
 	}
 	defer body.Close()
-	if err := h.record(AuditEvent{Sub: ref.Sub, Role: string(ref.Role), Action: AuditView, Recording: rec.ID, Outcome: OutcomeOK}); err != nil {
-		h.log().Error("replay: audit log write failed; recording not served", "err", err)
-		writeJSONBody(w, http.StatusServiceUnavailable, unavailableBody)
+	if !h.audited(w, AuditEvent{Sub: ref.Sub, Role: string(ref.Role), Action: AuditView, Recording: rec.ID, Outcome: OutcomeOK}) {
 		return
 	}
 	body.OnTampered = func(detail string) {
@@ -244,6 +256,29 @@ func (h *Handler) serveRecording(w http.ResponseWriter, r *http.Request, ref ref
 	}
 }
 
+// find applies the access rule to the recording ref names, refusing it
+// (as if missing) when the viewer may not see it.
+func (h *Handler) find(w http.ResponseWriter, ref refusal) (*Recording, bool) {
+	rec, err := h.Index.Find(ref.Viewer, ref.id)
+	if err != nil {
+		ref.reason = "not_visible"
+		h.refuse(w, ref)
+		return nil, false
+	}
+	return rec, true
+}
+
+// audited writes ev, or answers 503 and reports false when it cannot: what
+// is not audited is not served.
+func (h *Handler) audited(w http.ResponseWriter, ev AuditEvent) bool {
+	if err := h.record(ev); err != nil {
+		h.log().Error("replay: audit log write failed; not served", "err", err)
+		writeJSONBody(w, http.StatusServiceUnavailable, unavailableBody)
+		return false
+	}
+	return true
+}
+
 // refuseUnreadable answers a recording that may be seen but cannot be
 // served: tampered bytes look missing (and are hidden from now on), a
 // store failure is a 503.
@@ -254,7 +289,7 @@ func (h *Handler) refuseUnreadable(w http.ResponseWriter, ref refusal, err error
 	case errors.Is(err, ErrNotVisible):
 		ref.reason = "not_visible"
 	default:
-		h.log().Error("replay: open recording failed", "sub", ref.Sub, "recording", ref.id, "err", err)
+		h.log().Error("replay: reading recording failed", "sub", ref.Sub, "recording", ref.id, "err", err)
 		ref.reason, ref.outcome, ref.status, ref.body = "store", OutcomeError, http.StatusServiceUnavailable, unavailableBody
 	}
 	h.refuse(w, ref)
