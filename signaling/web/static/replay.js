@@ -7,7 +7,7 @@
 // people by role. Streams are fetched with the replay token in the
 // Authorization header (never in a URL) and played from blob URLs.
 
-/** Largest drift (s) between a participant's video and the clock before a hard re-seek. */
+/** Largest drift (s) between a participant's element and the clock before a hard re-seek; below it, speed is nudged. */
 const MAX_DRIFT = 0.1;
 
 /**
@@ -160,7 +160,14 @@ export class ConsultationPlayer {
     const v = x.video;
     const inside = t < (v.duration || 0);
     if (!this.playing || !inside) { if (!v.paused) v.pause(); return; }
-    if (Math.abs(v.currentTime - t) > MAX_DRIFT) v.currentTime = t;
+    const drift = v.currentTime - t;
+    if (Math.abs(drift) > MAX_DRIFT) {
+      v.currentTime = t;
+      v.playbackRate = 1;
+    } else {
+      // Small drift is steered away by speed, which is inaudible; a seek is not.
+      v.playbackRate = Math.abs(drift) < 0.005 ? 1 : 1 - Math.max(-0.1, Math.min(0.1, drift * 2));
+    }
     if (v.paused) await v.play().catch(() => {});
   }
 
