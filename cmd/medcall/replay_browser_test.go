@@ -6,12 +6,16 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -75,7 +79,7 @@ func playerFixture(t *testing.T) []byte {
 // barcode) within 40 ms of the other, and the clinician's tile shows the
 // "Audio only" placeholder before their camera came on.
 func TestReplayPlayerInChromium(t *testing.T) {
-	node, err := exec.LookPath("node")
+	_, err := exec.LookPath("node")
 	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
 	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
 	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
@@ -145,13 +149,34 @@ func TestReplayPlayerInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	runReplayScript(t, srv.URL, tok, map[string]string{"MEDCALL_RECORDING": replay.Path + "/" + rid})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// runReplayScript runs signaling/web/e2e/replay.mjs against the server at
+// base with the patient's replay token tok (on stdin: never in an argument
+// or the environment) and extra environment, answering its checkpoints:
+// "CHECKPOINT frames RID" asks which frame each participant's stream holds
+// when (decoded by ffmpeg from the streams the API serves), answered with the
+// path of a JSON file.
+func runReplayScript(t *testing.T, base, tok string, env map[string]string) {
+	t.Helper()
+	node, _ := exec.LookPath("node")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(rctx, node, "replay.mjs")
+	cmd := exec.CommandContext(ctx, node, "replay.mjs")
 	cmd.Dir = e2eDir
-	cmd.Env = append(os.Environ(), "MEDCALL_URL="+srv.URL, "MEDCALL_CHROMIUM="+chromiumPath(),
-		"MEDCALL_RECORDING="+replay.Path+"/"+rid, "MEDCALL_FPS="+itoa(playerFPS), "MEDCALL_VIDEO_AT="+ftoa(clinicianVideoAt))
-	cmd.Stdin = strings.NewReader(tok + "\n") // the token never goes in an argument or the environment
+	cmd.Env = append(os.Environ(), "MEDCALL_URL="+base, "MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_FPS="+itoa(playerFPS))
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Stderr = logWriter{t, "node stderr: "}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -160,18 +185,95 @@ func TestReplayPlayerInChromium(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	fmt.Fprintln(stdin, tok)
 	passed := false
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		line := sc.Text()
 		t.Log(line)
+		if rid, ok := strings.CutPrefix(line, "CHECKPOINT frames "); ok {
+			fmt.Fprintln(stdin, frameMap(t, base, tok, rid))
+		}
 		passed = passed || line == "REPLAY PASS"
 	}
+	_ = stdin.Close()
 	if err := cmd.Wait(); err != nil || !passed {
 		t.Fatalf("replay player test failed (exit: %v); see the node output above", err)
 	}
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
+// frameMap decodes every participant stream of recording rid, as the API
+// serves it, with ffmpeg and writes {label: [[pts_s, barcode], ...]} to a
+// JSON file whose path it returns: what the player must show at each time.
+func frameMap(t *testing.T, base, tok, rid string) string {
+	t.Helper()
+	get := func(path string) []byte {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+		return b
+	}
+	var tl replay.Timeline
+	if err := json.Unmarshal(get(replay.Path+"/"+rid+"/timeline"), &tl); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][][2]float64{}
+	dir := t.TempDir()
+	for _, p := range tl.Participants {
+		if !p.Video {
+			continue
+		}
+		in := filepath.Join(dir, p.Label+".webm")
+		if err := os.WriteFile(in, get(p.Stream), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out[p.Label] = barcodes(t, in)
+	}
+	b, _ := json.Marshal(out)
+	path := filepath.Join(dir, "frames.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
-func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+var ptsTime = regexp.MustCompile(`pts_time:\s*(-?[0-9.]+)`)
+
+// barcodes decodes the video of the WebM at path with ffmpeg, every frame as
+// stored (no frame-rate conversion), and reads each frame's barcode.
+func barcodes(t *testing.T, path string) [][2]float64 {
+	t.Helper()
+	var raw, info bytes.Buffer
+	cmd := exec.Command(needTool(t, "ffmpeg"), "-v", "info", "-i", path, "-an", "-fps_mode", "passthrough",
+		"-vf", "scale=160:120,format=gray,showinfo", "-f", "rawvideo", "-")
+	cmd.Stdout, cmd.Stderr = &raw, &info
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ffmpeg decoding %s: %v\n%s", path, err, info.String())
+	}
+	pts := ptsTime.FindAllStringSubmatch(info.String(), -1)
+	const size = 160 * 120
+	if len(pts) != raw.Len()/size {
+		t.Fatalf("%s: %d frames decoded, %d timestamps", path, raw.Len()/size, len(pts))
+	}
+	frames := make([][2]float64, len(pts))
+	for i, m := range pts {
+		at, _ := strconv.ParseFloat(m[1], 64)
+		row := raw.Bytes()[i*size+60*160:]
+		n := 0
+		for b := range 10 {
+			if row[b*16+8] > 128 {
+				n |= 1 << b
+			}
+		}
+		frames[i] = [2]float64{at, float64(n)}
+	}
+	return frames
+}

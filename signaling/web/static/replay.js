@@ -24,6 +24,7 @@ export function parseTimeline(b) {
       label: p.label,
       role: String(p.role || ''),
       you: p.you === true,
+      joinedMs: typeof p.joined_ms === 'number' ? p.joined_ms : 0,
       stream: typeof p.stream === 'string' ? p.stream : '',
       video: p.video === true,
       videoOn: (Array.isArray(p.video_on) ? p.video_on : []).map((s) => [s.from_ms / 1000, s.to_ms / 1000]),
@@ -115,12 +116,23 @@ export class ConsultationPlayer {
       tile.video.src = url;
       await ready;
     }));
+    this.master = this.tiles.reduce((m, x) => (!m || x.video.duration > m.duration ? x.video : m), null);
     this.show();
   }
 
-  /** Current position on the consultation's timeline, seconds. */
+  /**
+   * Current position on the consultation's timeline, seconds. While playing,
+   * the clock is the master element's own position (the stream that lasts
+   * longest), so what it shows and plays is on the clock by definition and
+   * the others are steered to it; past the master's end, wall time.
+   */
   now() {
     if (!this.playing || !this.anchor) return this.t;
+    const m = this.master;
+    if (m && !m.paused && !m.seeking && m.currentTime < m.duration) {
+      this.anchor = { wall: performance.now(), t: m.currentTime };
+      return m.currentTime;
+    }
     return Math.min(this.anchor.t + (performance.now() - this.anchor.wall) / 1000, this.tl.durationS);
   }
 
@@ -161,12 +173,14 @@ export class ConsultationPlayer {
     const inside = t < (v.duration || 0);
     if (!this.playing || !inside) { if (!v.paused) v.pause(); return; }
     const drift = v.currentTime - t;
-    if (Math.abs(drift) > MAX_DRIFT) {
+    if (v === this.master) {
+      v.playbackRate = 1;
+    } else if (Math.abs(drift) > MAX_DRIFT) {
       v.currentTime = t;
       v.playbackRate = 1;
     } else {
-      // Small drift is steered away by speed, which is inaudible; a seek is not.
-      v.playbackRate = Math.abs(drift) < 0.005 ? 1 : 1 - Math.max(-0.1, Math.min(0.1, drift * 2));
+      // Small drift is steered away by speed, which is hardly audible; a seek is not.
+      v.playbackRate = Math.abs(drift) < 0.005 ? 1 : 1 - Math.max(-0.1, Math.min(0.1, drift * 4));
     }
     if (v.paused) await v.play().catch(() => {});
   }
