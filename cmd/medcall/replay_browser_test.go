@@ -73,18 +73,14 @@ func playerFixture(t *testing.T) []byte {
 
 // TestReplayPlayerInChromium plays a two-party consultation in headless
 // Chromium with the demo page's replay player (signaling/web/e2e/replay.mjs)
-// and judges what a person would perceive: at 10 points reached by seeking,
-// both participants' tones are heard (WebAudio energy at 440 Hz and 2.5 kHz),
-// each participant shows the frame of that moment (decoded from the
-// barcode) within 40 ms of the other, and the clinician's tile shows the
-// "Audio only" placeholder before their camera came on.
+// and judges what a person would perceive: at 10 points reached by seeking
+// (and 3 paused seeks), both participants' tones are heard (WebAudio energy
+// at 440 Hz and 2.5 kHz), each participant shows the frame the recording
+// holds at that moment (read from its barcode; ffmpeg says which frame is
+// where), the two within 40 ms of each other, and the clinician's tile
+// shows the "Audio only" placeholder before their camera came on.
 func TestReplayPlayerInChromium(t *testing.T) {
-	_, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	needPlayerTools(t)
 	body := playerFixture(t)
 
 	// A replay API over a local store holding the signed recording, and
@@ -155,6 +151,52 @@ func TestReplayPlayerInChromium(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// TestReplayOfAChromiumRecording: the recording is made by real Chromium
+// (two browsers, each with its own fake camera and microphone files: a
+// distinct tone and barcoded frames, made by ffmpeg) on `medcall serve
+// --dev`, patient on video from 1.5 s, clinician 2.5 s later; then the
+// patient's player is judged as in TestReplayPlayerInChromium: both tones
+// heard at 10 points after seeks, each shown frame the one the recording
+// holds at that time, the two within 40 ms of each other, placeholders
+// while a camera was off.
+func TestReplayOfAChromiumRecording(t *testing.T) {
+	needPlayerTools(t)
+	ff := needTool(t, "ffmpeg")
+	dir := t.TempDir()
+	for _, p := range []struct {
+		name  string
+		first int
+		tone  string
+	}{{"patient", 0, "440"}, {"clinician", 512, "2500"}} {
+		// 20 s at 25 fps: frames first..first+499, within the 10-bit barcode.
+		video := "color=c=gray:s=320x240:r=25:d=20,geq=lum='if(bitand(N+" + itoa(p.first) + "\\,pow(2\\,floor(X/32)))\\,235\\,16)':cb=128:cr=128"
+		for _, args := range [][]string{
+			{"-f", "lavfi", "-i", video, "-pix_fmt", "yuv420p", filepath.Join(dir, p.name+".y4m")},
+			{"-f", "lavfi", "-i", "sine=f=" + p.tone + ":d=20:sample_rate=48000", "-ac", "1", filepath.Join(dir, p.name+".wav")},
+		} {
+			if out, err := exec.Command(ff, append([]string{"-v", "error", "-y"}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
+			}
+		}
+	}
+	data := t.TempDir()
+	addr, _, _, _ := startServeOut(t, data, "--dev")
+	tok := mintCmd(t, "--data", data, "--replay", "--role", "patient", "--sub", "p-1")
+	runReplayScript(t, "http://"+addr, tok, map[string]string{"MEDCALL_RECORD": "1", "MEDCALL_FAKE_DIR": dir})
+}
+
+// needPlayerTools skips (fails under CI) without node, the Playwright
+// package or Chromium.
+func needPlayerTools(t *testing.T) {
+	t.Helper()
+	_, err := exec.LookPath("node")
+	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
+	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
+	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
+	_, err = os.Stat(chromiumPath())
+	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+}
 
 // runReplayScript runs signaling/web/e2e/replay.mjs against the server at
 // base with the patient's replay token tok (on stdin: never in an argument
@@ -245,7 +287,10 @@ func frameMap(t *testing.T, base, tok, rid string) string {
 	return path
 }
 
-var ptsTime = regexp.MustCompile(`pts_time:\s*(-?[0-9.]+)`)
+var (
+	ptsTime  = regexp.MustCompile(`pts_time:\s*(-?[0-9.]+)`)
+	keyFrame = regexp.MustCompile(`pts_time:\s*(-?[0-9.]+)[^\n]*iskey:1`)
+)
 
 // barcodes decodes the video of the WebM at path with ffmpeg, every frame as
 // stored (no frame-rate conversion), and reads each frame's barcode.
@@ -263,6 +308,11 @@ func barcodes(t *testing.T, path string) [][2]float64 {
 	if len(pts) != raw.Len()/size {
 		t.Fatalf("%s: %d frames decoded, %d timestamps", path, raw.Len()/size, len(pts))
 	}
+	var keys []string
+	for _, m := range keyFrame.FindAllStringSubmatch(info.String(), -1) {
+		keys = append(keys, m[1])
+	}
+	t.Logf("%s: %d frames, keyframes at %v s", filepath.Base(path), len(pts), keys)
 	frames := make([][2]float64, len(pts))
 	for i, m := range pts {
 		at, _ := strconv.ParseFloat(m[1], 64)

@@ -2,16 +2,13 @@ package replay
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/at-wat/ebml-go"
-	"github.com/at-wat/ebml-go/mkvcore"
 	"github.com/at-wat/ebml-go/webm"
 )
 
@@ -20,7 +17,9 @@ import (
 // participant: their own audio and video tracks copied (no transcoding)
 // from the verified recording into a WebM of their own, on the recording's
 // timeline (timestamp 0 is the recording's start in every stream, so the
-// player keeps them in step by time alone).
+// player keeps them in step by time alone). The only thing added is one
+// silent Opus frame at 0 for someone who joined late, because browsers
+// start a file's clock at its first frame.
 
 // sourceFile is the part of a recording's WebM that remuxing needs.
 type sourceFile struct {
@@ -30,6 +29,10 @@ type sourceFile struct {
 		Cluster []webm.Cluster `ebml:"Cluster"`
 	} `ebml:"Segment"`
 }
+
+// opusSilence is one 20 ms Opus frame of silence (TOC 0xf8: CELT, 48 kHz,
+// mono, one frame; an empty CELT frame), as WebRTC stacks send for silence.
+var opusSilence = []byte{0xf8, 0xff, 0xfe}
 
 // frame is one block of one output track, at an absolute time.
 type frame struct {
@@ -101,41 +104,62 @@ func remux(r io.Reader, label string) ([]byte, error) {
 		}
 	}
 	slices.SortStableFunc(frames, func(a, b frame) int { return int(a.ts - b.ts) })
-
-	info := src.Segment.Info
-	info.TimecodeScale = 1_000_000
-	info.Duration = 0 // the writer fills in this stream's own
-	out := &memFile{}
-	var werr error
-	var errMu sync.Mutex
-	setErr := func(err error) { errMu.Lock(); werr = cmp.Or(werr, err); errMu.Unlock() }
-	ws, err := webm.NewSimpleBlockWriter(out, tracks,
-		mkvcore.WithSegmentInfo(&info),
-		mkvcore.WithSeekHead(true),
-		mkvcore.WithCues(64+40*(len(frames)/25+2)),
-		mkvcore.WithBlockInterceptor(nil), // frames are sorted
-		mkvcore.WithMinMaxClusterDuration(main, 1000, 2000),
-		mkvcore.WithOnErrorHandler(setErr),
-		mkvcore.WithOnFatalHandler(setErr),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("replay: remux: %w", err)
-	}
-	for _, f := range frames {
-		if _, err := ws[f.out].Write(f.key, f.ts, f.data); err != nil {
-			setErr(err)
-			break
+	// A stream must start at the recording's time 0 to share its clock: a
+	// browser plays a file from its first timestamp as its time 0. For someone
+	// who joined late, one silent Opus frame at 0 says "nothing yet".
+	if len(frames) > 0 && frames[0].ts > 0 {
+		for i, t := range tracks {
+			if t.CodecID == "A_OPUS" {
+				frames = append([]frame{{out: i, ts: 0, key: true, data: opusSilence}}, frames...)
+				break
+			}
 		}
 	}
-	for _, w := range ws {
-		w.Close() // the last Close waits for the file to be finalized
+
+	return marshalStream(src.Segment.Info, tracks, frames, main)
+}
+
+// outFile is the WebM remux writes.
+type outFile struct {
+	Header  webm.EBMLHeader `ebml:"EBML"`
+	Segment struct {
+		Info    webm.Info      `ebml:"Info"`
+		Tracks  webm.Tracks    `ebml:"Tracks"`
+		Cluster []webm.Cluster `ebml:"Cluster"`
+	} `ebml:"Segment"`
+}
+
+// marshalStream writes frames (sorted, ms on the recording's timeline) as a
+// WebM whose timestamps are those times unchanged, so a participant who
+// joined late starts late in their stream too and every stream shares the
+// recording's clock. (ebml-go's block writer rebases the first frame to 0,
+// so the Segment is built here.) A cluster starts at a keyframe of the main
+// track once a second has passed, and at least every two seconds.
+func marshalStream(info webm.Info, tracks []webm.TrackEntry, frames []frame, main uint64) ([]byte, error) {
+	var out outFile
+	out.Header = *webm.DefaultEBMLHeader
+	out.Segment.Info = webm.Info{TimecodeScale: 1_000_000, MuxingApp: "medcall", WritingApp: "medcall", DateUTC: info.DateUTC}
+	out.Segment.Tracks.TrackEntry = tracks
+	var c *webm.Cluster
+	for _, f := range frames {
+		start := max(f.ts, 0) // a cluster's timecode is unsigned; Opus pre-roll may be a few ms before 0
+		if c == nil || f.ts-int64(c.Timecode) >= 2000 ||
+			(uint64(f.out+1) == main && f.key && f.ts-int64(c.Timecode) >= 1000) {
+			out.Segment.Cluster = append(out.Segment.Cluster, webm.Cluster{Timecode: uint64(start)})
+			c = &out.Segment.Cluster[len(out.Segment.Cluster)-1]
+		}
+		c.SimpleBlock = append(c.SimpleBlock, ebml.Block{
+			TrackNumber: uint64(f.out + 1), Timecode: int16(f.ts - int64(c.Timecode)), Keyframe: f.key, Data: [][]byte{f.data},
+		})
 	}
-	errMu.Lock()
-	defer errMu.Unlock()
-	if werr != nil {
-		return nil, fmt.Errorf("replay: remux: %w", werr)
+	if n := len(frames); n > 0 {
+		out.Segment.Info.Duration = float64(frames[n-1].ts + 20) // the last frame lasts one Opus frame or so
 	}
-	return out.bytes(), nil
+	var buf bytes.Buffer
+	if err := ebml.Marshal(&out, &buf); err != nil {
+		return nil, fmt.Errorf("replay: remux: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 // serveStream answers GET /v1/recordings/{rid}/{label}.webm: the
@@ -168,36 +192,4 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, ref refusa
 	}
 	w.Header().Set("Content-Type", "video/webm")
 	http.ServeContent(w, r, "", rec.Ended, bytes.NewReader(stream))
-}
-
-// memFile is an in-memory file the block writer can write, rewrite (Cues,
-// Duration, SeekHead) and close; its writer goroutine and the caller share
-// it, hence the lock.
-type memFile struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (m *memFile) Write(p []byte) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.b = append(m.b, p...)
-	return len(p), nil
-}
-
-func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, fmt.Errorf("replay: remux: rewrite at %d beyond the %d bytes written", off, len(m.b))
-	}
-	return copy(m.b[off:], p), nil
-}
-
-func (m *memFile) Close() error { return nil }
-
-func (m *memFile) bytes() []byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.b
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,14 +38,14 @@ func ffTool(t *testing.T, name string) string {
 
 // twoPartyWebM has ffmpeg make a 6 s recording shaped like the recorder's:
 // tracks patient/audio, patient/video, clinician/audio, clinician/video
-// (numbers 1-4), the clinician's camera on from 2 s.
+// (numbers 1-4), the clinician joining at 1 s with their camera on from 2 s.
 func twoPartyWebM(t *testing.T) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "consultation.webm")
 	cmd := exec.Command(ffTool(t, "ffmpeg"), "-v", "error",
 		"-f", "lavfi", "-i", "sine=f=440:d=6:sample_rate=48000",
 		"-f", "lavfi", "-i", "testsrc=d=6:s=160x120:r=15",
-		"-f", "lavfi", "-i", "sine=f=3000:d=6:sample_rate=48000",
+		"-itsoffset", "1", "-f", "lavfi", "-i", "sine=f=3000:d=5:sample_rate=48000",
 		"-itsoffset", "2", "-f", "lavfi", "-i", "testsrc2=d=4:s=160x120:r=15",
 		"-map", "0", "-map", "1", "-map", "2", "-map", "3",
 		"-c:a", "libopus", "-c:v", "libvpx", "-b:v", "200k", "-g", "15",
@@ -82,7 +83,7 @@ func putConsultation(t *testing.T, g *replayRig, pid, doc string, body []byte) s
 		Tracks: []manifest.Track{
 			{Number: 1, Participant: pid, Kind: "audio", Codec: "opus", LastMS: 5980},
 			{Number: 2, Participant: pid, Kind: "video", Codec: "vp8", LastMS: 5933},
-			{Number: 3, Participant: doc, Kind: "audio", Codec: "opus", LastMS: 5980},
+			{Number: 3, Participant: doc, Kind: "audio", Codec: "opus", FirstMS: 1000, LastMS: 5980},
 			{Number: 4, Participant: doc, Kind: "video", Codec: "vp8", FirstMS: 2000, LastMS: 5933},
 		},
 		Events: []manifest.Event{{Type: "joined", Participant: pid}, {Type: "joined", Participant: doc},
@@ -126,7 +127,8 @@ func probeStreams(t *testing.T, b []byte) []string {
 
 // TestParticipantStreams: each participant's stream holds exactly their
 // own audio and video, every frame of them, at the recording's timestamps
-// (the clinician's video still starts at 2 s), and decodes cleanly; the
+// (the clinician, who joined late, still starts at 1 s and their video at
+// 2 s), and decodes cleanly; the
 // timeline names people by role, marks the viewer and when each camera was
 // on; what is not theirs or not there looks missing.
 func TestParticipantStreams(t *testing.T) {
@@ -158,7 +160,12 @@ func TestParticipantStreams(t *testing.T) {
 			t.Fatalf("%s's stream: %d %s", p.Label, r.status, r.body)
 		}
 		got := probeStreams(t, r.body)
-		want := whole[2*i : 2*i+2] // "codec,start,frames" of their audio and video
+		want := slices.Clone(whole[2*i : 2*i+2]) // "codec,start,frames" of their audio and video
+		if p.Label == "clinician" {
+			// Joined at 1 s: one silent frame at 0 starts their stream on
+			// the recording's clock; their own frames keep their times.
+			want[0] = "opus,-0.007000,252"
+		}
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("%s's stream: %v; want their tracks of the recording unchanged: %v", p.Label, got, want)
 		}
@@ -167,8 +174,8 @@ func TestParticipantStreams(t *testing.T) {
 			t.Errorf("%s's stream, range: %d", p.Label, part.status)
 		}
 	}
-	if start, _ := strconv.ParseFloat(strings.Split(whole[3], ",")[1], 64); start < 1.9 {
-		t.Errorf("fixture: clinician video starts at %v s, want 2", start)
+	if start, _ := strconv.ParseFloat(strings.Split(whole[2], ",")[1], 64); start < 0.9 {
+		t.Errorf("fixture: clinician audio starts at %v s, want 1", start)
 	}
 
 	other := g.token("patient-x", token.RolePatient, time.Now().Add(time.Hour))

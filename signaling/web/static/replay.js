@@ -25,6 +25,7 @@ export function parseTimeline(b) {
       role: String(p.role || ''),
       you: p.you === true,
       joinedMs: typeof p.joined_ms === 'number' ? p.joined_ms : 0,
+      leftMs: typeof p.left_ms === 'number' ? p.left_ms : null,
       stream: typeof p.stream === 'string' ? p.stream : '',
       video: p.video === true,
       videoOn: (Array.isArray(p.video_on) ? p.video_on : []).map((s) => [s.from_ms / 1000, s.to_ms / 1000]),
