@@ -234,6 +234,9 @@ func (u *Uploader) upload(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if err := addChunkDigests(stmt, webmPath); err != nil {
+		return err
+	}
 	env, err := manifest.Sign(u.keys, stmt)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/medcall/medcall/sfu"
+	"github.com/medcall/medcall/sfu/ident"
 	"github.com/medcall/medcall/signaling/token"
 )
 
@@ -115,7 +116,7 @@ func (s *session) join(m Message) {
 	}
 	if m.Consultation != "" && m.Consultation != g.Consultation {
 		if !token.ValidID(m.Consultation) {
-			refuse(CodeBadID, "consultation id must match ^[A-Za-z0-9_-]{1,64}$")
+			refuse(CodeBadID, "consultation id must match "+ident.Pattern)
 			return
 		}
 		refuse(CodeWrongConsultation, "this token is for another consultation")

@@ -3,7 +3,7 @@ package main
 import (
 	"syscall"
 
-	"github.com/medcall/medcall/recorder"
+	"github.com/medcall/medcall/recorder/replay"
 	"github.com/medcall/medcall/signaling"
 )
 
@@ -23,8 +23,8 @@ func (m *metrics) watchOps(data string) {
 	}
 	gaugeFunc(m.reg, "data_free_bytes", "Bytes available to medcall on the data directory's filesystem (spool, outbox, webhook queue).", statfs(func(s *syscall.Statfs_t) uint64 { return s.Bavail }))
 	gaugeFunc(m.reg, "data_size_bytes", "Size in bytes of the data directory's filesystem.", statfs(func(s *syscall.Statfs_t) uint64 { return s.Blocks }))
-	for _, r := range []string{recorder.AlertBadSignature, recorder.AlertUnknownKey, recorder.AlertExpiredKey, recorder.AlertPayloadType, recorder.AlertSubjectMismatch, recorder.AlertDigestMismatch,
-		recorder.AlertPatientMismatch, recorder.AlertNoManifest, recorder.AlertMalformed} {
+	for _, r := range []string{replay.AlertBadSignature, replay.AlertUnknownKey, replay.AlertExpiredKey, replay.AlertPayloadType, replay.AlertSubjectMismatch, replay.AlertDigestMismatch,
+		replay.AlertPatientMismatch, replay.AlertNoManifest, replay.AlertMalformed} {
 		m.verifyFailures.WithLabelValues(r)
 	}
 	for _, o := range []string{"ok", "refused", "error"} {

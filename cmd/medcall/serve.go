@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/medcall/medcall/recorder"
+	"github.com/medcall/medcall/recorder/replay"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
@@ -189,14 +189,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	verifier := &token.Verifier{Keys: keys.Public()}
-	replay, audit, err := newReplay(cfg.data, rec, verifier, &replayOn, met, log)
+	replayAPI, audit, err := newReplay(upCtx, cfg.data, rec, verifier, &replayOn, met, log)
 	if err != nil {
 		closeListeners()
 		s.Close()
 		return err
 	}
 	defer audit.Close()
-	joinAudit, err := recorder.OpenAudit(filepath.Join(cfg.data, "audit", "join.jsonl"))
+	joinAudit, err := replay.OpenAudit(filepath.Join(cfg.data, "audit", "join.jsonl"))
 	if err != nil {
 		closeListeners()
 		s.Close()
@@ -235,7 +235,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		webOpts.Mint = devMinter(keys)
 	}
 	mux.Handle("/", web.Handler(webOpts))
-	httpSrv := &http.Server{Handler: withReplay(replay, mux), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: withReplay(replayAPI, mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() { errc <- httpSrv.Serve(ln) }()
 	ready.serving.Store(true)
 	log.Info("medcall serving", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", cfg.data)

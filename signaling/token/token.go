@@ -9,11 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/medcall/medcall/sfu/ident"
 )
 
 // Audience is the only accepted "aud" claim.
@@ -24,9 +24,9 @@ const Leeway = 30 * time.Second
 
 // Roles a token may carry.
 const (
-	RolePatient   = "patient"
-	RoleClinician = "clinician"
-	RoleGuest     = "guest"
+	RolePatient   = string(ident.Patient)
+	RoleClinician = string(ident.Clinician)
+	RoleGuest     = string(ident.Guest)
 )
 
 // Errors returned by Verify; each maps to one protocol error code.
@@ -38,10 +38,11 @@ var (
 	ErrRole    = errors.New("role not allowed")
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// idPattern is quoted in error messages.
+const idPattern = ident.Pattern
 
-// ValidID reports whether s is a well-formed pseudonymous id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// ValidID reports whether s is a well-formed pseudonymous id (ident.Valid).
+func ValidID(s string) bool { return ident.Valid(s) }
 
 // Claims are the medcall claims of a join or replay token.
 type Claims struct {
@@ -101,10 +102,8 @@ func (v *Verifier) parse(raw string) (*Claims, error) {
 	if !ValidID(claims.Subject) {
 		return nil, fmt.Errorf("%w: sub must match %s", ErrBadID, idPattern)
 	}
-	switch claims.Role {
-	case RolePatient, RoleClinician, RoleGuest:
-	default:
-		return nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, claims.Role)
+	if _, err := ident.ParseRole(claims.Role); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return &claims, nil
 }

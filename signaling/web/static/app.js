@@ -1,6 +1,7 @@
 // medcall demo page: join with a token, switch between audio and video, see
 // connection stats, and (for patients) list and replay recordings.
 import { MedcallClient, MedcallError } from '/client/medcall.js';
+import { showConsultation } from '/replay.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
@@ -336,6 +337,7 @@ async function play(rec) {
     }
     player.hidden = false;
     player.dataset.rid = rec.id;
+    showConsultation($('replay-consultation'), rec.url, replayHeaders()).catch((err) => { st.textContent = `Could not show the whole consultation: ${err.message}.`; });
     st.textContent = `Playing the recording of consultation ${rec.consultation}.`;
     await player.play().catch(() => {});
   } catch (err) {
