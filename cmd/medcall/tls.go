@@ -98,21 +98,31 @@ func (c *tlsConfig) acme(data string) (*autocert.Manager, error) {
 	if c.acmeDir != "" || c.acmeCA != "" {
 		client := &acme.Client{DirectoryURL: c.acmeDir}
 		if c.acmeCA != "" {
-			pem, err := os.ReadFile(c.acmeCA)
+			hc, err := httpClientTrusting(c.acmeCA)
 			if err != nil {
 				return nil, fmt.Errorf("--acme-ca: %w", err)
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--acme-ca %s: no PEM certificate in it", c.acmeCA)
-			}
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-			client.HTTPClient = &http.Client{Transport: tr, Timeout: time.Minute}
+			client.HTTPClient = hc
 		}
 		m.Client = client
 	}
 	return m, nil
+}
+
+// httpClientTrusting is an HTTP client that trusts only the CA
+// certificates in a PEM file.
+func httpClientTrusting(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil // no Timeout: WebSocket dials refuse one; callers use contexts
 }
 
 // hsts adds Strict-Transport-Security to every response served over TLS.
