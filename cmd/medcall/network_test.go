@@ -100,40 +100,42 @@ func checkNetRecording(t *testing.T, data, cid string) {
 	verifyCmd(t, data, webms[0])
 }
 
-// TestNATPublicIP is topology (a): the patient sits behind a home router
-// that masquerades; the server is bound to a private address behind 1:1
-// NAT and announces its public address with --public-ip. The call goes
-// over UDP, audio both ways, upgraded by both paths, recorded whole.
-func TestNATPublicIP(t *testing.T) {
-	w, data, stop := natWorld(t, "i09a-a-", false)
-	r := goCall(t, w, data, "ws", "", "c-a", false)
-	t.Logf("patient's selected pair %v; join to first audio %v; upgrade prenegotiated %v, renegotiate %v", r.pair, r.joinToFirstAudio, r.upgradePre, r.upgradeReneg)
-	if len(r.pair) != 3 || r.pair[2] != "udp" {
-		t.Errorf("patient's selected pair %v, want UDP", r.pair)
+// TestTopologiesGoClient holds a recorded call with Go clients across two
+// real topologies (see netns.World). The server is bound to a private
+// address behind 1:1 NAT and announces its public address with --public-ip.
+//
+//	(a) the patient sits behind a home router that masquerades: the call
+//	    goes over UDP, the server seeing the patient's NATed address as a
+//	    peer-reflexive candidate;
+//	(b) the patient's network also drops all UDP: the call goes over the
+//	    server's ICE-TCP port.
+//
+// Each: audio both ways, upgraded by both paths, recording complete.
+func TestTopologiesGoClient(t *testing.T) {
+	for _, tc := range []struct {
+		name, prefix string
+		noUDP        bool
+		protocol     string
+	}{
+		{"a-nat-udp", "i09a-a-", false, "udp"},
+		{"b-udp-blocked-tcp", "i09a-b-", true, "tcp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, data, stop := natWorld(t, tc.prefix, tc.noUDP)
+			r := goCall(t, w, data, "ws", "", "c-"+tc.prefix[5:6], tc.noUDP)
+			t.Logf("patient's selected pair %v; join to first audio %v; upgrade prenegotiated %v, renegotiate %v", r.pair, r.joinToFirstAudio, r.upgradePre, r.upgradeReneg)
+			if len(r.pair) != 3 || r.pair[2] != tc.protocol {
+				t.Errorf("patient's selected pair %v, want %s", r.pair, tc.protocol)
+			}
+			m := nsScrape(t, w.Server, nsAdmin)
+			want := `medcall_ice_selected_pairs_total{candidate_type="prflx",pc="publish",protocol="` + tc.protocol + `"}`
+			if m[want] < 1 {
+				t.Errorf("the server did not count the patient's publish connection as %s (the NATed address learnt from its checks): %v", want, pairSeries(m))
+			}
+			stop()
+			checkNetRecording(t, data, "c-"+tc.prefix[5:6])
+		})
 	}
-	m := nsScrape(t, w.Server, nsAdmin)
-	if m[`medcall_ice_selected_pairs_total{candidate_type="prflx",pc="publish",protocol="udp"}`] < 1 {
-		t.Errorf("the server did not count the patient's publish connection as prflx/udp (the NATed address learnt from its checks): %v", pairSeries(m))
-	}
-	stop()
-	checkNetRecording(t, data, "c-a")
-}
-
-// TestUDPBlockedICETCP is topology (b): the patient's network drops all
-// UDP; the call goes over the server's ICE-TCP port.
-func TestUDPBlockedICETCP(t *testing.T) {
-	w, data, stop := natWorld(t, "i09a-b-", true)
-	r := goCall(t, w, data, "ws", "", "c-b", true)
-	t.Logf("patient's selected pair %v; join to first audio %v; upgrade prenegotiated %v, renegotiate %v", r.pair, r.joinToFirstAudio, r.upgradePre, r.upgradeReneg)
-	if len(r.pair) != 3 || r.pair[2] != "tcp" {
-		t.Errorf("patient's selected pair %v, want TCP", r.pair)
-	}
-	m := nsScrape(t, w.Server, nsAdmin)
-	if n := pairSeries(m); !strings.Contains(strings.Join(n, " "), `protocol="tcp"`) {
-		t.Errorf("the server counted no TCP pair: %v", n)
-	}
-	stop()
-	checkNetRecording(t, data, "c-b")
 }
 
 func pairSeries(m map[string]float64) []string {
