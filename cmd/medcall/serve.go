@@ -220,7 +220,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	httpSrv := &http.Server{Handler: cfg.tls.hsts(withReplay(replay, mux)), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: cfg.tls.hsts(withReplay(replay, mux)), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)} // TLS handshake noise from scanners
 	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
