@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,6 +30,11 @@ func TestNetnsChild(t *testing.T) {
 			return run(ctx, append([]string{"serve"}, args...), os.Stdout, os.Stderr)
 		},
 		"participant": runParticipant,
+		"check": func(args []string) error {
+			err := run(context.Background(), append([]string{"check"}, args...), os.Stdout, os.Stdout)
+			fmt.Printf("CHECK EXIT %v\n", err)
+			return nil
+		},
 		"scrape": func(args []string) error {
 			b, err := json.Marshal(scrape(t, args[0]))
 			fmt.Printf("METRICS %s\n", b)
@@ -262,5 +266,3 @@ func (p *peerProc) do(command string) []string {
 	}
 	return p.reply(60 * time.Second)
 }
-
-var servingURL = regexp.MustCompile(`serving on (https?)://`)

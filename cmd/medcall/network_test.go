@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -116,9 +117,10 @@ func TestTopologiesGoClient(t *testing.T) {
 		name, prefix string
 		noUDP        bool
 		protocol     string
+		checkUDP     string // what `medcall check` from the patient's network says of UDP
 	}{
-		{"a-nat-udp", "i09a-a-", false, "udp"},
-		{"b-udp-blocked-tcp", "i09a-b-", true, "tcp"},
+		{"a-nat-udp", "i09a-a-", false, "udp", "ok"},
+		{"b-udp-blocked-tcp", "i09a-b-", true, "tcp", "FAIL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, data, stop := natWorld(t, tc.prefix, tc.noUDP)
@@ -131,6 +133,20 @@ func TestTopologiesGoClient(t *testing.T) {
 			want := `medcall_ice_selected_pairs_total{candidate_type="prflx",pc="publish",protocol="` + tc.protocol + `"}`
 			if m[want] < 1 {
 				t.Errorf("the server did not count the patient's publish connection as %s (the NATed address learnt from its checks): %v", want, pairSeries(m))
+			}
+
+			// medcall check from the patient's network tells the same story.
+			tok := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "check", "--pid", "check", "--cid", "check")
+			out, err := w.Client.Func(context.Background(), "check", "--token", tok, "--timeout", "3s", "http://"+netns.ServerPublicIP+":"+nsHTTPPort).Output()
+			if err != nil {
+				t.Fatalf("check: %v\n%s", err, out)
+			}
+			t.Logf("medcall check from the patient's network:\n%s", out)
+			if l := checkLine(string(out), "UDP"); !strings.HasPrefix(l, "UDP        "+tc.checkUDP) {
+				t.Errorf("check's UDP line %q, want %s", l, tc.checkUDP)
+			}
+			if l := checkLine(string(out), "TCP"); !strings.HasPrefix(l, "TCP        ok") || !strings.Contains(l, netns.ServerPublicIP+":"+nsTCPPort) {
+				t.Errorf("check's TCP line %q, want ok via the public address", l)
 			}
 			stop()
 			checkNetRecording(t, data, "c-"+tc.prefix[5:6])
