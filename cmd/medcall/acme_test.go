@@ -35,10 +35,8 @@ func startPebble(t *testing.T, tlsPort int) (dir, caFile, mgmt string) {
 	t.Helper()
 	pebble := needTool(t, "pebble")
 	chall := needTool(t, "pebble-challtestsrv")
-	ca := newTestCA(t)
+	ca, cert, key := newTestCertFiles(t, 7, "127.0.0.1", "localhost")
 	d := t.TempDir()
-	cert, key := filepath.Join(d, "cert.pem"), filepath.Join(d, "key.pem")
-	ca.issue(t, cert, key, 7, "127.0.0.1", "localhost")
 	dnsPort, acmePort, mgmtPort := freePort(t), freePort(t), freePort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress": fmt.Sprintf("127.0.0.1:%d", acmePort), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -31,10 +30,7 @@ func checkLine(out, name string) string {
 // reported as not offered; a wrong CA, a recorded consultation's token and a
 // URL carrying a query are refused with the reason.
 func TestCheck(t *testing.T) {
-	ca := newTestCA(t)
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	ca.issue(t, certFile, keyFile, 5, "127.0.0.1")
+	ca, certFile, keyFile := newTestCertFiles(t, 5, "127.0.0.1")
 	data := t.TempDir()
 	tcpPort, udpPort := freePort(t), freePort(t)
 	addr, _, _ := startServe(t, data, "--tls-cert", certFile, "--tls-key", keyFile,
