@@ -18,6 +18,7 @@ command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   sudo=""
