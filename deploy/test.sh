@@ -18,6 +18,10 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # network namespaces (liveness tests)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)  # half-open sockets (liveness tests)
+# Real networks (issue 9): an ACME server, a TLS proxy, a STUN server.
+command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   sudo=""

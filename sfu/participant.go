@@ -94,6 +94,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	})
 	p.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCPublish, s) })
 	p.sub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCSubscribe, s) })
+	c.s.watchSelectedPair(PCPublish, p.pub)
+	c.s.watchSelectedPair(PCSubscribe, p.sub)
 	p.pub.OnTrack(p.onTrack)
 	return p, nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 
@@ -38,7 +39,13 @@ type Options struct {
 	// DropRate drops this fraction of outgoing media packets before they
 	// reach the network, to test behaviour under loss (0 in real use).
 	DropRate float64
-	Logger   *slog.Logger
+	// ICETCP also gathers (active) ICE-TCP candidates, so the client can
+	// reach the server's ICE-TCP port where UDP is blocked.
+	ICETCP bool
+	// HTTPClient dials the WebSocket (e.g. to trust a private CA for wss://);
+	// nil uses http.DefaultClient.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
 	// Trace, if set, sees every message as it is written (sent) or read,
 	// e.g. to check each against signaling/protocol.schema.json. It is
 	// called from the client's goroutines and must not keep data.
@@ -92,7 +99,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	conn, _, err := websocket.Dial(ctx, o.URL, nil)
+	conn, _, err := websocket.Dial(ctx, o.URL, &websocket.DialOptions{HTTPClient: o.HTTPClient})
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", o.URL, err)
 	}
@@ -125,7 +132,7 @@ func (c *Client) start(ctx context.Context) error {
 		return err
 	}
 	c.joined = reply
-	api, err := newAPI()
+	api, err := newAPI(c.opts)
 	if err != nil {
 		return err
 	}
@@ -218,7 +225,7 @@ func (c *Client) start(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
-func newAPI() (*webrtc.API, error) {
+func newAPI(o Options) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := sfu.RegisterCodecs(m); err != nil {
 		return nil, err
@@ -230,7 +237,7 @@ func newAPI() (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes(networkTypes(o))
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
