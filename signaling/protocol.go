@@ -34,6 +34,9 @@ type Message struct {
 	Participants []Peer `json:"participants,omitempty"`
 	Recording    *bool  `json:"recording,omitempty"`
 	Event        string `json:"event,omitempty"`
+	// ICEServers (joined only) are the STUN/TURN servers, with this
+	// participant's short-lived credentials, for both peer connections.
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
 
 	// bye, error
 	Reason  string `json:"reason,omitempty"`
@@ -47,6 +50,15 @@ type Peer struct {
 	Role  string `json:"role"`
 	Audio bool   `json:"audio"`
 	Video bool   `json:"video"`
+}
+
+// ICEServer is one entry of joined.iceServers, shaped like the browser's
+// RTCIceServer: TURN REST credentials valid for a few minutes, for this
+// participant only, refused once they leave.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // Message types.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type serveConfig struct {
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
 	pprof, dev, replay                                       bool
+	turn                                                     turnConfig
 }
 
 func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
@@ -46,6 +48,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.BoolVar(&c.replay, "replay", true, "serve the replay API (GET /v1/recordings); the operator can switch it at once with PUT /replay on the admin listener")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
+	c.turn.flags(fs)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	return c, func(args []string) error { return parse(fs, args) }
@@ -166,6 +169,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		},
 	}
 	met.watchSFU(s)
+	met.watchTURN(&cfg.turn.metrics)
+	sfuIP, _ := netip.ParseAddr(host)
+	iceServers, stopTURN, err := cfg.turn.start(netip.AddrPortFrom(sfuIP, uint16(cfg.udpPort)), cfg.udpPort, adminLn.Addr(), nil, log)
+	if err != nil {
+		closeListeners()
+		s.Close()
+		return err
+	}
+	defer stopTURN()
+	sig.ICEServers = iceServers
 	met.watchRecording(rec)
 	if cfg.origins != "" {
 		sig.OriginPatterns = strings.Split(cfg.origins, ",")

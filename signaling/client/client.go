@@ -38,7 +38,14 @@ type Options struct {
 	// DropRate drops this fraction of outgoing media packets before they
 	// reach the network, to test behaviour under loss (0 in real use).
 	DropRate float64
-	Logger   *slog.Logger
+	// RelayOnly forces every connection through the TURN servers the server
+	// sent in joined.iceServers (ICETransportPolicy relay): for tests and for
+	// diagnosing a network where only TURN gets through.
+	RelayOnly bool
+	// TURNTransports, if set, keeps only the iceServers URLs with these
+	// transports ("udp", "tcp", "tls"), to prove one path alone.
+	TURNTransports []string
+	Logger         *slog.Logger
 }
 
 // ProtocolError is an error message from the server.
@@ -125,10 +132,14 @@ func (c *Client) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	pcConfig := peerConfig(reply.ICEServers, c.opts)
+	if c.opts.RelayOnly && len(pcConfig.ICEServers) == 0 {
+		return errors.New("client: relay-only, but the server sent no TURN servers in joined.iceServers")
+	}
+	if c.pub, err = api.NewPeerConnection(pcConfig); err != nil {
 		return err
 	}
-	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if c.sub, err = api.NewPeerConnection(pcConfig); err != nil {
 		return err
 	}
 	c.pub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCPublish, ic) })

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medcall/medcall/signaling"
+	"github.com/medcall/medcall/signaling/client"
+)
+
+// freeUDPPort returns a loopback UDP port free a moment ago.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// turnURL is the first iceServers URL of a transport ("udp", "tcp").
+func turnURL(t *testing.T, j signaling.Message, transport string) string {
+	t.Helper()
+	for _, s := range j.ICEServers {
+		for _, u := range s.URLs {
+			if strings.HasPrefix(u, "turn:") && strings.HasSuffix(u, "transport="+transport) {
+				return u
+			}
+		}
+	}
+	t.Fatalf("joined.iceServers has no turn: URL over %s: %+v", transport, j.ICEServers)
+	return ""
+}
+
+// TestRelayOnlyCallThroughBuiltinTURN: a recorded call where both clients
+// may use nothing but the built-in relay (the patient over TURN/TCP, the
+// clinician over TURN/UDP): audio both ways, an upgrade by each path, junk
+// thrown at the relay, the recording complete, and the credentials dead once
+// the participants leave.
+func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
+	data := t.TempDir()
+	udpPort := freeUDPPort(t)
+	addr, admin, _ := startServe(t, data, "--udp-port", strconv.Itoa(udpPort), "--turn", "--turn-port", "0", "--turn-tls-port", "0")
+	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "c-1", "--rec")
+	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1", "--rec")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := "ws://" + addr + "/v1/signal"
+	audio, video := "../../testdata/audio.ogg", "../../testdata/video.ivf"
+	pc, err := client.Dial(ctx, client.Options{URL: url, Token: pat, AudioFile: audio, VideoFile: video, Prenegotiate: true,
+		Fingerprint: true, RelayOnly: true, TURNTransports: []string{"tcp"}})
+	if err != nil {
+		t.Fatalf("patient, relay only over TURN/TCP: %v", err)
+	}
+	defer pc.Close()
+	dc, err := client.Dial(ctx, client.Options{URL: url, Token: doc, AudioFile: audio, VideoFile: video,
+		Fingerprint: true, RelayOnly: true, TURNTransports: []string{"udp"}})
+	if err != nil {
+		t.Fatalf("clinician, relay only over TURN/UDP: %v", err)
+	}
+	defer dc.Close()
+	j := pc.Joined()
+	if len(j.ICEServers) != 1 || j.ICEServers[0].Username == "" || j.ICEServers[0].Credential == "" {
+		t.Fatalf("joined.iceServers: %+v", j.ICEServers)
+	}
+	if dc.Joined().ICEServers[0].Username == j.ICEServers[0].Username {
+		t.Fatal("two participants got the same TURN credential")
+	}
+	hears := func(who *client.Client, from string, n uint64) {
+		t.Helper()
+		if _, err := who.WaitReceived(ctx, from, "audio", func(s client.TrackStats) bool { return s.Packets >= n }); err != nil {
+			t.Fatalf("no audio from %s through the relay: %v", from, err)
+		}
+	}
+	hears(dc, "p-1", 25)
+	hears(pc, "d-1", 25)
+	for _, c := range []struct {
+		who  *client.Client
+		from string
+	}{{dc, "p-1"}, {pc, "d-1"}} {
+		got := c.who.ReceivedFingerprints(c.from, "audio")
+		sender := map[string]*client.Client{"p-1": pc, "d-1": dc}[c.from]
+		_, sent := sender.Sent("audio")
+		for ts := range got {
+			if _, ok := sent[ts]; !ok {
+				t.Fatalf("audio from %s carries a timestamp it never sent", c.from)
+			}
+		}
+	}
+	// Upgrade by both paths.
+	if err := pc.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.Upgrade(ctx, signaling.PathRenegotiate); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		who  *client.Client
+		from string
+	}{{dc, "p-1"}, {pc, "d-1"}} {
+		if _, err := c.who.WaitReceived(ctx, c.from, "video", func(s client.TrackStats) bool { return s.Keyframes > 0 && s.Packets > 50 }); err != nil {
+			t.Fatalf("no video from %s after its upgrade through the relay: %v", c.from, err)
+		}
+	}
+	// 10,000 junk datagrams at the relay and the SFU's port: the call goes on.
+	turnAddr := strings.TrimSuffix(strings.TrimPrefix(turnURL(t, j, "udp"), "turn:"), "?transport=udp")
+	for _, target := range []string{turnAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(udpPort))} {
+		sendJunk(t, target, 5000)
+	}
+	before := dc.Received("p-1", "audio").Packets
+	beforeDoc := pc.Received("d-1", "audio").Packets
+	hears(dc, "p-1", before+50)
+	hears(pc, "d-1", beforeDoc+50)
+
+	during := scrape(t, admin)
+	if during[`medcall_turn_allocations_active`] < 4 || during[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`] == 0 ||
+		during[`medcall_turn_relayed_bytes_total{direction="to_client"}`] == 0 {
+		t.Errorf("TURN metrics during a relayed call: active %v, to_sfu %v, to_client %v", during[`medcall_turn_allocations_active`],
+			during[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`], during[`medcall_turn_relayed_bytes_total{direction="to_client"}`])
+	}
+	_ = pc.Leave(ctx)
+	_ = dc.Leave(ctx)
+	webms := waitRecordings(t, data, 1, 20*time.Second)
+	if len(webms) != 1 {
+		t.Fatalf("%d recordings, want 1", len(webms))
+	}
+	p := ffprobe(t, webms[0])
+	titles := map[string]string{}
+	for _, s := range p.Streams {
+		titles[s.Tags.Title] = s.CodecName
+	}
+	for _, want := range []string{"patient/audio", "clinician/audio", "patient/video", "clinician/video"} {
+		if titles[want] == "" {
+			t.Errorf("recording lacks %s (tracks %v)", want, titles)
+		}
+	}
+	decodesClean(t, webms[0])
+	deadline := time.Now().Add(5 * time.Second)
+	for scrape(t, admin)[`medcall_turn_allocations_active`] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("TURN allocations still open after both participants left")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// sendJunk throws n malformed STUN/TURN/ChannelData datagrams at addr.
+func sendJunk(t *testing.T, addr string, n int) {
+	t.Helper()
+	c, err := net.Dial("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < n; i++ {
+		p := make([]byte, 20+i%200)
+		for k := range p {
+			p[k] = byte(i*31 + k*7)
+		}
+		switch i % 4 {
+		case 0: // STUN Allocate header with a magic cookie and a lying length
+			copy(p, []byte{0x00, 0x03, 0x01, 0x90, 0x21, 0x12, 0xa4, 0x42})
+		case 1: // STUN Binding request, garbage attributes
+			copy(p, []byte{0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42})
+		case 2: // ChannelData for an unbound channel
+			copy(p, []byte{0x40, 0x01, 0x05, 0xdc})
+		}
+		_, _ = c.Write(p)
+		if i%500 == 499 {
+			time.Sleep(time.Millisecond) // a flood, not a socket-buffer overrun test
+		}
+	}
+}
