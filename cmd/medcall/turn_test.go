@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medcall/medcall/sfu/turn/coturntest"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/client"
 )
@@ -40,30 +41,15 @@ func turnURL(t *testing.T, j signaling.Message, transport string) string {
 // TestRelayOnlyCallThroughBuiltinTURN: a recorded call where both clients
 // may use nothing but the built-in relay (the patient over TURN/TCP, the
 // clinician over TURN/UDP): audio both ways, an upgrade by each path, junk
-// thrown at the relay, the recording complete, and the credentials dead once
-// the participants leave.
+// thrown at the relay, the recording complete, and the allocations closed
+// once the participants leave.
 func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
 	data := t.TempDir()
 	udpPort := freeUDPPort(t)
 	addr, admin, _ := startServe(t, data, "--udp-port", strconv.Itoa(udpPort), "--turn", "--turn-port", "0", "--turn-tls-port", "0")
-	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "c-1", "--rec")
-	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1", "--rec")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	url := "ws://" + addr + "/v1/signal"
-	audio, video := "../../testdata/audio.ogg", "../../testdata/video.ivf"
-	pc, err := client.Dial(ctx, client.Options{URL: url, Token: pat, AudioFile: audio, VideoFile: video, Prenegotiate: true,
-		Fingerprint: true, RelayOnly: true, TURNTransports: []string{"tcp"}})
-	if err != nil {
-		t.Fatalf("patient, relay only over TURN/TCP: %v", err)
-	}
-	defer pc.Close()
-	dc, err := client.Dial(ctx, client.Options{URL: url, Token: doc, AudioFile: audio, VideoFile: video,
-		Fingerprint: true, RelayOnly: true, TURNTransports: []string{"udp"}})
-	if err != nil {
-		t.Fatalf("clinician, relay only over TURN/UDP: %v", err)
-	}
-	defer dc.Close()
+	pc, dc := relayedCall(t, ctx, addr, data, "tcp", "udp")
 	j := pc.Joined()
 	if len(j.ICEServers) != 1 || j.ICEServers[0].Username == "" || j.ICEServers[0].Credential == "" {
 		t.Fatalf("joined.iceServers: %+v", j.ICEServers)
@@ -71,28 +57,90 @@ func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
 	if dc.Joined().ICEServers[0].Username == j.ICEServers[0].Username {
 		t.Fatal("two participants got the same TURN credential")
 	}
-	hears := func(who *client.Client, from string, n uint64) {
-		t.Helper()
-		if _, err := who.WaitReceived(ctx, from, "audio", func(s client.TrackStats) bool { return s.Packets >= n }); err != nil {
-			t.Fatalf("no audio from %s through the relay: %v", from, err)
-		}
+	// 10,000 junk datagrams at the relay and the SFU's port: the call goes on.
+	turnAddr := strings.TrimSuffix(strings.TrimPrefix(turnURL(t, j, "udp"), "turn:"), "?transport=udp")
+	for _, target := range []string{turnAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(udpPort))} {
+		sendJunk(t, target, 5000)
 	}
-	hears(dc, "p-1", 25)
-	hears(pc, "d-1", 25)
+	hears(t, ctx, dc, "p-1", dc.Received("p-1", "audio").Packets+50)
+	hears(t, ctx, pc, "d-1", pc.Received("d-1", "audio").Packets+50)
+
+	during := scrape(t, admin)
+	toSFU, toClient := `medcall_turn_relayed_bytes_total{direction="to_sfu"}`, `medcall_turn_relayed_bytes_total{direction="to_client"}`
+	if during[`medcall_turn_allocations_active`] < 4 || during[toSFU] == 0 || during[toClient] == 0 {
+		t.Errorf("TURN metrics during a relayed call: active %v, to_sfu %v, to_client %v",
+			during[`medcall_turn_allocations_active`], during[toSFU], during[toClient])
+	}
+	_ = pc.Leave(ctx)
+	_ = dc.Leave(ctx)
+	recordingComplete(t, data)
+	deadline := time.Now().Add(5 * time.Second)
+	for scrape(t, admin)[`medcall_turn_allocations_active`] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("TURN allocations still open after both participants left")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRelayOnlyCallThroughCoturn: the same call through an operator's coturn
+// (use-auth-secret) with credentials minted by --turn-url/--turn-secret.
+func TestRelayOnlyCallThroughCoturn(t *testing.T) {
+	secret := "coturn-shared-secret-for-the-test"
+	ct := coturntest.Start(t, coturntest.Config{ListenIP: "127.0.0.1", Secret: secret, Peers: []string{"127.0.0.1"}})
+	hp := net.JoinHostPort("127.0.0.1", strconv.Itoa(ct.Port))
+	data := t.TempDir()
+	addr, _, _ := startServe(t, data, "--udp-port", strconv.Itoa(freeUDPPort(t)),
+		"--turn-url", "turn:"+hp+"?transport=udp,turn:"+hp+"?transport=tcp", "--turn-secret", secret)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pc, dc := relayedCall(t, ctx, addr, data, "tcp", "udp")
+	if s := pc.Joined().ICEServers; len(s) != 1 || s[0].URLs[0] != "turn:"+hp+"?transport=udp" {
+		t.Fatalf("joined.iceServers: %+v", s)
+	}
+	if n := strings.Count(ct.Output(), "ALLOCATE processed, success"); n < 4 {
+		t.Errorf("coturn logged %d successful allocations, want at least 4 (two peer connections each)", n)
+	}
+	_ = pc.Leave(ctx)
+	_ = dc.Leave(ctx)
+	recordingComplete(t, data)
+}
+
+// relayedCall joins a recorded call whose patient and clinician may only use
+// TURN (over the given transports), checks audio both ways carries what was
+// sent, and upgrades the patient by the pre-negotiated path and the
+// clinician by renegotiation.
+func relayedCall(t *testing.T, ctx context.Context, addr, data, patTransport, docTransport string) (pc, dc *client.Client) {
+	t.Helper()
+	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "c-1", "--rec")
+	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1", "--rec")
+	url := "ws://" + addr + "/v1/signal"
+	audio, video := "../../testdata/audio.ogg", "../../testdata/video.ivf"
+	pc, err := client.Dial(ctx, client.Options{URL: url, Token: pat, AudioFile: audio, VideoFile: video, Prenegotiate: true,
+		Fingerprint: true, RelayOnly: true, TURNTransports: []string{patTransport}})
+	if err != nil {
+		t.Fatalf("patient, relay only over TURN/%s: %v", patTransport, err)
+	}
+	t.Cleanup(pc.Close)
+	dc, err = client.Dial(ctx, client.Options{URL: url, Token: doc, AudioFile: audio, VideoFile: video,
+		Fingerprint: true, RelayOnly: true, TURNTransports: []string{docTransport}})
+	if err != nil {
+		t.Fatalf("clinician, relay only over TURN/%s: %v", docTransport, err)
+	}
+	t.Cleanup(dc.Close)
+	hears(t, ctx, dc, "p-1", 25)
+	hears(t, ctx, pc, "d-1", 25)
 	for _, c := range []struct {
-		who  *client.Client
-		from string
-	}{{dc, "p-1"}, {pc, "d-1"}} {
-		got := c.who.ReceivedFingerprints(c.from, "audio")
-		sender := map[string]*client.Client{"p-1": pc, "d-1": dc}[c.from]
-		_, sent := sender.Sent("audio")
-		for ts := range got {
+		who, from *client.Client
+		id        string
+	}{{dc, pc, "p-1"}, {pc, dc, "d-1"}} {
+		_, sent := c.from.Sent("audio")
+		for ts := range c.who.ReceivedFingerprints(c.id, "audio") {
 			if _, ok := sent[ts]; !ok {
-				t.Fatalf("audio from %s carries a timestamp it never sent", c.from)
+				t.Fatalf("audio from %s carries a timestamp it never sent", c.id)
 			}
 		}
 	}
-	// Upgrade by both paths.
 	if err := pc.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
 		t.Fatal(err)
 	}
@@ -107,31 +155,27 @@ func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
 			t.Fatalf("no video from %s after its upgrade through the relay: %v", c.from, err)
 		}
 	}
-	// 10,000 junk datagrams at the relay and the SFU's port: the call goes on.
-	turnAddr := strings.TrimSuffix(strings.TrimPrefix(turnURL(t, j, "udp"), "turn:"), "?transport=udp")
-	for _, target := range []string{turnAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(udpPort))} {
-		sendJunk(t, target, 5000)
-	}
-	before := dc.Received("p-1", "audio").Packets
-	beforeDoc := pc.Received("d-1", "audio").Packets
-	hears(dc, "p-1", before+50)
-	hears(pc, "d-1", beforeDoc+50)
+	return pc, dc
+}
 
-	during := scrape(t, admin)
-	if during[`medcall_turn_allocations_active`] < 4 || during[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`] == 0 ||
-		during[`medcall_turn_relayed_bytes_total{direction="to_client"}`] == 0 {
-		t.Errorf("TURN metrics during a relayed call: active %v, to_sfu %v, to_client %v", during[`medcall_turn_allocations_active`],
-			during[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`], during[`medcall_turn_relayed_bytes_total{direction="to_client"}`])
+// hears waits until who has received n audio packets from participant from.
+func hears(t *testing.T, ctx context.Context, who *client.Client, from string, n uint64) {
+	t.Helper()
+	if _, err := who.WaitReceived(ctx, from, "audio", func(s client.TrackStats) bool { return s.Packets >= n }); err != nil {
+		t.Fatalf("no audio from %s through the relay: %v", from, err)
 	}
-	_ = pc.Leave(ctx)
-	_ = dc.Leave(ctx)
+}
+
+// recordingComplete waits for the one recording of the call and checks it
+// holds both participants' audio and video and decodes cleanly.
+func recordingComplete(t *testing.T, data string) {
+	t.Helper()
 	webms := waitRecordings(t, data, 1, 20*time.Second)
 	if len(webms) != 1 {
 		t.Fatalf("%d recordings, want 1", len(webms))
 	}
-	p := ffprobe(t, webms[0])
 	titles := map[string]string{}
-	for _, s := range p.Streams {
+	for _, s := range ffprobe(t, webms[0]).Streams {
 		titles[s.Tags.Title] = s.CodecName
 	}
 	for _, want := range []string{"patient/audio", "clinician/audio", "patient/video", "clinician/video"} {
@@ -140,13 +184,6 @@ func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
 		}
 	}
 	decodesClean(t, webms[0])
-	deadline := time.Now().Add(5 * time.Second)
-	for scrape(t, admin)[`medcall_turn_allocations_active`] != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("TURN allocations still open after both participants left")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // sendJunk throws n malformed STUN/TURN/ChannelData datagrams at addr.
