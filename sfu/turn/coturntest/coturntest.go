@@ -134,7 +134,7 @@ func (s *Server) config() string {
 	w("no-multicast-peers")
 	w("no-tcp-relay")
 	w("simple-log")
-	w("verbose") // logs each allocation, so a test can see the relay was used
+	w("verbose")                                       // logs each allocation, so a test can see the relay was used
 	w("log-file=%s", filepath.Join(s.Dir, "turn.log")) // stdout is block-buffered in a pipe
 	w("pidfile=%s", filepath.Join(s.Dir, "turnserver.pid"))
 	w("userdb=%s", filepath.Join(s.Dir, "turndb"))
