@@ -25,6 +25,10 @@ type Metrics struct {
 	// OnUpgrade, if set, observes the time from an upgrade (the notice, or the
 	// first video RTP when no notice came first) to the first keyframe forwarded.
 	OnUpgrade func(path string, d time.Duration)
+	// OnSelectedPair, if set, observes the candidate pair each connection
+	// selects: the client candidate's type (host, srflx, prflx, relay) and
+	// the transport protocol (udp, tcp).
+	OnSelectedPair func(pc PC, candidateType, protocol string)
 }
 
 func kindIndex(k Kind) int {

@@ -96,6 +96,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	}
 	p.pub.OnConnectionStateChange(onState)
 	p.sub.OnConnectionStateChange(onState)
+	c.s.watchSelectedPair(PCPublish, p.pub)
+	c.s.watchSelectedPair(PCSubscribe, p.sub)
 	p.pub.OnTrack(p.onTrack)
 	return p, nil
 }

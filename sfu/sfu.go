@@ -31,6 +31,14 @@ type Config struct {
 	ListenIP net.IP
 	// UDPPort puts all ICE traffic on one UDP port when non-zero.
 	UDPPort int
+	// TCPPort opens one passive ICE-TCP port when non-zero, for clients
+	// whose networks block UDP.
+	TCPPort int
+	// PublicIPs are announced instead of the local addresses they map to
+	// (1:1 NAT).
+	PublicIPs []PublicIP
+	// Interfaces, when set, are the only network interfaces ICE gathers on.
+	Interfaces []string
 	// MaxParticipants per consultation; 0 means 4.
 	MaxParticipants int
 	// PLIInterval is the shortest time between two keyframe requests sent to one
@@ -49,6 +57,7 @@ type SFU struct {
 	api    *webrtc.API
 	log    *slog.Logger
 	udpMux ice.UDPMux
+	tcpMux ice.TCPMux
 
 	mu            sync.Mutex
 	closed        bool
@@ -78,28 +87,12 @@ func New(cfg Config) (*SFU, error) {
 		consultations: map[string]*Consultation{},
 	}
 	se := webrtc.SettingEngine{}
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	if ip := cfg.ListenIP; ip != nil && !ip.IsUnspecified() {
-		se.SetIPFilter(func(c net.IP) bool { return c.Equal(ip) })
-		if ip.IsLoopback() {
-			se.SetIncludeLoopbackCandidate(true)
-		}
-	}
-	if cfg.UDPPort != 0 {
-		ip := cfg.ListenIP
-		if ip == nil {
-			ip = net.IPv4zero
-		}
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
-		if err != nil {
-			return nil, fmt.Errorf("sfu: listen on UDP port %d: %w", cfg.UDPPort, err)
-		}
-		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
-		se.SetICEUDPMux(s.udpMux)
+	if err := s.configureNetwork(&se); err != nil {
+		return nil, err
 	}
 	m, ir, err := newMediaEngine(cfg.Metrics)
 	if err != nil {
+		s.closeNetwork()
 		return nil, err
 	}
 	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
@@ -175,9 +168,7 @@ func (s *SFU) Close() {
 		c.close("shutdown")
 	}
 	s.wg.Wait()
-	if s.udpMux != nil {
-		_ = s.udpMux.Close()
-	}
+	s.closeNetwork()
 }
 
 // Stats is a point-in-time count for health and metrics.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,8 @@ import (
 
 type serveConfig struct {
 	recordConfig
+	tls                                                      tlsConfig
+	net                                                      networkConfig
 	addr, adminAddr, tokenKeys, logLevel, logFormat, origins string
 	udpPort, maxParticipants, maxMessage                     int
 	rate                                                     float64
@@ -40,6 +43,8 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.recordConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
+	c.net.flags(fs)
+	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
 	fs.IntVar(&c.maxMessage, "max-message", 64<<10, "largest signaling message in bytes")
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
@@ -116,6 +121,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen %s: %w", cfg.adminAddr, err)
 	}
 	closeListeners := func() { ln.Close(); adminLn.Close() }
+	tlsCtx, stopTLS := context.WithCancel(context.Background())
+	defer stopTLS()
+	tlsCfg, err := cfg.tls.setup(tlsCtx, cfg.data, log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	scheme, wsScheme := "http", "ws"
+	if tlsCfg != nil {
+		ln, scheme, wsScheme = tls.NewListener(ln, tlsCfg), "https", "wss"
+	} else if w := plainHTTPWarning(ln.Addr()); w != "" {
+		log.Warn(w)
+		fmt.Fprintln(stderr, w)
+	}
 	met := newMetrics()
 	rec, err := openRecording(ctx, &cfg.recordConfig, log, met.uploadObserver())
 	if err != nil {
@@ -130,15 +149,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer close(uploadsDone)
 		rec.uploader.Run(upCtx)
 	}()
+	met.watchNetwork(&cfg.tls)
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
-	s, err := sfu.New(sfu.Config{
+	sfuCfg := sfu.Config{
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
 		Taps:            rec.recorder.Open,
 		Metrics:         met.sfu,
 		Logger:          log,
-	})
+	}
+	err = cfg.net.apply(ctx, &sfuCfg, log)
+	var s *sfu.SFU
+	if err == nil {
+		s, err = sfu.New(sfuCfg)
+	}
 	if err != nil {
 		closeListeners()
 		return err
@@ -208,21 +233,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	httpSrv := &http.Server{Handler: withReplay(replay, mux), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: cfg.tls.hsts(withReplay(replay, mux)), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)} // TLS handshake noise from scanners
 	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	ready.Store(true)
 	log.Info("medcall serving", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", cfg.data)
-	fmt.Fprintf(stdout, "medcall is serving on http://%s (signaling at ws://%s/v1/signal), admin on http://%s\n",
-		ln.Addr(), ln.Addr(), adminLn.Addr())
+	fmt.Fprintf(stdout, "medcall is serving on %s://%s (signaling at %s://%s/v1/signal), admin on http://%s\n",
+		scheme, ln.Addr(), wsScheme, ln.Addr(), adminLn.Addr())
 	if cfg.dev {
 		h, port, _ := net.SplitHostPort(ln.Addr().String())
 		if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {
 			h = "127.0.0.1" // /dev/token answers loopback names only
 		}
-		base := "http://" + net.JoinHostPort(h, port)
+		base := scheme + "://" + net.JoinHostPort(h, port)
 		fmt.Fprintf(stdout, "Development mode: open each link in its own browser window (the page mints its token; tokens never go in the address):\n  patient:   %s/?role=patient&cid=c-1&pid=p-1&rec=1\n  clinician: %s/?role=clinician&cid=c-1&pid=p-1&sub=d-1&rec=1\n", base, base)
 	}
 	if cfg.tokenKeys == "" {

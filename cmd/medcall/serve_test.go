@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var servingLine = regexp.MustCompile(`serving on http://([0-9.:]+) .* admin on http://([0-9.:]+)`)
+var servingLine = regexp.MustCompile(`serving on https?://([0-9.:]+) .* admin on http://([0-9.:]+)`)
 
 // startServe runs `medcall serve` in-process on ephemeral ports and returns
 // its addresses and a stop function that returns serve's error.

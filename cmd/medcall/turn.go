@@ -146,16 +146,6 @@ func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, admin net
 	return srv, urls, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, x := range strings.Split(s, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // watchTURN adds the relay's series (zero when it is off).
 func (m *metrics) watchTURN(t *turn.Metrics) {
 	gaugeFunc(m.reg, "turn_allocations_active", "Built-in TURN allocations open.", func() float64 { return float64(t.AllocationsActive.Load()) })

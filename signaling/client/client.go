@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 
@@ -45,7 +46,13 @@ type Options struct {
 	// TURNTransports, if set, keeps only the iceServers URLs with these
 	// transports ("udp", "tcp", "tls"), to prove one path alone.
 	TURNTransports []string
-	Logger         *slog.Logger
+	// ICETCP also gathers (active) ICE-TCP candidates, so the client can
+	// reach the server's ICE-TCP port where UDP is blocked.
+	ICETCP bool
+	// HTTPClient dials the WebSocket (e.g. to trust a private CA for wss://);
+	// nil uses http.DefaultClient.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
 }
 
 // ProtocolError is an error message from the server.
@@ -95,7 +102,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	conn, _, err := websocket.Dial(ctx, o.URL, nil)
+	conn, _, err := websocket.Dial(ctx, o.URL, &websocket.DialOptions{HTTPClient: o.HTTPClient})
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", o.URL, err)
 	}
@@ -128,7 +135,7 @@ func (c *Client) start(ctx context.Context) error {
 		return err
 	}
 	c.joined = reply
-	api, err := newAPI()
+	api, err := newAPI(c.opts)
 	if err != nil {
 		return err
 	}
@@ -225,7 +232,7 @@ func (c *Client) start(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
-func newAPI() (*webrtc.API, error) {
+func newAPI(o Options) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := sfu.RegisterCodecs(m); err != nil {
 		return nil, err
@@ -237,7 +244,7 @@ func newAPI() (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes(networkTypes(o))
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 

@@ -2,40 +2,48 @@ package netns
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"os"
 	"os/exec"
+	"testing"
 )
 
-// childEnv names the function a re-executed test binary runs instead of its
-// tests.
-const childEnv = "MEDCALL_NETNS_CHILD"
+// The environment of a re-executed test binary: which function to run and
+// its arguments.
+const (
+	childEnv     = "MEDCALL_NETNS_CHILD"
+	childArgsEnv = "MEDCALL_NETNS_ARGS"
+	// ChildTest is the name of the test function that must call Child.
+	ChildTest = "TestNetnsChild"
+)
 
-// Child runs one of funcs instead of the tests when this process is a child
-// started by NS.Func, and exits with its result; otherwise it returns at
-// once. Call it first thing in TestMain:
+// Child runs one of funcs when this test binary was started by NS.Func,
+// and skips otherwise. Each package that uses NS.Func has one test named
+// ChildTest that calls it:
 //
-//	func TestMain(m *testing.M) {
-//		netns.Child(map[string]func([]string) error{"patient": runPatient})
-//		os.Exit(m.Run())
+//	func TestNetnsChild(t *testing.T) {
+//		netns.Child(t, map[string]func([]string) error{"patient": runPatient})
 //	}
 //
-// A function reports to the test through its standard output and error.
-func Child(funcs map[string]func(args []string) error) {
+// A function reports to its parent through standard output (lines it
+// prints; the testing package adds its own PASS/FAIL lines) and fails the
+// child test by returning an error.
+func Child(t *testing.T, funcs map[string]func(args []string) error) {
 	name, ok := os.LookupEnv(childEnv)
 	if !ok {
-		return
+		t.Skip("runs only inside a network namespace, started by a netns test")
 	}
 	fn := funcs[name]
 	if fn == nil {
-		fmt.Fprintf(os.Stderr, "netns child: no function %q registered in TestMain\n", name)
-		os.Exit(2)
+		t.Fatalf("netns child: no function %q", name)
 	}
-	if err := fn(os.Args[1:]); err != nil {
-		fmt.Fprintf(os.Stderr, "netns child %s: %v\n", name, err)
-		os.Exit(1)
+	var args []string
+	if err := json.Unmarshal([]byte(os.Getenv(childArgsEnv)), &args); err != nil {
+		t.Fatalf("netns child %s: arguments: %v", name, err)
 	}
-	os.Exit(0)
+	if err := fn(args); err != nil {
+		t.Fatalf("netns child %s: %v", name, err)
+	}
 }
 
 // Func prepares this test binary to run, inside the namespace, the function
@@ -46,7 +54,8 @@ func (n *NS) Func(ctx context.Context, name string, args ...string) *exec.Cmd {
 	if err != nil {
 		n.topo.t.Fatalf("netns: find the test binary: %v", err)
 	}
-	cmd := n.Command(ctx, self, args...)
-	cmd.Env = append(os.Environ(), childEnv+"="+name)
+	b, _ := json.Marshal(args)
+	cmd := n.Command(ctx, self, "-test.run=^"+ChildTest+"$", "-test.count=1", "-test.timeout=10m")
+	cmd.Env = append(os.Environ(), childEnv+"="+name, childArgsEnv+"="+string(b))
 	return cmd
 }

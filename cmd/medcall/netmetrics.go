@@ -1,0 +1,25 @@
+package main
+
+import (
+	"github.com/medcall/medcall/sfu"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// watchNetwork adds the series about how clients reach the server: the
+// candidate pair each media connection selected (counted by type and
+// protocol, never by participant) and, with TLS, certificate reloads and
+// expiry.
+func (m *metrics) watchNetwork(t *tlsConfig) {
+	pairs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "medcall", Name: "ice_selected_pairs_total",
+		Help: "Media connections by the candidate pair ICE selected: pc (publish, subscribe), the client candidate's type (host, srflx, prflx, relay) and the transport to it (udp, tcp).",
+	}, []string{"pc", "candidate_type", "protocol"})
+	m.reg.MustRegister(pairs)
+	m.sfu.OnSelectedPair = func(pc sfu.PC, typ, proto string) { pairs.WithLabelValues(string(pc), typ, proto).Inc() }
+	if !t.tlsOn || t.acmeManager != nil {
+		return
+	}
+	counterFunc(m.reg, "tls_cert_reloads_total", "TLS certificate files reloaded (SIGHUP or change).", prometheus.Labels{"outcome": "ok"}, u64(&t.certReloads))
+	counterFunc(m.reg, "tls_cert_reloads_total", "TLS certificate files reloaded (SIGHUP or change).", prometheus.Labels{"outcome": "failed"}, u64(&t.certReloadFailures))
+	gaugeFunc(m.reg, "tls_cert_expiry_timestamp_seconds", "When the served TLS certificate expires (Unix time).", func() float64 { return float64(t.currentCertNotAfter.Load()) })
+}

@@ -1,0 +1,116 @@
+package sfu
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// PublicIP maps a public address to the local address it reaches (1:1 NAT,
+// as on a cloud VM). An empty Local maps every local address of the same
+// family.
+type PublicIP struct {
+	Public, Local net.IP
+}
+
+// ParsePublicIP reads "PUBLIC" or "PUBLIC/LOCAL" (IPv4 or IPv6).
+func ParsePublicIP(s string) (PublicIP, error) {
+	pub, local, mapped := strings.Cut(s, "/")
+	p := PublicIP{Public: net.ParseIP(pub)}
+	if p.Public == nil || p.Public.IsUnspecified() {
+		return PublicIP{}, fmt.Errorf("public IP %q: want an IPv4 or IPv6 address, optionally /LOCAL-ADDRESS", s)
+	}
+	if mapped {
+		if p.Local = net.ParseIP(local); p.Local == nil || (p.Local.To4() == nil) != (p.Public.To4() == nil) {
+			return PublicIP{}, fmt.Errorf("public IP %q: the local address after / must be an address of the same family", s)
+		}
+	}
+	return p, nil
+}
+
+// configureNetwork sets up how ICE gathers and announces the SFU's
+// addresses: only the listen address (or the allowed interfaces), public
+// addresses instead of private ones behind 1:1 NAT, one UDP port and one
+// passive ICE-TCP port when configured. It opens those ports.
+func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
+	cfg := s.cfg
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	ip := cfg.ListenIP
+	if ip != nil && !ip.IsUnspecified() {
+		se.SetIPFilter(func(c net.IP) bool { return c.Equal(ip) })
+		if ip.IsLoopback() {
+			se.SetIncludeLoopbackCandidate(true)
+		}
+	} else {
+		ip = net.IPv4zero
+	}
+	if len(cfg.Interfaces) > 0 {
+		allowed := slices.Clone(cfg.Interfaces)
+		se.SetInterfaceFilter(func(name string) bool { return slices.Contains(allowed, name) })
+	}
+	if len(cfg.PublicIPs) > 0 {
+		rules := make([]webrtc.ICEAddressRewriteRule, 0, len(cfg.PublicIPs))
+		for _, p := range cfg.PublicIPs {
+			r := webrtc.ICEAddressRewriteRule{External: []string{p.Public.String()}, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}
+			if p.Local != nil {
+				r.Local = p.Local.String()
+			}
+			rules = append(rules, r)
+		}
+		if err := se.SetICEAddressRewriteRules(rules...); err != nil {
+			return fmt.Errorf("sfu: public IPs: %w", err)
+		}
+	}
+	if cfg.UDPPort != 0 {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
+		if err != nil {
+			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", cfg.UDPPort, err)
+		}
+		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
+		se.SetICEUDPMux(s.udpMux)
+	}
+	if cfg.TCPPort != 0 {
+		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: cfg.TCPPort})
+		if err != nil {
+			s.closeNetwork()
+			return fmt.Errorf("sfu: listen on ICE-TCP port %d: %w (is another server using it?)", cfg.TCPPort, err)
+		}
+		s.tcpMux = webrtc.NewICETCPMux(nil, ln, 8)
+		se.SetICETCPMux(s.tcpMux)
+		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(types)
+	return nil
+}
+
+// closeNetwork closes the shared ICE ports.
+func (s *SFU) closeNetwork() {
+	if s.udpMux != nil {
+		_ = s.udpMux.Close()
+	}
+	if s.tcpMux != nil {
+		_ = s.tcpMux.Close()
+	}
+}
+
+// watchSelectedPair reports the candidate pair a connection settles on to
+// Metrics.OnSelectedPair: the remote (client) candidate's type — host,
+// srflx, prflx or relay — and the transport between the SFU and that
+// candidate, udp or tcp. No ids: it is counted, not attributed.
+func (s *SFU) watchSelectedPair(pc PC, conn *webrtc.PeerConnection) {
+	f := s.cfg.Metrics.OnSelectedPair
+	if f == nil {
+		return
+	}
+	conn.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+		if p == nil || p.Remote == nil || p.Local == nil {
+			return
+		}
+		f(pc, p.Remote.Typ.String(), p.Local.Protocol.String())
+	})
+}
