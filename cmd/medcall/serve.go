@@ -196,7 +196,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	met.watchSFU(s)
 	met.watchTURN(&cfg.turn.metrics)
 	sfuIP, _ := netip.ParseAddr(host)
-	iceServers, stopTURN, err := cfg.turn.start(netip.AddrPortFrom(sfuIP, uint16(cfg.udpPort)), cfg.udpPort, adminLn.Addr(), nil, log)
+	iceServers, stopTURN, err := cfg.turn.start(netip.AddrPortFrom(sfuIP, uint16(cfg.udpPort)), cfg.udpPort, sfuCfg.PublicIPs, adminLn.Addr(), tlsCfg, log)
 	if err != nil {
 		closeListeners()
 		s.Close()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/sfu/turn"
 	"github.com/medcall/medcall/signaling"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +23,7 @@ import (
 type turnConfig struct {
 	on                   bool
 	port, tlsPort        int
-	host                 string
+	host, listenIP       string
 	ttl                  time.Duration
 	maxAllocs, bandwidth int
 	allowPrivate         string
@@ -35,13 +36,14 @@ func (c *turnConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.on, "turn", false, "run the built-in TURN relay (needs --udp-port: the relay reaches only the SFU's media port)")
 	fs.IntVar(&c.port, "turn-port", 3478, "built-in TURN port, UDP and TCP")
 	fs.IntVar(&c.tlsPort, "turn-tls-port", 5349, "built-in TURN over TLS port (443 in production); 0 turns TLS off; needs a certificate")
+	fs.StringVar(&c.listenIP, "turn-ip", "", "IP the built-in TURN ports listen on (default: the --addr IP); relaying always goes out from the SFU's IP. Give TURN its own IP to put TURN over TLS on 443 beside HTTPS")
 	fs.StringVar(&c.host, "turn-host", "", "host name put in TURN URLs (the certificate's name with TLS); default: the --addr IP")
 	fs.DurationVar(&c.ttl, "turn-ttl", turn.DefaultTTL, "lifetime of the TURN credentials minted at each join")
 	fs.IntVar(&c.maxAllocs, "turn-max-allocations", 8, "TURN allocations per credential (participant)")
 	fs.IntVar(&c.bandwidth, "turn-bandwidth", 1<<20, "TURN bytes per second per credential and direction")
 	fs.StringVar(&c.allowPrivate, "turn-allow-private", "", "comma-separated private ranges (CIDR) the relay may reach, e.g. the SFU's own address behind 1:1 NAT")
-	fs.StringVar(&c.cert, "turn-cert", "", "TLS certificate (PEM) for TURN over TLS")
-	fs.StringVar(&c.key, "turn-key", "", "TLS key (PEM) for TURN over TLS")
+	fs.StringVar(&c.cert, "turn-cert", "", "TLS certificate (PEM) for TURN over TLS when it is not the server's (--tls-cert, or ACME, is shared by default)")
+	fs.StringVar(&c.key, "turn-key", "", "TLS key (PEM) for --turn-cert")
 	fs.StringVar(&c.extURLs, "turn-url", "", "comma-separated TURN URLs of an external server (coturn), e.g. turns:turn.example.org:443?transport=tcp")
 	fs.StringVar(&c.extSecret, "turn-secret", "", "the external TURN server's shared secret (coturn static-auth-secret); prefer MEDCALL_TURN_SECRET")
 }
@@ -49,7 +51,7 @@ func (c *turnConfig) flags(fs *flag.FlagSet) {
 // start runs the built-in relay when --turn is given; it returns the
 // function that mints each joined participant's iceServers (nil without
 // any TURN) and a stop function.
-func (c *turnConfig) start(sfuAddr netip.AddrPort, udpPort int, admin net.Addr, shared *tls.Config, log *slog.Logger) (func() ([]signaling.ICEServer, func()), func(), error) {
+func (c *turnConfig) start(sfuAddr netip.AddrPort, udpPort int, public []sfu.PublicIP, admin net.Addr, shared *tls.Config, log *slog.Logger) (func() ([]signaling.ICEServer, func()), func(), error) {
 	if (c.extURLs == "") != (c.extSecret == "") {
 		return nil, nil, errors.New("--turn-url and --turn-secret go together (the secret is coturn's static-auth-secret)")
 	}
@@ -57,7 +59,7 @@ func (c *turnConfig) start(sfuAddr netip.AddrPort, udpPort int, admin net.Addr, 
 	var urls []string
 	if c.on {
 		var err error
-		if srv, urls, err = c.startBuiltin(sfuAddr, udpPort, admin, shared, log); err != nil {
+		if srv, urls, err = c.startBuiltin(sfuAddr, udpPort, public, admin, shared, log); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -88,7 +90,7 @@ func (c *turnConfig) start(sfuAddr netip.AddrPort, udpPort int, admin net.Addr, 
 	return mint, stop, nil
 }
 
-func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, admin net.Addr, shared *tls.Config, log *slog.Logger) (*turn.Server, []string, error) {
+func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, public []sfu.PublicIP, admin net.Addr, shared *tls.Config, log *slog.Logger) (*turn.Server, []string, error) {
 	ip := sfuAddr.Addr()
 	if udpPort == 0 {
 		return nil, nil, errors.New("--turn needs --udp-port: the relay may reach only the SFU's one media port")
@@ -100,6 +102,17 @@ func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, admin net
 	if a, err := netip.ParseAddrPort(admin.String()); err == nil {
 		pol.Admin = append(pol.Admin, a)
 	}
+	for _, p := range public { // 1:1 NAT: clients name the public address
+		pub, _ := netip.AddrFromSlice(p.Public)
+		local := ip
+		if l, ok := netip.AddrFromSlice(p.Local); ok && p.Local != nil {
+			local = l.Unmap()
+		}
+		if pol.Public == nil {
+			pol.Public = map[netip.Addr]netip.Addr{}
+		}
+		pol.Public[pub.Unmap()] = local
+	}
 	for _, s := range splitList(c.allowPrivate) {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -107,7 +120,13 @@ func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, admin net
 		}
 		pol.AllowPrivate = append(pol.AllowPrivate, p)
 	}
-	tlsCfg := shared
+	var tlsCfg *tls.Config
+	if shared != nil {
+		// The server's certificate (files reloaded, or ACME), without the
+		// HTTP ALPN list: TURN clients offer none or "stun.turn".
+		tlsCfg = shared.Clone()
+		tlsCfg.NextProtos = nil
+	}
 	if c.cert != "" || c.key != "" {
 		pair, err := tls.LoadX509KeyPair(c.cert, c.key)
 		if err != nil {
@@ -115,17 +134,27 @@ func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, admin net
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	}
+	listen := ip.String()
+	if c.listenIP != "" {
+		if net.ParseIP(c.listenIP) == nil {
+			return nil, nil, fmt.Errorf("--turn-ip %q: not an IP address", c.listenIP)
+		}
+		listen = c.listenIP
+	}
 	host := c.host
 	if host == "" {
-		host = ip.String()
+		host = listen
+		if len(public) > 0 && c.listenIP == "" {
+			host = public[0].Public.String() // clients reach the relay at the public address
+		}
 	}
 	cfg := turn.Config{
-		Addr: net.JoinHostPort(ip.String(), strconv.Itoa(c.port)), RelayIP: net.IP(ip.AsSlice()),
+		Addr: net.JoinHostPort(listen, strconv.Itoa(c.port)), RelayIP: net.IP(ip.AsSlice()),
 		TTL: c.ttl, MaxAllocations: c.maxAllocs, Bandwidth: c.bandwidth,
 		Policy: pol, Metrics: &c.metrics, Logger: log,
 	}
 	if tlsCfg != nil && c.tlsPort != 0 {
-		cfg.TLS, cfg.TLSAddr = tlsCfg, net.JoinHostPort(ip.String(), strconv.Itoa(c.tlsPort))
+		cfg.TLS, cfg.TLSAddr = tlsCfg, net.JoinHostPort(listen, strconv.Itoa(c.tlsPort))
 	}
 	srv, err := turn.New(cfg)
 	if err != nil {
@@ -140,7 +169,7 @@ func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, admin net
 	if a := srv.TLSAddr(); a != nil {
 		urls = append(urls, "turns:"+net.JoinHostPort(host, strconv.Itoa(a.(*net.TCPAddr).Port))+"?transport=tcp")
 	} else if c.tlsPort != 0 {
-		log.Warn("TURN over TLS is off: no certificate (give --turn-cert and --turn-key)")
+		log.Warn("TURN over TLS is off: no certificate (give --tls-cert/--tls-key, --acme-domain, or --turn-cert/--turn-key)")
 	}
 	log.Info("built-in TURN relay", "urls", strings.Join(urls, " "))
 	return srv, urls, nil

@@ -48,6 +48,29 @@ type Policy struct {
 	// AllowPrivate are private ranges the operator allows as destinations
 	// (still only at a media address).
 	AllowPrivate []netip.Prefix
+	// Public maps the SFU's announced public IPs (1:1 NAT) to the local IPs
+	// of Media. Clients know only the public address, so their permissions
+	// and packets name it; the relay, inside the NAT, sends to the local
+	// address instead and reports the SFU's replies as from the public one.
+	Public map[netip.Addr]netip.Addr
+}
+
+// toLocal rewrites a public SFU address to its local one.
+func (p *Policy) toLocal(a netip.AddrPort) netip.AddrPort {
+	if l, ok := p.Public[a.Addr().Unmap()]; ok {
+		return netip.AddrPortFrom(l, a.Port())
+	}
+	return a
+}
+
+// toPublic rewrites a local SFU address to the public one clients know.
+func (p *Policy) toPublic(a netip.AddrPort) netip.AddrPort {
+	for pub, l := range p.Public {
+		if l == a.Addr().Unmap() {
+			return netip.AddrPortFrom(pub, a.Port())
+		}
+	}
+	return a
 }
 
 // Check returns "" when dst may be reached, else the refusal reason.
@@ -107,6 +130,9 @@ func (p *Policy) rangeReason(ip netip.Addr) string {
 
 // permit reports whether a permission (IP only) may be created.
 func (p *Policy) permit(ip netip.Addr) string {
+	if l, ok := p.Public[ip.Unmap()]; ok {
+		ip = l
+	}
 	if r := p.CheckIP(ip); r != ReasonOtherPort {
 		return r
 	}

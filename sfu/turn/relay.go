@@ -42,6 +42,9 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.s.met.Refused(ReasonOtherHost)
 		return 0, errRefused
 	}
+	if local := c.s.cfg.Policy.toLocal(ap); local != ap {
+		ap, addr = local, net.UDPAddrFromAddrPort(local)
+	}
 	if r := c.s.cfg.Policy.Check(ap); r != "" {
 		c.s.met.Refused(r)
 		return 0, errRefused
@@ -71,6 +74,9 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue
 		}
 		c.s.met.BytesToClient.Add(uint64(n))
+		if pub := c.s.cfg.Policy.toPublic(ap); pub != ap {
+			addr = net.UDPAddrFromAddrPort(pub)
+		}
 		return n, addr, nil
 	}
 }

@@ -405,3 +405,39 @@ func stillRelays(t *testing.T, f *fixture, relay net.PacketConn, msg string) {
 	}
 	t.Fatalf("%q never reached the SFU through the relay", msg)
 }
+
+// TestRelayBehindOneToOneNAT: clients know only the SFU's public address;
+// the relay, inside the NAT, reaches the local one and answers as the public.
+func TestRelayBehindOneToOneNAT(t *testing.T) {
+	public := netip.MustParseAddr("192.0.2.77")
+	f := start(t, func(c *Config) { c.Policy.Public = map[netip.Addr]netip.Addr{public: netip.MustParseAddr("127.0.0.1")} })
+	cred, release := f.srv.Issue()
+	defer release()
+	_, relay, err := f.client(t, cred.Username, cred.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubAddr := &net.UDPAddr{IP: public.AsSlice(), Port: f.media.addr().Port}
+	if _, err := relay.WriteTo([]byte("via public"), pubAddr); err != nil {
+		t.Fatalf("relay to the SFU's public address: %v", err)
+	}
+	if p := f.media.wait(3 * time.Second); string(p) != "via public" {
+		t.Fatalf("the SFU got %q", p)
+	}
+	_ = relay.SetReadDeadline(time.Now().Add(3 * time.Second))
+	b := make([]byte, 100)
+	n, from, err := relay.ReadFrom(b)
+	if err != nil || string(b[:n]) != "via public" || from.String() != pubAddr.String() {
+		t.Fatalf("echo %q from %v (%v), want from the public %v", b[:n], from, err, pubAddr)
+	}
+	// Another port of the public address is still refused.
+	before := f.met.Refusals(ReasonAdminPort)
+	_, _ = relay.WriteTo([]byte("admin"), &net.UDPAddr{IP: public.AsSlice(), Port: f.admin.addr().Port})
+	_, _ = relay.WriteTo([]byte("after"), pubAddr)
+	if p := f.media.wait(3 * time.Second); string(p) != "after" {
+		t.Fatalf("the SFU got %q", p)
+	}
+	if f.admin.wait(50*time.Millisecond) != nil || f.met.Refusals(ReasonAdminPort) == before {
+		t.Fatal("the admin port was reachable through the public address")
+	}
+}
