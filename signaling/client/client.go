@@ -245,6 +245,11 @@ func newAPI(o Options) (*webrtc.API, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes(networkTypes(o))
+	tn, err := newTimeoutNet()
+	if err != nil {
+		return nil, err
+	}
+	se.SetNet(tn)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 

@@ -1,10 +1,14 @@
 package client
 
 import (
+	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/medcall/medcall/signaling"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -42,4 +46,33 @@ func urlTransport(u string) string {
 		return "tcp"
 	}
 	return "udp"
+}
+
+// turnDialTimeout bounds a TCP connect to a TURN server.
+const turnDialTimeout = 10 * time.Second
+
+// timeoutNet is the standard network with a bounded TCP dial. pion dials
+// TURN-over-TCP/TLS servers with no timeout, and behind a firewall that
+// drops SYNs that held each peer connection's Close for minutes.
+type timeoutNet struct{ *stdnet.Net }
+
+func newTimeoutNet() (transport.Net, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, err
+	}
+	return timeoutNet{n}, nil
+}
+
+// DialTCP implements transport.Net.
+func (n timeoutNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
+	d := net.Dialer{Timeout: turnDialTimeout}
+	if laddr != nil {
+		d.LocalAddr = laddr
+	}
+	c, err := d.Dial(network, raddr.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
 }

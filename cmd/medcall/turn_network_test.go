@@ -1,0 +1,163 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medcall/medcall/sfu/turn/coturntest"
+	"github.com/medcall/medcall/signaling"
+	"github.com/medcall/medcall/signaling/signaltest/netns"
+)
+
+// The relay's addresses in topologies (c) and (d).
+const (
+	turnPublicIP  = "172.29.0.11" // (c) the built-in relay's own public IP, 1:1 NATed to turnPrivateIP
+	turnPrivateIP = "10.9.1.3"    // (c) second address of the server VM
+	coturnIP      = "172.31.0.2"  // (d) a coturn host on the internet
+)
+
+// only443World is the standard World whose home network lets nothing out
+// but TCP to port 443 (a hospital network that only allows HTTPS). The
+// server VM gets a second address with its own public IP for TURN, since
+// HTTPS holds 443 on the first; a coturn host sits on the internet.
+func only443World(t *testing.T, prefix string) (w *netns.World, coturnNS *netns.NS) {
+	t.Helper()
+	w = netns.NewWorld(t, prefix)
+	w.Home.Nft(`table inet only443 {
+	chain allow443 {
+		type filter hook forward priority 0; policy drop;
+		ct state established,related accept
+		iifname "lan" tcp dport 443 accept
+	}
+}
+`)
+	w.Server.Addr("eth0", turnPrivateIP+"/24")
+	w.Gateway.Addr("wan", turnPublicIP+"/32")
+	w.Gateway.NAT1to1(turnPublicIP, turnPrivateIP)
+	coturnNS = w.Namespace("turn")
+	w.Link(w.Inet, "turn", "172.31.0.1/24", coturnNS, "eth0", coturnIP+"/24")
+	coturnNS.Route("default", "172.31.0.1")
+	return w, coturnNS
+}
+
+// TestTopologiesTURN holds a recorded call whose patient sits behind a
+// firewall that only lets TCP to port 443 out: no UDP, no ICE-TCP port, so
+// the only way for media is TURN over TLS on 443, with signaling over WSS on
+// 443 of the server's main address.
+//
+//	(c) the built-in relay on its own IP (--turn-ip), port 443, sharing the
+//	    server's certificate;
+//	(d) an operator's coturn on another host, port 443, credentials minted
+//	    with --turn-url/--turn-secret.
+//
+// Go clients (the clinician on the internet); audio both ways, upgraded by
+// both paths, recording complete. MEDCALL_TURN_JOINS=N adds N more joins to
+// measure join-to-first-audio.
+func TestTopologiesTURN(t *testing.T) {
+	for _, tc := range []struct{ name, prefix string }{
+		{"c-only-443-builtin-turn", "i09b-c-"},
+		{"d-only-443-coturn", "i09b-d-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, coturnNS := only443World(t, tc.prefix)
+			ca := newTestCA(t)
+			dir := t.TempDir()
+			cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+			ca.issue(t, cert, key, 2, netns.ServerPublicIP, turnPublicIP, coturnIP)
+			t.Setenv("SSL_CERT_FILE", ca.file) // the Go client's TURN/TLS (pion) trusts the system roots
+			data := t.TempDir()
+			args := []string{"--addr", netns.ServerPrivateIP + ":443", "--admin-addr", nsAdmin, "--data", data,
+				"--log-level", "warn", "--udp-port", nsUDPPort, "--public-ip", netns.ServerPublicIP,
+				"--tls-cert", cert, "--tls-key", key}
+			var ct *coturntest.Server
+			if tc.prefix == "i09b-c-" {
+				args = append(args, "--turn", "--turn-ip", turnPrivateIP, "--turn-host", turnPublicIP, "--turn-tls-port", "443",
+					"--turn-allow-private", netns.ServerPrivateIP+"/32")
+			} else {
+				secret := "coturn-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+				ct = coturntest.Start(t, coturntest.Config{ListenIP: coturnIP, Port: 3478, TLSPort: 443, Cert: cert, Key: key,
+					Secret: secret, Peers: []string{netns.ServerPublicIP}, Command: coturnNS.Command})
+				args = append(args, "--turn-url", "turns:"+coturnIP+":443?transport=tcp,turn:"+coturnIP+":3478?transport=udp",
+					"--turn-secret", secret)
+			}
+			stop := nsServe(t, w.Server, args...)
+			url := "wss://" + netns.ServerPublicIP + ":443/v1/signal"
+			cid := "c-" + tc.prefix[5:6]
+			r := callAt(t, w, data, url, ca.file, cid, false)
+			t.Logf("patient's selected pair %v; join to first audio %v; upgrade prenegotiated %v, renegotiate %v",
+				r.pair, r.joinToFirstAudio, r.upgradePre, r.upgradeReneg)
+			if len(r.pair) != 3 || r.pair[0] != "relay" {
+				t.Errorf("patient's selected pair %v, want a relay candidate", r.pair)
+			}
+			m := nsScrape(t, w.Server, nsAdmin)
+			if m[`medcall_ice_selected_pairs_total{candidate_type="relay",pc="publish",protocol="udp"}`] < 1 {
+				t.Errorf("the server did not count the patient's publish connection as relayed: %v", pairSeries(m))
+			}
+			if ct == nil && m[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`] == 0 {
+				t.Error("the built-in relay relayed nothing")
+			}
+			if ct != nil && !strings.Contains(ct.Output(), "ALLOCATE processed, success") {
+				t.Error("coturn logged no allocation")
+			}
+			if n, _ := strconv.Atoi(os.Getenv("MEDCALL_TURN_JOINS")); n > 0 {
+				measureJoins(t, w, data, url, ca.file, n, tc.prefix)
+			}
+			stop()
+			checkNetRecording(t, data, cid)
+		})
+	}
+}
+
+// callAt is goCall against the server's signaling URL url: a recorded call
+// where the patient (in w.Client) and the clinician (on the internet) hear
+// each other, then upgrade by the pre-negotiated path and by renegotiation,
+// and leave.
+func callAt(t *testing.T, w *netns.World, data, url, ca, cid string, patientTCP bool) callResult {
+	t.Helper()
+	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
+	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
+	dc, _ := startPeer(t, w.Inet, "clinician", peerConfig{URL: url, Token: doc, Peer: "p-1", Video: true, CA: ca})
+	pc, joined := startPeer(t, w.Client, "patient", peerConfig{URL: url, Token: pat, Peer: "d-1", Video: true, Prenegotiate: true, ICETCP: patientTCP, CA: ca})
+	var r callResult
+	first := pc.do("wait audio 1")
+	r.joinToFirstAudio = nsDiff(joined[0], first[0])
+	pc.do("wait audio 100")
+	dc.do("wait audio 100")
+	r.pair = pc.do("pair")
+	up := pc.do("upgrade " + signaling.PathPrenegotiated)
+	got := dc.do("wait video 30")
+	r.upgradePre = nsDiff(up[0], got[1])
+	up = dc.do("upgrade " + signaling.PathRenegotiate)
+	got = pc.do("wait video 30")
+	r.upgradeReneg = nsDiff(up[0], got[1])
+	pc.do("leave")
+	dc.do("leave")
+	return r
+}
+
+// measureJoins holds n more (unrecorded) calls and logs the patient's
+// join-to-first-audio p50/p95.
+func measureJoins(t *testing.T, w *netns.World, data, url, ca string, n int, prefix string) {
+	t.Helper()
+	var joins []time.Duration
+	for i := 0; i < n; i++ {
+		cid := "m-" + prefix[5:6] + "-" + strconv.Itoa(i)
+		pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid)
+		doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid)
+		dc, _ := startPeer(t, w.Inet, "clinician", peerConfig{URL: url, Token: doc, Peer: "p-1", CA: ca})
+		pc, joined := startPeer(t, w.Client, "patient", peerConfig{URL: url, Token: pat, Peer: "d-1", CA: ca})
+		first := pc.do("wait audio 1")
+		joins = append(joins, nsDiff(joined[0], first[0]))
+		dc.do("wait audio 1")
+		pc.do("leave")
+		dc.do("leave")
+	}
+	slices.Sort(joins)
+	t.Logf("join to first audio over %d joins: p50 %v p95 %v (min %v max %v)", n,
+		joins[len(joins)/2], joins[(len(joins)*95+99)/100-1], joins[0], joins[len(joins)-1])
+}
