@@ -5,6 +5,7 @@
 //	medcall verify   check a recording's signed manifest (and WebM)
 //	medcall recover  finalize and store recordings left by a crash
 //	medcall bench    load-test a server, or compare two results
+//	medcall check    test connectivity to a server from this machine
 package main
 
 import (
@@ -30,6 +31,7 @@ func commands() []command {
 		{"verify", "Verify a recording's signed manifest and, given it, the WebM's digest.", runVerify},
 		{"recover", "Finalize and store recordings left behind by a crash.", runRecover},
 		{"bench", "Load-test a server with simulated consultations, or compare two results.", runBench},
+		{"check", "Check a server can be reached from this machine: TLS, WebSocket, UDP, TCP, TURN.", runCheck},
 	}
 }
 

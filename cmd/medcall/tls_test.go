@@ -76,6 +76,16 @@ func (ca *testCA) issue(t *testing.T, certFile, keyFile string, serial int64, ho
 	}
 }
 
+// newTestCertFiles makes a CA and a certificate from it for hosts, in files.
+func newTestCertFiles(t *testing.T, serial int64, hosts ...string) (ca *testCA, certFile, keyFile string) {
+	t.Helper()
+	ca = newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.issue(t, certFile, keyFile, serial, hosts...)
+	return ca, certFile, keyFile
+}
+
 func writePEM(t *testing.T, file, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
@@ -112,10 +122,7 @@ func waitSerial(t *testing.T, addr string, roots *x509.CertPool, serial int64, w
 // picked up without a restart when the files change and on SIGHUP, and a
 // broken renewal keeps the old certificate serving.
 func TestTLSCertificateFiles(t *testing.T) {
-	ca := newTestCA(t)
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	ca.issue(t, certFile, keyFile, 100, "127.0.0.1")
+	ca, certFile, keyFile := newTestCertFiles(t, 100, "127.0.0.1")
 	data := t.TempDir()
 	addr, admin, stop := startServe(t, data, "--tls-cert", certFile, "--tls-key", keyFile, "--tls-reload", "100ms")
 	roots := x509.NewCertPool()

@@ -117,10 +117,10 @@ func TestTopologiesTURN(t *testing.T) {
 // where the patient (in w.Client) and the clinician (on the internet) hear
 // each other, then upgrade by the pre-negotiated path and by renegotiation,
 // and leave.
-func callAt(t *testing.T, w *netns.World, data, url, ca, cid string, patientTCP bool) callResult {
+func callAt(t testing.TB, w *netns.World, data, url, ca, cid string, patientTCP bool) callResult {
 	t.Helper()
-	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
-	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
+	pat := mintTB(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
+	doc := mintTB(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
 	dc, _ := startPeer(t, w.Inet, "clinician", peerConfig{URL: url, Token: doc, Peer: "p-1", Video: true, CA: ca})
 	pc, joined := startPeer(t, w.Client, "patient", peerConfig{URL: url, Token: pat, Peer: "d-1", Video: true, Prenegotiate: true, ICETCP: patientTCP, CA: ca})
 	var r callResult
