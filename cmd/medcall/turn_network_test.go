@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -45,6 +46,66 @@ func only443World(t *testing.T, prefix string) (w *netns.World, coturnNS *netns.
 	return w, coturnNS
 }
 
+// turnWorld is a running server in only443World: signaling over WSS on 443
+// of the server's main address, media only through TURN over TLS on 443:
+// the built-in relay on the VM's second address (builtin), else a coturn
+// host on the internet. It returns the server's data directory, the test
+// CA's file, coturn (nil for the built-in relay) and serve's stop.
+type turnWorld struct {
+	*netns.World
+	data, ca string
+	coturn   *coturntest.Server
+	stop     func()
+}
+
+func startTURNWorld(t *testing.T, prefix string, builtin bool) *turnWorld {
+	t.Helper()
+	w, coturnNS := only443World(t, prefix)
+	ca, cert, key := newTestCertFiles(t, 2, netns.ServerPublicIP, turnPublicIP, coturnIP)
+	t.Setenv("SSL_CERT_FILE", ca.file) // the Go client's TURN/TLS (pion) trusts the system roots
+	tw := &turnWorld{World: w, data: t.TempDir(), ca: ca.file}
+	args := []string{"--addr", netns.ServerPrivateIP + ":443", "--admin-addr", nsAdmin, "--data", tw.data,
+		"--log-level", "warn", "--udp-port", nsUDPPort, "--public-ip", netns.ServerPublicIP,
+		"--tls-cert", cert, "--tls-key", key}
+	if builtin {
+		args = append(args, "--turn", "--turn-ip", turnPrivateIP, "--turn-host", turnPublicIP, "--turn-tls-port", "443",
+			"--turn-allow-private", netns.ServerPrivateIP+"/32")
+	} else {
+		secret := "coturn-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		tw.coturn = coturntest.Start(t, coturntest.Config{ListenIP: coturnIP, Port: 3478, TLSPort: 443, Cert: cert, Key: key,
+			Secret: secret, Peers: []string{netns.ServerPublicIP}, Command: coturnNS.Command})
+		args = append(args, "--turn-url", "turns:"+coturnIP+":443?transport=tcp,turn:"+coturnIP+":3478?transport=udp",
+			"--turn-secret", secret)
+	}
+	tw.stop = nsServe(t, w.Server, args...)
+	return tw
+}
+
+// checkRelayed checks the server saw the patient's publish connection
+// relayed, and that the relay in use (built-in or coturn) did the relaying.
+func (tw *turnWorld) checkRelayed(t *testing.T) {
+	t.Helper()
+	m := nsScrape(t, tw.Server, nsAdmin)
+	if m[`medcall_ice_selected_pairs_total{candidate_type="relay",pc="publish",protocol="udp"}`] < 1 {
+		t.Errorf("the server did not count the patient's publish connection as relayed: %v", pairSeries(m))
+	}
+	builtin := m[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`]
+	if tw.coturn == nil && builtin == 0 {
+		t.Error("the built-in relay relayed nothing")
+	}
+	if tw.coturn != nil && (builtin != 0 || !strings.Contains(tw.coturn.Output(), "ALLOCATE processed, success")) {
+		t.Errorf("coturn did not relay (its log has no allocation, or the built-in relay relayed %v bytes)", builtin)
+	}
+}
+
+var turnTopologies = []struct {
+	name, prefix string
+	builtin      bool
+}{
+	{"c-only-443-builtin-turn", "i09b-c-", true},
+	{"d-only-443-coturn", "i09b-d-", false},
+}
+
 // TestTopologiesTURN holds a recorded call whose patient sits behind a
 // firewall that only lets TCP to port 443 out: no UDP, no ICE-TCP port, so
 // the only way for media is TURN over TLS on 443, with signaling over WSS on
@@ -59,58 +120,70 @@ func only443World(t *testing.T, prefix string) (w *netns.World, coturnNS *netns.
 // both paths, recording complete. MEDCALL_TURN_JOINS=N adds N more joins to
 // measure join-to-first-audio.
 func TestTopologiesTURN(t *testing.T) {
-	for _, tc := range []struct{ name, prefix string }{
-		{"c-only-443-builtin-turn", "i09b-c-"},
-		{"d-only-443-coturn", "i09b-d-"},
-	} {
+	for _, tc := range turnTopologies {
 		t.Run(tc.name, func(t *testing.T) {
-			w, coturnNS := only443World(t, tc.prefix)
-			ca := newTestCA(t)
-			dir := t.TempDir()
-			cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-			ca.issue(t, cert, key, 2, netns.ServerPublicIP, turnPublicIP, coturnIP)
-			t.Setenv("SSL_CERT_FILE", ca.file) // the Go client's TURN/TLS (pion) trusts the system roots
-			data := t.TempDir()
-			args := []string{"--addr", netns.ServerPrivateIP + ":443", "--admin-addr", nsAdmin, "--data", data,
-				"--log-level", "warn", "--udp-port", nsUDPPort, "--public-ip", netns.ServerPublicIP,
-				"--tls-cert", cert, "--tls-key", key}
-			var ct *coturntest.Server
-			if tc.prefix == "i09b-c-" {
-				args = append(args, "--turn", "--turn-ip", turnPrivateIP, "--turn-host", turnPublicIP, "--turn-tls-port", "443",
-					"--turn-allow-private", netns.ServerPrivateIP+"/32")
-			} else {
-				secret := "coturn-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-				ct = coturntest.Start(t, coturntest.Config{ListenIP: coturnIP, Port: 3478, TLSPort: 443, Cert: cert, Key: key,
-					Secret: secret, Peers: []string{netns.ServerPublicIP}, Command: coturnNS.Command})
-				args = append(args, "--turn-url", "turns:"+coturnIP+":443?transport=tcp,turn:"+coturnIP+":3478?transport=udp",
-					"--turn-secret", secret)
-			}
-			stop := nsServe(t, w.Server, args...)
+			tw := startTURNWorld(t, tc.prefix, tc.builtin)
 			url := "wss://" + netns.ServerPublicIP + ":443/v1/signal"
 			cid := "c-" + tc.prefix[5:6]
-			r := callAt(t, w, data, url, ca.file, cid, false)
+			r := callAt(t, tw.World, tw.data, url, tw.ca, cid, false)
 			t.Logf("patient's selected pair %v; join to first audio %v; upgrade prenegotiated %v, renegotiate %v",
 				r.pair, r.joinToFirstAudio, r.upgradePre, r.upgradeReneg)
 			if len(r.pair) != 3 || r.pair[0] != "relay" {
 				t.Errorf("patient's selected pair %v, want a relay candidate", r.pair)
 			}
-			m := nsScrape(t, w.Server, nsAdmin)
-			if m[`medcall_ice_selected_pairs_total{candidate_type="relay",pc="publish",protocol="udp"}`] < 1 {
-				t.Errorf("the server did not count the patient's publish connection as relayed: %v", pairSeries(m))
-			}
-			if ct == nil && m[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`] == 0 {
-				t.Error("the built-in relay relayed nothing")
-			}
-			if ct != nil && !strings.Contains(ct.Output(), "ALLOCATE processed, success") {
-				t.Error("coturn logged no allocation")
-			}
+			tw.checkRelayed(t)
 			if n, _ := strconv.Atoi(os.Getenv("MEDCALL_TURN_JOINS")); n > 0 {
-				measureJoins(t, w, data, url, ca.file, n, tc.prefix)
+				measureJoins(t, tw.World, tw.data, url, tw.ca, n, tc.prefix)
 			}
-			stop()
-			checkNetRecording(t, data, cid)
+			tw.stop()
+			checkNetRecording(t, tw.data, cid)
 		})
 	}
+}
+
+// TestTopologiesTURNBrowser is TestTopologiesTURN with the patient in real
+// headless Chromium on the demo page (signaling/web/e2e/netns.mjs): the page
+// takes joined.iceServers and relays over TURN/TLS on 443; audio energy in
+// what the patient hears, both upgrade paths, recording complete.
+func TestTopologiesTURNBrowser(t *testing.T) {
+	node := needBrowser(t)
+	for _, tc := range turnTopologies {
+		t.Run(tc.name, func(t *testing.T) {
+			tw := startTURNWorld(t, tc.prefix+"b", tc.builtin)
+			cid := "c-b" + tc.prefix[5:6]
+			base := "https://" + netns.ServerPublicIP + ":443"
+			pat := mintCmd(t, "--data", tw.data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
+			doc := mintCmd(t, "--data", tw.data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
+			dc, _ := startPeer(t, tw.Inet, "clinician", peerConfig{URL: "wss://" + netns.ServerPublicIP + ":443/v1/signal", Token: doc, Peer: "p-1", Video: true, CA: tw.ca})
+			results := browserPatient(t, tw.Client, node, base, pat, dc)
+			t.Logf("Chromium patient, %s: %v", tc.name, results)
+			pairs := strings.Fields(results["pairs"])
+			if len(pairs) == 0 {
+				t.Error("the browser reported no selected candidate pair")
+			}
+			for _, p := range pairs {
+				if !strings.HasPrefix(p, "relay/") {
+					t.Errorf("the browser's selected pair %s, want a relay candidate", p)
+				}
+			}
+			tw.checkRelayed(t)
+			tw.stop()
+			checkNetRecording(t, tw.data, cid)
+		})
+	}
+}
+
+// needBrowser returns node's path, or skips (fails under CI) without node,
+// Playwright or Chromium.
+func needBrowser(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
+	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
+	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
+	_, err = os.Stat(chromiumPath())
+	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	return node
 }
 
 // callAt is goCall against the server's signaling URL url: a recorded call
