@@ -250,6 +250,11 @@ func newAPI(o Options) (*webrtc.API, error) {
 		return nil, err
 	}
 	se.SetNet(tn)
+	if o.RelayOnly {
+		// Only relayed pairs exist: nothing better to wait for (pion holds
+		// a relayed pair back 2 s by default, hoping for a direct one).
+		se.SetRelayAcceptanceMinWait(0)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
