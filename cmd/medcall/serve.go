@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -195,8 +194,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	met.watchSFU(s)
 	met.watchTURN(&cfg.turn.metrics)
-	sfuIP, _ := netip.ParseAddr(host)
-	iceServers, stopTURN, err := cfg.turn.start(netip.AddrPortFrom(sfuIP, uint16(cfg.udpPort)), cfg.udpPort, sfuCfg.PublicIPs, adminLn.Addr(), tlsCfg, log)
+	iceServers, stopTURN, err := cfg.turn.start(sfuCfg, adminLn.Addr(), tlsCfg, log)
 	if err != nil {
 		closeListeners()
 		s.Close()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ func (c *turnConfig) flags(fs *flag.FlagSet) {
 // start runs the built-in relay when --turn is given; it returns the
 // function that mints each joined participant's iceServers (nil without
 // any TURN) and a stop function.
-func (c *turnConfig) start(sfuAddr netip.AddrPort, udpPort int, public []sfu.PublicIP, admin net.Addr, shared *tls.Config, log *slog.Logger) (func() ([]signaling.ICEServer, func()), func(), error) {
+func (c *turnConfig) start(sc sfu.Config, admin net.Addr, shared *tls.Config, log *slog.Logger) (func() ([]signaling.ICEServer, func()), func(), error) {
 	if (c.extURLs == "") != (c.extSecret == "") {
 		return nil, nil, errors.New("--turn-url and --turn-secret go together (the secret is coturn's static-auth-secret)")
 	}
@@ -59,7 +60,7 @@ func (c *turnConfig) start(sfuAddr netip.AddrPort, udpPort int, public []sfu.Pub
 	var urls []string
 	if c.on {
 		var err error
-		if srv, urls, err = c.startBuiltin(sfuAddr, udpPort, public, admin, shared, log); err != nil {
+		if srv, urls, err = c.startBuiltin(sc, admin, shared, log); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -90,15 +91,20 @@ func (c *turnConfig) start(sfuAddr netip.AddrPort, udpPort int, public []sfu.Pub
 	return mint, stop, nil
 }
 
-func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, public []sfu.PublicIP, admin net.Addr, shared *tls.Config, log *slog.Logger) (*turn.Server, []string, error) {
-	ip := sfuAddr.Addr()
-	if udpPort == 0 {
+func (c *turnConfig) startBuiltin(sc sfu.Config, admin net.Addr, shared *tls.Config, log *slog.Logger) (*turn.Server, []string, error) {
+	if sc.UDPPort == 0 {
 		return nil, nil, errors.New("--turn needs --udp-port: the relay may reach only the SFU's one media port")
 	}
-	if !ip.IsValid() || ip.IsUnspecified() {
-		return nil, nil, fmt.Errorf("--turn needs --addr bound to one IP address (not %s): the relay reaches only the SFU's media address", ip)
+	ips, err := mediaIPs(sc.ListenIP, sc.Interfaces)
+	if err != nil {
+		return nil, nil, err
 	}
-	pol := turn.Policy{Media: []netip.AddrPort{netip.AddrPortFrom(ip, uint16(udpPort))}}
+	ip := ips[0] // relay sockets bind here, next to the SFU
+	pol := turn.Policy{}
+	for _, a := range ips {
+		pol.Media = append(pol.Media, netip.AddrPortFrom(a, uint16(sc.UDPPort)))
+	}
+	public := sc.PublicIPs
 	if a, err := netip.ParseAddrPort(admin.String()); err == nil {
 		pol.Admin = append(pol.Admin, a)
 	}
@@ -173,6 +179,41 @@ func (c *turnConfig) startBuiltin(sfuAddr netip.AddrPort, udpPort int, public []
 	}
 	log.Info("built-in TURN relay", "urls", strings.Join(urls, " "))
 	return srv, urls, nil
+}
+
+// mediaIPs are the SFU's own addresses: --addr's IP, or when it is bound to
+// all addresses, every global unicast address of the ICE interfaces (IPv4
+// first, the relay's own address).
+func mediaIPs(listen net.IP, interfaces []string) ([]netip.Addr, error) {
+	if ip, ok := netip.AddrFromSlice(listen); ok && !ip.IsUnspecified() {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("--turn: list network interfaces: %w", err)
+	}
+	var v4, v6 []netip.Addr
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || (len(interfaces) > 0 && !slices.Contains(interfaces, ifc.Name)) {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			pre, err := netip.ParsePrefix(a.String())
+			if err != nil || !pre.Addr().IsGlobalUnicast() {
+				continue // loopback, link-local, multicast
+			}
+			if pre.Addr().Is4() {
+				v4 = append(v4, pre.Addr())
+			} else {
+				v6 = append(v6, pre.Addr())
+			}
+		}
+	}
+	if len(v4)+len(v6) == 0 {
+		return nil, errors.New("--turn: the SFU has no global unicast address to relay to; bind --addr to one")
+	}
+	return append(v4, v6...), nil
 }
 
 // watchTURN adds the relay's series (zero when it is off).
