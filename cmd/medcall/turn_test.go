@@ -11,6 +11,8 @@ import (
 	"github.com/medcall/medcall/sfu/turn/coturntest"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/client"
+	"github.com/pion/stun/v4"
+	pturn "github.com/pion/turn/v5"
 )
 
 // freeUDPPort returns a loopback UDP port free a moment ago.
@@ -212,4 +214,139 @@ func sendJunk(t *testing.T, addr string, n int) {
 			time.Sleep(time.Millisecond) // a flood, not a socket-buffer overrun test
 		}
 	}
+}
+
+// TestBuiltinTURNRefusesThroughServe drives serve's relay with a plain TURN
+// client holding the credentials joins hand out: it reaches the SFU's media
+// port and nothing else (the admin port, another loopback address, a third
+// host), refuses a forged password, a left participant's credential and an
+// expired one, and counts every refusal.
+func TestBuiltinTURNRefusesThroughServe(t *testing.T) {
+	data := t.TempDir()
+	udpPort := freeUDPPort(t)
+	addr, admin, _ := startServe(t, data, "--udp-port", strconv.Itoa(udpPort), "--turn", "--turn-port", "0", "--turn-tls-port", "0", "--turn-ttl", "6s")
+	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "c-1")
+	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pc, dc := joinCall(t, ctx, addr, pat, doc, false)
+	pj, dj := pc.Joined().ICEServers[0], dc.Joined().ICEServers[0]
+	server := strings.TrimSuffix(strings.TrimPrefix(turnURL(t, pc.Joined(), "udp"), "turn:"), "?transport=udp")
+	// refusals waits (a relayed packet is handled asynchronously) up to 2 s
+	// for a refusal to be counted and returns its count.
+	refusals := func(reason string) float64 {
+		series := `medcall_turn_refusals_total{reason="` + reason + `"}`
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			n := scrape(t, admin)[series]
+			if n >= 1 || time.Now().After(deadline) {
+				return n
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	relay, err := turnAllocate(t, server, pj.Username, pj.Credential)
+	if err != nil {
+		t.Fatalf("allocate with the patient's credential: %v", err)
+	}
+	// The SFU's media port answers a STUN binding request through the relay.
+	media := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: udpPort}
+	_, adminPort, _ := net.SplitHostPort(admin)
+	ap, _ := strconv.Atoi(adminPort)
+	adminUDP, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ap})
+	if err != nil {
+		t.Fatalf("listen UDP on the admin port number: %v", err)
+	}
+	defer adminUDP.Close()
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, tc := range []struct {
+		to     *net.UDPAddr
+		reason string
+	}{
+		{adminUDP.LocalAddr().(*net.UDPAddr), "admin_port"},
+		{other.LocalAddr().(*net.UDPAddr), "loopback"},
+		{&net.UDPAddr{IP: net.IPv4(192, 0, 2, 99), Port: 9}, "other_host"},
+	} {
+		_, _ = relay.WriteTo([]byte("probe"), tc.to)
+		if got := refusals(tc.reason); got < 1 {
+			t.Errorf("relay to %v: refusal %s counted %v times", tc.to, tc.reason, got)
+		}
+	}
+	for _, c := range []*net.UDPConn{adminUDP, other} {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := c.ReadFrom(make([]byte, 100)); err == nil {
+			t.Errorf("%d bytes were relayed to %v", n, c.LocalAddr())
+		}
+	}
+	if _, err := relay.WriteTo(stunBinding(), media); err != nil {
+		t.Errorf("relay to the SFU's media port: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for scrape(t, admin)[`medcall_turn_relayed_bytes_total{direction="to_sfu"}`] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing relayed to the SFU's media port")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if _, err := turnAllocate(t, server, pj.Username, dj.Credential); err == nil {
+		t.Error("allocated with another participant's password (a forgery)")
+	}
+	_ = dc.Leave(ctx)
+	if _, err := turnAllocate(t, server, dj.Username, dj.Credential); err == nil {
+		t.Error("allocated with the credential of a participant who has left")
+	}
+	time.Sleep(time.Until(time.Unix(mustExpiry(t, pj.Username), 0)) + 100*time.Millisecond)
+	if _, err := turnAllocate(t, server, pj.Username, pj.Credential); err == nil {
+		t.Error("allocated with an expired credential")
+	}
+	for _, r := range []string{"bad_integrity", "revoked", "expired"} {
+		if refusals(r) < 1 {
+			t.Errorf("refusal %s not counted", r)
+		}
+	}
+}
+
+// turnAllocate makes a UDP allocation on server with a pion TURN client.
+func turnAllocate(t *testing.T, server, user, pass string) (net.PacketConn, error) {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := pturn.NewClient(&pturn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
+		Username: user, Password: pass, Realm: "medcall"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); conn.Close() })
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := cl.Allocate()
+	if err == nil {
+		t.Cleanup(func() { relay.Close() })
+	}
+	return relay, err
+}
+
+func mustExpiry(t *testing.T, username string) int64 {
+	t.Helper()
+	ts, _, _ := strings.Cut(username, ":")
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		t.Fatalf("TURN username %q is not expiry:tag", username)
+	}
+	return n
+}
+
+// stunBinding is a STUN Binding request (what ICE checks are made of).
+func stunBinding() []byte {
+	m := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
+	return m.Raw
 }
