@@ -128,10 +128,19 @@ func (c *turnConfig) startBuiltin(sc sfu.Config, admin net.Addr, shared *tls.Con
 	}
 	var tlsCfg *tls.Config
 	if shared != nil {
-		// The server's certificate (files reloaded, or ACME), without the
-		// HTTP ALPN list: TURN clients offer none or "stun.turn".
+		// The server's certificate (files reloaded, or ACME). TURN clients
+		// offer no ALPN or "stun.turn" (RFC 7443), never HTTP; ACME's
+		// TLS-ALPN challenge for the TURN host name may arrive here too.
 		tlsCfg = shared.Clone()
 		tlsCfg.NextProtos = nil
+		for _, p := range shared.NextProtos {
+			if p != "http/1.1" {
+				tlsCfg.NextProtos = append(tlsCfg.NextProtos, p)
+			}
+		}
+		if len(tlsCfg.NextProtos) > 0 {
+			tlsCfg.NextProtos = append([]string{"stun.turn"}, tlsCfg.NextProtos...)
+		}
 	}
 	if c.cert != "" || c.key != "" {
 		pair, err := tls.LoadX509KeyPair(c.cert, c.key)
