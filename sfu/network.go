@@ -83,6 +83,13 @@ func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
 		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	se.SetNetworkTypes(types)
+	// A client behind NAT appears to the SFU as a peer-reflexive candidate
+	// (its checks arrive from an address it never announced). pion waits 1 s
+	// before nominating such a pair in case a better one turns up; the SFU
+	// only has host candidates, so nothing better comes, and on the
+	// subscribe connection (where the SFU nominates) the wait delayed the
+	// first audio a NATed patient hears by a full second.
+	se.SetPrflxAcceptanceMinWait(0)
 	return nil
 }
 

@@ -250,3 +250,28 @@ func TestICEInterfaces(t *testing.T) {
 		stop()
 	}
 }
+
+// TestPublicIPv6: --public-ip takes an IPv6 address beside the IPv4 one,
+// each mapping its own family. The patient's home drops IPv4 UDP, so media
+// over UDP can only use IPv6, to the server's public IPv6 address through
+// its 1:1 NAT; `medcall check` from the patient's network shows it.
+func TestPublicIPv6(t *testing.T) {
+	w := netns.NewWorld(t, "i09a-v6-")
+	w.EnableIPv6()
+	w.Home.Nft(`table ip noudp4 {
+	chain filter_fwd { type filter hook forward priority filter - 1; policy accept; meta l4proto udp drop; }
+}
+`)
+	data := t.TempDir()
+	nsServe(t, w.Server, "--addr", "0.0.0.0:"+nsHTTPPort, "--admin-addr", nsAdmin, "--data", data, "--log-level", "error",
+		"--udp-port", nsUDPPort, "--tcp-port", nsTCPPort, "--public-ip", netns.ServerPublicIP+","+netns.ServerPublicIPv6)
+	tok := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "check", "--pid", "check", "--cid", "check")
+	out, err := w.Client.Func(context.Background(), "check", "--token", tok, "--timeout", "5s", "http://"+netns.ServerPublicIP+":"+nsHTTPPort).Output()
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	t.Logf("medcall check from the patient's network:\n%s", out)
+	if l := checkLine(string(out), "UDP"); !strings.HasPrefix(l, "UDP        ok") || !strings.Contains(l, "["+netns.ServerPublicIPv6+"]:"+nsUDPPort) {
+		t.Errorf("check's UDP line %q, want ok via [%s]:%s", l, netns.ServerPublicIPv6, nsUDPPort)
+	}
+}

@@ -155,7 +155,7 @@ func TestTopologiesTURNBrowser(t *testing.T) {
 			pat := mintCmd(t, "--data", tw.data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
 			doc := mintCmd(t, "--data", tw.data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
 			dc, _ := startPeer(t, tw.Inet, "clinician", peerConfig{URL: "wss://" + netns.ServerPublicIP + ":443/v1/signal", Token: doc, Peer: "p-1", Video: true, CA: tw.ca})
-			results := browserPatient(t, tw.Client, node, base, pat, dc)
+			results := browserPatient(t, tw.Client, node, base, pat, dc, 1)
 			t.Logf("Chromium patient, %s: %v", tc.name, results)
 			pairs := strings.Fields(results["pairs"])
 			if len(pairs) == 0 {
