@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medcall/medcall/bench"
 	"github.com/medcall/medcall/sfu/turn/coturntest"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/signaltest/netns"
@@ -167,10 +168,30 @@ func TestTopologiesTURNBrowser(t *testing.T) {
 				}
 			}
 			tw.checkRelayed(t)
+			if n, _ := strconv.Atoi(os.Getenv("MEDCALL_TURN_JOINS")); n > 1 {
+				measureBrowserJoins(t, tw, node, base, n)
+			}
 			tw.stop()
 			checkNetRecording(t, tw.data, cid)
 		})
 	}
+}
+
+// measureBrowserJoins has the Chromium patient join and hang up n times in
+// one page (netns.mjs's bench mode) and logs join-to-first-audio p50/p95.
+func measureBrowserJoins(t *testing.T, tw *turnWorld, node, base string, n int) {
+	t.Helper()
+	pat := mintCmd(t, "--data", tw.data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "m-browser")
+	doc := mintCmd(t, "--data", tw.data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "m-browser")
+	dc, _ := startPeer(t, tw.Inet, "clinician", peerConfig{URL: "wss://" + netns.ServerPublicIP + ":443/v1/signal", Token: doc, Peer: "p-1", CA: tw.ca})
+	var ds []time.Duration
+	for _, v := range strings.Fields(browserPatient(t, tw.Client, node, base, pat, dc, n)["join_to_first_audio"]) {
+		ms, _ := strconv.Atoi(strings.TrimPrefix(v, "ms="))
+		ds = append(ds, time.Duration(ms)*time.Millisecond)
+	}
+	slices.Sort(ds)
+	t.Logf("Chromium join to first audio over %d joins: p50 %v p95 %v (min %v max %v)", len(ds),
+		bench.Percentile(ds, 50), bench.Percentile(ds, 95), ds[0], ds[len(ds)-1])
 }
 
 // needBrowser returns node's path, or skips (fails under CI) without node,
@@ -232,5 +253,5 @@ func measureJoins(t *testing.T, w *netns.World, data, url, ca string, n int, pre
 	}
 	slices.Sort(joins)
 	t.Logf("join to first audio over %d joins: p50 %v p95 %v (min %v max %v)", n,
-		joins[len(joins)/2], joins[(len(joins)*95+99)/100-1], joins[0], joins[len(joins)-1])
+		bench.Percentile(joins, 50), bench.Percentile(joins, 95), joins[0], joins[len(joins)-1])
 }
