@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -349,4 +350,24 @@ func mustExpiry(t *testing.T, username string) int64 {
 func stunBinding() []byte {
 	m := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
 	return m.Raw
+}
+
+// TestCheckProbesBuiltinTURN: `medcall check` against a server with --turn
+// relays through it over UDP and TCP (each probe with its own join's
+// credential: the first join's is revoked once that probe leaves).
+func TestCheckProbesBuiltinTURN(t *testing.T) {
+	data := t.TempDir()
+	addr, _, _ := startServe(t, data, "--udp-port", strconv.Itoa(freeUDPPort(t)), "--turn", "--turn-port", "0", "--turn-tls-port", "0")
+	t.Setenv("MEDCALL_TOKEN", mintCmd(t, "--data", data, "--role", "clinician", "--sub", "check", "--pid", "check", "--cid", "check"))
+	var out syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := run(ctx, []string{"check", "http://" + addr}, &out, &out); err != nil {
+		t.Fatalf("check: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{`TURN-UDP\s+ok\s+rtt .* \(udp relay/host\)`, `TURN-TCP\s+ok\s+rtt .* \(udp relay/host\)`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
 }
