@@ -37,6 +37,9 @@ type Config struct {
 	Record         bool          `json:"record"`
 	AudioFile      string        `json:"audio_file"`
 	VideoFile      string        `json:"video_file"`
+	// Relay forces every participant through the TURN servers the server
+	// hands out (relay-only ICE), to price the relayed path against direct.
+	Relay bool `json:"relay,omitempty"`
 	// VerifyTimeout bounds the wait for recordings after the last leave.
 	VerifyTimeout time.Duration `json:"verify_timeout_ns"`
 	// ProfileFile, when set, receives a CPU profile of the server over the

@@ -92,7 +92,8 @@ func (c *call) dial(ctx context.Context, r *callResult, sub, role string) *clien
 		URL: c.srv.url, Token: tok, Consultation: r.cid,
 		AudioFile: c.cfg.AudioFile, VideoFile: c.cfg.VideoFile,
 		Prenegotiate: r.path == PathPrenegotiated, Fingerprint: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RelayOnly: c.cfg.Relay,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		c.fail(r, stageJoin, fmt.Errorf("%s: %w", role, err))

@@ -158,8 +158,13 @@ func (s *session) join(m Message) {
 	for _, q := range peers {
 		reply.Participants = append(reply.Participants, Peer{ID: q.ID, Role: q.Role, Audio: q.Audio, Video: q.Video})
 	}
+	var release func()
+	if f := s.srv.ICEServers; f != nil {
+		reply.ICEServers, release = f()
+	}
 	s.mu.Lock()
 	s.p = p
+	s.release = release
 	s.enqueue(reply, false)
 	s.ready = true
 	for _, h := range s.held {

@@ -37,6 +37,9 @@ type Message struct {
 	Participants []Peer `json:"participants,omitzero"` // joined: always present, [] for the first joiner
 	Recording    *bool  `json:"recording,omitempty"`
 	Event        string `json:"event,omitempty"`
+	// ICEServers (joined only) are the STUN/TURN servers, with this
+	// participant's short-lived credentials, for both peer connections.
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
 
 	// bye, error
 	Reason  string `json:"reason,omitempty"`
@@ -50,6 +53,15 @@ type Peer struct {
 	Role  string `json:"role"`
 	Audio bool   `json:"audio"`
 	Video bool   `json:"video"`
+}
+
+// ICEServer is one entry of joined.iceServers, shaped like the browser's
+// RTCIceServer: TURN REST credentials valid for a few minutes, for this
+// participant only, refused once they leave.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // Message types.

@@ -84,6 +84,10 @@ type Server struct {
 	Limits   Limits
 	Hooks    Hooks
 	Logger   *slog.Logger
+	// ICEServers, if set, is called for every accepted join: the servers and
+	// credentials sent in joined.iceServers, and a release called when the
+	// participant leaves (or its socket drops), after which they stop working.
+	ICEServers func() (servers []ICEServer, release func())
 	// OriginPatterns lists extra origins allowed to open the socket from a
 	// browser (same-origin is always allowed); see websocket.AcceptOptions.
 	OriginPatterns []string

@@ -44,6 +44,7 @@ type session struct {
 	held    []Message // SFU messages produced before the joined reply
 	refused string    // the error code that answered the frame being handled
 	p       *sfu.Participant
+	release func() // ends the participant's ICE server credentials
 }
 
 func newSession(s *Server, conn *websocket.Conn) *session {
@@ -73,6 +74,12 @@ func (s *session) run(parent context.Context) {
 	s.mu.Unlock()
 	if p != nil {
 		p.Leave() // a dropped socket cleans up its participant
+	}
+	s.mu.Lock()
+	release := s.release
+	s.mu.Unlock()
+	if release != nil {
+		release() // a left participant's TURN credential stops working
 	}
 	if closing {
 		// A goodbye is queued (leave's ack and bye): let the writer send what

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/medcall/medcall/bench"
@@ -24,6 +27,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.Record, "rec", cfg.Record, "record the consultations and check every recording is stored and verifies")
 	fs.StringVar(&cfg.AudioFile, "audio", cfg.AudioFile, "Ogg Opus fixture the participants send")
 	fs.StringVar(&cfg.VideoFile, "video", cfg.VideoFile, "VP8 IVF fixture the participants send after upgrading")
+	fs.BoolVar(&cfg.Relay, "relay", false, "send every participant's media through TURN (relay-only ICE); with --inprocess the server runs its built-in relay")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", cfg.VerifyTimeout, "longest wait for a recording after its call ends")
 	out := fs.String("out", "bench-result.json", "JSON result file (every figure and the parameters); empty writes none")
 	fs.StringVar(&cfg.ProfileFile, "cpuprofile", "", "write a CPU profile of the server over the steady state to this file (the server needs --pprof)")
@@ -67,6 +71,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *serverArgs != "" {
 		cfg.Server.ExtraArgs = strings.Fields(*serverArgs)
 	}
+	if cfg.Relay && cfg.Server.InProcess {
+		extra, err := relayServerArgs(cfg.Server.ExtraArgs)
+		if err != nil {
+			return err
+		}
+		cfg.Server.ExtraArgs = append(cfg.Server.ExtraArgs, extra...)
+	}
 	var live io.Writer
 	if bench.Interactive(stderr) {
 		live = stderr
@@ -85,4 +96,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, "result written to", *out)
 	}
 	return nil
+}
+
+// relayServerArgs are the flags an --inprocess server needs for --relay:
+// the built-in relay on free ports, and the one UDP media port it requires
+// (unless given in --server-args).
+func relayServerArgs(given []string) ([]string, error) {
+	extra := []string{"--turn", "--turn-port", "0", "--turn-tls-port", "0"}
+	if slices.Contains(given, "--udp-port") {
+		return extra, nil
+	}
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("--relay: find a free UDP port: %w", err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	return append(extra, "--udp-port", strconv.Itoa(port)), nil
 }

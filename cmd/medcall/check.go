@@ -136,6 +136,11 @@ func probeOne(ctx context.Context, wsURL, tok string, hc *http.Client, p *checkP
 		return pathResult{}, err
 	}
 	defer s.close()
+	if p.turn != nil {
+		// This join's own credential: the first join's stopped working
+		// when that session left (the built-in relay revokes on leave).
+		servers = pickTURN(s.joined.ICEServers, p.turn)
+	}
 	return s.probePath(ctx, p.types, servers, p.turn != nil)
 }
 

@@ -34,6 +34,7 @@ type serveConfig struct {
 	shutdownTimeout                                          time.Duration
 	pingTimeout, iceFailedGrace, bindingRetention            time.Duration
 	pprof, dev, replay                                       bool
+	turn                                                     turnConfig
 }
 
 func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
@@ -58,6 +59,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.BoolVar(&c.replay, "replay", true, "serve the replay API (GET /v1/recordings); the operator can switch it at once with PUT /replay on the admin listener")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
+	c.turn.flags(fs)
 	fs.StringVar(&c.webhookURL, "webhook-url", "", "send signed webhooks (Standard Webhooks) for consultation and recording events to this URL; empty sends none")
 	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "webhook signing secret, whsec_ + base64 of 24-64 random bytes (prefer the environment variable: flags show in process lists)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -250,6 +252,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		},
 	}
 	met.watchSFU(s)
+	met.watchTURN(&cfg.turn.metrics)
+	iceServers, stopTURN, err := cfg.turn.start(sfuCfg, adminLn.Addr(), tlsCfg, log)
+	if err != nil {
+		closeListeners()
+		s.Close()
+		return err
+	}
+	defer stopTURN()
+	sig.ICEServers = iceServers
 	met.watchRecording(rec)
 	if cfg.origins != "" {
 		sig.OriginPatterns = strings.Split(cfg.origins, ",")

@@ -39,6 +39,13 @@ type Options struct {
 	// DropRate drops this fraction of outgoing media packets before they
 	// reach the network, to test behaviour under loss (0 in real use).
 	DropRate float64
+	// RelayOnly forces every connection through the TURN servers the server
+	// sent in joined.iceServers (ICETransportPolicy relay): for tests and for
+	// diagnosing a network where only TURN gets through.
+	RelayOnly bool
+	// TURNTransports, if set, keeps only the iceServers URLs with these
+	// transports ("udp", "tcp", "tls"), to prove one path alone.
+	TURNTransports []string
 	// ICETCP also gathers (active) ICE-TCP candidates, so the client can
 	// reach the server's ICE-TCP port where UDP is blocked.
 	ICETCP bool
@@ -136,10 +143,14 @@ func (c *Client) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	pcConfig := peerConfig(reply.ICEServers, c.opts)
+	if c.opts.RelayOnly && len(pcConfig.ICEServers) == 0 {
+		return errors.New("client: relay-only, but the server sent no TURN servers in joined.iceServers")
+	}
+	if c.pub, err = api.NewPeerConnection(pcConfig); err != nil {
 		return err
 	}
-	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if c.sub, err = api.NewPeerConnection(pcConfig); err != nil {
 		return err
 	}
 	c.pub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCPublish, ic) })
@@ -238,6 +249,16 @@ func newAPI(o Options) (*webrtc.API, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes(networkTypes(o))
+	tn, err := newTimeoutNet()
+	if err != nil {
+		return nil, err
+	}
+	se.SetNet(tn)
+	if o.RelayOnly {
+		// Only relayed pairs exist: nothing better to wait for (pion holds
+		// a relayed pair back 2 s by default, hoping for a direct one).
+		se.SetRelayAcceptanceMinWait(0)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 

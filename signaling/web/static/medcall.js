@@ -349,6 +349,7 @@ export class MedcallClient extends EventTarget {
     this.self = joined.participant;
     this.recording = !!joined.recording;
     this.peers = new Map((joined.participants || []).map((p) => [p.id, p]));
+    /** @type {RTCIceServer[]|undefined} TURN servers and this join's credentials (PROTOCOL.md "ICE servers") */ this._joinedICE = joined.iceServers;
     this._setupPeerConnections(gen);
     await this._publishAudio();
     this._setState('joined');
@@ -525,6 +526,7 @@ export class MedcallClient extends EventTarget {
 
   _setupPeerConnections(gen) {
     const config = { iceServers: this.opts.iceServers || [], bundlePolicy: /** @type {RTCBundlePolicy} */ ('max-bundle') };
+    if (!this.opts.iceServers && this._joinedICE) config.iceServers = this._joinedICE; // joined.iceServers unless the app gave its own
     this._pub = new RTCPeerConnection(config);
     this._sub = new RTCPeerConnection(config);
     for (const [name, pc] of [[PUBLISH, this._pub], [SUBSCRIBE, this._sub]]) {
