@@ -29,6 +29,10 @@ type Metrics struct {
 	// selects: the client candidate's type (host, srflx, prflx, relay) and
 	// the transport protocol (udp, tcp).
 	OnSelectedPair func(pc PC, candidateType, protocol string)
+	// OnBandwidthEstimate, if set, observes each rate-control decision: a
+	// subscriber downlink's estimate (DirectionDown) and the video bitrate
+	// asked of a publisher (DirectionUpTarget), in bits/s.
+	OnBandwidthEstimate func(direction string, bps uint64)
 }
 
 func kindIndex(k Kind) int {
