@@ -80,6 +80,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 		return nil, fmt.Errorf("sfu: subscribe connection: %w", err)
 	}
 	p.link = c.s.links.take(p.sub)
+	stale := p.keyframeFor
+	p.link.onStale.Store(&stale)
 	p.pub.OnICECandidate(func(ic *webrtc.ICECandidate) {
 		if ic != nil {
 			sig.Candidate(PCPublish, ic.ToJSON())

@@ -27,7 +27,7 @@ const (
 	// Audio always goes first.
 	audioReserve = 48_000
 	// rateInterval is how often each publisher is told its target.
-	rateInterval = 500 * time.Millisecond
+	rateInterval = 200 * time.Millisecond
 )
 
 // videoShare is what a subscriber link of linkBps leaves for each of the
@@ -61,6 +61,7 @@ func (r *Receiver) controlRate(stop <-chan struct{}) {
 	tick := time.NewTicker(rateInterval)
 	defer tick.Stop()
 	var shares []uint64
+	var last uint64
 	for {
 		select {
 		case <-stop:
@@ -86,6 +87,10 @@ func (r *Receiver) controlRate(stop <-chan struct{}) {
 		target := videoTarget(shares, minVideoBitrate, ceiling)
 		if f := s.cfg.Metrics.OnBandwidthEstimate; f != nil {
 			f(DirectionUpTarget, target)
+		}
+		if target > last+last/10 || target < last-last/10 {
+			s.log.Debug("video target", "publisher", r.owner.id, "bps", target, "shares", shares)
+			last = target
 		}
 		remb := &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(target + audioReserve), SSRCs: []uint32{r.ssrc.Load()}}
 		_ = r.owner.pub.WriteRTCP([]rtcp.Packet{remb})
@@ -115,4 +120,20 @@ func (p *Participant) subscriptionCounts() (audio, video int) {
 		}
 	}
 	return audio, video
+}
+
+// keyframeFor asks for a keyframe for the downtrack p receives as ssrc: its
+// subscriber lost packets that can no longer be resent (nackguard.go).
+func (p *Participant) keyframeFor(ssrc uint32) {
+	p.mu.Lock()
+	var r *Receiver
+	for _, d := range p.subs {
+		if b := d.bound.Load(); b != nil && b.ssrc == ssrc {
+			r = d.recv
+		}
+	}
+	p.mu.Unlock()
+	if r != nil {
+		r.RequestKeyframe()
+	}
 }

@@ -121,7 +121,7 @@ func newMediaEngine(metrics *Metrics, ls *links, maxVideoBitrate int) (*webrtc.M
 	}
 	ir := &interceptor.Registry{}
 	ir.Add(nackCounterFactory{m: metrics})
-	if err := addBandwidthEstimation(m, ir, ls, maxVideoBitrate+2*audioReserve); err != nil {
+	if err := addBandwidthEstimation(m, ir, ls, maxVideoBitrate+2*audioReserve, metrics); err != nil {
 		return nil, nil, fmt.Errorf("sfu: bandwidth estimation: %w", err)
 	}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {

@@ -123,6 +123,8 @@ type peerConfig struct {
 //	              video); answers the first packet's and keyframe's Unix ns
 //	upgrade PATH  turn video on; answers the Unix ns the upgrade started
 //	pair          answers the publish connection's selected pair
+//	received KIND answers Unix ms, packets, bytes and expected packets of
+//	              the peer's KIND so far
 //	leave         leaves and exits
 //
 // Joining answers "OK joined START END" (Unix ns around Dial).
@@ -196,6 +198,9 @@ func participantCommand(ctx context.Context, c *client.Client, peer string, f []
 			return "", fmt.Errorf("no pair selected")
 		}
 		return fmt.Sprintf("pair %s %s %s", p.Local, p.Remote, p.Protocol), nil
+	case f[0] == "received" && len(f) == 2:
+		st := c.Received(peer, f[1])
+		return fmt.Sprintf("received %d %d %d %d", time.Now().UnixMilli(), st.Packets, st.Bytes, st.Expected), nil
 	case f[0] == "leave":
 		return "leave", c.Leave(ctx)
 	}

@@ -58,7 +58,7 @@ func noisyCamera(t *testing.T) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "noisy.y4m")
 	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=30",
-		"-vf", "noise=alls=25:allf=t", "-t", "3", "-pix_fmt", "yuv420p", f).CombinedOutput()
+		"-vf", "noise=alls=12:allf=t", "-t", "3", "-pix_fmt", "yuv420p", f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffmpeg: make the fake camera clip: %v: %s", err, out)
 	}
@@ -172,6 +172,28 @@ type perceived struct {
 	fps, freezePct, audioLossPct, concealedPct float64
 }
 
+// perceived is what the page perceived between from and to (Unix ms).
+// Chromium adds a freeze's whole length to totalFreezesDuration when it
+// ends, so a freeze that began before from counts only from from on: each
+// increase, seen at a sample, is taken to span the time just before it.
+func perceivedBetween(ss []qsample, from, to float64) (perceived, bool) {
+	w, ok := between(ss, from, to)
+	if !ok {
+		return perceived{}, false
+	}
+	p := w.perceived()
+	frozen := 0.0
+	for i := 1; i < len(ss); i++ {
+		d := (ss[i]["freezeSec"] - ss[i-1]["freezeSec"]) * 1000
+		end := ss[i]["t"]
+		if d > 0 && end > from && end-d < to {
+			frozen += min(end, to) - max(end-d, from)
+		}
+	}
+	p.freezePct = 100 * frozen / (to - from)
+	return p, true
+}
+
 func (w window) perceived() perceived {
 	var p perceived
 	p.fps = w.rate("framesDecoded")
@@ -190,17 +212,30 @@ func (p perceived) String() string {
 		p.fps, p.freezePct, p.audioLossPct, p.concealedPct)
 }
 
-// bitrateSeries is the publisher's send rate per second from start (Unix
-// ms), for the report.
-func bitrateSeries(ss []qsample, start float64) string {
+// perSecond formats one value per second from start (Unix ms) to the last
+// sample, for the report.
+func perSecond(ss []qsample, start float64, value func(from, to float64) (string, bool)) string {
 	var b strings.Builder
-	if len(ss) == 0 {
-		return ""
-	}
-	for s := start; s+1000 <= ss[len(ss)-1]["t"]; s += 1000 {
-		if w, ok := between(ss, s, s+1000); ok {
-			fmt.Fprintf(&b, "%+.0fs:%.0f ", (s-start)/1000, w.sentKbps())
+	for s := start; len(ss) > 0 && s+1000 <= ss[len(ss)-1]["t"]; s += 1000 {
+		if v, ok := value(s, s+1000); ok {
+			fmt.Fprintf(&b, "%+.0fs:%s ", (s-start)/1000, v)
 		}
 	}
 	return b.String()
+}
+
+// bitrateSeries is a publishing page's send rate, kbit/s per second.
+func bitrateSeries(ss []qsample, start float64) string {
+	return perSecond(ss, start, func(from, to float64) (string, bool) {
+		w, ok := between(ss, from, to)
+		return fmt.Sprintf("%.0f", w.sentKbps()), ok
+	})
+}
+
+// perceivedSeries is a watching page's decoded fps and frozen share per second.
+func perceivedSeries(ss []qsample, start float64) string {
+	return perSecond(ss, start, func(from, to float64) (string, bool) {
+		p, ok := perceivedBetween(ss, from, to)
+		return fmt.Sprintf("%.0ffps/%.0f%%", p.fps, p.freezePct), ok
+	})
 }

@@ -22,27 +22,35 @@ func qualityDuration() time.Duration {
 // World: the clinician on the internet publishes noisy 640x480 video (about
 // 1 Mbit/s and more when allowed) and the patient, behind its home router,
 // watches. It returns once video is decoded at the patient and the clinician
-// sends faster than linkKbps, so an impairment applied next is felt.
-func qualityCall(t *testing.T, prefix string, linkKbps float64) (w *netns.World, pub, watch *qualityPage) {
+// sends faster than linkKbps, so an impairment applied next is felt. With
+// second, a second clinician (a Go client on the internet, unimpaired)
+// watches too.
+func qualityCall(t *testing.T, prefix string, linkKbps float64, second bool) (w *netns.World, pub, watch *qualityPage, nurse *peerProc) {
 	t.Helper()
 	node := needQualityTools(t)
 	video := noisyCamera(t)
-	_, cert, key := newTestCertFiles(t, 1, netns.ServerPublicIP)
-	w, data, _ := natWorld(t, prefix, false, "--tls-cert", cert, "--tls-key", key)
+	ca, cert, key := newTestCertFiles(t, 1, netns.ServerPublicIP)
+	w, data, _ := natWorld(t, prefix, false, "--tls-cert", cert, "--tls-key", key, "--log-level", "debug")
 	base := "https://" + netns.ServerPublicIP + ":" + nsHTTPPort
 	cid := "c-" + prefix
 	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid)
 	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid)
 	watch = startQualityPage(t, w.Client, node, "patient", base, pat, "watch", "")
+	if second {
+		tok := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-2", "--pid", "p-1", "--cid", cid)
+		nurse, _ = startPeer(t, w.Inet, "second clinician", peerConfig{URL: "wss" + base[len("https"):] + "/v1/signal", Token: tok, Peer: "d-1", CA: ca.file})
+	}
 	pub = startQualityPage(t, w.Inet, node, "clinician", base, doc, "publish", video)
-	deadline := time.Now().Add(60 * time.Second)
+	began := time.Now()
+	deadline := began.Add(60 * time.Second)
 	for {
 		now := float64(time.Now().UnixMilli())
 		sent, ok := between(pub.snapshot(), now-2000, now)
 		seen, ok2 := between(watch.snapshot(), now-2000, now)
-		if ok && ok2 && sent.sentKbps() > linkKbps*1.4 && seen.rate("framesDecoded") > 20 {
-			t.Logf("warmed up: clinician sends %.0f kbit/s, patient decodes %.1f fps", sent.sentKbps(), seen.rate("framesDecoded"))
-			return w, pub, watch
+		if ok && ok2 && sent.sentKbps() > linkKbps*1.2 && seen.rate("framesDecoded") > 20 {
+			t.Logf("warmed up after %.1fs: clinician sends %.0f kbit/s, patient decodes %.1f fps; from the start: %s",
+				time.Since(began).Seconds(), sent.sentKbps(), seen.rate("framesDecoded"), bitrateSeries(pub.snapshot(), float64(began.UnixMilli())))
+			return w, pub, watch, nurse
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no warm call within 60s: clinician %s; patient decoding %v",
@@ -58,18 +66,30 @@ func qualityCall(t *testing.T, prefix string, linkKbps float64) (w *netns.World,
 // patient's downlink reaches it as REMB), and from then on the patient sees
 // smooth video (≥ 20 decoded fps, < 5% frozen) and hears the clinician
 // (< 1% audio lost).
+//
+// Without simulcast or SVC one stream serves every subscriber, and the
+// policy is that the slowest sets the pace (sfu/ratecontrol.go): a second,
+// unconstrained clinician receives the same lowered rate, without loss.
 func TestQualityConstrainedDownlink(t *testing.T) {
 	const link = 500
-	w, pub, watch := qualityCall(t, "i13-q1-", link)
+	w, pub, watch, nurse := qualityCall(t, "i13-q1-", link, true)
 	t0 := float64(time.Now().UnixMilli())
+	t.Logf("limit at %s", time.Now().UTC().Format("15:04:05.000"))
 	w.Home.Shape("lan", link, 200)
-	time.Sleep(5*time.Second + qualityDuration())
+	time.Sleep(5 * time.Second)
+	r0 := nurse.do("received video")
+	time.Sleep(qualityDuration())
+	r1 := nurse.do("received video")
 	end := float64(time.Now().UnixMilli())
 	pub.stop()
 	watch.stop()
 
 	ps := pub.snapshot()
 	t.Logf("clinician's send rate, kbit/s per second from the limit: %s", bitrateSeries(ps, t0))
+	t.Logf("patient's decoded fps/frozen share per second from the limit: %s", perceivedSeries(watch.snapshot(), t0))
+	m := nsScrape(t, w.Server, nsAdmin)
+	t.Logf("server: NACKed packets %v, stale %v, retransmissions %v, PLI received %v sent %v, FIR %v", m["medcall_nack_packets_total"],
+		m["medcall_nack_packets_stale_total"], m["medcall_retransmissions_total"], m["medcall_rtcp_plis_received_total"], m["medcall_rtcp_plis_sent_total"], m["medcall_rtcp_firs_received_total"])
 	fell := 0.0
 	for s := t0; s+1000 <= end; s += 500 {
 		if w, ok := between(ps, s, s+1000); ok && w.sentKbps() < link {
@@ -81,11 +101,11 @@ func TestQualityConstrainedDownlink(t *testing.T) {
 		t.Fatalf("the clinician's send rate did not fall below the %d kbit/s link within 5 s of the limit (fell at %+.1fs)", link, (fell-t0)/1000)
 	}
 	after, _ := between(ps, fell, end)
-	seen, ok := between(watch.snapshot(), fell, end)
+	seen, _ := between(watch.snapshot(), fell, end)
+	p, ok := perceivedBetween(watch.snapshot(), fell, end)
 	if !ok {
 		t.Fatal("no samples from the patient after the rate fell")
 	}
-	p := seen.perceived()
 	t.Logf("below the link %.1fs after the limit; from then on (%.0fs): clinician sends %.0f kbit/s; patient: %s",
 		(fell-t0)/1000, seen.seconds(), after.sentKbps(), p)
 	if p.fps < 20 {
@@ -96,5 +116,17 @@ func TestQualityConstrainedDownlink(t *testing.T) {
 	}
 	if p.audioLossPct >= 1 {
 		t.Errorf("the patient lost %.2f%% of the clinician's audio packets, want under 1%%", p.audioLossPct)
+	}
+
+	// The unconstrained clinician gets the constrained patient's pace, whole.
+	n := func(f []string, i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v }
+	kbps := (n(r1, 2) - n(r0, 2)) * 8 / (n(r1, 0) - n(r0, 0))
+	lost := (n(r1, 3) - n(r0, 3)) - (n(r1, 1) - n(r0, 1))
+	t.Logf("second clinician (unconstrained) receives the video at %.0f kbit/s, %.0f packets lost", kbps, lost)
+	if kbps >= link || kbps < 100 {
+		t.Errorf("the unconstrained clinician receives %.0f kbit/s; the policy is the slowest subscriber's pace (under %d, above the floor)", kbps, link)
+	}
+	if lost > 0.01*(n(r1, 3)-n(r0, 3)) {
+		t.Errorf("the unconstrained clinician lost %.0f of %.0f video packets", lost, n(r1, 3)-n(r0, 3))
 	}
 }
