@@ -65,7 +65,9 @@ const (
 	capInterval = 100 * time.Millisecond
 	// congestedLoss is the average loss at which a link counts as congested
 	// even without delay overuse (a shallow buffer drops before it queues).
-	congestedLoss = 0.05
+	// It is GCC's own threshold: below it, loss is the radio's, not the
+	// rate's, and cutting would not help (NACKs and FEC do).
+	congestedLoss = 0.1
 	// capGrowth per capInterval without congestion: about 10% a second.
 	capGrowth = 1.01
 	// cutHold observations pass between two cuts: the loss and delay a
