@@ -19,6 +19,11 @@ type Metrics struct {
 	NACKReceived         atomic.Uint64 // from subscribers (answered by pion's responder)
 	NACKSent             atomic.Uint64 // to publishers (from pion's generator)
 	TracksPublished      [2]atomic.Uint64
+	// Loss repair (nackguard.go): packets subscribers asked for, those
+	// refused at once as too old to be of use, and what was resent (the rest
+	// was refused by the retransmission budget or the once-per-RTT rule).
+	NACKedPackets, NACKStale            atomic.Uint64
+	Retransmissions, RetransmittedBytes atomic.Uint64
 	// OnUpgradeStart, if set, is called when a video upgrade begins (a notice,
 	// a re-offer adding video, or video RTP on a never-used transceiver).
 	OnUpgradeStart func(path string)
@@ -29,6 +34,10 @@ type Metrics struct {
 	// selects: the client candidate's type (host, srflx, prflx, relay) and
 	// the transport protocol (udp, tcp).
 	OnSelectedPair func(pc PC, candidateType, protocol string)
+	// OnBandwidthEstimate, if set, observes each rate-control decision: a
+	// subscriber downlink's estimate (DirectionDown) and the video bitrate
+	// asked of a publisher (DirectionUpTarget), in bits/s.
+	OnBandwidthEstimate func(direction string, bps uint64)
 }
 
 func kindIndex(k Kind) int {

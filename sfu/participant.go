@@ -45,6 +45,7 @@ type Participant struct {
 	id, role string
 	sig      Signaler
 	pub, sub *webrtc.PeerConnection
+	link     *link // the subscribe connection's downlink (bwe.go)
 
 	mu        sync.Mutex
 	closed    bool
@@ -76,10 +77,14 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	if p.pub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return nil, fmt.Errorf("sfu: publish connection: %w", err)
 	}
+	c.s.links.take(p.pub) // a publish connection sends no media to estimate for
 	if p.sub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		_ = p.pub.Close()
 		return nil, fmt.Errorf("sfu: subscribe connection: %w", err)
 	}
+	p.link = c.s.links.take(p.sub)
+	stale := p.keyframeFor
+	p.link.onStale.Store(&stale)
 	p.pub.OnICECandidate(func(ic *webrtc.ICECandidate) {
 		if ic != nil {
 			sig.Candidate(PCPublish, ic.ToJSON())

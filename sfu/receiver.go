@@ -181,7 +181,12 @@ func (r *Receiver) start(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 		defer close(rtcpDone)
 		r.readRTCP(rr)
 	}()
+	stopRate := make(chan struct{})
+	if r.kind == KindVideo {
+		go r.controlRate(stopRate)
+	}
 	r.forward(track)
+	close(stopRate)
 	_ = rr.Stop() // ends readRTCP if the track ended on its own
 	<-rtcpDone
 	for _, s := range *r.sinks.Load() {

@@ -44,6 +44,9 @@ type Config struct {
 	// PLIInterval is the shortest time between two keyframe requests sent to one
 	// publisher; 0 means 500ms.
 	PLIInterval time.Duration
+	// MaxVideoBitrate is the ceiling, in bits/s, of the bitrate asked of a
+	// publisher's video; 0 means DefaultMaxVideoBitrate.
+	MaxVideoBitrate int
 	// ICEDisconnectedTimeout and ICEFailedTimeout are pion's ICE timeouts:
 	// without connectivity a connection is disconnected after the first and
 	// failed after both; 0 means pion's defaults (5s, 25s).
@@ -67,6 +70,7 @@ type SFU struct {
 	api    *webrtc.API
 	log    *slog.Logger
 	udpMux ice.UDPMux
+	links  links // subscribe connections' downlinks, until their Participant takes them
 	tcpMux ice.TCPMux
 
 	mu            sync.Mutex
@@ -82,6 +86,13 @@ func New(cfg Config) (*SFU, error) {
 	}
 	if cfg.PLIInterval == 0 {
 		cfg.PLIInterval = 500 * time.Millisecond
+	}
+	if cfg.MaxVideoBitrate == 0 {
+		cfg.MaxVideoBitrate = DefaultMaxVideoBitrate
+	}
+	if cfg.MaxVideoBitrate < minVideoBitrate {
+		return nil, fmt.Errorf("sfu: maximum video bitrate %d bit/s is below the floor of %d bit/s; raise --max-video-bitrate to at least %d (kbit/s)",
+			cfg.MaxVideoBitrate, minVideoBitrate, minVideoBitrate/1000)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -114,7 +125,7 @@ func New(cfg Config) (*SFU, error) {
 		}
 		se.SetICETimeouts(disc, failed, 2*time.Second)
 	}
-	m, ir, err := newMediaEngine(cfg.Metrics)
+	m, ir, err := newMediaEngine(cfg.Metrics, &s.links, cfg.MaxVideoBitrate)
 	if err != nil {
 		s.closeNetwork()
 		return nil, err
@@ -125,14 +136,18 @@ func New(cfg Config) (*SFU, error) {
 
 // newMediaEngine registers the codecs medcall forwards (Opus, VP8, VP9; never
 // H.264, which cannot be recorded into WebM) and the standard interceptors:
-// NACK generator and responder, sender and receiver reports, TWCC.
-func newMediaEngine(metrics *Metrics) (*webrtc.MediaEngine, *interceptor.Registry, error) {
+// NACK generator and responder, sender and receiver reports, TWCC, and the
+// send-side bandwidth estimation of each subscribe connection (bwe.go).
+func newMediaEngine(metrics *Metrics, ls *links, maxVideoBitrate int) (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := RegisterCodecs(m); err != nil {
 		return nil, nil, err
 	}
 	ir := &interceptor.Registry{}
 	ir.Add(nackCounterFactory{m: metrics})
+	if err := addBandwidthEstimation(m, ir, ls, maxVideoBitrate+2*audioReserve, metrics); err != nil {
+		return nil, nil, fmt.Errorf("sfu: bandwidth estimation: %w", err)
+	}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, nil, fmt.Errorf("sfu: interceptors: %w", err)
 	}

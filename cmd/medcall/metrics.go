@@ -88,9 +88,14 @@ func newMetrics() *metrics {
 	}
 	counterFunc(reg, "rtcp_nacks_sent_total", "NACKs sent to publishers.", nil, u64(&s.NACKSent))
 	counterFunc(reg, "rtcp_nacks_received_total", "NACKs received from subscribers.", nil, u64(&s.NACKReceived))
+	counterFunc(reg, "nack_packets_total", "Packets subscribers asked to be resent.", nil, u64(&s.NACKedPackets))
+	counterFunc(reg, "nack_packets_stale_total", "Packets asked for too late to be of use, refused.", nil, u64(&s.NACKStale))
+	counterFunc(reg, "retransmissions_total", "Packets resent to subscribers.", nil, u64(&s.Retransmissions))
+	counterFunc(reg, "retransmitted_bytes_total", "Bytes resent to subscribers.", nil, u64(&s.RetransmittedBytes))
 	counterFunc(reg, "rtcp_plis_sent_total", "PLIs sent to publishers.", nil, u64(&s.PLISent))
 	counterFunc(reg, "rtcp_plis_received_total", "PLIs received from subscribers.", nil, u64(&s.PLIReceived))
 	counterFunc(reg, "rtcp_firs_received_total", "FIRs received from subscribers.", nil, u64(&s.FIRReceived))
+	m.watchRate()
 	s.OnUpgradeStart = func(path string) { m.upgrades.WithLabelValues(path, "requested").Inc() }
 	s.OnUpgrade = func(path string, d time.Duration) {
 		m.upgrades.WithLabelValues(path, "completed").Inc()

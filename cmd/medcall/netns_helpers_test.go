@@ -129,6 +129,8 @@ type peerConfig struct {
 //	              video); answers the first packet's and keyframe's Unix ns
 //	upgrade PATH  turn video on; answers the Unix ns the upgrade started
 //	pair          answers the publish connection's selected pair
+//	received KIND answers Unix ms, packets, bytes and expected packets of
+//	              the peer's KIND so far
 //	candidates    answers the server's candidates as protocol:address:port
 //	leave         leaves and exits
 //
@@ -203,6 +205,9 @@ func participantCommand(ctx context.Context, c *client.Client, peer string, f []
 			return "", fmt.Errorf("no pair selected")
 		}
 		return fmt.Sprintf("pair %s %s %s", p.Local, p.Remote, p.Protocol), nil
+	case f[0] == "received" && len(f) == 2:
+		st := c.Received(peer, f[1])
+		return fmt.Sprintf("received %d %d %d %d", time.Now().UnixMilli(), st.Packets, st.Bytes, st.Expected), nil
 	case f[0] == "candidates": // the server's candidates' addresses, space-separated
 		var addrs []string
 		for _, cand := range c.ServerCandidates() {

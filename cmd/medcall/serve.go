@@ -30,6 +30,7 @@ type serveConfig struct {
 	addr, adminAddr, tokenKeys, logLevel, logFormat, origins string
 	webhookURL, webhookSecret                                string
 	udpPort, maxParticipants, maxMessage                     int
+	maxVideoKbps                                             int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
 	pingTimeout, iceFailedGrace, bindingRetention            time.Duration
@@ -49,6 +50,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.net.flags(fs)
 	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
+	fs.IntVar(&c.maxVideoKbps, "max-video-bitrate", sfu.DefaultMaxVideoBitrate/1000, "ceiling of the video bitrate asked of each publisher, in kbit/s (it is lowered to what the slowest subscriber's downlink takes)")
 	fs.IntVar(&c.maxMessage, "max-message", 64<<10, "largest signaling message in bytes")
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra browser origins allowed to open the socket (same origin is always allowed)")
@@ -202,6 +204,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
+		MaxVideoBitrate: cfg.maxVideoKbps * 1000,
 		ICEFailedGrace:  cfg.iceFailedGrace,
 		Taps:            taps,
 		Metrics:         met.sfu,

@@ -1,0 +1,56 @@
+package sfu
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+func TestSentLogTellsRetransmissionsApart(t *testing.T) {
+	var l sentLog
+	now := time.Now().UnixNano()
+	if l.sent(10, now) {
+		t.Error("a first send counted as a retransmission")
+	}
+	if !l.sent(10, now+1) {
+		t.Error("a second send of 10 not counted as a retransmission")
+	}
+	if l.sent(10+sentLogSize, now+2) {
+		t.Error("a new packet in 10's slot counted as a retransmission")
+	}
+	if l.fresh(10, now+3, time.Second) {
+		t.Error("10 is fresh after its slot was reused")
+	}
+}
+
+func TestFilterNackRefusesWhatTheSubscriberCannotUse(t *testing.T) {
+	var l sentLog
+	t0 := time.Now().UnixNano()
+	for seq := uint16(65530); seq != 20; seq++ { // through the wrap
+		l.sent(seq, t0+int64(seq-65530)*int64(50*time.Millisecond))
+	}
+	now := t0 + int64(25*50*time.Millisecond) // 1.25 s after 65530 was sent
+	for _, tc := range []struct {
+		name string
+		ask  []uint16
+		keep []uint16
+	}{
+		{"fresh packets are kept", []uint16{15, 16, 18}, []uint16{15, 16, 18}},
+		{"packets older than maxNackAge are refused", []uint16{65531, 65535, 0, 10, 12}, []uint16{10, 12}},
+		{"packets never sent are refused", []uint16{20, 500}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &rtcp.TransportLayerNack{Nacks: rtcp.NackPairsFromSequenceNumbers(tc.ask)}
+			asked, kept := filterNack(n, &l, now)
+			var got []uint16
+			for _, p := range n.Nacks {
+				got = append(got, p.PacketList()...)
+			}
+			if asked != len(tc.ask) || kept != len(tc.keep) || !slices.Equal(got, tc.keep) {
+				t.Errorf("asked %v: kept %v (%d of %d), want %v", tc.ask, got, kept, asked, tc.keep)
+			}
+		})
+	}
+}

@@ -1,0 +1,139 @@
+package sfu
+
+import (
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// Rate control: each published video track is told (by REMB, which browsers
+// apply as a cap on their own send-side estimate) the bitrate the most
+// constrained of its subscribers can take. Without simulcast or SVC one
+// stream serves every subscriber, so the policy is "the slowest subscriber
+// sets the pace, within a floor and a ceiling": a well-connected subscriber
+// gets the same (lower) quality rather than the constrained one getting no
+// decodable video at all. The recorder is an in-process subscriber with no
+// downlink; it is represented by the ceiling.
+const (
+	// DefaultMaxVideoBitrate is the ceiling of a published video track when
+	// Config.MaxVideoBitrate is zero.
+	DefaultMaxVideoBitrate = 1_500_000
+	// minVideoBitrate is the floor: below it a clinician sees nothing
+	// useful, so a subscriber whose link cannot take even this much is
+	// left to lose video rather than starve everyone else of it.
+	minVideoBitrate = 150_000
+	// audioReserve is set aside per audio track, on every link, before video
+	// gets a share: Opus at its usual rate with RTP, SRTP and UDP overhead.
+	// Audio always goes first.
+	audioReserve = 48_000
+	// rateInterval is how often each publisher is told its target.
+	rateInterval = 200 * time.Millisecond
+)
+
+// videoShare is what a subscriber link of linkBps leaves for each of the
+// videoTracks it receives, once its audioTracks are reserved for.
+func videoShare(linkBps uint64, audioTracks, videoTracks int) uint64 {
+	reserved := uint64(audioTracks) * audioReserve
+	if linkBps <= reserved {
+		return 0
+	}
+	return (linkBps - reserved) / uint64(max(videoTracks, 1))
+}
+
+// videoTarget is the bitrate to ask of a publisher's video: the smallest of
+// its subscribers' shares, within [floor, ceiling]. With no shares (no
+// subscriber reports feedback) it is the ceiling.
+func videoTarget(shares []uint64, floor, ceiling uint64) uint64 {
+	t := ceiling
+	for _, s := range shares {
+		t = min(t, s)
+	}
+	return max(t, floor)
+}
+
+// controlRate tells the publisher of a video track its target every
+// rateInterval until stop closes. The REMB carries the target plus the
+// publisher's own audio reserve: a browser shares one estimate between its
+// tracks and serves audio first.
+func (r *Receiver) controlRate(stop <-chan struct{}) {
+	s := r.owner.c.s
+	ceiling := uint64(s.cfg.MaxVideoBitrate)
+	tick := time.NewTicker(rateInterval)
+	defer tick.Stop()
+	var shares []uint64
+	var last uint64
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		shares = shares[:0]
+		for _, d := range *r.downs.Load() {
+			if d.bound.Load() == nil {
+				continue
+			}
+			est, ok := d.sub.link.estimate(now)
+			if !ok {
+				continue
+			}
+			if f := s.cfg.Metrics.OnBandwidthEstimate; f != nil {
+				f(DirectionDown, est)
+			}
+			audio, video := d.sub.subscriptionCounts()
+			shares = append(shares, videoShare(est, audio, video))
+		}
+		target := videoTarget(shares, minVideoBitrate, ceiling)
+		if f := s.cfg.Metrics.OnBandwidthEstimate; f != nil {
+			f(DirectionUpTarget, target)
+		}
+		if target > last+last/10 || target < last-last/10 {
+			s.log.Debug("video target", "publisher", r.owner.id, "bps", target, "shares", shares)
+			last = target
+		}
+		remb := &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(target + audioReserve), SSRCs: []uint32{r.ssrc.Load()}}
+		_ = r.owner.pub.WriteRTCP([]rtcp.Packet{remb})
+	}
+}
+
+// Directions of a bandwidth observation (Metrics.OnBandwidthEstimate).
+const (
+	// DirectionDown is the estimated bandwidth of a subscriber's downlink.
+	DirectionDown = "down"
+	// DirectionUpTarget is the video bitrate asked of a publisher.
+	DirectionUpTarget = "up_target"
+)
+
+// subscriptionCounts is how many audio tracks p receives and how many video
+// tracks it receives that are flowing.
+func (p *Participant) subscriptionCounts() (audio, video int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for r := range p.subs {
+		if r.kind == KindVideo {
+			if r.started.Load() && !r.muted.Load() {
+				video++
+			}
+		} else {
+			audio++
+		}
+	}
+	return audio, video
+}
+
+// keyframeFor asks for a keyframe for the downtrack p receives as ssrc: its
+// subscriber lost packets that can no longer be resent (nackguard.go).
+func (p *Participant) keyframeFor(ssrc uint32) {
+	p.mu.Lock()
+	var r *Receiver
+	for _, d := range p.subs {
+		if b := d.bound.Load(); b != nil && b.ssrc == ssrc {
+			r = d.recv
+		}
+	}
+	p.mu.Unlock()
+	if r != nil {
+		r.RequestKeyframe()
+	}
+}

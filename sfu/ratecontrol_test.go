@@ -1,0 +1,168 @@
+package sfu
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+func TestVideoShareReservesAudioFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		link         uint64
+		audio, video int
+		want         uint64
+	}{
+		{"one audio, one video", 500_000, 1, 1, 500_000 - audioReserve},
+		{"two of each split what audio leaves", 1_000_000, 2, 2, (1_000_000 - 2*audioReserve) / 2},
+		{"audio only: the whole link after audio", 300_000, 1, 0, 300_000 - audioReserve},
+		{"a link too small for audio leaves nothing", 40_000, 1, 1, 0},
+		{"exactly audio", audioReserve, 1, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := videoShare(tc.link, tc.audio, tc.video); got != tc.want {
+				t.Errorf("videoShare(%d, %d, %d) = %d, want %d", tc.link, tc.audio, tc.video, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestVideoTargetIsTheSlowestSubscriberWithinLimits(t *testing.T) {
+	const floor, ceiling = 150_000, 1_500_000
+	for _, tc := range []struct {
+		name   string
+		shares []uint64
+		want   uint64
+	}{
+		{"no feedback: the ceiling", nil, ceiling},
+		{"one constrained subscriber sets the pace", []uint64{2_000_000, 452_000}, 452_000},
+		{"never above the ceiling", []uint64{5_000_000}, ceiling},
+		{"never below the floor", []uint64{20_000, 900_000}, floor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := videoTarget(tc.shares, floor, ceiling); got != tc.want {
+				t.Errorf("videoTarget(%v) = %d, want %d", tc.shares, got, tc.want)
+			}
+		})
+	}
+}
+
+// fakeGCC is a GCC stand-in: a fixed target and what its stats say.
+type fakeGCC struct {
+	gccEstimator
+	target int
+	usage  string
+	loss   float64
+}
+
+func (f *fakeGCC) GetTargetBitrate() int { return f.target }
+func (f *fakeGCC) GetStats() map[string]any {
+	return map[string]any{"usage": f.usage, "averageLoss": f.loss, "delayTargetBitrate": f.target}
+}
+
+func TestCapStepsOnCongestionOnly(t *testing.T) {
+	const ceiling = 1_000_000
+	type obs struct {
+		measured      uint64
+		overuse, loss bool
+		want          uint64
+	}
+	quiet := func(n int, from uint64) []obs {
+		var o []obs
+		for range n {
+			from = uint64(float64(from) * capGrowth)
+			o = append(o, obs{50_000, false, false, from})
+		}
+		return o
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []obs
+	}{
+		{"an uncongested link has no cap, whatever is measured", []obs{{80_000, false, false, 0}, {90_000, false, false, 0}}},
+		{"overuse once or twice is a hiccup", []obs{{300_000, true, false, 0}, {300_000, true, false, 0}, {300_000, false, false, 0}}},
+		{"three in a row cut to the measurement", []obs{{600_000, true, false, 0}, {600_000, true, false, 0}, {580_000, true, false, 580_000}}},
+		{"loss three times in a row cuts too", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000}}},
+		{"loss and overuse together count", []obs{{650_000, true, false, 0}, {650_000, false, true, 0}, {650_000, true, true, 650_000}}},
+		{"a cut goes at most half way", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, ceiling / 2}}},
+		{"one cut per hold, then the next", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000},
+			{400_000, false, true, 650_000}, {400_000, false, true, 650_000}, {400_000, false, true, 650_000},
+			{400_000, false, true, 650_000}, {400_000, false, true, 650_000}, {400_000, false, true, 400_000}}},
+		{"quiet grows the cap", append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000}}, quiet(5, 650_000)...)},
+		{"and lifts it at the ceiling", append(append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {980_000, false, true, 980_000}}, quiet(2, 980_000)...),
+			obs{50_000, false, false, 0})},
+		{"congestion measuring above the ceiling sets no cap", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {2 * ceiling, false, true, 0}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c capState
+			for i, o := range tc.steps {
+				c = c.step(o.measured, o.overuse, o.loss, ceiling)
+				if c.bps != o.want {
+					t.Fatalf("step %d (%+v): cap %d, want %d", i, o, c.bps, o.want)
+				}
+			}
+		})
+	}
+}
+
+func TestLinkTargetTrustsDelayOnOveruseAndWhatGotThroughOnLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		overuse    bool
+		delay      int
+		loss, sent float64
+		want       uint64
+	}{
+		{"overuse: GCC's delay-based target", true, 425_000, 0.3, 1_400_000, 425_000},
+		{"loss alone: 85% of what got through", false, 92_000, 0.6, 1_400_000, 476_000},
+		{"overuse before a delay target: what got through", true, 0, 0, 500_000, 425_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := linkTarget(tc.overuse, tc.delay, tc.loss, tc.sent); got != tc.want {
+				t.Errorf("linkTarget = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLinkEstimateUsesFreshFeedbackOnly(t *testing.T) {
+	now := time.Now()
+	l := &link{ceiling: 1_000_000}
+	if _, ok := l.estimate(now); ok {
+		t.Fatal("a link with no feedback has an estimate")
+	}
+	g := &fakeGCC{target: 400_000, usage: "normal"}
+	l.gcc.Store(&gccEstimator{g})
+	l.observe([]rtcp.Packet{&rtcp.TransportLayerCC{}}, now)
+	if got, ok := l.estimate(now); ok {
+		t.Fatalf("an uncongested link constrains its publishers to %d", got)
+	}
+	g.usage = "overuse"
+	for i := range 3 {
+		l.observe([]rtcp.Packet{&rtcp.TransportLayerCC{}}, now.Add(time.Duration(i+1)*capInterval))
+	}
+	now = now.Add(3 * capInterval)
+	if got, ok := l.estimate(now); !ok || got != 500_000 {
+		t.Fatalf("after overuse three times: %d %v, want GCC's delay target 400000 cut at most by half: 500000", got, ok)
+	}
+	l.observe([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 350_000}}, now)
+	if got, _ := l.estimate(now); got != 350_000 {
+		t.Fatalf("with a lower REMB: %d, want the smaller 350000", got)
+	}
+	l.observe([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 2_000_000}}, now)
+	if got, _ := l.estimate(now); got != 500_000 {
+		t.Fatalf("with a higher REMB: %d, want the smaller cap 500000", got)
+	}
+	if _, ok := l.estimate(now.Add(feedbackFresh + time.Second)); ok {
+		t.Fatal("stale feedback still constrains the publisher")
+	}
+}
+
+func TestNewRefusesACeilingBelowTheFloor(t *testing.T) {
+	_, err := New(Config{MaxVideoBitrate: 50_000, ListenIP: []byte{127, 0, 0, 1}})
+	if err == nil || !strings.Contains(err.Error(), "--max-video-bitrate") {
+		t.Fatalf("New with a 50 kbit/s ceiling: %v, want an error naming --max-video-bitrate", err)
+	}
+}
