@@ -28,6 +28,10 @@
 //	                  key's validity window for the manifest to verify
 //	recovered         true when the file was finalized from an orphaned
 //	                  spool after a crash rather than by a clean end
+//	partial           true when recording stopped early because its spool
+//	                  could not be written (e.g. the disk was full): the
+//	                  file holds the media spooled until then, and "ended"
+//	                  is when the recording stopped; absent when false
 //
 // The subject name must equal the key that store.RecordingKeys builds from
 // patient, consultation and recording_id, so a manifest cannot vouch for an

@@ -69,6 +69,9 @@ type Predicate struct {
 	SignedAt time.Time `json:"signed_at"`
 	// Recovered is true when the file was finalized from an orphaned spool.
 	Recovered bool `json:"recovered"`
+	// Partial is true when the recording stopped early (its spool could not
+	// be written, e.g. the disk was full): the file holds what was spooled.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // Participant is one person in the recorded consultation.
