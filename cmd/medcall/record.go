@@ -59,7 +59,7 @@ type recording struct {
 }
 
 func openRecording(ctx context.Context, c *recordConfig, log *slog.Logger, obs recorder.UploadObserver) (*recording, error) {
-	st, err := store.Open(ctx, c.storeLocation())
+	st, err := store.OpenLogged(ctx, c.storeLocation(), log)
 	if err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}
