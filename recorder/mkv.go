@@ -26,7 +26,7 @@ const (
 	// SeekHead and the Info (whose Duration is known only at the end).
 	headReserve = 512
 	// minKeyClusterMS keeps two video tracks' keyframes a few ms apart from
-	// making a cluster each.
+	// making a cluster each: the second is cued in the first one's cluster.
 	minKeyClusterMS = 100
 )
 
@@ -50,6 +50,7 @@ type mkvWriter struct {
 	clusterMS   int64
 	clusterAt   int64 // segment-relative position of the open cluster
 	inCluster   bool
+	keyCluster  bool // the open cluster was started by a video keyframe
 	lastVideoMS int64
 	sawVideo    bool
 	cues        []webm.CuePoint
@@ -106,12 +107,12 @@ func (m *mkvWriter) frame(track uint64, ms int64, key bool, data []byte) error {
 	video := m.video[track]
 	videoKey := video && key
 	if !m.inCluster || ms-m.clusterMS >= maxClusterMS ||
-		(videoKey && ms-m.clusterMS >= minKeyClusterMS) ||
+		(videoKey && (!m.keyCluster || ms-m.clusterMS >= minKeyClusterMS)) ||
 		(!m.sawVideo && ms-m.clusterMS >= minClusterMS) {
 		if err := m.flushCluster(); err != nil {
 			return err
 		}
-		m.inCluster, m.clusterMS, m.clusterAt = true, ms, m.pos-m.segStart
+		m.inCluster, m.clusterMS, m.clusterAt, m.keyCluster = true, ms, m.pos-m.segStart, videoKey
 		if err := ebml.Marshal(&struct {
 			T uint64 `ebml:"Timecode"`
 		}{uint64(ms)}, &m.cluster); err != nil {

@@ -227,7 +227,8 @@ func grayFrames(t *testing.T, file, mapping string, inputOpts ...string) [][]byt
 	}
 	out, err := exec.Command(needTool(t, "ffmpeg"), args...).Output()
 	if err != nil {
-		t.Fatalf("ffmpeg %v: %v", args, err)
+		t.Errorf("ffmpeg %v: %v", args, err) // a seek that finds no frame is reported with the others
+		return nil
 	}
 	var frames [][]byte
 	for len(out) >= capW*capH {

@@ -1,0 +1,46 @@
+package recorder
+
+import "testing"
+
+// Frames captured with jitter get one frame slot each, whole milliseconds
+// at the measured rate, without drifting; gaps stay gaps.
+func TestVideoTiming(t *testing.T) {
+	var frames []frameRef
+	at := func(ms ...int64) {
+		for _, m := range ms {
+			frames = append(frames, frameRef{track: 2, tsMS: m})
+		}
+	}
+	// 15 fps from capture times (66/67 ms), then a late frame and one
+	// right behind it, a 5 s gap (downgrade), 15 fps again.
+	ms := int64(1000)
+	for i := 0; i < 300; i++ {
+		at(ms)
+		ms += 66 + int64(i%3)/2
+	}
+	late := frames[len(frames)-1].tsMS
+	at(late+111, late+130)
+	at(late + 5000)
+	for i := 1; i < 60; i++ {
+		at(late + 5000 + int64(i)*200/3)
+	}
+	rates := videoTiming(frames, []spoolTrack{{ID: 2, Codec: "vp8"}})
+	if r := rates[2]; r < 14.9 || r > 15.2 {
+		t.Errorf("rate %.3f, want about 15", r)
+	}
+	slot := int64(1000 / rates[2])
+	for i := 1; i < len(frames); i++ {
+		if d := frames[i].tsMS - frames[i-1].tsMS; d < slot {
+			t.Errorf("frames %d and %d are %d ms apart, less than a slot (%d)", i-1, i, d, slot)
+		}
+	}
+	if got := frames[301].tsMS; got != late+111+slot {
+		t.Errorf("the frame behind the late one is at %d, want one slot after it (%d)", got, late+111+slot)
+	}
+	if got := frames[302].tsMS; got != late+5000 {
+		t.Errorf("after the gap a frame moved to %d, want %d", got, late+5000)
+	}
+	if got, want := frames[len(frames)-1].tsMS, late+5000+59*200/3; got != want {
+		t.Errorf("last frame at %d, want %d (no drift)", got, want)
+	}
+}
