@@ -85,7 +85,12 @@ func (t *track) handle(it item) {
 		t.clock.senderReport(it.srNTP, it.srRTP, it.srOffset)
 		return
 	}
-	it.extTS = t.clock.packet(it.ts, it.arrival)
+	if len(it.payload()) > 0 {
+		// A packet the SFU did not forward (padding, muted media) holds
+		// its sequence number only: its timestamp is not media time, so
+		// it must not anchor or move the clock.
+		it.extTS = t.clock.packet(it.ts, it.arrival)
+	}
 	if !t.reorder.push(t.seq.unwrap(it.seq), it, t.emitFn, t.lostFn) {
 		it.release()
 	}

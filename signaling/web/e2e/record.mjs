@@ -173,15 +173,14 @@ async function call() {
   await poll('video both ways', async () => (await stats(patient)).inbound.video.framesDecoded > 10 &&
     (await stats(clinician)).inbound.video.framesDecoded > 10);
   await sleep(seconds * 1000);
-  for (const [id, page] of who) {
-    const s = await stats(page);
-    console.log(`RESULT encoded who=${id} framesEncoded=${s.outbound.video.framesEncoded}`);
-    await syncReference(page, id);
-  }
-  for (const [, page] of who) {
+  for (const [id, page] of who) await syncReference(page, id);
+  // The encoder counts as late as possible, right before the hang-ups.
+  const encoded = await Promise.all(who.map(([, page]) => stats(page)));
+  who.forEach(([id], i) => console.log(`RESULT encoded who=${id} framesEncoded=${encoded[i].outbound.video.framesEncoded}`));
+  await Promise.all(who.map(async ([, page]) => {
     await page.click('#hangup-button');
     await page.waitForSelector('#join:not([hidden])');
-  }
+  }));
 }
 
 /** Seeks the first video track of /rec.webm to each time and reads the frame number shown. */
