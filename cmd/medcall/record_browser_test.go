@@ -438,10 +438,10 @@ func judgeSync(t *testing.T, who string, frames []vframe, clicks []float64, resu
 	if sorted := slices.Sorted(slices.Values(errs)); math.Abs(sorted[len(sorted)/2]) > 20 {
 		t.Errorf("%s: flashes are %.0f ms (median) off their clicks compared with the sender's capture (allowed ±20)", who, sorted[len(sorted)/2])
 	}
-	frame := 1000 / capFPS
+	frame := 1000.0 / capFPS
 	for _, e := range errs {
 		if math.Abs(e) > 20+frame {
-			t.Errorf("%s: a flash is %.0f ms off its click compared with the sender's capture (allowed ±20 + one frame, %d)", who, e, frame)
+			t.Errorf("%s: a flash is %.0f ms off its click compared with the sender's capture (allowed ±20 + one frame, %.0f)", who, e, frame)
 		}
 	}
 }
