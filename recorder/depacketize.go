@@ -168,32 +168,3 @@ func vp9Keyframe(b []byte) (key bool, w, h int) {
 	}
 	return true, int(hdr.Width()), int(hdr.Height())
 }
-
-// opusDurationMS is the duration of an Opus packet from its TOC byte and
-// frame count (RFC 6716 §3.1), in whole milliseconds (at least 1); 0 for an
-// empty packet.
-func opusDurationMS(p []byte) int64 {
-	if len(p) == 0 {
-		return 0
-	}
-	config := p[0] >> 3
-	var frame48 int64 // samples at 48 kHz per frame
-	switch {
-	case config < 12: // SILK: 10, 20, 40, 60 ms
-		frame48 = []int64{480, 960, 1920, 2880}[config%4]
-	case config < 16: // hybrid: 10, 20 ms
-		frame48 = []int64{480, 960}[config%2]
-	default: // CELT: 2.5, 5, 10, 20 ms
-		frame48 = []int64{120, 240, 480, 960}[config%4]
-	}
-	frames := int64(1)
-	switch p[0] & 0x03 {
-	case 1, 2:
-		frames = 2
-	case 3:
-		if len(p) > 1 {
-			frames = int64(p[1] & 0x3f)
-		}
-	}
-	return max(frames*frame48/48, 1)
-}

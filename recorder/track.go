@@ -37,7 +37,6 @@ type track struct {
 	now        time.Time // arrival time of the packet being handled
 	lastKeyReq time.Time
 	lastKey    time.Time // arrival of the last keyframe written
-	lastDur    int64     // duration of the last audio frame written, ms
 	frames     uint64
 	lostPkts   uint64
 	emitFn     func(*item)
@@ -137,26 +136,18 @@ func (t *track) maybeRequestKeyframe() {
 // write puts a frame on the recording's timeline and into the spool.
 func (t *track) write(f assembled) {
 	ms := floorDiv(t.clock.wall(f.extTS)-t.rec.startNanos, 1e6)
-	// A new sender report may move the mapping back: the first one often by
-	// tens of ms, since until then a track is placed by the arrival of its
-	// first packet, which left the sender an encoder's and a pacer's delay
-	// after it was captured. A frame still never starts before the previous
-	// one ends: overlapping audio frames are a decoding error. Audio that is
-	// behind its mapping by a whole frame or more drops that frame, so the
-	// track catches up with its sender reports (a 20 ms gap, once, instead
-	// of an offset for the rest of the recording); a video frame has no
-	// duration and only needs to come after the previous one.
+	// A new sender report may move the mapping back by a few ms. A frame
+	// still never starts before the previous one ends (by the RTP clock):
+	// overlapping audio frames are a decoding error. The clamp holds only
+	// while the mapping is behind, so it never accumulates.
 	if t.haveLast {
-		minMS := t.lastMS + max(t.lastDur, 1)
-		if t.codec == codecOpus && ms+t.lastDur <= minMS && t.lastDur > 0 {
-			return
+		minMS := t.lastMS + 1
+		if rate := int64(t.info.ClockRate); rate > 0 && f.extTS > t.lastExtTS {
+			minMS = max(minMS, t.lastMS+(f.extTS-t.lastExtTS)*1000/rate)
 		}
 		ms = max(ms, minMS)
 	}
 	t.lastMS, t.lastExtTS, t.haveLast = ms, f.extTS, true
-	if t.codec == codecOpus {
-		t.lastDur = opusDurationMS(f.data)
-	}
 	if f.keyframe && t.codec.video() {
 		t.lastKey = t.now
 	}
