@@ -3,7 +3,6 @@ package recorder
 import (
 	"cmp"
 	"io"
-	"math"
 	"slices"
 )
 
@@ -19,8 +18,8 @@ const rateWindow = 15
 // jitter (a late frame 111 ms after the previous one, the next 19 ms after
 // it). Decoders that work on a frame grid at the stream's rate (ffmpeg's
 // default output does) would see two frames in one slot and report a
-// non-monotonic timestamp. So frames closer than one slot are spread apart,
-// moving them as little as possible (spaceOut).
+// non-monotonic timestamp. So frames closer than one slot are spread apart
+// (spaceOut).
 //
 // The rate is the typical one (from the median interval), unless the
 // track is markedly faster for a while (a variable-rate camera): then the
@@ -51,43 +50,37 @@ func videoTiming(frames []frameRef, tracks []spoolTrack) map[uint16]float64 {
 		}
 		// A whole number of milliseconds (the file's timestamp unit), so
 		// frames at least one slot apart are in different slots whatever the
-		// grid's phase; rounded down so the typical interval is never
-		// shorter than a slot.
-		slot := max(int64(1000/r), 1)
+		// grid's phase; 3% shorter than the typical interval, so capture
+		// jitter of a few ms does not bring frames within a slot of each
+		// other and the rare moves (spaceOut) are absorbed by the next frame.
+		slot := max(int64(0.97*1000/r), 1)
 		rates[id] = 1000 / float64(slot)
 		spaceOut(frames, idx, slot)
 	}
 	return rates
 }
 
-// spaceOut moves the frames at idx (in time order) as little as possible
-// (least squares) so that each is at least slot ms after the previous one.
-// With z_i = t_i - i*slot the constraint is "z non-decreasing", so this is
-// isotonic regression (pool adjacent violators): a late frame and the one
-// right behind it share the correction, and nothing else moves.
+// spaceOut moves the few frames at idx (in time order) that come less than
+// slot ms after the previous one, so that each is at least a slot after
+// it. A frame that close usually follows a late one (captured late, sent
+// late; the next is on time): the late frame moves back into the room its
+// lateness left behind it, and only what is still missing pushes the
+// other forward. Each move is less than a slot, and only frames around the
+// jitter move, so sync (which is measured on every frame) is kept.
 func spaceOut(frames []frameRef, idx []int, slot int64) {
-	type block struct {
-		sum   float64
-		count int
-	}
-	mean := func(b block) float64 { return b.sum / float64(b.count) }
-	var stack []block
-	for k, i := range idx {
-		stack = append(stack, block{sum: float64(frames[i].tsMS - int64(k)*slot), count: 1})
-		for len(stack) > 1 && mean(stack[len(stack)-2]) > mean(stack[len(stack)-1]) {
-			top := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			stack[len(stack)-1].sum += top.sum
-			stack[len(stack)-1].count += top.count
+	for k := 1; k < len(idx); k++ {
+		prev, cur := &frames[idx[k-1]], &frames[idx[k]]
+		need := slot - (cur.tsMS - prev.tsMS)
+		if need <= 0 {
+			continue
 		}
-	}
-	k := 0
-	for _, b := range stack {
-		z := int64(math.Round(mean(b))) // rounding keeps z non-decreasing
-		for range b.count {
-			frames[idx[k]].tsMS = z + int64(k)*slot
-			k++
+		var room int64
+		if k >= 2 {
+			room = max(prev.tsMS-frames[idx[k-2]].tsMS-slot, 0)
 		}
+		back := min(need, room)
+		prev.tsMS -= back
+		cur.tsMS += need - back
 	}
 }
 
