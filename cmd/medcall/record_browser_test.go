@@ -66,6 +66,7 @@ func TestRecordFromBrowser(t *testing.T) {
 		frames := decodeVideo(t, webm, vi)
 		judgeFrames(t, who.role, frames, results, who.id)
 		judgeFrameRate(t, who.role, webm, vi, frames)
+		judgeChannels(t, who.role, webm, ai)
 		judgeSync(t, who.role, frames, clickTimes(t, webm, ai), results, who.id)
 		judgeKeyframes(t, who.role, frames, keyInterval)
 		if vi == 0 {

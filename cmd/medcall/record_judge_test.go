@@ -90,6 +90,20 @@ func judgeFrameRate(t *testing.T, who, file string, idx int, frames []vframe) {
 	}
 }
 
+// judgeChannels: the Opus track says the channel count the browser sends
+// (mono, unless stereo was negotiated), not the SDP's fixed "opus/48000/2".
+func judgeChannels(t *testing.T, who, file string, idx int) {
+	t.Helper()
+	out, err := exec.Command(needTool(t, "ffprobe"), "-v", "error", "-select_streams", fmt.Sprintf("a:%d", idx),
+		"-show_entries", "stream=channels", "-of", "csv=p=0", file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := strings.TrimSpace(string(out)); ch != "1" {
+		t.Errorf("%s: audio track declares %s channels; Chromium sends mono", who, ch)
+	}
+}
+
 // judgeSync: each flash is as far from its click in the file as it was at
 // the sender's capture (record.mjs measures that per flash): the median
 // within ±20 ms, so the streams are in sync, and every flash within ±20 ms
