@@ -12,6 +12,8 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# ffmpeg's drawtext (frame numbers on the browser recording test's fake camera) needs a font.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus) # ships promtool too
 command -v podman >/dev/null 2>&1 || missing+=(podman)

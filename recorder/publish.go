@@ -24,6 +24,7 @@ type Recording struct {
 	Tracks       []TrackSummary `json:"tracks"`
 	Events       []EventSummary `json:"events"`
 	Recovered    bool           `json:"recovered"` // finalized from an orphaned spool
+	Partial      bool           `json:"partial"`   // stopped early (spool write failed); holds what was spooled
 	Failed       bool           `json:"failed"`    // the recording is incomplete or lost
 	Err          error          `json:"-"`
 }

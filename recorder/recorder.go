@@ -36,6 +36,10 @@ type Options struct {
 	QueueSize int
 	// Logger receives the recorder's logs. Default slog.Default().
 	Logger *slog.Logger
+	// KeyframeInterval bounds the time between keyframes of every recorded
+	// video track (the recorder asks the publisher for them), and so how far
+	// a seek can land from a keyframe. Default 5 s.
+	KeyframeInterval time.Duration
 	// Clock stamps packet arrivals, events and recording start. Default time.Now.
 	// Tests inject a fake clock to run a long session in little time.
 	Clock func() time.Time
@@ -46,6 +50,7 @@ type Stats struct {
 	QueueDrops uint64 // packets dropped because a track queue was full
 	Failed     uint64 // recordings that failed
 	Completed  uint64 // recordings published as complete
+	Partial    uint64 // recordings published as partial (spool write failed mid-way)
 	Recovered  uint64 // of those, finalized from an orphaned spool
 	Active     int    // recordings in progress
 	SpoolBytes int64  // bytes in the spool directory now
@@ -63,6 +68,7 @@ type Recorder struct {
 	queueDrops atomic.Uint64
 	failed     atomic.Uint64
 	completed  atomic.Uint64
+	partial    atomic.Uint64
 	recovered  atomic.Uint64
 
 	// openSpool creates a spool file; tests replace it to inject write errors.
@@ -82,6 +88,9 @@ func New(opts Options) (*Recorder, error) {
 	}
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = time.Second
+	}
+	if opts.KeyframeInterval <= 0 {
+		opts.KeyframeInterval = 5 * time.Second
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 1024
@@ -122,6 +131,7 @@ func (r *Recorder) Stats() Stats {
 		QueueDrops: r.queueDrops.Load(),
 		Failed:     r.failed.Load(),
 		Completed:  r.completed.Load(),
+		Partial:    r.partial.Load(),
 		Recovered:  r.recovered.Load(),
 		Active:     active,
 		SpoolBytes: spool,

@@ -118,7 +118,7 @@ func (rec *recording) Close() {
 			defer rec.r.wg.Done()
 			defer rec.r.release(rec.path)
 			if p := rec.failErr.Load(); p != nil {
-				rec.r.failSpool(context.Background(), rec.path, rec.failedRecording(*p))
+				rec.r.finalizePartial(context.Background(), rec.path, *p)
 				return
 			}
 			rec.r.finalize(context.Background(), rec.path, false)
@@ -186,14 +186,13 @@ func (rec *recording) declare(t *track, f assembled) error {
 // fail marks the recording failed, once, loudly. Media keeps flowing to the
 // SFU's other consumers; this recording just stops taking it.
 func (rec *recording) fail(err error) {
-	err = fmt.Errorf("recording %s (consultation %s): spool write: %w; recording marked failed",
+	err = fmt.Errorf("recording %s (consultation %s): spool write: %w; recording stopped, what was spooled is kept as partial",
 		rec.id, rec.binding.Consultation, err)
 	if !rec.failErr.CompareAndSwap(nil, &err) {
 		return
 	}
 	rec.failed.Store(true)
-	rec.r.failed.Add(1)
-	rec.r.log.Error("recording failed", "recording", rec.id, "consultation", rec.binding.Consultation, "err", err)
+	rec.r.log.Error("recording stopped", "recording", rec.id, "consultation", rec.binding.Consultation, "err", err)
 }
 
 func (rec *recording) syncLoop(every time.Duration) {

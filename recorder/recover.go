@@ -40,13 +40,18 @@ func (r *Recorder) Recover(ctx context.Context, dir string) ([]*Recording, error
 // finalize turns the spool at path into a published WebM and removes the
 // spool. On failure the recording is reported failed.
 func (r *Recorder) finalize(ctx context.Context, path string, recovered bool) *Recording {
+	partial := strings.HasSuffix(path, partialSuffix)
 	sc, err := readSpool(path)
 	if err != nil {
-		rec := &Recording{ID: strings.TrimSuffix(filepath.Base(path), ".spool"), Recovered: recovered}
-		// Without a header there is no binding to report to: log and keep the file aside.
-		r.failSpool(ctx, path, nil)
+		rec := &Recording{ID: strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".spool"), ".partial"), Recovered: recovered}
+		// Without a header there is no binding: the media (if any) belongs
+		// to nobody we can name, so nothing can be published. Removing the
+		// file keeps the spool directory (and medcall_spool_bytes) true.
 		r.failed.Add(1)
-		r.log.Error("spool unreadable; kept aside as .failed", "spool", filepath.Base(path), "err", err)
+		r.log.Error("spool unreadable (no valid header); removed", "spool", filepath.Base(path), "err", err)
+		if rmErr := os.Remove(path); rmErr != nil {
+			r.log.Error("could not remove unreadable spool", "spool", filepath.Base(path), "err", rmErr)
+		}
 		rec.Failed, rec.Err = true, err
 		return rec
 	}
@@ -60,7 +65,7 @@ func (r *Recorder) finalize(ctx context.Context, path string, recovered bool) *R
 	out := strings.TrimSuffix(path, ".spool") + ".webm"
 	tracks, base, err := writeWebM(ctx, sc, path, out)
 	rec := summarize(sc, tracks, base)
-	rec.Recovered = recovered
+	rec.Recovered, rec.Partial = recovered, partial
 	if err != nil {
 		err = fmt.Errorf("recording %s (consultation %s): finalize: %w; recording marked failed",
 			rec.ID, rec.Consultation, err)
@@ -88,24 +93,36 @@ func (r *Recorder) finalize(ctx context.Context, path string, recovered bool) *R
 		return rec
 	}
 	os.Remove(path)
-	r.completed.Add(1)
+	if partial {
+		r.partial.Add(1)
+	} else {
+		r.completed.Add(1)
+	}
 	if recovered {
 		r.recovered.Add(1)
 	}
 	r.log.Info("recording published", "recording", rec.ID, "consultation", rec.Consultation,
-		"tracks", len(rec.Tracks), "recovered", recovered)
+		"tracks", len(rec.Tracks), "recovered", recovered, "partial", partial)
 	return rec
 }
 
-// failSpool sets a broken spool aside (never recovered as complete) and,
-// when rec is known, reports the failure.
-func (r *Recorder) failSpool(ctx context.Context, path string, rec *Recording) {
-	if err := os.Rename(path, path+".failed"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		r.log.Error("could not set failed spool aside", "spool", filepath.Base(path), "err", err)
+// partialSuffix names a spool whose writing failed. What it holds is
+// finalized as a partial recording, at once or by a later Recover.
+const partialSuffix = ".partial.spool"
+
+// finalizePartial keeps what a recording spooled before its spool could no
+// longer be written (cause, e.g. a full disk): the spool is renamed so that
+// even a crash now leaves it marked, then finalized as a partial recording.
+func (r *Recorder) finalizePartial(ctx context.Context, path string, cause error) {
+	p := strings.TrimSuffix(path, ".spool") + partialSuffix
+	if err := os.Rename(path, p); err != nil {
+		r.failed.Add(1)
+		r.log.Error("recording failed: spool could not be marked partial", "spool", filepath.Base(path), "cause", cause, "err", err)
+		return
 	}
-	if rec != nil {
-		r.publishFailed(ctx, rec)
-	}
+	r.log.Error("recording stopped early; keeping what was spooled as a partial recording",
+		"spool", filepath.Base(p), "err", cause)
+	r.finalize(ctx, p, false)
 }
 
 // summarize builds the Recording from a spool and its written tracks.

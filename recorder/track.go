@@ -36,6 +36,7 @@ type track struct {
 	haveLast   bool
 	now        time.Time // arrival time of the packet being handled
 	lastKeyReq time.Time
+	lastKey    time.Time // arrival of the last keyframe written
 	frames     uint64
 	lostPkts   uint64
 	emitFn     func(*item)
@@ -84,7 +85,12 @@ func (t *track) handle(it item) {
 		t.clock.senderReport(it.srNTP, it.srRTP, it.srOffset)
 		return
 	}
-	it.extTS = t.clock.packet(it.ts, it.arrival)
+	if len(it.payload()) > 0 {
+		// A packet the SFU did not forward (padding, muted media) holds
+		// its sequence number only: its timestamp is not media time, so
+		// it must not anchor or move the clock.
+		it.extTS = t.clock.packet(it.ts, it.arrival)
+	}
 	if !t.reorder.push(t.seq.unwrap(it.seq), it, t.emitFn, t.lostFn) {
 		it.release()
 	}
@@ -106,8 +112,18 @@ func (t *track) lost(n int64) {
 	t.maybeRequestKeyframe()
 }
 
+// maybeRequestKeyframe asks the publisher for a keyframe when the track
+// waits for one (after a loss), and ahead of the keyframe interval: a
+// browser's encoder sends keyframes only when asked, and a seek can only
+// start decoding at one. The request goes out a lead before the interval
+// is up, so the keyframe it brings arrives within it.
 func (t *track) maybeRequestKeyframe() {
-	if !t.dep.needKey || t.info.RequestKeyframe == nil {
+	if t.info.RequestKeyframe == nil || !t.codec.video() {
+		return
+	}
+	every := t.rec.r.opts.KeyframeInterval
+	due := !t.lastKey.IsZero() && t.now.Sub(t.lastKey) >= every-min(every/5, time.Second)
+	if !t.dep.needKey && !due {
 		return
 	}
 	if !t.lastKeyReq.IsZero() && t.now.Sub(t.lastKeyReq) < keyframeRetry {
@@ -132,6 +148,9 @@ func (t *track) write(f assembled) {
 		ms = max(ms, minMS)
 	}
 	t.lastMS, t.lastExtTS, t.haveLast = ms, f.extTS, true
+	if f.keyframe && t.codec.video() {
+		t.lastKey = t.now
+	}
 	if t.rec.writeFrame(t, ms, f) {
 		t.frames++
 	}

@@ -35,19 +35,23 @@ type Uploader struct {
 
 	kick    chan struct{}
 	pending atomic.Int64
-	failed  atomic.Uint64 // upload attempts that failed
+	failed  atomic.Uint64  // upload attempts that failed
+	rejects map[string]int // consecutive rejections by the store, by entry; Run's goroutine only
 }
 
 // UploadObserver receives the uploader's measurements; any field may be nil.
 type UploadObserver struct {
 	Uploaded func(d time.Duration) // a recording safely stored: time from parked to verified
-	Failed   func()                // one failed upload attempt
+	Failed   func()                // one failed upload attempt (also each one a store retries)
 	Signed   func()                // one manifest signed
 	// Stored is called once a recording and its manifest are verified in
 	// the store, before the local copy goes (so a crash repeats it).
 	Stored func(rec *Recording, o StoredObjects)
 	// RecordingFailed is called when a failed recording is set down.
 	RecordingFailed func(rec *Recording)
+	// Quarantined is one outbox entry set aside because it can never be
+	// stored (an alert: an operator must look at it).
+	Quarantined func()
 }
 
 // UploaderOptions configure an Uploader.
@@ -71,10 +75,13 @@ func NewUploader(o UploaderOptions) (*Uploader, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(filepath.Join(o.Outbox, "failed"), 0o750); err != nil {
-		return nil, fmt.Errorf("recorder: outbox: %w", err)
+	for _, dir := range []string{"failed", quarantineDir} {
+		if err := os.MkdirAll(filepath.Join(o.Outbox, dir), 0o750); err != nil {
+			return nil, fmt.Errorf("recorder: outbox: %w", err)
+		}
 	}
-	u := &Uploader{store: o.Store, keys: o.Keys, outbox: o.Outbox, log: o.Logger, version: o.Version, obs: o.Observer, kick: make(chan struct{}, 1)}
+	u := &Uploader{store: o.Store, keys: o.Keys, outbox: o.Outbox, log: o.Logger, version: o.Version, obs: o.Observer,
+		kick: make(chan struct{}, 1), rejects: map[string]int{}}
 	ids, err := u.parked()
 	if err != nil {
 		return nil, err
@@ -156,10 +163,13 @@ func (u *Uploader) parked() ([]string, error) {
 	return ids, nil
 }
 
-// Run uploads parked recordings until ctx ends, retrying failures with
-// backoff (1 s doubling to 30 s).
+// Run uploads parked recordings until ctx ends. Every pass tries every
+// entry, so one that fails never holds up the others; failures are retried
+// with backoff (1 s doubling to 30 s), and an entry that can never be
+// stored is quarantined (see hopeless).
 func (u *Uploader) Run(ctx context.Context) {
 	backoff := time.Second
+	ctx = store.WithTrace(ctx, &store.Trace{Retrying: func(string, int, error) { u.attemptFailed() }})
 	for {
 		ids, err := u.parked()
 		if err != nil {
@@ -170,15 +180,21 @@ func (u *Uploader) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if err := u.upload(ctx, id); err != nil {
-				ok = false
-				u.failed.Add(1)
-				if u.obs.Failed != nil {
-					u.obs.Failed()
-				}
-				u.log.Warn("upload failed; will retry", "recording", id, "pending", u.Pending(), "retry_in", backoff, "err", err)
-				break
+			err := u.upload(ctx, id)
+			if err == nil {
+				delete(u.rejects, id)
+				continue
 			}
+			if ctx.Err() != nil {
+				return
+			}
+			u.attemptFailed()
+			if reason, final := u.hopeless(id, err); final {
+				u.quarantine(id, reason)
+				continue
+			}
+			ok = false
+			u.log.Warn("upload failed; will retry", "recording", id, "pending", u.Pending(), "retry_in", backoff, "err", err)
 		}
 		wait := time.Duration(1 << 62)
 		if !ok {
@@ -208,15 +224,21 @@ func (u *Uploader) upload(ctx context.Context, id string) error {
 	}
 	var p parcel
 	if err := json.Unmarshal(b, &p); err != nil || p.Recording == nil {
-		return fmt.Errorf("outbox entry %s unreadable: %v", id, err)
+		return fmt.Errorf("%w: %s.json is not a recording: %v", errBrokenEntry, id, err)
 	}
 	rec := p.Recording
+	if rec.ID != id {
+		return fmt.Errorf("%w: %s.json describes recording %q", errBrokenEntry, id, rec.ID)
+	}
 	webmKey, manKey, err := store.RecordingKeys(rec.Patient, rec.Consultation, rec.ID)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBrokenEntry, err)
 	}
 	webmPath := filepath.Join(u.outbox, id+".webm")
 	f, err := os.Open(webmPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: its WebM %s.webm is missing", errBrokenEntry, id)
+	}
 	if err != nil {
 		return err
 	}
@@ -291,7 +313,7 @@ func predicate(rec *Recording, size int64, version string) manifest.Predicate {
 	p := manifest.Predicate{
 		Consultation: rec.Consultation, Patient: rec.Patient, RecordingID: rec.ID,
 		Started: rec.Started, Ended: rec.Ended, SizeBytes: size,
-		RecorderVersion: version, Recovered: rec.Recovered,
+		RecorderVersion: version, Recovered: rec.Recovered, Partial: rec.Partial,
 		Participants: []manifest.Participant{}, Tracks: []manifest.Track{}, Events: []manifest.Event{},
 	}
 	for _, x := range rec.Participants {

@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,11 +34,14 @@ func waitPending(t *testing.T, u *Uploader, want int64, within time.Duration) {
 // a recording finishes; the upload keeps failing and stays pending; the
 // server restarts with it still pending; the store comes back; the recording
 // arrives whole, once, with a manifest that verifies, and the local copy goes.
+// During the outage the failed attempts are counted from the first one, and
+// the store's retries are logged through the server's logger.
 func TestUploaderSurvivesOutageAndRestart(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.SetEnv(t)
 	ctx := context.Background()
-	st, err := store.Open(ctx, srv.URL("recordings", "&create=true"))
+	var storeLog syncLog
+	st, err := store.OpenLogged(ctx, srv.URL("recordings", "&create=true"), slog.New(slog.NewTextHandler(&storeLog, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +61,9 @@ func TestUploaderSurvivesOutageAndRestart(t *testing.T) {
 	rec := &Recording{ID: rid, Consultation: "c1", Patient: "p1", Started: now.Add(-time.Minute), Ended: now,
 		Participants: []Participant{{ID: "p1", Role: "patient", Joined: now.Add(-time.Minute)}}}
 	outbox := filepath.Join(dir, "outbox")
-	opts := UploaderOptions{Store: st, Keys: keys, Outbox: outbox, Logger: discardLogger()}
+	var failures atomic.Int64
+	opts := UploaderOptions{Store: st, Keys: keys, Outbox: outbox, Logger: discardLogger(),
+		Observer: UploadObserver{Failed: func() { failures.Add(1) }}}
 
 	srv.Stop() // the outage
 	up1, err := NewUploader(opts)
@@ -71,6 +79,14 @@ func TestUploaderSurvivesOutageAndRestart(t *testing.T) {
 	time.Sleep(2 * time.Second) // the store's own retries are riding the outage out
 	if up1.Pending() != 1 {
 		t.Fatalf("during the outage %d uploads pending, want 1", up1.Pending())
+	}
+	// The store is still retrying its first upload (10 attempts take ~50 s),
+	// yet the failures already show.
+	if failures.Load() == 0 {
+		t.Error("2 s into the outage no failed upload attempt is counted")
+	}
+	if !strings.Contains(storeLog.String(), "transient failure, retrying") {
+		t.Errorf("the store's retries are not in the server's log: %q", storeLog.String())
 	}
 	stop1() // the server stops with the upload pending
 	<-done1

@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"math"
 	"os"
 	"slices"
-	"sync"
 
-	"github.com/at-wat/ebml-go/mkvcore"
 	"github.com/at-wat/ebml-go/webm"
 )
 
@@ -24,9 +23,8 @@ const (
 	opusSeekPreRoll = 80_000_000 // ns
 )
 
-// Cluster layout: a new cluster at each keyframe of the main (video) track
-// once minCluster has passed, and at least every maxCluster. Every cluster
-// gets a cue point.
+// Cluster layout (see mkvWriter): a new cluster at each video keyframe,
+// and at least every maxCluster; where there is no video, every minCluster.
 const (
 	minClusterMS = 1000
 	maxClusterMS = 2000
@@ -73,61 +71,6 @@ func (n *trackNamer) name(participant, role, kind string) string {
 	return label + "/" + kind
 }
 
-// stickyFile makes write errors non-fatal to ebml-go: the first error is kept
-// and later writes are swallowed, so its writer goroutine never stops halfway
-// (which would leave our writes blocked). The error is checked at the end.
-type stickyFile struct {
-	mu  sync.Mutex
-	f   *os.File
-	err error
-}
-
-func (s *stickyFile) setErr(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.mu.Unlock()
-}
-
-func (s *stickyFile) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func (s *stickyFile) Write(p []byte) (int, error) {
-	if s.Err() != nil {
-		return len(p), nil
-	}
-	if _, err := s.f.Write(p); err != nil {
-		s.setErr(err)
-	}
-	return len(p), nil
-}
-
-func (s *stickyFile) WriteAt(p []byte, off int64) (int, error) {
-	if s.Err() != nil {
-		return len(p), nil
-	}
-	if _, err := s.f.WriteAt(p, off); err != nil {
-		s.setErr(err)
-	}
-	return len(p), nil
-}
-
-func (s *stickyFile) Close() error {
-	if s.Err() == nil {
-		if err := s.f.Sync(); err != nil {
-			s.setErr(err)
-		}
-	}
-	if err := s.f.Close(); err != nil {
-		s.setErr(err)
-	}
-	return s.Err()
-}
-
 // ErrNoMedia means a spool holds no frames, so there is no file to write.
 var ErrNoMedia = errors.New("recording has no media")
 
@@ -140,9 +83,15 @@ func writeWebM(ctx context.Context, sc *spoolContents, spoolPath, outPath string
 	if len(sc.frames) == 0 {
 		return nil, 0, ErrNoMedia
 	}
+	src, err := os.Open(spoolPath)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer src.Close()
 	tracks := slices.Clone(sc.tracks)
 	slices.SortStableFunc(tracks, func(a, b spoolTrack) int { return int(a.ID) - int(b.ID) })
 	frames := slices.Clone(sc.frames)
+	rates := videoTiming(frames, tracks)
 	// Stable: frames of one track keep their spool order.
 	slices.SortStableFunc(frames, func(a, b frameRef) int {
 		switch {
@@ -153,27 +102,21 @@ func writeWebM(ctx context.Context, sc *spoolContents, spoolPath, outPath string
 		}
 		return 0
 	})
-	// ebml-go puts the first block at 0 whatever its timestamp; say so.
-	// (Players subtract an Opus track's CodecDelay, so ffprobe shows it
-	// starting at -0.007 s: the codec's look-ahead, not a shift.)
+	// The first frame is at 0 in the file; the manifest says by how much
+	// everything moved. (Players subtract an Opus track's CodecDelay, so
+	// ffprobe shows it starting at -0.007 s: the codec's look-ahead, not a shift.)
 	base := frames[0].tsMS
 
 	// Number the tracks that have frames, in declaration order.
 	used := map[uint16]bool{}
-	keyframes := map[uint16]int{}
 	for _, f := range frames {
 		used[f.track] = true
-		if f.key {
-			keyframes[f.track]++
-		}
 	}
 	var (
-		entries  []webm.TrackEntry
-		sums     []TrackSummary
-		index    = map[uint16]int{} // spool track id -> entries index
-		namer    trackNamer
-		mainNum  uint64
-		mainKeys int
+		entries []webm.TrackEntry
+		sums    []TrackSummary
+		index   = map[uint16]int{} // spool track id -> entries index
+		namer   trackNamer
 	)
 	for _, t := range tracks {
 		if !used[t.ID] {
@@ -190,22 +133,19 @@ func writeWebM(ctx context.Context, sc *spoolContents, spoolPath, outPath string
 		}
 		switch t.Codec {
 		case codecOpus.String():
+			ch := opusChannels(src, frames, t.ID)
 			e.CodecID, e.TrackType = "A_OPUS", 2
-			e.CodecPrivate = opusHead(t.Channels)
+			e.CodecPrivate = opusHead(uint16(ch))
 			e.CodecDelay, e.SeekPreRoll = opusCodecDelay, opusSeekPreRoll
-			ch := uint64(t.Channels)
-			if ch == 0 {
-				ch = 2
-			}
-			e.Audio = &webm.Audio{SamplingFrequency: 48000, Channels: ch}
+			e.Audio = &webm.Audio{SamplingFrequency: 48000, Channels: uint64(ch)}
 		case codecVP8.String(), codecVP9.String():
 			e.CodecID, e.TrackType = "V_VP8", 1
 			if t.Codec == codecVP9.String() {
 				e.CodecID = "V_VP9"
 			}
 			e.Video = &webm.Video{PixelWidth: uint64(t.Width), PixelHeight: uint64(t.Height)}
-			if mainNum == 0 {
-				mainNum, mainKeys = num, keyframes[t.ID]
+			if r := rates[t.ID]; r > 0 {
+				e.DefaultDuration = uint64(math.Round(1e9 / r)) // whole ms: see videoTiming
 			}
 		default:
 			return nil, 0, fmt.Errorf("track %d: codec %q cannot go in WebM", t.ID, t.Codec)
@@ -217,76 +157,41 @@ func writeWebM(ctx context.Context, sc *spoolContents, spoolPath, outPath string
 			Kind: t.Kind, Codec: t.Codec, FirstMS: -1,
 		})
 	}
-	durMS := frames[len(frames)-1].tsMS - base
-	clusters := int(durMS/minClusterMS) + 2
-	if mainNum == 0 {
-		mainNum = 1 // audio only: every Opus frame is a keyframe
-	} else {
-		clusters = mainKeys + int(durMS/maxClusterMS) + 2
-	}
-	// A cue point is under 40 bytes; ebml-go thins the cues if this is short.
-	cuesReserve := 64 + 40*clusters
 
 	f, err := os.Create(outPath)
 	if err != nil {
 		return nil, 0, err
 	}
-	out := &stickyFile{f: f}
-	ws, err := webm.NewSimpleBlockWriter(out, entries,
-		mkvcore.WithSegmentInfo(&webm.Info{
-			TimecodeScale: 1_000_000, // 1 ms
-			MuxingApp:     "medcall",
-			WritingApp:    "medcall",
-			DateUTC:       sc.header.Started.Add(msDuration(base)),
-		}),
-		mkvcore.WithSeekHead(true),
-		mkvcore.WithCues(cuesReserve),
-		mkvcore.WithBlockInterceptor(nil), // frames arrive sorted; the default sorter may drop
-		mkvcore.WithMinMaxClusterDuration(mainNum, minClusterMS, maxClusterMS),
-		mkvcore.WithOnErrorHandler(out.setErr),
-		mkvcore.WithOnFatalHandler(out.setErr),
-	)
-	if err != nil {
-		f.Close()
-		os.Remove(outPath)
-		return nil, 0, fmt.Errorf("webm header: %w", err)
-	}
-
-	src, err := os.Open(spoolPath)
-	if err != nil {
-		for _, w := range ws {
-			w.Close()
-		}
-		os.Remove(outPath)
-		return nil, 0, err
-	}
-	defer src.Close()
-	// ebml-go's writer goroutine uses a frame's bytes after Write returns,
-	// until it takes the next frame: alternate two buffers.
-	var bufs [2][]byte
-	var werr error
+	mw, err := newMKVWriter(f, webm.Info{
+		TimecodeScale: 1_000_000, // 1 ms
+		MuxingApp:     "medcall",
+		WritingApp:    "medcall",
+		DateUTC:       sc.header.Started.Add(msDuration(base)),
+	}, entries)
+	var buf []byte
 	for i, fr := range frames {
+		if err != nil {
+			break
+		}
 		if i%256 == 0 {
-			if werr = ctx.Err(); werr != nil {
+			if err = ctx.Err(); err != nil {
 				break
 			}
 		}
-		b := bufs[i%2]
-		if cap(b) < int(fr.size) {
-			b = make([]byte, fr.size)
+		if cap(buf) < int(fr.size) {
+			buf = make([]byte, fr.size)
 		}
-		b = b[:fr.size]
-		bufs[i%2] = b
-		if _, werr = src.ReadAt(b, fr.off); werr != nil {
-			if errors.Is(werr, io.EOF) {
-				werr = io.ErrUnexpectedEOF
+		buf = buf[:fr.size]
+		if _, err = src.ReadAt(buf, fr.off); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
 			}
-			werr = fmt.Errorf("spool read: %w", werr)
+			err = fmt.Errorf("spool read: %w", err)
 			break
 		}
 		idx := index[fr.track]
 		ts := fr.tsMS - base
-		if _, werr = ws[idx].Write(fr.key, ts, b); werr != nil {
+		if err = mw.frame(uint64(idx+1), ts, fr.key, buf); err != nil {
 			break
 		}
 		s := &sums[idx]
@@ -296,15 +201,16 @@ func writeWebM(ctx context.Context, sc *spoolContents, spoolPath, outPath string
 		s.LastMS = ts
 		s.Frames++
 	}
-	for _, w := range ws {
-		w.Close() // the last Close waits for the file to be finalized and closed
+	if mw != nil {
+		if cerr := mw.close(); err == nil {
+			err = cerr
+		}
+	} else {
+		f.Close()
 	}
-	if werr == nil {
-		werr = out.Err()
-	}
-	if werr != nil {
+	if err != nil {
 		os.Remove(outPath)
-		return nil, 0, fmt.Errorf("webm write: %w", werr)
+		return nil, 0, fmt.Errorf("webm write: %w", err)
 	}
 	return sums, base, nil
 }

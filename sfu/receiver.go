@@ -231,6 +231,12 @@ func (r *Receiver) fanout(raw []byte, pkt *rtp.Packet, m *Metrics) {
 		for _, d := range *r.downs.Load() {
 			d.skip()
 		}
+		// Taps see the sequence number go by with no media, so a packet
+		// not forwarded is never mistaken for a lost one.
+		pkt.Payload = pkt.Payload[:0]
+		for _, s := range *r.sinks.Load() {
+			s.WriteRTP(pkt)
+		}
 		return
 	}
 	keyframe := r.kind == KindVideo && IsKeyframeStart(r.mime(), pkt)

@@ -43,6 +43,11 @@ type TrackInfo struct {
 // WriteRTP from the track's forwarding goroutine and never waits for the sink:
 // an implementation must return at once (queue and drop, never block) and must
 // not retain pkt or its payload after returning.
+//
+// A packet the SFU does not forward (a padding-only bandwidth probe, media the
+// publisher said is off) still reaches WriteRTP, with an empty payload: the
+// sink sees every sequence number, so only a real loss leaves a gap. An empty
+// payload is never media.
 type TrackSink interface {
 	WriteRTP(pkt *rtp.Packet)
 	// OnRTCP delivers the publisher's sender reports for this track.

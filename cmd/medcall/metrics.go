@@ -23,6 +23,7 @@ type metrics struct {
 	upgradeLatency *prometheus.HistogramVec
 	uploadDuration prometheus.Histogram
 	uploadFailures prometheus.Counter
+	quarantined    prometheus.Counter
 	manifests      prometheus.Counter
 	verifyFailures *prometheus.CounterVec
 	replay         *prometheus.CounterVec
@@ -64,7 +65,9 @@ func newMetrics() *metrics {
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 	})
 	f.MustRegister(m.uploadDuration)
-	m.uploadFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "upload_failures_total", Help: "Failed upload attempts (each is retried)."})
+	m.uploadFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "upload_failures_total", Help: "Failed upload attempts, each one from the first (including those the store retries)."})
+	m.quarantined = prometheus.NewCounter(prometheus.CounterOpts{Name: "upload_quarantined_total", Help: "Outbox entries that can never be stored, moved to the outbox quarantine (an alert)."})
+	f.MustRegister(m.quarantined)
 	m.manifests = prometheus.NewCounter(prometheus.CounterOpts{Name: "manifests_signed_total", Help: "Recording manifests signed."})
 	f.MustRegister(m.uploadFailures, m.manifests)
 	m.verifyFailures = newCV("manifest_verification_failures_total", "Manifests or objects that failed verification at replay (an alert: the recording is hidden), by reason.", "reason")
@@ -118,10 +121,12 @@ func (m *metrics) watchRecording(r *recording) {
 	gaugeFunc(m.reg, "recordings_active", "Recordings in progress.", st(func(s recorder.Stats) float64 { return float64(s.Active) }))
 	counterFunc(m.reg, "recordings_finalized_total", "Recordings finalized and handed to the uploader.", nil, st(func(s recorder.Stats) float64 { return float64(s.Completed) }))
 	counterFunc(m.reg, "recordings_failed_total", "Recordings that failed (never reported as complete).", nil, st(func(s recorder.Stats) float64 { return float64(s.Failed) }))
+	counterFunc(m.reg, "recordings_partial_total", "Recordings stored as partial: their spool could not be written (e.g. disk full), what was spooled is kept.", nil, st(func(s recorder.Stats) float64 { return float64(s.Partial) }))
 	counterFunc(m.reg, "recordings_recovered_total", "Recordings finalized from an orphaned spool after a crash.", nil, st(func(s recorder.Stats) float64 { return float64(s.Recovered) }))
 	counterFunc(m.reg, "recorder_queue_overflows_total", "Packets dropped because a recorder track queue was full.", nil, st(func(s recorder.Stats) float64 { return float64(s.QueueDrops) }))
 	gaugeFunc(m.reg, "spool_bytes", "Bytes in the recording spool directory.", st(func(s recorder.Stats) float64 { return float64(s.SpoolBytes) }))
 	gaugeFunc(m.reg, "uploads_pending", "Finished recordings not yet safely stored.", func() float64 { return float64(r.uploader.Pending()) })
+	gaugeFunc(m.reg, "outbox_quarantined", "Recordings in the outbox quarantine, waiting for an operator.", func() float64 { return float64(r.uploader.Quarantined()) })
 }
 
 // uploadObserver feeds the upload series.
@@ -130,6 +135,8 @@ func (m *metrics) uploadObserver() recorder.UploadObserver {
 		Uploaded: func(d time.Duration) { m.uploadDuration.Observe(d.Seconds()) },
 		Failed:   m.uploadFailures.Inc,
 		Signed:   m.manifests.Inc,
+
+		Quarantined: m.quarantined.Inc,
 	}
 }
 

@@ -22,12 +22,14 @@ const version = "medcall/0.1.0"
 type recordConfig struct {
 	data, storeURL, manifestKeys string
 	spoolSync                    time.Duration
+	keyframeInterval             time.Duration
 }
 
 func (c *recordConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.storeURL, "store", "", "object store: file://DIR or s3://BUCKET?endpoint=HOST:PORT (credentials from MEDCALL_S3_ACCESS_KEY/MEDCALL_S3_SECRET_KEY); empty means file://DATA/objects")
 	fs.StringVar(&c.manifestKeys, "manifest-keys", "", "manifest signing key set (JSON); empty generates a development key under --data/keys")
 	fs.DurationVar(&c.spoolSync, "spool-sync", time.Second, "how often a recording's spool is synced to disk (bounds what a crash can lose)")
+	fs.DurationVar(&c.keyframeInterval, "keyframe-interval", 5*time.Second, "longest time between keyframes of a recorded video track (the recorder asks the sender for them), so a seek lands at most this far from a keyframe")
 }
 
 func (c *recordConfig) storeLocation() string {
@@ -57,7 +59,7 @@ type recording struct {
 }
 
 func openRecording(ctx context.Context, c *recordConfig, log *slog.Logger, obs recorder.UploadObserver) (*recording, error) {
-	st, err := store.Open(ctx, c.storeLocation())
+	st, err := store.OpenLogged(ctx, c.storeLocation(), log)
 	if err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}
@@ -78,6 +80,7 @@ func newRecording(c *recordConfig, st store.Store, log *slog.Logger, obs recorde
 	}
 	rec, err := recorder.New(recorder.Options{
 		SpoolDir: filepath.Join(c.data, "spool"), Publisher: up, SyncInterval: c.spoolSync, Logger: log,
+		KeyframeInterval: c.keyframeInterval,
 	})
 	if err != nil {
 		return nil, err

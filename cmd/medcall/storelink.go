@@ -61,7 +61,7 @@ func linkStore(ctx context.Context, loc string, log *slog.Logger) (*storeLink, e
 	}
 	first := make(chan result, 1)
 	go func() {
-		s, err := store.Open(ctx, loc)
+		s, err := store.OpenLogged(ctx, loc, log)
 		first <- result{s, err}
 	}()
 	t := time.NewTimer(storeStartWait)
@@ -85,7 +85,7 @@ func linkStore(ctx context.Context, loc string, log *slog.Logger) (*storeLink, e
 				return
 			case <-time.After(storeProbeEvery):
 			}
-			s, err := store.Open(ctx, loc)
+			s, err := store.OpenLogged(ctx, loc, log)
 			r = result{s, err}
 		}
 		if r.err == nil {

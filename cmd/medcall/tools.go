@@ -50,6 +50,9 @@ func runVerify(_ context.Context, args []string, stdout, stderr io.Writer) error
 	p := st.Predicate
 	fmt.Fprintf(stdout, "OK %s\n  patient %s, consultation %s, recording %s\n  signed by %s at %s; %d tracks; recovered %v\n",
 		st.Subject[0].Name, p.Patient, p.Consultation, p.RecordingID, p.KeyID, p.SignedAt.Format(time.RFC3339), len(p.Tracks), p.Recovered)
+	if p.Partial {
+		fmt.Fprintln(stdout, "  partial true: recording stopped early (spool write failed); the file holds what was spooled")
+	}
 	if fs.NArg() == 2 {
 		fmt.Fprintf(stdout, "  %s matches sha256 %s\n", fs.Arg(1), st.SHA256())
 	}

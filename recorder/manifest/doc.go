@@ -35,6 +35,10 @@
 //	                  Replay checks every byte it serves, Range requests
 //	                  included, against these; absent in manifests signed
 //	                  before they existed, which replay checks whole.
+//	partial           true when recording stopped early because its spool
+//	                  could not be written (e.g. the disk was full): the
+//	                  file holds the media spooled until then, and "ended"
+//	                  is when the recording stopped; absent when false
 //
 // The subject name must equal the key that store.RecordingKeys builds from
 // patient, consultation and recording_id, so a manifest cannot vouch for an

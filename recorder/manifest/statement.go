@@ -72,6 +72,9 @@ type Predicate struct {
 	// Chunks are the per-chunk digests replay checks every read against;
 	// nil in manifests signed before they existed.
 	Chunks *Chunks `json:"chunks,omitempty"`
+	// Partial is true when the recording stopped early (its spool could not
+	// be written, e.g. the disk was full): the file holds what was spooled.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // Participant is one person in the recorded consultation.

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -24,6 +26,25 @@ type RetryPolicy struct {
 	BaseDelay time.Duration
 	// MaxDelay caps a single wait.
 	MaxDelay time.Duration
+
+	log *slog.Logger // the store's logger (S3Config.Logger); nil means slog.Default()
+}
+
+// Trace observes a store's work on behalf of one caller, like
+// net/http/httptrace: attach it to the context of the calls to observe.
+type Trace struct {
+	// Retrying is called for each failed attempt that will be retried (the
+	// last failure is returned to the caller instead), so a caller can
+	// count failed attempts from the first one, not after the retries are
+	// used up.
+	Retrying func(op string, attempt int, err error)
+}
+
+type traceKey struct{}
+
+// WithTrace returns ctx carrying tr for the store calls made with it.
+func WithTrace(ctx context.Context, tr *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, tr)
 }
 
 // DefaultRetryPolicy rides out a store restart of about a minute: 10 tries,
@@ -32,7 +53,9 @@ var DefaultRetryPolicy = RetryPolicy{Attempts: 10, BaseDelay: 250 * time.Millise
 
 func (p RetryPolicy) orDefault() RetryPolicy {
 	if p.Attempts <= 0 {
-		return DefaultRetryPolicy
+		d := DefaultRetryPolicy
+		d.log = p.log
+		return d
 	}
 	if p.BaseDelay <= 0 {
 		p.BaseDelay = DefaultRetryPolicy.BaseDelay
@@ -69,7 +92,14 @@ func (p RetryPolicy) do(ctx context.Context, op string, fn func() error) error {
 			return fmt.Errorf("%s: giving up after %d attempts: %w", op, n, err)
 		}
 		wait := p.delay(n)
-		slog.Warn("store: transient failure, retrying", "op", op, "attempt", n, "wait", wait, "err", err)
+		log := p.log
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("store: transient failure, retrying", "op", op, "attempt", n, "wait", wait, "err", err)
+		if tr, _ := ctx.Value(traceKey{}).(*Trace); tr != nil && tr.Retrying != nil {
+			tr.Retrying(op, n, err)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -104,4 +134,27 @@ func transient(err error) bool {
 		return true
 	}
 	return minio.IsNetworkOrHostDown(err, true)
+}
+
+// Rejected reports whether err is the store refusing one object in a way
+// that trying again will not change: an invalid key, no permission, the
+// key taken by something that is not an object, or a request S3 answers
+// with a client error (4xx other than timeout and throttling). An outage
+// is not a rejection: a retry rides it out.
+func Rejected(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrInvalidKey) || errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrExist) ||
+		errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTDIR) {
+		return true
+	}
+	if transient(err) {
+		return false
+	}
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != 408 && resp.StatusCode != 429
+	}
+	return false
 }

@@ -52,6 +52,9 @@ type S3Config struct {
 	// Retry bounds retries of transient failures; zero means
 	// DefaultRetryPolicy.
 	Retry RetryPolicy
+	// Logger receives the store's logs (the server's logger); nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 const (
@@ -140,8 +143,12 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.AccessKey == "" || cfg.SecretKey == "" {
 		return nil, errors.New("store: S3 store needs an access key and a secret key")
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Retry.log = cfg.Logger
 	if !cfg.Secure && !isLoopback(cfg.Endpoint) {
-		slog.Warn("store: S3 endpoint is not loopback and secure=false; recordings cross the network unencrypted", "endpoint", cfg.Endpoint)
+		cfg.Logger.Warn("store: S3 endpoint is not loopback and secure=false; recordings cross the network unencrypted", "endpoint", cfg.Endpoint)
 	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
@@ -189,7 +196,7 @@ func (s *S3) ensureBucket(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: create S3 bucket %s: %w", s.cfg.Bucket, err)
 	}
-	slog.Info("store: created S3 bucket", "bucket", s.cfg.Bucket, "object_lock", s.cfg.ObjectLock)
+	s.cfg.Logger.Info("store: created S3 bucket", "bucket", s.cfg.Bucket, "object_lock", s.cfg.ObjectLock)
 	return nil
 }
 

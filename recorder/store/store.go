@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -92,6 +93,13 @@ var (
 // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; credentials in the URL are
 // refused because URLs end up in logs and process listings.
 func Open(ctx context.Context, rawURL string) (Store, error) {
+	return OpenLogged(ctx, rawURL, nil)
+}
+
+// OpenLogged is Open with the logger the store logs through (nil means
+// slog.Default()), so its logs follow the server's --log-format and
+// --log-level.
+func OpenLogged(ctx context.Context, rawURL string, log *slog.Logger) (Store, error) {
 	switch {
 	case strings.HasPrefix(rawURL, "file://"):
 		dir, _, _ := strings.Cut(strings.TrimPrefix(rawURL, "file://"), "?")
@@ -107,6 +115,7 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 		if err := cfg.credentialsFromEnv(); err != nil {
 			return nil, err
 		}
+		cfg.Logger = log
 		return NewS3(ctx, cfg)
 	default:
 		scheme := "(none)"

@@ -1,0 +1,79 @@
+package recorder
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+
+	"github.com/medcall/medcall/sfu"
+)
+
+// paddedSink stands for the SFU in front of a sink: after every third
+// packet a padding-only probe goes by, which the SFU hands on with an empty
+// payload (see sfu.TrackSink), so sequence numbers stay continuous.
+type paddedSink struct {
+	sfu.TrackSink
+	n, shift uint16
+}
+
+func (p *paddedSink) WriteRTP(pkt *rtp.Packet) {
+	pkt.SequenceNumber += p.shift
+	p.TrackSink.WriteRTP(pkt)
+	if p.n++; p.n%3 == 0 {
+		pad := &rtp.Packet{Header: pkt.Header}
+		pad.SequenceNumber++
+		pad.Marker = false
+		p.shift++
+		p.TrackSink.WriteRTP(pad)
+	}
+}
+
+func (p *paddedSink) OnRTCP(sr *rtcp.SenderReport) { p.TrackSink.OnRTCP(sr) }
+
+// Padding is not loss: a video track interleaved with padding probes is
+// recorded frame for frame, with no keyframe asked for beyond the first
+// (the 2 s call is inside the keyframe interval); the same packets really
+// lost do cost frames and a keyframe request.
+func TestPaddingIsNotLoss(t *testing.T) {
+	needFF(t, "ffprobe")
+	frames := ivfFrames(t, fixture(t, "video.ivf"))[:60] // 2 s at 30 fps, keyframe first
+	for _, c := range []struct {
+		name      string
+		lose      bool
+		wantAll   bool
+		maxKeyReq int64
+	}{
+		{"padding", false, true, 1},
+		{"real loss", true, false, 100},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newRig(t)
+			s := newSession(t, g.clock)
+			tap := g.rec.Open(binding)
+			var keyReqs atomic.Int64
+			var v sfu.TrackSink
+			s.at(0, func() {
+				v = &paddedSink{TrackSink: tap.OnTrack(videoInfo("p-7", "patient", &keyReqs))}
+				if c.lose {
+					v = v.(*paddedSink).TrackSink // the gaps below are real
+				}
+			})
+			var lose func(int) bool
+			if c.lose {
+				lose = func(i int) bool { return i > 10 && i%20 == 0 }
+			}
+			s.sendVP8(stream{sink: &v, rate: 90000, seq0: 65500, ts0: 1, delay: 10e6, lose: lose}, frames, 30)
+			s.run()
+			rec := g.finish(t, tap)
+			got := ffprobe(t, g.pub.objectPath(rec)).byTitle(t, "patient/video").packets(t)
+			if all := got == len(frames); all != c.wantAll {
+				t.Errorf("%d of %d frames recorded", got, len(frames))
+			}
+			if n := keyReqs.Load(); n > c.maxKeyReq || (c.lose && n < 2) {
+				t.Errorf("%d keyframe requests", n)
+			}
+		})
+	}
+}
