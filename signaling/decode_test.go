@@ -57,6 +57,7 @@ func TestMalformedFramesAnswered(t *testing.T) {
 		{"empty id", `{"type":"ping","id":""}`, signaling.CodeBadRequest, ""},
 		{"id over 64", `{"type":"ping","id":"` + strings.Repeat("i", 65) + `"}`, signaling.CodeBadRequest, ""},
 		{"unknown type", `{"type":"teleport","id":"k1"}`, signaling.CodeUnknownType, "k1"},
+		{"no type", `{"id":"k2"}`, signaling.CodeUnknownType, "k2"},
 		{"offer on subscribe", `{"type":"offer","id":"b1","pc":"subscribe","sdp":"v=0"}`, signaling.CodeBadRequest, "b1"},
 		{"offer without sdp", `{"type":"offer","id":"b2","pc":"publish"}`, signaling.CodeBadRequest, "b2"},
 		{"answer without sdp", `{"type":"answer","id":"b3","pc":"subscribe"}`, signaling.CodeBadRequest, "b3"},

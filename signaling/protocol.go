@@ -84,7 +84,7 @@ const (
 // Error codes sent in error messages.
 const (
 	CodeBadMessage        = "bad_message"        // not JSON, or a field has the wrong type
-	CodeUnknownType       = "unknown_type"       // type is not a client request
+	CodeUnknownType       = "unknown_type"       // type is missing or is not a client request
 	CodeTooLarge          = "too_large"          // message over the size limit
 	CodeRateLimited       = "rate_limited"       // too many messages per second
 	CodeNotJoined         = "not_joined"         // a request before join succeeded

@@ -291,7 +291,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "Development mode: open each link in its own browser window (the page mints its token; tokens never go in the address):\n  patient:   %s/?role=patient&cid=c-1&pid=p-1&rec=1\n  clinician: %s/?role=clinician&cid=c-1&pid=p-1&sub=d-1&rec=1\n", base, base)
 	}
 	if cfg.tokenKeys == "" {
-		fmt.Fprintf(stdout, "Mint development tokens with:\n  go run ./cmd/medcall token --data %s --role patient --sub p-1 --pid p-1 --cid c-1\n  go run ./cmd/medcall token --data %s --role clinician --sub d-1 --pid p-1 --cid c-1\n", cfg.data, cfg.data)
+		fmt.Fprintf(stdout, "Mint development tokens with:\n  go run ./cmd/medcall token --data %s --role patient --sub p-2 --pid p-2 --cid c-2 --rec\n  go run ./cmd/medcall token --data %s --role clinician --sub d-1 --pid p-2 --cid c-2 --rec\n(a consultation's cid, pid and rec are fixed by its first join)\n", cfg.data, cfg.data)
 	}
 
 	var serveErr error

@@ -58,3 +58,86 @@ func TestDocsLinkOnlyIntoTheRepository(t *testing.T) {
 		}
 	}
 }
+
+// testRef is a backticked test reference in a doc: `path/x_test.go:TestName`,
+// or a bare `TestName` (or Benchmark) that continues the last file named in
+// the same table cell.
+var testRef = regexp.MustCompile("`(?:([A-Za-z0-9_./-]+_test\\.go):)?((?:Test|Benchmark)[A-Za-z0-9_]+)`")
+
+// TestDocsCiteTestsThatExist: every test README.md, signaling/PROTOCOL.md and
+// docs/*.md cite as proof exists. `path/x_test.go:TestName` must name a file
+// of the repository holding `func TestName(`; a bare `TestName` after it in
+// the same table cell must be in that file too; a bare one anywhere else
+// must be a test or benchmark of some *_test.go in the repository.
+func TestDocsCiteTestsThatExist(t *testing.T) {
+	docs, _ := filepath.Glob(filepath.Join(repo, "docs", "*.md"))
+	docs = append(docs, filepath.Join(repo, "README.md"), filepath.Join(repo, "signaling", "PROTOCOL.md"))
+	sources := map[string]string{} // repository-relative path -> text of a *_test.go
+	err := filepath.WalkDir(repo, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, "_test.go") {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(repo, p)
+			sources[filepath.ToSlash(rel)] = string(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defines := func(src, name string) bool {
+		return strings.Contains(src, "\nfunc "+name+"(")
+	}
+	definedAnywhere := func(name string) bool {
+		for _, src := range sources {
+			if defines(src, name) {
+				return true
+			}
+		}
+		return false
+	}
+	cited := 0
+	for _, doc := range docs {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(doc)
+		for n, line := range strings.Split(string(b), "\n") {
+			cells := []string{line}
+			if strings.HasPrefix(line, "|") {
+				cells = strings.Split(line, "|")
+			}
+			for _, cell := range cells {
+				file := "" // the last file named in this cell
+				for _, m := range testRef.FindAllStringSubmatch(cell, -1) {
+					cited++
+					if m[1] != "" {
+						file = m[1]
+						if _, ok := sources[file]; !ok {
+							t.Errorf("%s:%d cites %s:%s, but there is no %s", name, n+1, m[1], m[2], file)
+							continue
+						}
+					}
+					switch {
+					case file != "" && !defines(sources[file], m[2]):
+						t.Errorf("%s:%d cites %s in %s, which has no func %s(", name, n+1, m[2], file, m[2])
+					case file == "" && !definedAnywhere(m[2]):
+						t.Errorf("%s:%d cites %s, which no *_test.go in the repository defines", name, n+1, m[2])
+					}
+				}
+			}
+		}
+	}
+	if cited < 20 {
+		t.Errorf("found only %d cited tests in the docs; is the pattern still right?", cited)
+	}
+}

@@ -153,7 +153,8 @@ func hasClaim(raw, claim string) bool {
 	return ok
 }
 
-// VerifyReplay checks a replay token: like a join token but without cid, pid or rec.
+// VerifyReplay checks a replay token: like a join token but without cid or
+// pid (refused); rec, if present, is ignored.
 func (v *Verifier) VerifyReplay(raw string) (*Replay, error) {
 	c, err := v.parse(raw)
 	if err != nil {
