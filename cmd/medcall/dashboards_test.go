@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,17 +19,21 @@ import (
 
 // TestDashboardAndAlertQueriesReturnData starts a real Prometheus with
 // deploy/prometheus/alerts.yml, scraping a real serve while `medcall bench`
-// drives recorded, upgraded consultations through it; then every query of
-// the Grafana dashboard and the signal of every alert rule (its expression
-// without the threshold) must return series, and every rule must evaluate
-// without error. A renamed metric or a wrong label breaks this test.
+// drives recorded, upgraded consultations through it and its built-in TURN
+// relay; then every query of the Grafana dashboard and the signal of every
+// alert rule (its expression without the threshold) must return series, and
+// every rule must evaluate without error. A renamed metric or a wrong label
+// breaks this test.
 func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Prometheus and a 10 s bench")
 	}
 	prom := needTool(t, "prometheus")
 	data := t.TempDir()
-	addr, admin, _ := startServe(t, data)
+	// The built-in TURN relay on loopback (it needs the one UDP media port),
+	// and every bench participant relayed through it, so the TURN panels
+	// show a real relay's traffic.
+	addr, admin, _ := startServe(t, data, "--udp-port", strconv.Itoa(freeUDPPort(t)), "--turn", "--turn-port", "0", "--turn-tls-port", "0")
 
 	rules, err := filepath.Abs("../../deploy/prometheus/alerts.yml")
 	if err != nil {
@@ -61,7 +66,7 @@ func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 	defer cancel()
 	var benchOut strings.Builder
 	if err := runBench(ctx, []string{"--url", "ws://" + addr + "/v1/signal", "--admin", "http://" + admin, "--data", data,
-		"--n", "2", "--duration", "8s", "--upgrade-after", "2s", "--path", "mix", "--join-rate", "10/s",
+		"--n", "2", "--relay", "--duration", "8s", "--upgrade-after", "2s", "--path", "mix", "--join-rate", "10/s",
 		"--audio", "../../testdata/audio.ogg", "--video", "../../testdata/video.ivf", "--out", ""}, &benchOut, &benchOut); err != nil {
 		t.Fatalf("bench: %v\n%s", err, benchOut.String())
 	}
@@ -123,6 +128,12 @@ func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 			if n := promSeries(t, api, m[1]); n == 0 {
 				t.Errorf("rule %s: signal %s returns no series", r.Name, m[1])
 			}
+		}
+	}
+	// The relay carried the bench's media (not just zeroed series).
+	for _, q := range []string{"medcall_turn_allocations_total > 0", `medcall_turn_relayed_bytes_total{direction="to_sfu"} > 0`, `medcall_turn_relayed_bytes_total{direction="to_client"} > 0`} {
+		if promSeries(t, api, q) == 0 {
+			t.Errorf("%s: the bench's relayed media did not reach the built-in TURN relay", q)
 		}
 	}
 	if nrules < 10 {
