@@ -15,6 +15,7 @@ command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # network namespaces (liveness tests)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)  # half-open sockets (liveness tests)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # cluster placement (signaling/cluster)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   sudo=""

@@ -52,6 +52,8 @@ type Hooks struct {
 	Refused func(code string)
 	// Joined is called for every accepted join.
 	Joined func()
+	// Redirected is called for every join sent to another node.
+	Redirected func()
 	// Audit is called for every join refused because its token contradicts
 	// the consultation's binding; cmd writes it to a durable audit log.
 	Audit func(ev JoinAudit)
@@ -87,6 +89,9 @@ type Server struct {
 	// OriginPatterns lists extra origins allowed to open the socket from a
 	// browser (same-origin is always allowed); see websocket.AcceptOptions.
 	OriginPatterns []string
+	// Placer, if set, decides which node of a cluster hosts each
+	// consultation (signaling/cluster); nil hosts every one here.
+	Placer Placer
 
 	mu       sync.Mutex
 	closing  bool
