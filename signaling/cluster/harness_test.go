@@ -135,3 +135,7 @@ type signalingPeer = signaling.Peer
 
 // keys0 mints with the cluster's key through the first node.
 func (c *testCluster) keys0() *signaltest.Env { return c.nodes[0].Env }
+
+func claimsFor(sub, role, cid, pid string, rec bool) token.Claims {
+	return signaltest.Claims(sub, role, cid, pid, rec)
+}
