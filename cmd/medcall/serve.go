@@ -23,6 +23,7 @@ import (
 
 type serveConfig struct {
 	recordConfig
+	clusterConfig
 	addr, adminAddr, tokenKeys, logLevel, logFormat, origins string
 	udpPort, maxParticipants, maxMessage                     int
 	rate                                                     float64
@@ -38,6 +39,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:9090", "admin listen address (/healthz, /readyz, /metrics)")
 	fs.StringVar(&c.data, "data", "./medcall-data", "data directory (keys, spool, outbox, local objects)")
 	c.recordConfig.flags(fs)
+	c.clusterConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
@@ -137,9 +139,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		closeListeners()
 		return err
 	}
+	cl, err := openCluster(ctx, &cfg.clusterConfig, ln.Addr(), cfg.bindingRetention, log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	defer cl.close()
+	var binds sfu.Bindings = bindings
+	if cl != nil {
+		binds = cl.bindings // shared by every node of the cluster
+	}
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	s, err := sfu.New(sfu.Config{
-		Bindings:        bindings,
+		Bindings:        binds,
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
@@ -188,6 +200,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 			},
 		},
+	}
+	if cl != nil {
+		if err := cl.start(s, sig, met.reg); err != nil {
+			closeListeners()
+			s.Close()
+			return err
+		}
 	}
 	met.watchSFU(s)
 	met.watchRecording(rec)
@@ -246,6 +265,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case serveErr = <-errc:
 	}
 	ready.Store(false)
+	cl.drain(context.Background(), s)
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()

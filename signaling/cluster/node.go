@@ -143,7 +143,9 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 }
 
 // Run keeps the node registered and its leases renewed until ctx ends,
-// then removes its record so no new consultation is placed here.
+// then removes its record and releases its placements (a handover: the
+// next join of each consultation places it on another node). Cancel ctx
+// after the consultations here were ended or drained.
 func (n *Node) Run(ctx context.Context) {
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
@@ -155,12 +157,22 @@ func (n *Node) Run(ctx context.Context) {
 		cancel()
 		select {
 		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = n.cfg.Redis.Del(dctx, keyNode+n.cfg.ID).Err()
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			n.leave(dctx)
 			cancel()
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// leave removes the node record and releases every placement the node
+// holds, so the next join of each consultation places it on another node.
+func (n *Node) leave(ctx context.Context) {
+	_ = n.cfg.Redis.Del(ctx, keyNode+n.cfg.ID).Err()
+	placed, _ := n.cfg.Redis.SMembers(ctx, keyHosted+n.cfg.ID).Result()
+	for _, cid := range union(placed, n.cfg.Hosted()) {
+		_ = releaseScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, n.cfg.ID, cid).Err()
 	}
 }
 

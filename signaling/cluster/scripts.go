@@ -4,13 +4,12 @@ import "github.com/redis/go-redis/v9"
 
 // Keys in Redis. Every id in a key is a pseudonym (DESIGN §2).
 const (
-	keyNodes   = "medcall:nodes"           // set of node ids that registered
-	keyNode    = "medcall:node:"           // + node id: its record (JSON), expires unless heartbeated
-	keyHosted  = "medcall:hosted:"         // + node id: set of the cids placed on it
-	keyPlace   = "medcall:place:"          // + cid: the id of the node hosting it, with a lease
-	keyBinding = "medcall:binding:"        // + cid: the binding (JSON); expires only once finished
-	keyAudit   = "medcall:audit"           // stream: the cluster's audit log
-	keyRecords = "medcall:recording:last:" // + cid: the last recording id, for segment chaining
+	keyNodes   = "medcall:nodes"    // set of node ids that registered
+	keyNode    = "medcall:node:"    // + node id: its record (JSON), expires unless heartbeated
+	keyHosted  = "medcall:hosted:"  // + node id: set of the cids placed on it
+	keyPlace   = "medcall:place:"   // + cid: the id of the node hosting it, with a lease
+	keyBinding = "medcall:binding:" // + cid: the binding (JSON); expires only once finished
+	keyAudit   = "medcall:audit"    // stream: the cluster's audit log
 )
 
 // placeScript returns the node hosting KEYS[1]'s consultation, placing it
@@ -82,4 +81,15 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) - tonumber(ARGV[5]) then
   return 3
 end
 return 1
+`)
+
+// releaseScript gives up node ARGV[1]'s placement of KEYS[1]'s consultation
+// (cid ARGV[2]) so the next join places it anew. Returns 1 when released.
+var releaseScript = redis.NewScript(`
+redis.call('SREM', 'medcall:hosted:' .. ARGV[1], ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
 `)
