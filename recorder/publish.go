@@ -21,8 +21,9 @@ type Recording struct {
 	Participants []Participant  `json:"participants"`
 	Tracks       []TrackSummary `json:"tracks"`
 	Events       []EventSummary `json:"events"`
-	Recovered    bool           `json:"recovered"` // finalized from an orphaned spool
-	Failed       bool           `json:"failed"`    // the recording is incomplete or lost
+	Recovered    bool           `json:"recovered"`          // finalized from an orphaned spool
+	Previous     string         `json:"previous,omitempty"` // the segment this one continues
+	Failed       bool           `json:"failed"`             // the recording is incomplete or lost
 	Err          error          `json:"-"`
 }
 

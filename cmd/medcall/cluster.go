@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/medcall/medcall/recorder"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/cluster"
@@ -69,8 +70,9 @@ func openCluster(ctx context.Context, c *clusterConfig, addr net.Addr, retention
 	return &clusterRun{cfg: c, rdb: rdb, log: log, bindings: &cluster.Bindings{Redis: rdb, Retention: retention}}, nil
 }
 
-// start registers the node and makes sig place every join through it.
-func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, reg *prometheus.Registry) error {
+// start registers the node, makes sig place every join through it and
+// chains each recording to the consultation's previous segment.
+func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, rec *recorder.Recorder, reg *prometheus.Registry) error {
 	n, err := cluster.New(cluster.Config{
 		Redis: cr.rdb, ID: cr.cfg.nodeID, URL: cr.cfg.nodeURL, Zone: cr.cfg.zone,
 		Hosted:       s.Hosted,
@@ -84,6 +86,7 @@ func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, reg *prometheus.R
 	cr.node = n
 	cr.audit = &cluster.Audit{Redis: cr.rdb, Node: n.ID()}
 	sig.Placer = n
+	rec.SetChain(n.Chain)
 	fileAudit := sig.Hooks.Audit
 	sig.Hooks.Audit = func(ev signaling.JoinAudit) {
 		if fileAudit != nil {
@@ -96,6 +99,7 @@ func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, reg *prometheus.R
 	counterFunc(reg, "cluster_placements_total", "Consultations placed by joins entering this node (on any node).", nil, u64(&n.Counters.Placements))
 	counterFunc(reg, "cluster_redirects_total", "Joins entering this node redirected to the node hosting their consultation.", nil, u64(&n.Counters.Redirects))
 	counterFunc(reg, "cluster_leases_lost_total", "Consultations running here whose placement another node held; ended here.", nil, u64(&n.Counters.LeasesLost))
+	counterFunc(reg, "cluster_segment_handovers_total", "Recordings started here that continue a segment recorded on another node.", nil, u64(&n.Counters.Handovers))
 	counterFunc(reg, "cluster_leases_reclaimed_total", "Placements of consultations running here re-taken after Redis lost them.", nil, u64(&n.Counters.Reclaimed))
 	ctx, cancel := context.WithCancel(context.Background())
 	cr.stop, cr.done = cancel, make(chan struct{})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medcall/medcall/recorder/manifest"
 	"github.com/medcall/medcall/signaling/client"
 	"github.com/medcall/medcall/signaling/cluster/redistest"
 )
@@ -216,6 +217,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	if len(recs) != want {
 		t.Fatalf("%d recordings stored, want %d (%d consultations, %d moved)", len(recs), want, n, len(moved))
 	}
+	checkSegments(t, r, recs, moved)
 	for _, w := range recs {
 		out := verifyCmd(t, r.data[0], w)
 		if !strings.Contains(w, "/patients/") {
@@ -251,6 +253,67 @@ func checkNoStrangers(t *testing.T, pairs []*pair) {
 				t.Errorf("%s: the clinician heard audio the patient never sent", p.cid)
 				break
 			}
+		}
+	}
+}
+
+// checkSegments: each moved consultation has two segments, the dead node's
+// (recovered) and the next one on the new node, whose manifest names the
+// first as previous; a consultation that stayed has one, with no previous;
+// no recording holds a participant or track of another consultation.
+func checkSegments(t *testing.T, r *clusterRig, recs []string, moved []*pair) {
+	t.Helper()
+	ks, err := manifest.LoadKeySet(filepath.Join(r.data[0], "keys", "manifest-dev.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byCID := map[string][]manifest.Predicate{}
+	for _, w := range recs {
+		env, err := os.ReadFile(strings.TrimSuffix(w, ".webm") + ".manifest.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := manifest.Verify(ks.Public(), env)
+		if err != nil {
+			t.Fatalf("%s: %v", w, err)
+		}
+		byCID[st.Predicate.Consultation] = append(byCID[st.Predicate.Consultation], st.Predicate)
+	}
+	wasMoved := map[string]bool{}
+	for _, p := range moved {
+		wasMoved[p.cid] = true
+	}
+	for cid, segs := range byCID {
+		pid := "p-" + strings.TrimPrefix(cid, "c-")
+		for _, seg := range segs {
+			for _, x := range seg.Participants {
+				if x.ID != pid && x.ID != "d-"+pid {
+					t.Errorf("%s's recording %s holds participant %s of another consultation", cid, seg.RecordingID, x.ID)
+				}
+			}
+			for _, x := range seg.Tracks {
+				if x.Participant != pid && x.Participant != "d-"+pid {
+					t.Errorf("%s's recording %s holds a track of %s", cid, seg.RecordingID, x.Participant)
+				}
+			}
+		}
+		if !wasMoved[cid] {
+			if len(segs) != 1 || segs[0].Previous != "" {
+				t.Errorf("%s never moved but has %d segments (previous %q)", cid, len(segs), segs[0].Previous)
+			}
+			continue
+		}
+		if len(segs) != 2 {
+			t.Errorf("%s moved and has %d segments, want 2", cid, len(segs))
+			continue
+		}
+		first, next := segs[0], segs[1]
+		if first.Previous != "" {
+			first, next = next, first
+		}
+		if !first.Recovered || next.Previous != first.RecordingID {
+			t.Errorf("%s: segments %s (recovered %v) and %s (previous %q): the next segment must name the recovered one",
+				cid, first.RecordingID, first.Recovered, next.RecordingID, next.Previous)
 		}
 	}
 }

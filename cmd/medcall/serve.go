@@ -202,7 +202,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		},
 	}
 	if cl != nil {
-		if err := cl.start(s, sig, met.reg); err != nil {
+		if err := cl.start(s, sig, rec.recorder, met.reg); err != nil {
 			closeListeners()
 			s.Close()
 			return err

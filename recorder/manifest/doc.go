@@ -28,6 +28,9 @@
 //	                  key's validity window for the manifest to verify
 //	recovered         true when the file was finalized from an orphaned
 //	                  spool after a crash rather than by a clean end
+//	previous          (optional) recording_id of the consultation's
+//	                  previous segment, e.g. recorded on a cluster node that
+//	                  was lost; the segments of a consultation chain in order
 //
 // The subject name must equal the key that store.RecordingKeys builds from
 // patient, consultation and recording_id, so a manifest cannot vouch for an

@@ -69,6 +69,9 @@ type Predicate struct {
 	SignedAt time.Time `json:"signed_at"`
 	// Recovered is true when the file was finalized from an orphaned spool.
 	Recovered bool `json:"recovered"`
+	// Previous is the recording id of the segment this one continues (the
+	// consultation's previous recording, e.g. on a node that was lost).
+	Previous string `json:"previous,omitempty"`
 }
 
 // Participant is one person in the recorded consultation.

@@ -57,7 +57,7 @@ type Config struct {
 
 // Counters are what the node did since it started; cmd exports them as metrics.
 type Counters struct {
-	Placements, Redirects, LeasesLost, Reclaimed atomic.Uint64
+	Placements, Redirects, LeasesLost, Reclaimed, Handovers atomic.Uint64
 }
 
 // Node is this process's membership of the cluster.
@@ -215,6 +215,10 @@ func (n *Node) beat(ctx context.Context) error {
 	}
 	return nil
 }
+
+func redisSetGet(ttl time.Duration) redis.SetArgs { return redis.SetArgs{Get: true, TTL: ttl} }
+
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }
 
 func union(a, b []string) []string {
 	out := slices.Concat(a, b)

@@ -9,6 +9,7 @@ const (
 	keyHosted  = "medcall:hosted:"  // + node id: set of the cids placed on it
 	keyPlace   = "medcall:place:"   // + cid: the id of the node hosting it, with a lease
 	keyBinding = "medcall:binding:" // + cid: the binding (JSON); expires only once finished
+	keySegment = "medcall:segment:" // + cid: "rid node" of its newest recording segment
 	keyAudit   = "medcall:audit"    // stream: the cluster's audit log
 )
 
