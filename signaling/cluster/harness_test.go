@@ -39,14 +39,14 @@ type node struct {
 
 // testCluster is n nodes sharing one redis-server and one token key set.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	redis *redistest.Server
 	rdb   *redis.Client
 	keys  *token.KeySet
 	nodes []*node
 }
 
-func newCluster(t *testing.T, n int) *testCluster {
+func newCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	rs := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
