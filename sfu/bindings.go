@@ -202,7 +202,20 @@ func openFileBindings(dir string, retention time.Duration, now func() time.Time)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.sweep(f.now()); err != nil {
+	started := f.now()
+	// No consultation runs in a process that is just starting: one still
+	// marked in use ended with the last process (a crash, a kill), so its
+	// retention starts now rather than never.
+	for cid, r := range f.m {
+		if r.Finished.IsZero() {
+			r.Finished = started
+			if err := f.write(r); err != nil {
+				return nil, err
+			}
+			f.m[cid] = r
+		}
+	}
+	if err := f.sweep(started); err != nil {
 		return nil, err
 	}
 	return f, nil

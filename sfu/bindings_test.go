@@ -70,27 +70,22 @@ func TestBindingsExpireAfterRetention(t *testing.T) {
 	for _, b := range []Binding{old, live, again} {
 		mustBind(t, s, b, nil)
 	}
-	if err := s.Finished(old.Consultation, clock.t); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Finished(again.Consultation, clock.t); err != nil {
-		t.Fatal(err)
+	for _, cid := range []string{old.Consultation, again.Consultation} {
+		if err := s.Finished(cid, clock.t); err != nil {
+			t.Fatal(err)
+		}
 	}
 	clock.t = clock.t.Add(retention - time.Second)
 	mustBind(t, s, again, nil) // rejoined: in use again
 	mustBind(t, s, Binding{Consultation: "c-old", Patient: "p-2"}, ErrBindingMismatch)
 
-	clock.t = clock.t.Add(2 * time.Second) // old: retention has passed
-	s = openBindings(t, dir, retention, clock)
-	if _, err := os.Stat(filepath.Join(dir, "c-old.json")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("expired binding still on disk: %v", err)
-	}
+	clock.t = clock.t.Add(2 * time.Second) // c-old's retention has passed
 	mustBind(t, s, Binding{Consultation: "c-old", Patient: "p-2"}, nil)
-	clock.t = clock.t.Add(10 * retention)
+	clock.t = clock.t.Add(10 * retention) // in use: no expiry
 	mustBind(t, s, Binding{Consultation: "c-live", Patient: "p-2"}, ErrBindingMismatch)
 	mustBind(t, s, Binding{Consultation: "c-again", Patient: "p-2"}, ErrBindingMismatch)
 
-	// Without a restart, Finished sweeps what has expired.
+	// Finished sweeps what has expired, from memory and from disk.
 	if err := s.Finished("c-live", clock.t); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +96,12 @@ func TestBindingsExpireAfterRetention(t *testing.T) {
 	if n := s.Len(); n != 2 { // c-again (just finished) and c-old (in use)
 		t.Fatalf("%d bindings after the sweep, want 2", n)
 	}
+	if _, err := os.Stat(filepath.Join(dir, "c-live.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("expired binding still on disk: %v", err)
+	}
+	s = openBindings(t, dir, retention, clock)
+	mustBind(t, s, Binding{Consultation: "c-old", Patient: "p-1"}, ErrBindingMismatch) // rebound to p-2 above
+	mustBind(t, s, Binding{Consultation: "c-live", Patient: "p-2"}, nil)
 }
 
 // TestFileBindingsRefuseCorruptFiles: a binding file that cannot be read
@@ -132,5 +133,22 @@ func TestMemoryBindingsDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.t = clock.t.Add(time.Minute)
+	mustBind(t, s, Binding{Consultation: "c-1", Patient: "p-2"}, nil)
+}
+
+// TestFileBindingsInUseAtStartExpire: a binding still marked in use when
+// the process ended (a crash) starts its retention at the next start rather
+// than never expiring.
+func TestFileBindingsInUseAtStartExpire(t *testing.T) {
+	dir := t.TempDir()
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := openBindings(t, dir, time.Hour, clock)
+	mustBind(t, s, Binding{Consultation: "c-1", Patient: "p-1"}, nil) // never Finished: the process died
+
+	clock.t = clock.t.Add(10 * time.Hour)
+	s = openBindings(t, dir, time.Hour, clock) // restart: still bound
+	mustBind(t, s, Binding{Consultation: "c-1", Patient: "p-2"}, ErrBindingMismatch)
+	clock.t = clock.t.Add(time.Hour)
+	s = openBindings(t, dir, time.Hour, clock) // a retention after that restart: forgotten
 	mustBind(t, s, Binding{Consultation: "c-1", Patient: "p-2"}, nil)
 }

@@ -20,7 +20,7 @@ const (
 // participant left, the tap the leave, the client bye connection_failed.
 func (p *Participant) onConnectionState(pc PC, s webrtc.PeerConnectionState) {
 	p.mu.Lock()
-	defer p.mu.Unlock() // called locked below: p.mu guards failing
+	defer p.mu.Unlock() // p.mu guards failing
 	if p.closed {
 		return
 	}

@@ -3,6 +3,7 @@ package sfu
 import (
 	"fmt"
 
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -32,4 +33,38 @@ func (p *Participant) refuseOffer(err error) error {
 		p.c.s.log.Warn("publish connection left mid-negotiation by a refused offer", "participant", p.id, "state", st.String(), "err", err)
 	}
 	return fmt.Errorf("%w: %v", ErrBadSDP, err)
+}
+
+// checkAnswer refuses an answer that pion would take only half-way: one
+// that moves the subscribe connection to stable and then fails for want of
+// ICE credentials, a fingerprint or a mid, leaving a connection that can
+// neither take a proper answer nor send a new offer. An answer refused here
+// changes nothing: the offer stays open for a proper answer.
+func checkAnswer(raw string) error {
+	if len(raw) > maxSDP {
+		return fmt.Errorf("%w: longer than %d bytes", ErrBadSDP, maxSDP)
+	}
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(raw); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	if len(sd.MediaDescriptions) == 0 {
+		return fmt.Errorf("%w: no m-lines", ErrBadSDP)
+	}
+	for i, md := range sd.MediaDescriptions {
+		if md.MediaName.Port.Value == 0 {
+			continue // rejected
+		}
+		if mid, _ := md.Attribute("mid"); mid == "" {
+			return fmt.Errorf("%w: m-line %d has no mid", ErrBadSDP, i)
+		}
+		for _, a := range []string{"ice-ufrag", "ice-pwd", "fingerprint"} {
+			_, inMedia := md.Attribute(a)
+			_, inSession := sd.Attribute(a)
+			if !inMedia && !inSession {
+				return fmt.Errorf("%w: m-line %d has no %s", ErrBadSDP, i, a)
+			}
+		}
+	}
+	return nil
 }

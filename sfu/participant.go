@@ -217,11 +217,17 @@ func (p *Participant) HandleAnswer(answerSDP string) error {
 	if p.sub.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
 		return ErrNoOffer
 	}
+	if err := checkAnswer(answerSDP); err != nil {
+		return err // nothing applied: the offer is still open
+	}
 	err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answerSDP})
 	if err != nil {
-		// Roll back so a fresh offer can be made; the client gets the error.
-		_ = p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
 		err = fmt.Errorf("%w: %v", ErrBadSDP, err)
+		if p.sub.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+			return err // refused before it was applied: the offer is still open
+		}
+		// pion cannot roll back: a fresh offer is the way on.
+		p.c.s.log.Warn("subscribe answer failed after it was applied; offering again", "participant", p.id, "err", err)
 	} else {
 		p.flushCandidates(PCSubscribe)
 	}

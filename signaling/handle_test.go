@@ -3,6 +3,7 @@ package signaling_test
 import (
 	"bytes"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/client"
 	"github.com/medcall/medcall/signaling/token"
+	"github.com/pion/webrtc/v4"
 )
 
 // TestRefusedOfferLeavesPublishUsable: offers the SFU cannot take (one that
@@ -122,5 +124,89 @@ func TestJoinTokenWithoutRec(t *testing.T) {
 	// Tokens minted by medcall always carry rec, false included.
 	if m := e.raw(ctx).request(ctx, signaling.Message{Type: signaling.TypeJoin, ID: "j", Token: e.clinician("d2", "p3", "c3")}); m.Type != signaling.TypeJoined {
 		t.Fatalf("minted token with rec false: %s %q (%s)", m.Type, m.Code, m.Message)
+	}
+}
+
+// TestRefusedAnswerLeavesSubscribeUsable: a broken answer to the server's
+// subscribe offer is refused (bad_sdp) and the offer stays open, so the
+// client's proper answer is then accepted and the other participant's audio
+// arrives.
+func TestRefusedAnswerLeavesSubscribeUsable(t *testing.T) {
+	e := newEnv(t, sfu.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	e.dial(ctx, e.patient("p1", "c1"), false)
+	r := e.raw(ctx)
+	if m := r.request(ctx, signaling.Message{Type: signaling.TypeJoin, ID: "j", Token: e.clinician("d1", "p1", "c1")}); m.Type != signaling.TypeJoined {
+		t.Fatalf("join: %s %s", m.Code, m.Message)
+	}
+	var offer signaling.Message
+	var cands []webrtc.ICECandidateInit
+	for offer.SDP == "" {
+		m := r.next(ctx)
+		switch {
+		case m.Type == signaling.TypeOffer:
+			offer = m
+		case m.Type == signaling.TypeCandidate && m.PC == "subscribe":
+			cands = append(cands, *m.Candidate)
+		}
+	}
+	broken := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+	if m := r.request(ctx, signaling.Message{Type: signaling.TypeAnswer, ID: "bad", PC: "subscribe", SDP: broken}); m.Code != signaling.CodeBadSDP {
+		t.Fatalf("broken answer: %s %q (%s), want %s", m.Type, m.Code, m.Message, signaling.CodeBadSDP)
+	}
+
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	got := make(chan struct{})
+	var once sync.Once
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for n := 0; ; n++ {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			if tr.StreamID() == "p1" && n == 10 {
+				once.Do(func() { close(got) })
+			}
+		}
+	})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered // non-trickle: the answer carries its candidates
+	if m := r.request(ctx, signaling.Message{Type: signaling.TypeAnswer, ID: "good", PC: "subscribe", SDP: pc.LocalDescription().SDP}); m.Type != signaling.TypeAck {
+		t.Fatalf("proper answer after a broken one: %s %q (%s)", m.Type, m.Code, m.Message)
+	}
+	for _, c := range cands {
+		_ = pc.AddICECandidate(c)
+	}
+	go func() { // later server candidates; r is read only here from now on
+		for {
+			m, err := r.read(ctx)
+			if err != nil {
+				return
+			}
+			if m.Type == signaling.TypeCandidate && m.PC == "subscribe" {
+				_ = pc.AddICECandidate(*m.Candidate)
+			}
+		}
+	}()
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("no audio from p1 on the subscribe connection")
 	}
 }

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -26,15 +27,18 @@ func (s *session) keepalive(ctx context.Context) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, half)
 		err := s.conn.Ping(pctx)
+		silent := errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				s.srv.log().Info("signaling socket did not answer a ping; removing its participant",
-					"silent_for", s.lim.Liveness.String(), "participant", s.participantID())
-				s.cancel()
-			}
-			return
+		if err == nil {
+			continue
 		}
+		// Any other error is a socket already closing for its own reason.
+		if silent {
+			s.srv.log().Info("signaling socket did not answer a ping; removing its participant",
+				"silent_for", s.lim.Liveness.String(), "participant", s.participantID())
+			s.cancel()
+		}
+		return
 	}
 }
 

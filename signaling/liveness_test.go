@@ -98,16 +98,26 @@ func (e *env) nsCall(ctx context.Context, n *netns) *client.Client {
 }
 
 // TestHalfOpenSocketRemoved: a participant in a network namespace whose
-// packets start being dropped (its TCP connection is half-open: nothing says
-// it closed) is removed within the liveness deadline, and the other
-// participant gets participant left.
+// packets start being dropped, or whose link goes down (its TCP connection is
+// half-open: nothing says it closed), is removed within the liveness
+// deadline, and the other participant gets participant left.
 func TestHalfOpenSocketRemoved(t *testing.T) {
-	n := newNetns(t)
-	e := newEnv(t, sfu.Config{ListenIP: net.ParseIP(n.hostIP)}, withLiveness(testLiveness))
-	ctx := ctxT(t, 60*time.Second)
-	doc := e.nsCall(ctx, n)
-	n.drop(false)
-	e.removedWithin(ctx, doc, "p1", time.Now(), testLiveness, "half-open socket")
+	for _, tc := range []struct {
+		name string
+		cut  func(*netns)
+	}{
+		{"packets dropped", func(n *netns) { n.drop(false) }},
+		{"link down", (*netns).linkDown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNetns(t)
+			e := newEnv(t, sfu.Config{ListenIP: net.ParseIP(n.hostIP)}, withLiveness(testLiveness))
+			ctx := ctxT(t, 60*time.Second)
+			doc := e.nsCall(ctx, n)
+			tc.cut(n)
+			e.removedWithin(ctx, doc, "p1", time.Now(), testLiveness, "half-open socket, "+tc.name)
+		})
+	}
 }
 
 // TestICEFailureRemoved: a participant whose media transport dies (its

@@ -194,3 +194,10 @@ func (n *netns) drop(onlyUDP bool) {
 		n.t.Fatalf("nft: %v: %s", err, out)
 	}
 }
+
+// linkDown takes the namespace's end of the veth down: nothing reaches the
+// client any more, and nothing tells the server.
+func (n *netns) linkDown() {
+	n.t.Helper()
+	sh(n.t, "ip", "netns", "exec", n.name, "ip", "link", "set", n.nsIf, "down")
+}
