@@ -202,6 +202,15 @@ func TestClusterNodeKilled(t *testing.T) {
 	t.Logf("node loss: %d consultations (%d clients) moved; back in the call (partner heard) after p50 %v, p95 %v, max %v",
 		len(moved), len(back), back[len(back)/2].Round(time.Millisecond), back[(len(back)*95-1)/100].Round(time.Millisecond), back[len(back)-1].Round(time.Millisecond))
 	checkNoStrangers(t, pairs)
+	var handovers float64
+	for i := range r.nodes {
+		if i != victim {
+			handovers += scrape(t, r.nodes[i].admin)["medcall_cluster_segment_handovers_total"]
+		}
+	}
+	if handovers != float64(len(moved)) {
+		t.Errorf("the surviving nodes count %v segment handovers, want %d (one per moved consultation)", handovers, len(moved))
+	}
 
 	for _, p := range pairs {
 		_ = p.pat.Leave(ctx)
