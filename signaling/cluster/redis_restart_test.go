@@ -48,8 +48,12 @@ func TestRedisRestartMidRun(t *testing.T) {
 	}
 	hears := func(when string) {
 		t.Helper()
-		for _, k := range calls {
-			n := k.doc.Received(k.pid, "audio").Packets
+		seen := make([]uint64, len(calls)) // all at once: the calls run side by side
+		for i, k := range calls {
+			seen[i] = k.doc.Received(k.pid, "audio").Packets
+		}
+		for i, k := range calls {
+			n := seen[i]
 			if _, err := k.doc.WaitReceived(ctx, k.pid, "audio", func(s client.TrackStats) bool { return s.Packets >= n+25 }); err != nil {
 				t.Fatalf("%s: %s's clinician stopped hearing the patient: %v", when, k.cid, err)
 			}
