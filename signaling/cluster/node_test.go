@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/medcall/medcall/signaling"
 )
 
 // TestPlacementSpreadsAndMeets: 60 two-party consultations, each participant
@@ -77,5 +79,36 @@ func TestPlacementSpreadsAndMeets(t *testing.T) {
 	}
 	if redirects == 0 {
 		t.Error("no join was redirected: entry nodes never differed from hosts")
+	}
+}
+
+// TestLeaseLostEndsLocalCopy: when Redis places a consultation running on
+// node A on another node (as after a partition healed), A's next heartbeat
+// counts a lost lease and ends its copy: the participant is told bye and
+// the consultation is gone from A, so its people reconnect to one node.
+func TestLeaseLostEndsLocalCopy(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pat, err := c.join(ctx, c.nodes[0], c.keys0().Patient("p-1", "c-1", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, other := c.byURL(pat.URL()), c.nodes[0]
+	if host == other {
+		other = c.nodes[1]
+	}
+	if err := c.rdb.Set(ctx, "medcall:place:c-1", other.node.ID(), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	bye, err := pat.WaitEvent(ctx, func(m signaling.Message) bool { return m.Type == signaling.TypeBye })
+	if err != nil || bye.Reason != signaling.ByeShutdown {
+		t.Fatalf("the participant of the lost copy got %+v, %v; want bye shutdown", bye, err)
+	}
+	if h := host.SFU.Hosted(); len(h) != 0 {
+		t.Errorf("node %s still hosts %v after losing the lease", host.node.ID(), h)
+	}
+	if n := host.node.Counters.LeasesLost.Load(); n != 1 {
+		t.Errorf("%d leases lost counted, want 1", n)
 	}
 }
