@@ -28,12 +28,14 @@ type clusterRig struct {
 	store  string // shared file store directory
 	data   []string
 	nodes  []*serveProcess
-	keyDir string // node 0's data: its dev token and manifest keys sign for all
+	extra  []string // more serve flags for every node
 }
 
-func startClusterRig(t *testing.T, n int) *clusterRig {
+// startClusterRig starts n nodes; node 0's development token and manifest
+// keys sign for all of them.
+func startClusterRig(t *testing.T, n int, extra ...string) *clusterRig {
 	t.Helper()
-	r := &clusterRig{t: t, bin: buildMedcall(t), redis: redistest.Start(t), store: filepath.Join(t.TempDir(), "objects")}
+	r := &clusterRig{t: t, bin: buildMedcall(t), redis: redistest.Start(t), store: filepath.Join(t.TempDir(), "objects"), extra: extra}
 	for i := range n {
 		r.data = append(r.data, filepath.Join(t.TempDir(), "data"+strconv.Itoa(i)))
 		r.nodes = append(r.nodes, r.start(i))
@@ -48,7 +50,7 @@ func (r *clusterRig) start(i int) *serveProcess {
 	if i > 0 {
 		args = append(args, "--token-keys", devKeyPath(r.data[0]), "--manifest-keys", filepath.Join(r.data[0], "keys", "manifest-dev.json"))
 	}
-	return startServeProcess(r.t, r.bin, r.data[i], args...)
+	return startServeProcess(r.t, r.bin, r.data[i], append(args, r.extra...)...)
 }
 
 func (r *clusterRig) url(i int) string { return "ws://" + r.nodes[i].addr + "/v1/signal" }
