@@ -22,13 +22,13 @@ import (
 // clusterRig is three `medcall serve` processes on loopback sharing one
 // redis-server, one token key, one manifest key and one object store.
 type clusterRig struct {
-	t      *testing.T
-	bin    string
-	redis  *redistest.Server
-	store  string // shared file store directory
-	data   []string
-	nodes  []*serveProcess
-	extra  []string // more serve flags for every node
+	t     *testing.T
+	bin   string
+	redis *redistest.Server
+	store string // shared file store directory
+	data  []string
+	nodes []*serveProcess
+	extra []string // more serve flags for every node
 }
 
 // startClusterRig starts n nodes; node 0's development token and manifest
