@@ -35,9 +35,6 @@ func (s *session) place(id, cid string, refuse func(code, text string)) (done, c
 	if url == "" {
 		return false, false
 	}
-	if h := s.srv.Hooks.Redirected; h != nil {
-		h()
-	}
 	s.push(Message{Type: TypeRedirect, ID: id, URL: url}, true)
 	return true, true
 }

@@ -52,8 +52,6 @@ type Hooks struct {
 	Refused func(code string)
 	// Joined is called for every accepted join.
 	Joined func()
-	// Redirected is called for every join sent to another node.
-	Redirected func()
 	// Audit is called for every join refused because its token contradicts
 	// the consultation's binding; cmd writes it to a durable audit log.
 	Audit func(ev JoinAudit)
