@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -49,8 +50,8 @@ func openCluster(ctx context.Context, c *clusterConfig, addr net.Addr, retention
 		return nil, nil
 	}
 	opts, err := redis.ParseURL(c.redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("--redis-url: %w", err)
+	if err != nil { // the parse error may quote the URL, password included
+		return nil, errors.New("--redis-url is not a valid redis://[user:password@]host:port/db or rediss:// URL")
 	}
 	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
