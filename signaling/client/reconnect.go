@@ -11,8 +11,9 @@ import (
 // each wait jittered by up to a half so many clients do not retry in step.
 type Backoff struct{ Min, Max time.Duration }
 
-// DefaultBackoff starts at 100 ms and waits at most 2 s.
-var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+// DefaultBackoff starts at 100 ms and waits at most 1 s: a lost node's
+// consultations are placed anew within about 3 s (docs/cluster.md).
+var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: time.Second}
 
 // DialRetry dials until a join succeeds, ctx ends or the server refuses the
 // join for good (a *ProtocolError other than unavailable or internal). After
