@@ -89,7 +89,7 @@ func (c *call) dial(ctx context.Context, r *callResult, sub, role string) *clien
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cl, err := client.Dial(dctx, client.Options{
-		URL: c.srv.url, Token: tok, Consultation: r.cid,
+		URL: c.srv.entries.entry(2*c.idx + len(r.joins)), Token: tok, Consultation: r.cid,
 		AudioFile: c.cfg.AudioFile, VideoFile: c.cfg.VideoFile,
 		Prenegotiate: r.path == PathPrenegotiated, Fingerprint: true,
 		RelayOnly: c.cfg.Relay,
@@ -100,6 +100,7 @@ func (c *call) dial(ctx context.Context, r *callResult, sub, role string) *clien
 		return nil
 	}
 	r.joins = append(r.joins, time.Since(t0))
+	c.srv.entries.land(cl.URL())
 	c.events.joined.Add(1)
 	return cl
 }

@@ -42,6 +42,9 @@ type Result struct {
 	// machine it shares with the server, what the load generator took.
 	BenchCPUSeconds float64          `json:"bench_cpu_seconds"`
 	Recordings      RecordingFigures `json:"recordings"`
+	// Nodes is participants per node joined on (after redirects), with --url
+	// listing a cluster's entry nodes.
+	Nodes map[string]int `json:"nodes,omitempty"`
 }
 
 // Counts are consultations by how far they got.
@@ -218,6 +221,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	writeSpread(w, r.Nodes)
 	s := r.Server
 	fmt.Fprintf(w, "\nserver (its own /metrics, %s window of %.1f s):\n", s.Window, s.WindowSeconds)
 	fmt.Fprintf(w, "  CPU per forwarded packet  %.1f µs  (%.2f cores busy, %.0f packets forwarded/s)\n", s.CPUMicrosPerPacket, s.CPUCores, s.PacketsPerSecond)

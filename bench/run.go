@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Result, error) {
 	close(liveDone)
 	liveWG.Wait()
 	res.ElapsedSeconds = time.Since(start).Seconds()
+	res.Nodes = srv.entries.spread()
 	res.BenchCPUSeconds = selfCPU() - cpu0
 
 	aggregate(res, calls, checks)

@@ -61,6 +61,7 @@ func (s *ServerConfig) validate() error {
 // server is the server under test, as the bench reaches it.
 type server struct {
 	url, admin string
+	entries    *entries // url split into a cluster's entry nodes
 	keys       *token.KeySet
 	kid        string
 	store      store.Store      // nil: recordings are not checked
@@ -83,6 +84,7 @@ func startServer(ctx context.Context, c ServerConfig, record bool) (*server, err
 			return nil, err
 		}
 	}
+	s.entries = newEntries(s.url)
 	var err error
 	if c.TokenKeys != "" {
 		s.keys, err = token.Load(c.TokenKeys)

@@ -24,6 +24,7 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)  # half-open sockets (live
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # cluster placement (signaling/cluster)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   sudo=""

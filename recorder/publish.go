@@ -23,9 +23,10 @@ type Recording struct {
 	Participants []Participant  `json:"participants"`
 	Tracks       []TrackSummary `json:"tracks"`
 	Events       []EventSummary `json:"events"`
-	Recovered    bool           `json:"recovered"` // finalized from an orphaned spool
-	Partial      bool           `json:"partial"`   // stopped early (spool write failed); holds what was spooled
-	Failed       bool           `json:"failed"`    // the recording is incomplete or lost
+	Recovered    bool           `json:"recovered"`          // finalized from an orphaned spool
+	Partial      bool           `json:"partial"`            // stopped early (spool write failed); holds what was spooled
+	Previous     string         `json:"previous,omitempty"` // the segment this one continues
+	Failed       bool           `json:"failed"`             // the recording is incomplete or lost
 	Err          error          `json:"-"`
 }
 

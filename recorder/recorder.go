@@ -43,6 +43,10 @@ type Options struct {
 	// Clock stamps packet arrivals, events and recording start. Default time.Now.
 	// Tests inject a fake clock to run a long session in little time.
 	Clock func() time.Time
+	// Chain, if set, is told each new recording of a consultation and
+	// returns the id of the consultation's previous one (a cluster keeps
+	// them in Redis), which the manifest names as previous.
+	Chain func(cid, rid string) (previous string)
 }
 
 // Stats are the recorder's counters, for metrics.
@@ -184,6 +188,7 @@ func (r *Recorder) Open(b sfu.Binding) sfu.Tap {
 		if err == nil {
 			err = rec.spool.writeJSON(recHeader, spoolHeader{
 				Recording: rid, Consultation: b.Consultation, Patient: b.Patient, Started: started,
+				Previous: r.previous(b.Consultation, rid),
 			})
 		}
 	}

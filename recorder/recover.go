@@ -129,7 +129,7 @@ func (r *Recorder) finalizePartial(ctx context.Context, path string, cause error
 func summarize(sc *spoolContents, tracks []TrackSummary, baseMS int64) *Recording {
 	h := sc.header
 	rec := &Recording{
-		ID: h.Recording, Consultation: h.Consultation, Patient: h.Patient,
+		ID: h.Recording, Consultation: h.Consultation, Patient: h.Patient, Previous: h.Previous,
 		Started: h.Started.Add(msDuration(baseMS)), Tracks: tracks,
 	}
 	rec.Ended = rec.Started

@@ -57,6 +57,7 @@ type spoolHeader struct {
 	Consultation string    `json:"consultation"`
 	Patient      string    `json:"patient"`
 	Started      time.Time `json:"started"`
+	Previous     string    `json:"previous,omitempty"` // the segment this one continues
 }
 
 // spoolTrack declares a track before its first frame.

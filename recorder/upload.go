@@ -313,7 +313,7 @@ func predicate(rec *Recording, size int64, version string) manifest.Predicate {
 	p := manifest.Predicate{
 		Consultation: rec.Consultation, Patient: rec.Patient, RecordingID: rec.ID,
 		Started: rec.Started, Ended: rec.Ended, SizeBytes: size,
-		RecorderVersion: version, Recovered: rec.Recovered, Partial: rec.Partial,
+		RecorderVersion: version, Recovered: rec.Recovered, Partial: rec.Partial, Previous: rec.Previous,
 		Participants: []manifest.Participant{}, Tracks: []manifest.Track{}, Events: []manifest.Event{},
 	}
 	for _, x := range rec.Participants {

@@ -25,7 +25,7 @@ func (s *session) handle(m Message) bool {
 			s.reply(errMsg(m.ID, CodeAlreadyJoined, "this socket has already joined"))
 			return false
 		}
-		s.join(m)
+		return s.join(m)
 	case TypeOffer:
 		if m.PC != string(sfu.PCPublish) {
 			s.reply(errMsg(m.ID, CodeBadRequest, `offers are sent on pc "publish" only`))
@@ -102,7 +102,9 @@ func isRequest(t string) bool {
 	return false
 }
 
-func (s *session) join(m Message) {
+// join admits the socket's participant; it returns true when the socket
+// should close (the join was redirected to another node).
+func (s *session) join(m Message) bool {
 	refuse := func(code, text string) {
 		if h := s.srv.Hooks.Refused; h != nil {
 			h(code)
@@ -112,15 +114,18 @@ func (s *session) join(m Message) {
 	g, err := s.srv.Verifier.VerifyJoin(m.Token)
 	if err != nil {
 		refuse(tokenCode(err), err.Error())
-		return
+		return false
 	}
 	if m.Consultation != "" && m.Consultation != g.Consultation {
 		if !token.ValidID(m.Consultation) {
 			refuse(CodeBadID, "consultation id must match "+ident.Pattern)
-			return
+			return false
 		}
 		refuse(CodeWrongConsultation, "this token is for another consultation")
-		return
+		return false
+	}
+	if done, closeSocket := s.place(m.ID, g.Consultation, refuse); done {
+		return closeSocket
 	}
 	b := sfu.Binding{Consultation: g.Consultation, Patient: g.Patient, Record: g.Record}
 	p, err := s.srv.SFU.Join(b, sfu.PeerInfo{ID: g.Participant, Role: g.Role}, s)
@@ -134,17 +139,17 @@ func (s *session) join(m Message) {
 				Consultation: g.Consultation, Outcome: "refused", Reason: CodeBindingMismatch})
 		}
 		refuse(CodeBindingMismatch, "this consultation is bound to another patient or recording setting")
-		return
+		return false
 	case errors.Is(err, sfu.ErrFull):
 		refuse(CodeConsultationFull, "the consultation has reached its participant limit")
-		return
+		return false
 	case errors.Is(err, sfu.ErrClosed):
 		refuse(CodeUnavailable, "the server is shutting down")
-		return
+		return false
 	case err != nil:
 		s.srv.log().Error("join failed", "consultation", g.Consultation, "err", err)
 		refuse(CodeInternal, "could not join; try again")
-		return
+		return false
 	}
 	if h := s.srv.Hooks.Joined; h != nil {
 		h()
@@ -173,6 +178,7 @@ func (s *session) join(m Message) {
 	s.held = nil
 	s.mu.Unlock()
 	s.srv.log().Info("joined", "consultation", g.Consultation, "participant", g.Participant, "role", g.Role)
+	return false
 }
 
 func tokenCode(err error) string {

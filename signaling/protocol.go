@@ -41,6 +41,9 @@ type Message struct {
 	// participant's short-lived credentials, for both peer connections.
 	ICEServers []ICEServer `json:"iceServers,omitempty"`
 
+	// redirect: the node that hosts the consultation (ws:// or wss://)
+	URL string `json:"url,omitempty"`
+
 	// bye, error
 	Reason  string `json:"reason,omitempty"`
 	Code    string `json:"code,omitempty"`
@@ -79,6 +82,7 @@ const (
 	TypeParticipant = "participant"
 	TypeBye         = "bye"
 	TypeError       = "error"
+	TypeRedirect    = "redirect" // reply to join: the consultation lives on another node
 )
 
 // Error codes sent in error messages.
@@ -125,7 +129,7 @@ var ByeReasons = []string{ByeLeft, ByeReplaced, ByeShutdown, ByeConnectionFailed
 var ClientRequests = []string{TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing}
 
 // ServerMessages are the message types the server sends.
-var ServerMessages = []string{TypeJoined, TypeAnswer, TypeAck, TypePong, TypeError, TypeOffer, TypeCandidate, TypeParticipant, TypeBye}
+var ServerMessages = []string{TypeJoined, TypeAnswer, TypeAck, TypePong, TypeError, TypeOffer, TypeCandidate, TypeParticipant, TypeBye, TypeRedirect}
 
 // ErrorCodes are every code an error message may carry.
 var ErrorCodes = []string{

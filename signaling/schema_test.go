@@ -277,7 +277,8 @@ func TestGoClientFollowsSchema(t *testing.T) {
 	if miss := tt.missing(signaling.ClientRequests, true); len(miss) > 0 {
 		t.Errorf("the call never sent %v", miss)
 	}
-	if miss := tt.missing(signaling.ServerMessages, false); len(miss) > 0 {
+	// A single server never redirects; signaling/cluster's tests hold redirect to the schema.
+	if miss := slices.DeleteFunc(tt.missing(signaling.ServerMessages, false), func(t string) bool { return t == signaling.TypeRedirect }); len(miss) > 0 {
 		t.Errorf("the call never received %v", miss)
 	}
 	t.Logf("%d client-side messages checked against the schema", v.Seen())

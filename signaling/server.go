@@ -91,6 +91,9 @@ type Server struct {
 	// OriginPatterns lists extra origins allowed to open the socket from a
 	// browser (same-origin is always allowed); see websocket.AcceptOptions.
 	OriginPatterns []string
+	// Placer, if set, decides which node of a cluster hosts each
+	// consultation (signaling/cluster); nil hosts every one here.
+	Placer Placer
 
 	mu       sync.Mutex
 	closing  bool

@@ -36,7 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.Server.InProcess, "inprocess", false, "start a server as a child process (same binary, loopback, fresh data directory) and stop it at the end")
 	fs.StringVar(&cfg.Server.BinPath, "server-bin", "", "medcall binary for --inprocess; empty uses this one")
 	serverArgs := fs.String("server-args", "", "extra space-separated flags for the --inprocess server")
-	fs.StringVar(&cfg.Server.URL, "url", "", "signaling URL of a running server (ws://host:port/v1/signal)")
+	fs.StringVar(&cfg.Server.URL, "url", "", "signaling URL of a running server (ws://host:port/v1/signal); for a cluster, its entry nodes comma-separated (participants enter by turns, follow redirects, and the report gives the per-node spread)")
 	fs.StringVar(&cfg.Server.Admin, "admin", "", "admin URL of that server (http://host:port), for /metrics")
 	fs.StringVar(&cfg.Server.Data, "data", "", "that server's data directory: its development token key, local objects and manifest key")
 	fs.StringVar(&cfg.Server.TokenKeys, "token-keys", "", "key set with private keys to mint tokens (instead of --data's development key)")

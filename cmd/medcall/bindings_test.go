@@ -64,8 +64,9 @@ func buildMedcall(t *testing.T) string {
 
 // serveProcess is a `medcall serve` child process.
 type serveProcess struct {
-	cmd  *exec.Cmd
-	addr string
+	cmd   *exec.Cmd
+	addr  string
+	admin string
 }
 
 // startServeProcess runs bin as `medcall serve` on data and waits until it
@@ -94,7 +95,7 @@ func startServeProcess(t *testing.T, bin, data string, extra ...string) *servePr
 	for sc.Scan() {
 		if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
 			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return &serveProcess{cmd: cmd, addr: m[1]}
+			return &serveProcess{cmd: cmd, addr: m[1], admin: m[2]}
 		}
 	}
 	t.Fatalf("medcall serve exited before serving: %v", cmd.Wait())

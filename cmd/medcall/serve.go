@@ -24,6 +24,7 @@ import (
 
 type serveConfig struct {
 	recordConfig
+	clusterConfig
 	tls tlsConfig
 	net networkConfig
 
@@ -45,6 +46,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:9090", "admin listen address (/healthz, /readyz, /metrics)")
 	fs.StringVar(&c.data, "data", "./medcall-data", "data directory (keys, spool, outbox, local objects)")
 	c.recordConfig.flags(fs)
+	c.clusterConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
 	c.net.flags(fs)
@@ -190,6 +192,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		closeListeners()
 		return err
 	}
+	cl, err := openCluster(ctx, &cfg.clusterConfig, ln.Addr(), cfg.bindingRetention, log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	defer cl.close()
+	var binds sfu.Bindings = bindings
+	if cl != nil {
+		binds = cl.bindings // shared by every node of the cluster
+	}
 	taps := sfu.TapFactory(rec.recorder.Open)
 	if hooks != nil {
 		hooksCtx, stopHooks := context.WithCancel(context.Background())
@@ -200,7 +212,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	met.watchNetwork(&cfg.tls)
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	sfuCfg := sfu.Config{
-		Bindings:        bindings,
+		Bindings:        binds,
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
@@ -254,6 +266,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			},
 		},
 	}
+	if cl != nil {
+		if err := cl.start(s, sig, rec.recorder, met.reg); err != nil {
+			closeListeners()
+			s.Close()
+			return err
+		}
+	}
 	met.watchSFU(s)
 	met.watchTURN(&cfg.turn.metrics)
 	iceServers, stopTURN, err := cfg.turn.start(sfuCfg, adminLn.Addr(), tlsCfg, log)
@@ -300,6 +319,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case serveErr = <-errc:
 	}
 	ready.serving.Store(false)
+	cl.drain(context.Background(), s)
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()

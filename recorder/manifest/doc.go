@@ -39,6 +39,9 @@
 //	                  could not be written (e.g. the disk was full): the
 //	                  file holds the media spooled until then, and "ended"
 //	                  is when the recording stopped; absent when false
+//	previous          (optional) recording_id of the consultation's
+//	                  previous segment, e.g. recorded on a cluster node that
+//	                  was lost; the segments of a consultation chain in order
 //
 // The subject name must equal the key that store.RecordingKeys builds from
 // patient, consultation and recording_id, so a manifest cannot vouch for an

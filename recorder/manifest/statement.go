@@ -75,6 +75,9 @@ type Predicate struct {
 	// Partial is true when the recording stopped early (its spool could not
 	// be written, e.g. the disk was full): the file holds what was spooled.
 	Partial bool `json:"partial,omitempty"`
+	// Previous is the recording id of the segment this one continues (the
+	// consultation's previous recording, e.g. on a node that was lost).
+	Previous string `json:"previous,omitempty"`
 }
 
 // Participant is one person in the recorded consultation.

@@ -99,10 +99,9 @@ type Client struct {
 	closed      bool
 }
 
-// Dial connects, joins, negotiates the publish connection, waits until it is
-// connected and starts publishing audio. It returns a *ProtocolError when the
-// server refuses the join.
-func Dial(ctx context.Context, o Options) (*Client, error) {
+// dialOnce connects to o.URL and runs start; a redirect reply to join is
+// returned as a *Redirect.
+func dialOnce(ctx context.Context, o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -137,6 +136,9 @@ func (c *Client) start(ctx context.Context) error {
 	reply, err := c.Request(ctx, signaling.Message{Type: signaling.TypeJoin, Token: c.opts.Token, Consultation: c.opts.Consultation})
 	if err != nil {
 		return err
+	}
+	if reply.Type == signaling.TypeRedirect {
+		return &Redirect{URL: reply.URL}
 	}
 	c.joined = reply
 	api, err := newAPI(c.opts)

@@ -39,8 +39,9 @@ type Server struct {
 	// DataDir holds the server's data.
 	DataDir string
 
-	t   testing.TB
-	bin string
+	t       testing.TB
+	bin     string
+	volumes []string // the drives of an erasure-coded server (distributed.go)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -79,6 +80,12 @@ func Binary(t testing.TB) string {
 // healthy. It is stopped and its data removed when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith starts a server on volumes (nil: its own DataDir).
+func startWith(t testing.TB, volumes []string) *Server {
+	t.Helper()
 	bin := Binary(t)
 	var key [16]byte
 	_, _ = rand.Read(key[:])
@@ -88,6 +95,7 @@ func Start(t testing.TB) *Server {
 		DataDir:   t.TempDir(),
 		t:         t,
 		bin:       bin,
+		volumes:   volumes,
 	}
 	var err error
 	for range 3 { // a just-freed port can be taken by someone else; try another
@@ -144,7 +152,11 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out = &syncBuffer{}
-	cmd := exec.Command(s.bin, "server", "--quiet", "--address", s.Endpoint, "--console-address", "127.0.0.1:0", s.DataDir)
+	vols := s.volumes
+	if len(vols) == 0 {
+		vols = []string{s.DataDir}
+	}
+	cmd := exec.Command(s.bin, append([]string{"server", "--quiet", "--address", s.Endpoint, "--console-address", "127.0.0.1:0"}, vols...)...)
 	cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+s.AccessKey,
 		"MINIO_ROOT_PASSWORD="+s.SecretKey,

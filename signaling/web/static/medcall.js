@@ -21,7 +21,7 @@ export const PROTOCOL_VERSION = 1;
 export const ClientRequests = Object.freeze(['join', 'offer', 'answer', 'candidate', 'media', 'leave', 'ping']);
 
 /** Message types the server sends (PROTOCOL.md "Server replies and events"). */
-export const ServerMessages = Object.freeze(['joined', 'answer', 'ack', 'pong', 'error', 'offer', 'candidate', 'participant', 'bye']);
+export const ServerMessages = Object.freeze(['joined', 'answer', 'ack', 'pong', 'error', 'offer', 'candidate', 'participant', 'bye', 'redirect']);
 
 /** The reply each request expects (anything else but `error` is a protocol fault). */
 export const Replies = Object.freeze({
@@ -342,9 +342,19 @@ export class MedcallClient extends EventTarget {
   async _connect() {
     const gen = ++this._generation;
     const token = this.opts.getToken ? await this.opts.getToken() : this.opts.token;
-    await this._open(gen);
     /** @type {any} */
-    const joined = await this._request('join', this.opts.consultation ? { token, consultation: this.opts.consultation } : { token });
+    let joined;
+    // In a cluster the entry node may answer join with redirect{url}: the
+    // consultation lives on another node; join there (same scheme only).
+    for (let url = this.opts.url || defaultURL(), hops = 0; ; hops++) {
+      await this._open(gen, url);
+      joined = await this._request('join', this.opts.consultation ? { token, consultation: this.opts.consultation } : { token });
+      if (joined.type !== 'redirect') break;
+      if (hops >= 3 || new URL(joined.url).protocol !== new URL(url).protocol) throw new MedcallError(ClientErrorCodes.PROTOCOL, `refused redirect to ${joined.url}`);
+      const old = this._ws;
+      old.onclose = null; old.onmessage = null; old.close();
+      url = joined.url;
+    }
     if (gen !== this._generation) throw new MedcallError(ClientErrorCodes.CLOSED, 'superseded by a newer connection');
     this.self = joined.participant;
     this.recording = !!joined.recording;
@@ -359,9 +369,9 @@ export class MedcallClient extends EventTarget {
   }
 
   /** Opens the socket; resolves when it is open. */
-  _open(gen) {
+  _open(gen, url) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.opts.url || defaultURL());
+      const ws = new WebSocket(url);
       this._ws = ws;
       ws.onopen = () => resolve(undefined);
       ws.onmessage = (e) => { if (gen === this._generation) this._onMessage(e.data); };
@@ -471,7 +481,7 @@ export class MedcallClient extends EventTarget {
       this._pending.delete(m.id);
       clearTimeout(p.timer);
       if (m.type === 'error') p.reject(new MedcallError(m.code, m.message || m.code));
-      else if (m.type !== Replies[p.type]) p.reject(new MedcallError(ClientErrorCodes.PROTOCOL, `expected ${Replies[p.type]} in reply to ${p.type}, got ${m.type}`));
+      else if (m.type !== Replies[p.type] && !(m.type === 'redirect' && p.type === 'join')) p.reject(new MedcallError(ClientErrorCodes.PROTOCOL, `expected ${Replies[p.type]} in reply to ${p.type}, got ${m.type}`));
       else p.resolve(m);
       return;
     }
@@ -490,6 +500,8 @@ export class MedcallClient extends EventTarget {
         break;
       case 'error': // a frame the server could not read as a request (no id)
         this._emit('error', { error: new MedcallError(m.code, m.message || m.code) });
+        break;
+      case 'redirect': // only a reply to join (followed in _connect); a late one is ignored
         break;
       default: // replies to requests that timed out, or a newer server's messages
         break;

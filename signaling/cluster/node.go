@@ -1,0 +1,227 @@
+// Package cluster lets several medcall nodes share one set of consultations
+// through Redis: each node registers with a heartbeat and its load, each
+// consultation is placed on one node by an atomic claim with a lease that
+// its node renews, and a join arriving at any other node is redirected
+// there (signaling.Placer). Bindings and the audit log are kept in the same
+// Redis (bindings.go, audit.go). Without --redis-url none of this runs.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults for Config.
+const (
+	DefaultLease     = 8 * time.Second // a dead node's placements move within this
+	DefaultHeartbeat = time.Second     // a node record lives 3 heartbeats
+	DefaultGrace     = 5 * time.Second // a placement waits this long for its first join
+)
+
+// Config configures a Node.
+type Config struct {
+	Redis *redis.Client
+	// ID names this node (a pseudonym, unique in the cluster); empty makes
+	// a random one per process.
+	ID string
+	// URL is the signaling URL clients reach this node on, e.g.
+	// wss://node-a.example.org/v1/signal; redirects name it.
+	URL string
+	// Zone, if set, is preferred when placing a consultation that joins here.
+	Zone string
+	// Lease is how long a placement holds without renewal; 0 means DefaultLease.
+	Lease time.Duration
+	// Heartbeat is how often the node record and leases are renewed; the
+	// record expires after three missed beats. 0 means DefaultHeartbeat.
+	Heartbeat time.Duration
+	// Hosted lists the consultations running on this node (sfu.SFU.Hosted).
+	Hosted func() []string
+	// Participants counts the participants on this node, for the record.
+	Participants func() int
+	// Lost is called for a consultation running here whose placement is
+	// held by another node (e.g. after a partition); it should end it here
+	// so its participants reconnect and meet on that node.
+	Lost   func(cid string)
+	Logger *slog.Logger
+}
+
+// Counters are what the node did since it started; cmd exports them as metrics.
+type Counters struct {
+	Placements, Redirects, LeasesLost, Reclaimed, Handovers atomic.Uint64
+}
+
+// Node is this process's membership of the cluster.
+type Node struct {
+	cfg      Config
+	draining atomic.Bool
+	// Counters are exported as metrics.
+	Counters Counters
+}
+
+// Record is what a node publishes about itself.
+type Record struct {
+	ID            string `json:"id"`
+	URL           string `json:"url"`
+	Zone          string `json:"zone,omitempty"`
+	Draining      bool   `json:"draining,omitempty"`
+	Consultations int    `json:"consultations"`
+	Participants  int    `json:"participants"`
+}
+
+// New makes a node; Run registers it.
+func New(cfg Config) (*Node, error) {
+	if cfg.Redis == nil || cfg.URL == "" || cfg.Hosted == nil {
+		return nil, errors.New("cluster: a node needs Redis, its URL and Hosted")
+	}
+	if cfg.ID == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		cfg.ID = "n-" + hex.EncodeToString(b)
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Participants == nil {
+		cfg.Participants = func() int { return 0 }
+	}
+	return &Node{cfg: cfg}, nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Drain stops new placements on this node; consultations already here stay
+// until they end (or the process stops and their leases expire).
+func (n *Node) Drain(ctx context.Context) error {
+	n.draining.Store(true)
+	return n.beat(ctx)
+}
+
+// Place implements signaling.Placer: "" when cid runs (or is now placed)
+// here, else the URL of the node hosting it. With Redis unreachable a
+// consultation already running here stays here; others are refused.
+func (n *Node) Place(ctx context.Context, cid string) (string, error) {
+	lease := n.cfg.Lease.Milliseconds()
+	res, err := placeScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, lease, cid, n.cfg.Zone).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return "", errors.New("cluster: no live node can take a consultation")
+	}
+	if err != nil {
+		if slices.Contains(n.cfg.Hosted(), cid) {
+			return "", nil
+		}
+		return "", fmt.Errorf("cluster: place consultation: %w", err)
+	}
+	if res[2] == "1" {
+		n.Counters.Placements.Add(1)
+	}
+	if res[0] == n.cfg.ID {
+		return "", nil
+	}
+	var r Record
+	if err := json.Unmarshal([]byte(res[1]), &r); err != nil || r.URL == "" {
+		return "", fmt.Errorf("cluster: node %s has an unreadable record: %v", res[0], err)
+	}
+	n.Counters.Redirects.Add(1)
+	return r.URL, nil
+}
+
+// Run keeps the node registered and its leases renewed until ctx ends,
+// then removes its record and releases its placements (a handover: the
+// next join of each consultation places it on another node). Cancel ctx
+// after the consultations here were ended or drained.
+func (n *Node) Run(ctx context.Context) {
+	t := time.NewTicker(n.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		bctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
+		if err := n.beat(bctx); err != nil && ctx.Err() == nil {
+			n.cfg.Logger.Warn("cluster heartbeat failed; running consultations continue", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			n.leave(dctx)
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// leave removes the node record and releases every placement the node
+// holds, so the next join of each consultation places it on another node.
+func (n *Node) leave(ctx context.Context) {
+	_ = n.cfg.Redis.Del(ctx, keyNode+n.cfg.ID).Err()
+	placed, _ := n.cfg.Redis.SMembers(ctx, keyHosted+n.cfg.ID).Result()
+	for _, cid := range union(placed, n.cfg.Hosted()) {
+		_ = releaseScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, n.cfg.ID, cid).Err()
+	}
+}
+
+// beat publishes the node record and renews every lease it holds.
+func (n *Node) beat(ctx context.Context) error {
+	hosted := n.cfg.Hosted()
+	rec, _ := json.Marshal(Record{ID: n.cfg.ID, URL: n.cfg.URL, Zone: n.cfg.Zone, Draining: n.draining.Load(),
+		Consultations: len(hosted), Participants: n.cfg.Participants()})
+	ttl := 3 * n.cfg.Heartbeat
+	pipe := n.cfg.Redis.TxPipeline()
+	pipe.Set(ctx, keyNode+n.cfg.ID, rec, ttl)
+	pipe.SAdd(ctx, keyNodes, n.cfg.ID)
+	pipe.PExpire(ctx, keyHosted+n.cfg.ID, 10*n.cfg.Lease)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("cluster: publish node record: %w", err)
+	}
+	placed, err := n.cfg.Redis.SMembers(ctx, keyHosted+n.cfg.ID).Result()
+	if err != nil {
+		return fmt.Errorf("cluster: read placements: %w", err)
+	}
+	for _, cid := range union(hosted, placed) {
+		here := "0"
+		if slices.Contains(hosted, cid) {
+			here = "1"
+		}
+		r, err := renewScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, n.cfg.ID, n.cfg.Lease.Milliseconds(), here, cid, DefaultGrace.Milliseconds()).Int()
+		if err != nil {
+			return fmt.Errorf("cluster: renew lease: %w", err)
+		}
+		switch r {
+		case 0:
+			n.Counters.LeasesLost.Add(1)
+			n.cfg.Logger.Warn("cluster: another node holds a consultation running here; ending it here", "consultation", cid)
+			if n.cfg.Lost != nil {
+				n.cfg.Lost(cid)
+			}
+		case 2:
+			n.Counters.Reclaimed.Add(1)
+		}
+	}
+	return nil
+}
+
+func redisSetGet(ttl time.Duration) redis.SetArgs { return redis.SetArgs{Get: true, TTL: ttl} }
+
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+func union(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,40 @@
+package signaling
+
+import (
+	"context"
+	"time"
+)
+
+// Placer decides which node of a cluster hosts a consultation. Place
+// returns "" when this node hosts cid (it then holds, or has just taken,
+// cid's placement lease), or the signaling URL of the node that does.
+// signaling/cluster implements it on Redis.
+type Placer interface {
+	Place(ctx context.Context, cid string) (redirect string, err error)
+}
+
+// placeTimeout bounds how long a join waits for its placement.
+const placeTimeout = 3 * time.Second
+
+// place asks the Placer where consultation cid lives. done is true when the
+// join was answered here: redirected to the hosting node (closeSocket: the
+// socket closes after the redirect) or refused because no placement could
+// be made (the socket stays open for a retry).
+func (s *session) place(id, cid string, refuse func(code, text string)) (done, closeSocket bool) {
+	if s.srv.Placer == nil {
+		return false, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), placeTimeout)
+	defer cancel()
+	url, err := s.srv.Placer.Place(ctx, cid)
+	if err != nil {
+		s.srv.log().Error("placement failed", "consultation", cid, "err", err)
+		refuse(CodeUnavailable, "no node can take this consultation now; try again shortly")
+		return true, false
+	}
+	if url == "" {
+		return false, false
+	}
+	s.push(Message{Type: TypeRedirect, ID: id, URL: url}, true)
+	return true, true
+}
