@@ -311,9 +311,19 @@ func TestLiveFiftyRecordedConsultations(t *testing.T) {
 				return
 			}
 			defer doc.Close()
-			time.Sleep(time.Second)
+			// Wait for what the recording must hold rather than for a fixed
+			// time: on a loaded machine a second may not be enough for the
+			// call to carry audio, or for the upgrade's keyframe to arrive.
+			if _, err := doc.WaitReceived(ctx, pid, "audio", func(s client.TrackStats) bool { return s.Packets >= 25 }); err != nil {
+				t.Errorf("c%d: no audio at the clinician: %v", i, err)
+				return
+			}
 			if err := pat.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
 				t.Error(err)
+			}
+			if _, err := doc.WaitReceived(ctx, pid, "video", func(s client.TrackStats) bool { return s.Keyframes > 0 }); err != nil {
+				t.Errorf("c%d: no video at the clinician after the upgrade: %v", i, err)
+				return
 			}
 			time.Sleep(2 * time.Second)
 			_ = pat.Leave(ctx)
