@@ -55,7 +55,11 @@ var routes = map[string]string{
 	"/index.html": "static/index.html",
 	"/app.js":     "static/app.js",
 	"/style.css":  "static/style.css",
+	"/tokens.js":  "static/tokens.js",
+	"/view.js":    "static/view.js",
 	ClientPath:    "static/medcall.js",
+	// Imported by medcall.js as './remote.js'.
+	"/client/remote.js": "static/remote.js",
 }
 
 var contentTypes = map[string]string{
