@@ -17,6 +17,7 @@ import { TONES, expectHears } from './audio.mjs';
 import {
   DESKTOP, PHONE, check, checkpointStats, closeAll, diagnose, open, pageErrors, poll, shot, sleep,
 } from './harness.mjs';
+import { checkProtocol } from './protocol.mjs';
 
 const replayEnabled = process.env.MEDCALL_E2E_REPLAY === '1';
 
@@ -300,6 +301,8 @@ async function main() {
     console.log('RESULT replay skipped=1 reason="GET /v1/recordings not mounted; set MEDCALL_E2E_REPLAY=1 when it is"');
   }
 
+  // 12. Every frame both clients sent and received kept to the protocol's JSON Schema.
+  checkProtocol();
   check(pageErrors.length === 0, `errors in the pages:\n  ${pageErrors.join('\n  ')}`);
 }
 
