@@ -22,6 +22,8 @@ const args = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+  // Desktop Chrome's policy: sound plays only after the user has interacted with the page.
+  '--autoplay-policy=document-user-activation-required',
 ];
 
 const stdin = createInterface({ input: process.stdin });
@@ -65,10 +67,11 @@ const pages = [];
  * @param {string} name for messages and screenshots
  * @param {'patient'|'clinician'} side whose tone the microphone plays
  * Every signaling frame is checked against the protocol schema (protocol.mjs).
- * @param {{routeSocket?: any[]|null, viewport?: {width: number, height: number}}} [opts]
- *   routeSocket: route the signaling socket through Playwright (so the test can drop it) and collect the routes here
+ * @param {{routeSocket?: any[]|null, viewport?: {width: number, height: number}, init?: Function, onConsole?: Function}} [opts]
+ *   routeSocket: route the signaling socket through Playwright (so the test can drop it) and collect the routes here;
+ *   init: a script run in the page before its own (page.addInitScript); onConsole: gets the page's console messages
  */
-export async function open(name, side, query = '', { routeSocket = null, viewport = DESKTOP } = {}) {
+export async function open(name, side, query = '', { routeSocket = null, viewport = DESKTOP, init = null, onConsole = null } = {}) {
   let browser = browsers.get(side);
   if (!browser) {
     const tone = makeTone(artifacts, TONES[side]);
@@ -79,6 +82,8 @@ export async function open(name, side, query = '', { routeSocket = null, viewpor
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], viewport });
   const page = await ctx.newPage();
   pages.push([name, page]);
+  if (init) await page.addInitScript(init);
+  if (onConsole) page.on('console', onConsole);
   // Sockets routed through Playwright can be dropped from outside the page, at both ends.
   if (routeSocket) await page.routeWebSocket(/\/v1\/signal$/, (ws) => { routeSocket.push(ws); routeChecked(name, ws); });
   else watchPage(name, page);

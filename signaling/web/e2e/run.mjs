@@ -136,6 +136,22 @@ async function expectSmallSelfView(page, label) {
   check(w <= vw * 0.45 && h <= vh * 0.3, `${label}: the self-view is ${w}x${h} in a ${vw}x${vh} window`);
 }
 
+/** Runs in a page before its scripts: joins as soon as the dev link's token is there, and says on the console when "Turn on sound" shows. */
+function autoJoin() {
+  const t = setInterval(() => {
+    const tok = document.getElementById('token');
+    if (!tok || tok.value.length < 20) return;
+    clearInterval(t);
+    new MutationObserver((_, obs) => {
+      if (document.getElementById('sound-notice').hidden) return;
+      obs.disconnect();
+      const a = document.querySelector('.tile.peer audio');
+      console.log(`e2e: sound button shown; audio ${a ? (a.paused ? 'paused' : 'playing') : 'missing'}`);
+    }).observe(document.getElementById('sound-notice'), { attributes: true });
+    document.getElementById('join-form').requestSubmit();
+  }, 50);
+}
+
 async function main() {
   // 1. The two links `serve --dev` prints, one on a phone, one on a desktop. Each mints its token in the page.
   /** @type {import('playwright-core').WebSocketRoute[]} */
@@ -258,7 +274,31 @@ async function main() {
   await hangUp(clinician);
   await checkpointStats(0, 0);
 
-  // 10. The patient confirms and records c-1 again: a second recording, so the replay list has an order to show.
+  // 10. A page that joins without the user touching it (no user activation): the browser blocks its sound; the
+  // page offers "Turn on sound", and one click makes the other side heard. Playwright must not touch the page
+  // before the block (every evaluate counts as a user gesture), so the page itself joins and reports on its console.
+  await clinician.click('#again-button');
+  await clinician.fill('#dev-cid', 'c-3');
+  await clinician.fill('#dev-pid', 'p-3');
+  await join(clinician);
+  let blocked;
+  const soundOffered = new Promise((r) => { blocked = r; });
+  // The page's own report, from the moment of the block (a Playwright evaluate would be a user gesture).
+  let atBlock = '';
+  const patient3 = await open('patient3', 'patient', '?role=patient&cid=c-3&pid=p-3',
+    { init: autoJoin, onConsole: (m) => { if (m.text().startsWith('e2e: sound button shown')) { atBlock = m.text(); blocked(); } } });
+  await Promise.race([soundOffered, sleep(15000).then(() => { throw new Error('the blocked page never offered "Turn on sound"'); })]);
+  check(atBlock.endsWith('audio paused'), `when "Turn on sound" showed: ${atBlock}`);
+  await patient3.waitForSelector('#call:not([hidden]) #sound-button');
+  await shot(patient3, 'sound-blocked-desktop.png', false);
+  await patient3.click('#sound-button');
+  await poll('the sound notice goes away', () => patient3.isHidden('#sound-notice'));
+  await expectHears(patient3, 'patient3-after-turn-on-sound', 'd-1', TONES.clinician);
+  await hangUp(patient3);
+  await hangUp(clinician);
+  await checkpointStats(0, 0);
+
+  // 11. The patient confirms and records c-1 again: a second recording, so the replay list has an order to show.
   await patient.check('#rejoin-confirm');
   await patient.click('#join-button');
   await patient.waitForSelector('#call:not([hidden])', { timeout: 15000 });
@@ -267,7 +307,7 @@ async function main() {
   await hangUp(patient);
   await checkpointStats(0, 0);
 
-  // 11. Replay list, newest first. Until the replay API is mounted in the test server, the page must say so calmly.
+  // 12. Replay list, newest first. Until the replay API is mounted in the test server, the page must say so calmly.
   for (const [page, pid] of [[patient, 'p-1'], [patient2, 'p-2']]) {
     check(await page.isVisible('#replay'), `${pid}: the replay section is not shown to a patient`);
     await page.click('#replay-dev');
@@ -301,7 +341,7 @@ async function main() {
     console.log('RESULT replay skipped=1 reason="GET /v1/recordings not mounted; set MEDCALL_E2E_REPLAY=1 when it is"');
   }
 
-  // 12. Every frame both clients sent and received kept to the protocol's JSON Schema.
+  // 13. Every frame both clients sent and received kept to the protocol's JSON Schema.
   checkProtocol();
   check(pageErrors.length === 0, `errors in the pages:\n  ${pageErrors.join('\n  ')}`);
 }

@@ -1,7 +1,7 @@
 // medcall demo page: join with a token, switch between audio and video, see
 // connection stats, and (for patients) list and replay recordings.
 import { MedcallClient, MedcallError } from '/client/medcall.js';
-import { describeToken, rememberEnded, tokenClaims, wasEnded } from '/tokens.js';
+import { describeToken, devToken, rememberEnded, tokenClaims, wasEnded } from '/tokens.js';
 import { armFirstFrame, attach, roleName, setRole, tileFor, updateAlone } from '/view.js';
 
 /** @param {string} id */
@@ -34,17 +34,6 @@ function showError(err) {
 }
 
 // ---- tokens ----
-
-/**
- * Asks the dev-only endpoint for a token. Never used outside --dev.
- * @param {object} req {role, sub, cid, pid, rec, replay}
- */
-async function devToken(req) {
-  const r = await fetch('/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(req) });
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.error || `token request failed (${r.status})`);
-  return body.token;
-}
 
 function devForm() {
   const r = $('dev-role').value;
@@ -121,7 +110,7 @@ function wire(c) {
   c.addEventListener('reconnected', () => status('Reconnected.'));
   c.addEventListener('peer', (/** @type {any} */ e) => onPeer(e.detail.event, e.detail.participant));
   c.addEventListener('track', (/** @type {any} */ e) => attach(e.detail));
-  c.addEventListener('audioblocked', () => { $('sound-button').hidden = false; });
+  c.addEventListener('audioblocked', () => { $('sound-notice').hidden = false; });
   c.addEventListener('media', (/** @type {any} */ e) => onLocalMedia(e.detail));
   c.addEventListener('bye', (/** @type {any} */ e) => { if (e.detail.reason === 'replaced') showError(new Error('You joined from another window; this one was disconnected.')); });
   c.addEventListener('error', (/** @type {any} */ e) => showError(e.detail.error));
@@ -218,7 +207,7 @@ async function toggleMute() {
 }
 
 async function turnOnSound() {
-  if (client && await client.resumeAudio()) $('sound-button').hidden = true;
+  if (client && await client.resumeAudio()) $('sound-notice').hidden = true;
 }
 
 async function hangUp() {
@@ -243,7 +232,7 @@ function endCall(say) {
   $('self-video').srcObject = null;
   $('call').hidden = true;
   $('recording').hidden = true;
-  $('sound-button').hidden = true;
+  $('sound-notice').hidden = true;
   $('join-button').disabled = false;
   onLocalMedia({ video: false });
   let more = '';

@@ -1,4 +1,6 @@
-// What the demo page shows of a token instead of the token itself.
+// Tokens in the demo page: what it shows of a token instead of the token
+// itself, the development endpoint that mints them, and which recorded
+// consultations this tab has ended (so a token for one is not used silently).
 //
 // A token is a credential: the page keeps it in a password field and shows
 // what it is for, read from its claims. The claims are read, not verified -
@@ -19,6 +21,17 @@ export function tokenClaims(raw) {
   } catch {
     return null;
   }
+}
+
+/**
+ * Asks the dev-only endpoint for a token. Never used outside --dev.
+ * @param {object} req {role, sub, cid, pid, rec, replay}
+ */
+export async function devToken(req) {
+  const r = await fetch('/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(req) });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || `token request failed (${r.status})`);
+  return body.token;
 }
 
 /**
