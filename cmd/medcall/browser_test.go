@@ -54,7 +54,8 @@ var audioStates = []string{
 // played (inbound-rtp totalAudioEnergy and a WebAudio analyser on the playing
 // element), upgrade by both paths, downgrade, reconnect, hang up; the demo
 // page's states (roles, call ended, the other side left, rejoining a recorded
-// consultation) are checked at 390x844 and desktop size; then the patient's
+// consultation) are checked at 390x844 and desktop size and by axe-core
+// (WCAG 2 A/AA); then the patient's
 // replay list shows both recordings newest first and plays one, and another
 // patient's list is empty. Every signaling frame is checked against
 // signaling/protocol.schema.json.

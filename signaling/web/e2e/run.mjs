@@ -13,6 +13,7 @@
 //   RESULT <name> <key=value>...      a measurement, logged by the Go test
 //   CHECKPOINT stats <consultations> <participants>
 //                                     the Go test checks the server's metrics and answers "ok" or "fail ..." on stdin
+import { expectAccessible } from './a11y.mjs';
 import { TONES, expectHears } from './audio.mjs';
 import {
   DESKTOP, PHONE, check, checkpointStats, closeAll, diagnose, open, pageErrors, poll, shot, sleep,
@@ -170,6 +171,7 @@ async function main() {
   await expectFits(patient, 'patient join form');
   await shot(patient, 'join-form-phone.png');
   await shot(clinician, 'join-form-desktop.png');
+  await expectAccessible(patient, 'join-form');
   check(!(await patient.isVisible('#recording')), 'the recording indicator is shown before joining');
 
   // 2. Both join audio-only; each hears the other's tone, played, from the first seconds.
@@ -184,6 +186,7 @@ async function main() {
   await expectHears(clinician, 'clinician-audio-only', 'p-1', TONES.patient);
   await expectFits(patient, 'patient audio call');
   await shot(patient, 'audio-call-phone.png');
+  await expectAccessible(clinician, 'audio-call');
 
   // 3. Upgrade by the pre-negotiated path; audio plays on; screenshots during the video call at both sizes.
   const pre = await upgrade(patient, clinician, 'p-1', 'prenegotiated');
@@ -191,6 +194,7 @@ async function main() {
   await expectHears(clinician, 'clinician-upgraded', 'p-1', TONES.patient);
   await expectHears(patient, 'patient-upgraded', 'd-1', TONES.clinician);
   await shot(clinician, 'video-call-desktop.png', false);
+  await expectAccessible(clinician, 'video-call');
   await clinician.setViewportSize(PHONE);
   await expectFits(clinician, 'clinician video call');
   await shot(clinician, 'video-call-phone.png');
@@ -230,6 +234,7 @@ async function main() {
   await checkpointStats(0, 0);
   await expectFits(patient, 'patient call ended');
   await shot(patient, 'call-ended-phone.png');
+  await expectAccessible(patient, 'call-ended');
 
   // 7. Joining the ended recorded consultation again is never silent: the page asks first.
   await patient.click('#again-button');
@@ -240,6 +245,7 @@ async function main() {
   check(await patient.isVisible('#join') && await patient.isHidden('#call'), 'Join started a second recording without asking');
   await checkpointStats(0, 0);
   await shot(patient, 'rejoin-warning-phone.png');
+  await expectAccessible(patient, 'rejoin-warning');
 
   // 8. A token that contradicts the consultation's binding is refused with a clear error.
   await clinician.click('#again-button');
@@ -320,6 +326,7 @@ async function main() {
     const started = await patient.locator('#replay-list button').evaluateAll((bs) => bs.map((b) => b.dataset.started));
     check(started.every(Boolean) && started[0] > started[1], `the replay list is not newest first: ${started.join(', ')}`);
     await shot(patient, 'replay-list-phone.png');
+    await expectAccessible(patient, 'replay-list');
     await patient.click('#replay-list li:last-child button'); // the first call, with video
     await poll('the recording plays', () => patient.evaluate(() => {
       const v = document.getElementById('replay-player');
