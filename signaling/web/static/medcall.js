@@ -360,12 +360,11 @@ export class MedcallClient extends EventTarget {
           const k = out.inbound[s.kind];
           k.packetsReceived += s.packetsReceived || 0;
           if (s.kind === 'audio') {
-            // Energy and duration of the audio actually played out (none while no element plays it).
             k.packetsLost += s.packetsLost || 0;
+            // Grows only with audio that is played out: it stays 0 while no element plays the track.
             k.totalAudioEnergy += s.totalAudioEnergy || 0;
             k.totalSamplesDuration += s.totalSamplesDuration || 0;
-          }
-          else {
+          } else {
             k.framesDecoded += s.framesDecoded || 0;
             k.frameWidth = Math.max(k.frameWidth, s.frameWidth || 0);
           }
