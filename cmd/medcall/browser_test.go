@@ -39,12 +39,13 @@ func needBrowserTool(t *testing.T, ok bool, what, install string) {
 // audioStates are the states of a call in which run.mjs must have measured
 // that a listener hears the other side (RESULT audio_energy who=...): both
 // sides audio-only, then after each upgrade path, a downgrade and a reconnect,
-// and once the browser's autoplay policy blocked it and the user turned it on.
+// in a page that joined without a user gesture (autoplay policy), and
+// in an app that follows only medcall.js's doc comment.
 var audioStates = []string{
 	"patient-audio-only", "clinician-audio-only", "clinician-upgraded", "patient-upgraded",
 	"clinician-downgraded", "clinician-after-reconnect", "patient-after-reconnect",
 	"clinician-c2-audio-only", "patient2-audio-only", "clinician-c2-renegotiated", "clinician-c2-downgraded",
-	"patient3-after-turn-on-sound",
+	"patient3-no-gesture", "app-audio-only", "app-receiving-video",
 }
 
 // TestBrowser runs signaling/web/e2e/run.mjs (Playwright, headless Chromium

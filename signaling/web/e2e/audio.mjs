@@ -23,19 +23,28 @@ export function makeTone(dir, hz) {
 }
 
 /**
- * Listens for `ms` to the element that plays peerID's audio in the demo page
- * (the only unmuted media element in the peer's tile holding an audio track)
- * and reads the same interval from the subscribe connection's inbound-rtp
- * stats. Runs in the page.
+ * Listens for `ms` to the element that plays peerID's audio and reads the
+ * same interval from the subscribe connection's inbound-rtp stats. In the
+ * demo page (window.medcallDemo) the element is the only unmuted media
+ * element in the peer's tile holding an audio track; in a page that only
+ * follows medcall.js's doc comment (window.medcallApp, its client) it is the
+ * element the client plays, client.audioElement(peer). Runs in the page.
  */
 function listenInPage({ peer, ms }) {
-  const tile = document.querySelector(`.tile.peer[data-peer="${CSS.escape(peer)}"]`);
-  if (!tile) throw new Error(`no tile for ${peer}`);
-  const els = [...tile.querySelectorAll('audio, video')]
-    .filter((e) => !e.muted && e.srcObject && e.srcObject.getAudioTracks().length > 0);
-  if (els.length !== 1) throw new Error(`${els.length} unmuted elements play ${peer}'s audio, want 1`);
-  const el = els[0];
   const w = /** @type {any} */ (window);
+  let el;
+  if (w.medcallDemo) {
+    const tile = document.querySelector(`.tile.peer[data-peer="${CSS.escape(peer)}"]`);
+    if (!tile) throw new Error(`no tile for ${peer}`);
+    const els = [...tile.querySelectorAll('audio, video')]
+      .filter((e) => !e.muted && e.srcObject && e.srcObject.getAudioTracks().length > 0);
+    if (els.length !== 1) throw new Error(`${els.length} unmuted elements play ${peer}'s audio, want 1`);
+    el = els[0];
+  } else {
+    el = w.medcallApp.audioElement(peer);
+    if (!el) throw new Error(`the client has no audio element for ${peer}`);
+  }
+  const client = w.medcallDemo || w.medcallApp;
   const ctx = w.__e2eAudio || (w.__e2eAudio = new AudioContext());
   const src = ctx.createMediaStreamSource(el.srcObject);
   const an = ctx.createAnalyser();
@@ -43,7 +52,7 @@ function listenInPage({ peer, ms }) {
   an.smoothingTimeConstant = 0;
   src.connect(an);
   const energy = async () => {
-    const s = await w.medcallDemo.stats();
+    const s = await client.stats();
     return { e: s.inbound.audio.totalAudioEnergy, d: s.inbound.audio.totalSamplesDuration };
   };
   return (async () => {
@@ -71,7 +80,7 @@ function listenInPage({ peer, ms }) {
     src.disconnect();
     const dur = s1.d - s0.d;
     return {
-      paused: el.paused, element: el.tagName.toLowerCase(), played: el.currentTime - t0,
+      paused: el.paused, element: el.tagName.toLowerCase() + (el.isConnected ? '' : '-detached'), played: el.currentTime - t0,
       rms, peakHz, binHz: ctx.sampleRate / an.fftSize,
       energy: s1.e - s0.e, samplesDuration: dur, power: dur > 0 ? (s1.e - s0.e) / dur : 0,
     };

@@ -67,23 +67,30 @@ const pages = [];
  * @param {string} name for messages and screenshots
  * @param {'patient'|'clinician'} side whose tone the microphone plays
  * Every signaling frame is checked against the protocol schema (protocol.mjs).
- * @param {{routeSocket?: any[]|null, viewport?: {width: number, height: number}, init?: Function, onConsole?: Function}} [opts]
+ * @param {{routeSocket?: any[]|null, viewport?: {width: number, height: number}, init?: Function, onConsole?: Function, html?: string}} [opts]
  *   routeSocket: route the signaling socket through Playwright (so the test can drop it) and collect the routes here;
- *   init: a script run in the page before its own (page.addInitScript); onConsole: gets the page's console messages
+ *   init: a script run in the page before its own (page.addInitScript); onConsole: gets the page's console messages;
+ *   html: serve this page at base/query instead of the server's (same origin, so it can import the client)
  */
-export async function open(name, side, query = '', { routeSocket = null, viewport = DESKTOP, init = null, onConsole = null } = {}) {
-  let browser = browsers.get(side);
+export async function open(name, side, query = '', { routeSocket = null, viewport = DESKTOP, init = null, onConsole = null, html = null } = {}) {
+  // A page the test serves itself has no address Chromium can place on this
+  // machine, so its socket to the loopback server would be refused as a
+  // public page reaching the local network: such pages get a browser of
+  // their own without that check.
+  const key = html ? `${side}+served` : side;
+  let browser = browsers.get(key);
   if (!browser) {
     const tone = makeTone(artifacts, TONES[side]);
     browser = await chromium.launch({ executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium', headless: true,
-      args: [...args, `--use-file-for-fake-audio-capture=${tone}`] });
-    browsers.set(side, browser);
+      args: [...args, `--use-file-for-fake-audio-capture=${tone}`, ...(html ? ['--disable-features=LocalNetworkAccessChecks'] : [])] });
+    browsers.set(key, browser);
   }
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], viewport });
   const page = await ctx.newPage();
   pages.push([name, page]);
   if (init) await page.addInitScript(init);
   if (onConsole) page.on('console', onConsole);
+  if (html) await page.route(`${base}/${query}`, (r) => r.fulfill({ contentType: 'text/html; charset=utf-8', body: html }));
   // Sockets routed through Playwright can be dropped from outside the page, at both ends.
   if (routeSocket) await page.routeWebSocket(/\/v1\/signal$/, (ws) => { routeSocket.push(ws); routeChecked(name, ws); });
   else watchPage(name, page);

@@ -111,6 +111,7 @@ function wire(c) {
   c.addEventListener('peer', (/** @type {any} */ e) => onPeer(e.detail.event, e.detail.participant));
   c.addEventListener('track', (/** @type {any} */ e) => attach(e.detail));
   c.addEventListener('audioblocked', () => { $('sound-notice').hidden = false; });
+  c.addEventListener('audiounblocked', () => { if (!c.audioBlocked) $('sound-notice').hidden = true; });
   c.addEventListener('media', (/** @type {any} */ e) => onLocalMedia(e.detail));
   c.addEventListener('bye', (/** @type {any} */ e) => { if (e.detail.reason === 'replaced') showError(new Error('You joined from another window; this one was disconnected.')); });
   c.addEventListener('error', (/** @type {any} */ e) => showError(e.detail.error));
@@ -155,6 +156,7 @@ function onPeer(event, p) {
 async function onPeerLeft(p) {
   const t = document.querySelector(`.tile.peer[data-peer="${CSS.escape(p.id)}"]`);
   if (t) t.remove();
+  if (client && !client.audioBlocked) $('sound-notice').hidden = true;
   const text = `The ${p.role} left the consultation.`;
   status(text);
   updateAlone();

@@ -8,7 +8,8 @@
 //     // Remote audio already plays (see below). Video: a muted <video> per participant.
 //     if (e.detail.kind === 'video') videoFor(e.detail.participant).srcObject = e.detail.stream;
 //   });
-//   c.addEventListener('audioblocked', () => showTurnOnSoundButton()); // its click: c.resumeAudio()
+//   c.addEventListener('audioblocked', () => showTurnOnSound());  // its click: c.resumeAudio()
+//   c.addEventListener('audiounblocked', () => { if (!c.audioBlocked) hideTurnOnSound(); });
 //   await c.join();             // join, publish the microphone, subscribe
 //   await c.upgradeVideo();     // camera on (pre-negotiated fast path if possible)
 //   await c.downgradeVideo();   // camera off, audio goes on
@@ -140,6 +141,7 @@ const SUBSCRIBE = 'subscribe';
  * - `track` {participant, kind, track, stream, element}: remote media arrived; `stream` holds only this
  *   track (a new MediaStream each time); for audio, `element` is the <audio> already playing it (null with playAudio off)
  * - `audioblocked` {participant}: the autoplay policy refused to play remote audio; call resumeAudio() from a click
+ * - `audiounblocked` {participant}: that audio plays after all (resumeAudio(), or the browser allowed it later)
  * - `media` {audio, video, path?}: what this client now sends
  * - `reconnecting` {attempt, error}, `reconnected` {}
  * - `bye` {reason}: the server removed this participant
@@ -154,7 +156,11 @@ export class MedcallClient extends EventTarget {
     this.state = 'idle';
     /** @type {Map<string, Peer>} the other participants */
     this.peers = new Map();
-    this._remote = new RemoteMedia({ playAudio: this.opts.playAudio, onBlocked: (participant) => this._emit('audioblocked', { participant }) });
+    this._remote = new RemoteMedia({
+      playAudio: this.opts.playAudio,
+      onBlocked: (participant) => this._emit('audioblocked', { participant }),
+      onUnblocked: (participant) => this._emit('audiounblocked', { participant }),
+    });
     /** Whether the server records this consultation (joined.recording). */
     this.recording = false;
     /** @type {Peer|null} this participant as the server sees it */
@@ -314,6 +320,9 @@ export class MedcallClient extends EventTarget {
    * @returns {Promise<boolean>} whether all remote audio now plays
    */
   resumeAudio() { return this._remote.resume(); }
+
+  /** Whether some remote audio is blocked by the autoplay policy (between `audioblocked` and `audiounblocked`). */
+  get audioBlocked() { return this._remote.blocked.size > 0; }
 
   /**
    * Sends a ping and resolves with the round trip in ms.

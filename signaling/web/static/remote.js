@@ -13,13 +13,15 @@
  */
 export class RemoteMedia {
   /**
-   * @param {{playAudio?: boolean, onBlocked?: (participant: string) => void}} [opts]
+   * @param {{playAudio?: boolean, onBlocked?: (participant: string) => void, onUnblocked?: (participant: string) => void}} [opts]
    *   playAudio: play each participant's audio in an element owned here (default true);
-   *   onBlocked: the browser's autoplay policy refused to play someone's audio.
+   *   onBlocked: the browser's autoplay policy refused to play someone's audio;
+   *   onUnblocked: that audio plays after all (resume(), or the browser allowed it later, e.g. once the microphone is live).
    */
   constructor(opts = {}) {
     this.playAudio = opts.playAudio !== false;
     this.onBlocked = opts.onBlocked || (() => {});
+    this.onUnblocked = opts.onUnblocked || (() => {});
     /** @type {Map<string, HTMLAudioElement>} */
     this._audio = new Map();
     /** @type {Map<string, MediaStream>} */
@@ -52,6 +54,7 @@ export class RemoteMedia {
       el = document.createElement('audio');
       el.autoplay = true;
       el.dataset.participant = participant;
+      el.addEventListener('playing', () => { if (this.blocked.delete(participant)) this.onUnblocked(participant); });
       this._audio.set(participant, el);
     }
     el.srcObject = stream;
@@ -106,7 +109,7 @@ export class RemoteMedia {
 
   /** @param {string} participant @param {HTMLAudioElement} el */
   _play(participant, el) {
-    el.play().then(() => this.blocked.delete(participant), (err) => {
+    el.play().then(() => { if (this.blocked.delete(participant)) this.onUnblocked(participant); }, (err) => {
       // AbortError: a newer srcObject replaced this one; that load plays instead.
       if (err && err.name === 'NotAllowedError' && this._audio.get(participant) === el) {
         this.blocked.add(participant);
