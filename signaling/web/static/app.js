@@ -157,10 +157,12 @@ async function onPeerLeft(p) {
   const t = document.querySelector(`.tile.peer[data-peer="${CSS.escape(p.id)}"]`);
   if (t) t.remove();
   if (client && !client.audioBlocked) $('sound-notice').hidden = true;
+  updateAlone();
+  // A reconnect drops everyone for a moment (they come back with it): not news.
+  if (!client || client.state !== 'joined') return;
   const text = `The ${p.role} left the consultation.`;
   status(text);
-  updateAlone();
-  if (!client || client.state !== 'joined' || document.querySelector('.tile.peer')) return;
+  if (document.querySelector('.tile.peer')) return;
   $('alone').textContent = `${text} You are the only one here.`;
   if (!client.sending.video) return;
   try {
