@@ -86,7 +86,7 @@ export class RemoteMedia {
       const el = this._audio.get(id);
       if (!el) { this.blocked.delete(id); return; }
       await el.play();
-      this.blocked.delete(id);
+      if (this.blocked.delete(id)) this.onUnblocked(id);
     });
     const results = await Promise.allSettled(tries);
     return results.every((r) => r.status === 'fulfilled');
