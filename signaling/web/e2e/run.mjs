@@ -256,6 +256,8 @@ async function main() {
 
   // 8. A token that contradicts the consultation's binding is refused with a clear error.
   await clinician.click('#again-button');
+  await clinician.fill('#token', 'not-a-token');
+  check((await clinician.locator('#token-info').innerText()).includes('does not look like a medcall token'), 'a pasted non-token is not pointed out');
   await clinician.uncheck('#dev-rec');
   await clinician.click('#dev-generate');
   await poll('a new token', async () => (await clinician.inputValue('#token')).length > 20);
@@ -296,6 +298,7 @@ async function main() {
   await clinician.fill('#dev-cid', 'c-3');
   await clinician.fill('#dev-pid', 'p-3');
   await join(clinician);
+  await expectSmallSelfView(clinician, 'clinician alone (desktop)');
   const reports = [];
   let inCall;
   const joined3 = new Promise((r) => { inCall = r; });
