@@ -7,6 +7,8 @@ import (
 	"os"
 	"regexp"
 	"time"
+
+	"github.com/medcall/medcall/sfu/ident"
 )
 
 // Recording describes one finished (or failed) recording of a consultation
@@ -58,7 +60,7 @@ type EventSummary struct {
 	Path        string    `json:"path,omitempty"`
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var idPattern = regexp.MustCompile(ident.Pattern)
 
 // ErrBadID means a patient, consultation or recording id is not a safe path element.
 var ErrBadID = errors.New("id must match ^[A-Za-z0-9_-]{1,64}$")

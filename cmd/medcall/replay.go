@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,85 +11,50 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/medcall/medcall/recorder"
-	"github.com/medcall/medcall/signaling"
+	"github.com/medcall/medcall/recorder/replay"
 	"github.com/medcall/medcall/signaling/token"
 )
 
-// replayLib adapts recorder.Library (which decides what a person may see) to
-// the signaling package's ReplayLibrary, so signaling never imports recorder.
-type replayLib struct{ lib *recorder.Library }
-
-func toRecording(e *recorder.Entry) signaling.Recording {
-	return signaling.Recording{ID: e.ID, Consultation: e.Consultation, Started: e.Started, Ended: e.Ended,
-		DurationMS: e.DurationMS, Size: e.Size, Recovered: e.Recovered, Ref: e}
-}
-
-func notVisible(err error) error {
-	if errors.Is(err, recorder.ErrNotVisible) {
-		return signaling.ErrNotVisible
-	}
-	return err
-}
-
-func (a replayLib) Visible(ctx context.Context, sub, role string) ([]signaling.Recording, error) {
-	es, err := a.lib.Visible(ctx, sub, role)
-	out := make([]signaling.Recording, len(es))
-	for i := range es {
-		out[i] = toRecording(&es[i])
-	}
-	return out, err
-}
-
-func (a replayLib) Find(ctx context.Context, sub, role, id string) (signaling.Recording, error) {
-	e, err := a.lib.Find(ctx, sub, role, id)
-	if err != nil {
-		return signaling.Recording{}, notVisible(err)
-	}
-	return toRecording(e), nil
-}
-
-func (a replayLib) Open(ctx context.Context, r signaling.Recording) (io.ReadSeekCloser, time.Time, error) {
-	e, _ := r.Ref.(*recorder.Entry)
-	rc, info, err := a.lib.Open(ctx, e)
-	return rc, info.ModTime, notVisible(err)
-}
-
-func (a replayLib) Presign(ctx context.Context, r signaling.Recording, ttl time.Duration) (string, bool, error) {
-	e, _ := r.Ref.(*recorder.Entry)
-	u, ok, err := a.lib.Presign(ctx, e, ttl)
-	return u, ok, notVisible(err)
-}
-
 // newReplay builds the replay API over the recording store, with its audit
-// log under --data/audit and the operator switch.
-func newReplay(data string, rec *recording, verifier *token.Verifier, on *atomic.Bool, met *metrics, log *slog.Logger) (*signaling.Replay, *recorder.Audit, error) {
-	audit, err := recorder.OpenAudit(filepath.Join(data, "audit", "replay.jsonl"))
+// log under --data/audit and the operator switch. The index is built from
+// the store in the background and refreshed until ctx ends.
+func newReplay(ctx context.Context, data string, rec *recording, verifier *token.Verifier, on *atomic.Bool, met *metrics, log *slog.Logger) (*replay.Handler, *replay.Audit, error) {
+	audit, err := replay.OpenAudit(filepath.Join(data, "audit", "replay.jsonl"))
 	if err != nil {
 		return nil, nil, err
 	}
 	audit.OnRecord = func(action, outcome string) { met.audit.WithLabelValues(action, outcome).Inc() }
-	lib := &recorder.Library{
-		Store: rec.store, Keys: rec.keys.Public(), Logger: log,
+	idx := &replay.Index{
+		Store: rec.store, Keys: rec.keys.Public(), Logger: log, OrphanGrace: time.Minute,
 		Alert: func(reason string) {
 			met.verifyFailures.WithLabelValues(reason).Inc()
 			log.Error("ALERT: a recording failed verification and is hidden", "reason", reason)
 		},
 	}
-	return &signaling.Replay{
-		Verifier: verifier, Library: replayLib{lib}, Enabled: on, Logger: log,
-		Audit:   signaling.AuditFunc(func(ev signaling.AuditEvent) error { return audit.Record(recorder.AuditEvent(ev)) }),
+	go func() {
+		// In the background: a store that is down must not hold up start-up.
+		if err := idx.Rebuild(ctx); err != nil {
+			log.Warn("replay index not built yet; will retry", "err", err)
+		}
+		idx.Run(ctx, replayRefresh)
+	}()
+	return &replay.Handler{
+		Verifier: verifier, Index: idx, Enabled: on, Logger: log, Audit: audit,
 		Counted: func(_, outcome string) { met.replay.WithLabelValues(outcome).Inc() },
 	}, audit, nil
 }
 
+// replayRefresh is how often the replay index picks up recordings stored
+// since start-up (a patient's own list picks up theirs at once).
+const replayRefresh = 10 * time.Second
+
 // withReplay routes the replay paths to the replay API before the mux sees
 // them: the mux would answer a path with "../" with a redirect that is
 // neither audited nor the uniform not-found.
-func withReplay(replay http.Handler, mux http.Handler) http.Handler {
+func withReplay(h http.Handler, mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.Path; p == "/v1/recordings" || strings.HasPrefix(p, "/v1/recordings/") || strings.HasPrefix(r.URL.EscapedPath(), "/v1/recordings/") {
-			replay.ServeHTTP(w, r)
+		if p := r.URL.Path; p == replay.Path || strings.HasPrefix(p, replay.Path+"/") || strings.HasPrefix(r.URL.EscapedPath(), replay.Path+"/") {
+			h.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)

@@ -18,9 +18,9 @@
 //	                    kind (audio|video), codec (opus|vp8|vp9),
 //	                    first_ms, last_ms (offsets of the first and last
 //	                    frame), frames}]
-//	events            [{type (joined|left|upgrade|downgrade), participant,
-//	                    offset_ms, path (upgrade only: renegotiation|
-//	                    prenegotiated)}]
+//	events            [{type (joined|left|upgrade|downgrade|audio_on|
+//	                    audio_off), participant, offset_ms, path (upgrade
+//	                    only: renegotiate|prenegotiated)}]
 //	recorder_version  version of the medcall binary that wrote the file
 //	key_id            id of the signing key; inside the signed payload
 //	                  because DSSE's own keyid field is not signed
@@ -28,6 +28,13 @@
 //	                  key's validity window for the manifest to verify
 //	recovered         true when the file was finalized from an orphaned
 //	                  spool after a crash rather than by a clean end
+//	chunks            {size, sha256: [...]}: SHA-256 (lowercase hex) of each
+//	                  consecutive size-byte piece of the WebM object (the
+//	                  last piece shorter), size 1 MiB by default, between
+//	                  1 KiB and 64 MiB; one digest per piece, in order.
+//	                  Replay checks every byte it serves, Range requests
+//	                  included, against these; absent in manifests signed
+//	                  before they existed, which replay checks whole.
 //
 // The subject name must equal the key that store.RecordingKeys builds from
 // patient, consultation and recording_id, so a manifest cannot vouch for an

@@ -3,10 +3,10 @@ package manifest
 import (
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/medcall/medcall/recorder/store"
+	"github.com/medcall/medcall/sfu/ident"
 )
 
 // Identifiers of the envelope and statement formats.
@@ -59,7 +59,7 @@ type Predicate struct {
 	Participants []Participant `json:"participants"`
 	// Tracks are the WebM file's tracks.
 	Tracks []Track `json:"tracks"`
-	// Events are joins, leaves, upgrades and downgrades, in order.
+	// Events are joins, leaves, upgrades, downgrades and audio on/off, in order.
 	Events []Event `json:"events"`
 	// RecorderVersion is the medcall version that wrote the file.
 	RecorderVersion string `json:"recorder_version"`
@@ -69,6 +69,9 @@ type Predicate struct {
 	SignedAt time.Time `json:"signed_at"`
 	// Recovered is true when the file was finalized from an orphaned spool.
 	Recovered bool `json:"recovered"`
+	// Chunks are the per-chunk digests replay checks every read against;
+	// nil in manifests signed before they existed.
+	Chunks *Chunks `json:"chunks,omitempty"`
 }
 
 // Participant is one person in the recorded consultation.
@@ -103,13 +106,13 @@ type Track struct {
 
 // Event is something that happened during the recording, at an offset.
 type Event struct {
-	// Type is joined, left, upgrade or downgrade.
+	// Type is joined, left, upgrade, downgrade, audio_on or audio_off.
 	Type string `json:"type"`
 	// Participant is the id of the participant it happened to.
 	Participant string `json:"participant"`
 	// OffsetMS is the offset from Started.
 	OffsetMS int64 `json:"offset_ms"`
-	// Path is how an upgrade happened: renegotiation or prenegotiated.
+	// Path is how an upgrade happened: renegotiate or prenegotiated.
 	Path string `json:"path,omitempty"`
 }
 
@@ -138,9 +141,7 @@ func (s *Statement) SHA256() string {
 }
 
 var (
-	idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	roles     = map[string]bool{"patient": true, "clinician": true, "guest": true}
-	kinds     = map[string]bool{"audio": true, "video": true}
+	kinds = map[string]bool{"audio": true, "video": true}
 )
 
 // check reports the first way s is not a well-formed recording statement.
@@ -168,10 +169,13 @@ func (s *Statement) check() error {
 	if p.SizeBytes < 0 {
 		return fmt.Errorf("%w: size_bytes %d is negative", ErrMalformed, p.SizeBytes)
 	}
+	if err := p.Chunks.check(p.SizeBytes); err != nil {
+		return err
+	}
 	known := make(map[string]bool, len(p.Participants))
 	for _, pt := range p.Participants {
-		if !idPattern.MatchString(pt.ID) || !roles[pt.Role] {
-			return fmt.Errorf("%w: participant %q role %q; ids match %s, roles are patient, clinician, guest", ErrMalformed, pt.ID, pt.Role, idPattern)
+		if !ident.Valid(pt.ID) || !ident.Role(pt.Role).Valid() {
+			return fmt.Errorf("%w: participant %q role %q; ids match %s, roles are patient, clinician, guest", ErrMalformed, pt.ID, pt.Role, ident.Pattern)
 		}
 		known[pt.ID] = true
 	}

@@ -2,18 +2,17 @@ package store
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/medcall/medcall/sfu/ident"
 )
 
 // MaxKeyLen is the longest key accepted, in bytes (the S3 limit).
 const MaxKeyLen = 1024
 
-var (
-	idPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-)
+// idPattern is quoted in error messages; ident validates.
+const idPattern = ident.Pattern
 
 // RecordingKeys returns the object keys of a recording's WebM file and its
 // manifest (DESIGN §5):
@@ -26,13 +25,13 @@ var (
 // cid must come from the server-side consultation binding, never from
 // anything a client sent.
 func RecordingKeys(pid, cid, rid string) (webm, manifest string, err error) {
-	if !idPattern.MatchString(pid) {
+	if !ident.Valid(pid) {
 		return "", "", fmt.Errorf("%w: patient id %q must match %s", ErrInvalidKey, pid, idPattern)
 	}
-	if !idPattern.MatchString(cid) {
+	if !ident.Valid(cid) {
 		return "", "", fmt.Errorf("%w: consultation id %q must match %s", ErrInvalidKey, cid, idPattern)
 	}
-	if !uuidPattern.MatchString(rid) {
+	if !ident.ValidRecording(rid) {
 		return "", "", fmt.Errorf("%w: recording id %q must be a lowercase UUID such as 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", ErrInvalidKey, rid)
 	}
 	base := "patients/" + pid + "/consultations/" + cid + "/" + rid
@@ -42,7 +41,7 @@ func RecordingKeys(pid, cid, rid string) (webm, manifest string, err error) {
 // PatientPrefix returns the key prefix that holds every object of patient
 // pid, for listing one patient's recordings.
 func PatientPrefix(pid string) (string, error) {
-	if !idPattern.MatchString(pid) {
+	if !ident.Valid(pid) {
 		return "", fmt.Errorf("%w: patient id %q must match %s", ErrInvalidKey, pid, idPattern)
 	}
 	return "patients/" + pid + "/", nil

@@ -5,12 +5,15 @@
 package token
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/medcall/medcall/sfu/ident"
 )
 
 // Audience is the only accepted "aud" claim.
@@ -21,9 +24,9 @@ const Leeway = 30 * time.Second
 
 // Roles a token may carry.
 const (
-	RolePatient   = "patient"
-	RoleClinician = "clinician"
-	RoleGuest     = "guest"
+	RolePatient   = string(ident.Patient)
+	RoleClinician = string(ident.Clinician)
+	RoleGuest     = string(ident.Guest)
 )
 
 // Errors returned by Verify; each maps to one protocol error code.
@@ -35,17 +38,18 @@ var (
 	ErrRole    = errors.New("role not allowed")
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// idPattern is quoted in error messages.
+const idPattern = ident.Pattern
 
-// ValidID reports whether s is a well-formed pseudonymous id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// ValidID reports whether s is a well-formed pseudonymous id (ident.Valid).
+func ValidID(s string) bool { return ident.Valid(s) }
 
 // Claims are the medcall claims of a join or replay token.
 type Claims struct {
 	Role         string `json:"role"`
 	Consultation string `json:"cid,omitempty"`
 	Patient      string `json:"pid,omitempty"`
-	Record       bool   `json:"rec,omitempty"`
+	Record       bool   `json:"rec"` // always written: a join token without rec is refused
 	jwt.RegisteredClaims
 }
 
@@ -98,10 +102,8 @@ func (v *Verifier) parse(raw string) (*Claims, error) {
 	if !ValidID(claims.Subject) {
 		return nil, fmt.Errorf("%w: sub must match %s", ErrBadID, idPattern)
 	}
-	switch claims.Role {
-	case RolePatient, RoleClinician, RoleGuest:
-	default:
-		return nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, claims.Role)
+	if _, err := ident.ParseRole(claims.Role); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return &claims, nil
 }
@@ -116,6 +118,10 @@ func (v *Verifier) VerifyJoin(raw string) (*Join, error) {
 	if c.Consultation == "" || c.Patient == "" {
 		return nil, fmt.Errorf("%w: a join token needs cid and pid", ErrInvalid)
 	}
+	if !hasClaim(raw, "rec") {
+		// Absent is not "do not record": the backend must say which.
+		return nil, fmt.Errorf("%w: a join token needs rec (true or false)", ErrInvalid)
+	}
 	if !ValidID(c.Consultation) || !ValidID(c.Patient) {
 		return nil, fmt.Errorf("%w: cid and pid must match %s", ErrBadID, idPattern)
 	}
@@ -126,6 +132,25 @@ func (v *Verifier) VerifyJoin(raw string) (*Join, error) {
 		Participant: c.Subject, Role: c.Role, Consultation: c.Consultation,
 		Patient: c.Patient, Record: c.Record, Expires: c.ExpiresAt.Time,
 	}, nil
+}
+
+// hasClaim reports whether the payload of raw, a token whose signature has
+// been verified, names claim.
+func hasClaim(raw, claim string) bool {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(payload, &obj) != nil {
+		return false
+	}
+	_, ok := obj[claim]
+	return ok
 }
 
 // VerifyReplay checks a replay token: like a join token but without cid, pid or rec.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/medcall/medcall/sfu/ident"
 	"github.com/medcall/medcall/signaling/token"
 )
 
@@ -93,7 +94,7 @@ func (q *DevTokenRequest) validate() error {
 	}
 	for _, id := range ids {
 		if !token.ValidID(id.v) {
-			return fmt.Errorf("%s must match ^[A-Za-z0-9_-]{1,64}$ (a pseudonym, not a name or e-mail address)", id.name)
+			return fmt.Errorf("%s must match %s (a pseudonym, not a name or e-mail address)", id.name, ident.Pattern)
 		}
 	}
 	if !q.Replay && q.Role == token.RolePatient && q.Sub != q.PID {

@@ -55,6 +55,7 @@ var routes = map[string]string{
 	"/index.html": "static/index.html",
 	"/app.js":     "static/app.js",
 	"/style.css":  "static/style.css",
+	"/replay.js":  "static/replay.js",
 	"/tokens.js":  "static/tokens.js",
 	"/view.js":    "static/view.js",
 	ClientPath:    "static/medcall.js",

@@ -1,6 +1,7 @@
 // medcall demo page: join with a token, switch between audio and video, see
 // connection stats, and (for patients) list and replay recordings.
 import { MedcallClient, MedcallError } from '/client/medcall.js';
+import { showConsultation } from '/replay.js';
 import { describeToken, devToken, rememberEnded, tokenClaims, wasEnded } from '/tokens.js';
 import { armFirstFrame, attach, roleName, setRole, tileFor, updateAlone } from '/view.js';
 
@@ -371,6 +372,7 @@ async function play(rec) {
     }
     player.hidden = false;
     player.dataset.rid = rec.id;
+    showConsultation($('replay-consultation'), rec.url, replayHeaders()).catch((err) => { st.textContent = `Could not show the whole consultation: ${err.message}.`; });
     st.textContent = `Playing the recording of consultation ${rec.consultation}.`;
     await player.play().catch(() => {});
   } catch (err) {

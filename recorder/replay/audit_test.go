@@ -1,4 +1,4 @@
-package recorder_test
+package replay_test
 
 import (
 	"bufio"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medcall/medcall/recorder"
+	"github.com/medcall/medcall/recorder/replay"
 )
 
 // readAuditLines parses every line of the audit log at path, failing the
@@ -41,7 +41,7 @@ func readAuditLines(t *testing.T, path string) []map[string]any {
 
 func TestAuditAppendsSyncedLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nested", "dir", "replay-audit.jsonl")
-	a, err := recorder.OpenAudit(path)
+	a, err := replay.OpenAudit(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,10 +66,10 @@ func TestAuditAppendsSyncedLines(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range each {
-				ev := recorder.AuditEvent{Sub: fmt.Sprintf("p%02d", w), Role: "patient", Action: recorder.AuditView,
-					Recording: fmt.Sprintf("%02d-%03d", w, i), Outcome: recorder.OutcomeOK}
+				ev := replay.AuditEvent{Sub: fmt.Sprintf("p%02d", w), Role: "patient", Action: replay.AuditView,
+					Recording: fmt.Sprintf("%02d-%03d", w, i), Outcome: replay.OutcomeOK}
 				if i%5 == 0 {
-					ev.Action, ev.Outcome, ev.Reason = recorder.AuditRefuse, recorder.OutcomeRefused, "not_visible"
+					ev.Action, ev.Outcome, ev.Reason = replay.AuditRefuse, replay.OutcomeRefused, "not_visible"
 				}
 				if err := a.Record(ev); err != nil {
 					t.Error(err)
@@ -109,15 +109,15 @@ func TestAuditAppendsSyncedLines(t *testing.T) {
 	}
 
 	// Reopening appends; nothing earlier is lost or rewritten.
-	a2, err := recorder.OpenAudit(path)
+	a2, err := replay.OpenAudit(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a2.Record(recorder.AuditEvent{Action: recorder.AuditList, Outcome: recorder.OutcomeOK, Sub: "later"}); err != nil {
+	if err := a2.Record(replay.AuditEvent{Action: replay.AuditList, Outcome: replay.OutcomeOK, Sub: "later"}); err != nil {
 		t.Fatal(err)
 	}
 	a2.Close()
-	if err := a2.Record(recorder.AuditEvent{Action: recorder.AuditList, Outcome: recorder.OutcomeOK}); err == nil {
+	if err := a2.Record(replay.AuditEvent{Action: replay.AuditList, Outcome: replay.OutcomeOK}); err == nil {
 		t.Error("Record after Close succeeded; want an error")
 	}
 	lines = readAuditLines(t, path)
@@ -127,7 +127,7 @@ func TestAuditAppendsSyncedLines(t *testing.T) {
 }
 
 func TestOpenAuditRefusesBadPaths(t *testing.T) {
-	if _, err := recorder.OpenAudit(""); err == nil {
+	if _, err := replay.OpenAudit(""); err == nil {
 		t.Error("OpenAudit(\"\") succeeded")
 	}
 	// A path whose parent is a file cannot hold a log.
@@ -135,7 +135,7 @@ func TestOpenAuditRefusesBadPaths(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := recorder.OpenAudit(filepath.Join(file, "audit.jsonl")); err == nil {
+	if _, err := replay.OpenAudit(filepath.Join(file, "audit.jsonl")); err == nil {
 		t.Error("OpenAudit under a regular file succeeded")
 	}
 }

@@ -1,4 +1,4 @@
-package recorder
+package replay
 
 import (
 	"encoding/json"
@@ -22,8 +22,6 @@ const (
 )
 
 // AuditEvent is one line of the replay audit log. It never carries a token.
-// signaling.AuditEvent has the same fields in the same order, so one
-// converts to the other with a plain conversion.
 type AuditEvent struct {
 	// Time is when it happened; Record fills it in when zero.
 	Time time.Time `json:"time"`
@@ -35,6 +33,9 @@ type AuditEvent struct {
 	Action string `json:"action"`
 	// Recording is the recording id asked for, when there was one.
 	Recording string `json:"recording,omitempty"`
+	// Part is what of the recording was asked for: empty for the original
+	// WebM, "timeline", or a participant's stream such as "guest-2.webm".
+	Part string `json:"part,omitempty"`
 	// Outcome is ok, refused or error.
 	Outcome string `json:"outcome"`
 	// Reason says why a request was refused or failed, from a small fixed
@@ -59,14 +60,14 @@ type Audit struct {
 // log at path for appending.
 func OpenAudit(path string) (*Audit, error) {
 	if path == "" {
-		return nil, errors.New("recorder: audit log path is empty")
+		return nil, errors.New("replay: audit log path is empty")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("recorder: create audit log directory: %w", err)
+		return nil, fmt.Errorf("replay: create audit log directory: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: open audit log: %w", err)
+		return nil, fmt.Errorf("replay: open audit log: %w", err)
 	}
 	return &Audit{f: f, path: path}, nil
 }
@@ -78,24 +79,33 @@ func (a *Audit) Record(ev AuditEvent) error {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC()
-	b, err := json.Marshal(ev)
+	if err := a.Append(ev); err != nil {
+		return err
+	}
+	if a.OnRecord != nil {
+		a.OnRecord(ev.Action, ev.Outcome)
+	}
+	return nil
+}
+
+// Append writes v as one JSON line and syncs the file, for audit records of
+// another shape (join refusals); Record is Append for replay events.
+func (a *Audit) Append(v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("recorder: encode audit event: %w", err)
+		return fmt.Errorf("replay: encode audit event: %w", err)
 	}
 	b = append(b, '\n')
 	a.mu.Lock()
 	if a.f == nil {
 		a.mu.Unlock()
-		return fmt.Errorf("recorder: audit log %s is closed", a.path)
+		return fmt.Errorf("replay: audit log %s is closed", a.path)
 	}
 	_, werr := a.f.Write(b)
 	serr := a.f.Sync()
 	a.mu.Unlock()
 	if err := errors.Join(werr, serr); err != nil {
-		return fmt.Errorf("recorder: write audit log %s: %w", a.path, err)
-	}
-	if a.OnRecord != nil {
-		a.OnRecord(ev.Action, ev.Outcome)
+		return fmt.Errorf("replay: write audit log %s: %w", a.path, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package replay_test
 
 import (
 	"bytes"
@@ -20,15 +20,13 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
-	"github.com/medcall/medcall/recorder"
 	"github.com/medcall/medcall/recorder/manifest"
+	"github.com/medcall/medcall/recorder/replay"
 	"github.com/medcall/medcall/recorder/store"
-	"github.com/medcall/medcall/recorder/store/miniotest"
-	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
 )
 
-// replayRig is a Replay handler over a real store, with its own manifest
+// replayRig is a replay Handler over a real store, with its own manifest
 // and token keys and an audit log in a temporary directory.
 type replayRig struct {
 	t         *testing.T
@@ -36,7 +34,9 @@ type replayRig struct {
 	mkeys     *manifest.KeySet
 	tkeys     *token.KeySet
 	auditPath string
-	rp        *signaling.Replay
+	idx       *replay.Index
+	alerts    *alertCounter
+	rp        *replay.Handler
 	enabled   atomic.Bool
 	counted   atomic.Int64
 	url       string
@@ -54,18 +54,19 @@ func newReplayRig(t *testing.T, st store.Store) *replayRig {
 	g := &replayRig{t: t, st: st, mkeys: &manifest.KeySet{Keys: []manifest.Key{mk}},
 		tkeys:     &token.KeySet{Keys: []token.Key{{ID: "ed1", Alg: "EdDSA", Public: priv.Public().(ed25519.PublicKey), Private: priv}}},
 		auditPath: filepath.Join(t.TempDir(), "audit", "replay.jsonl")}
-	audit, err := recorder.OpenAudit(g.auditPath)
+	audit, err := replay.OpenAudit(g.auditPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { audit.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	lib := &recorder.Library{Store: st, Keys: g.mkeys.Public(), Logger: quiet}
+	g.alerts = &alertCounter{}
+	g.idx = &replay.Index{Store: st, Keys: g.mkeys.Public(), Logger: quiet, Alert: g.alerts.alert}
 	g.enabled.Store(true)
-	g.rp = &signaling.Replay{
+	g.rp = &replay.Handler{
 		Verifier: &token.Verifier{Keys: g.tkeys.Public()},
-		Library:  replayLib{lib},
-		Audit:    signaling.AuditFunc(func(ev signaling.AuditEvent) error { return audit.Record(recorder.AuditEvent(ev)) }),
+		Index:    g.idx,
+		Audit:    audit,
 		Enabled:  &g.enabled,
 		Logger:   quiet,
 		Counted:  func(string, string) { g.counted.Add(1) },
@@ -78,37 +79,21 @@ func newReplayRig(t *testing.T, st store.Store) *replayRig {
 }
 
 // put stores a recording of patient pid with clinician participants and a
-// manifest signed by the rig's key; it returns the recording id.
+// manifest signed by the rig's key, lets the index pick it up (as its
+// periodic refresh would) and returns the recording id.
 func (g *replayRig) put(pid, cid string, body []byte, clinicians ...string) string {
 	g.t.Helper()
-	ctx := context.Background()
-	rid := uuid.Must(uuid.NewV7()).String()
-	webm, man, err := store.RecordingKeys(pid, cid, rid)
-	if err != nil {
+	r := putRecording(g.t, g.st, g.mkeys, recSpec{pid: pid, cid: cid, clinicians: clinicians, body: body}, time.Now())
+	g.refresh()
+	return r.rid
+}
+
+// refresh makes the index pick up what the store holds now.
+func (g *replayRig) refresh() {
+	g.t.Helper()
+	if err := g.idx.Refresh(context.Background(), "patients/"); err != nil {
 		g.t.Fatal(err)
 	}
-	info, err := g.st.Put(ctx, webm, bytes.NewReader(body), int64(len(body)))
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	started := time.Now().Add(-time.Hour).UTC()
-	p := manifest.Predicate{Consultation: cid, Patient: pid, RecordingID: rid, Started: started, Ended: started.Add(time.Minute),
-		SizeBytes: info.Size, Participants: []manifest.Participant{{ID: pid, Role: "patient", Joined: started}}}
-	for _, c := range clinicians {
-		p.Participants = append(p.Participants, manifest.Participant{ID: c, Role: "clinician", Joined: started})
-	}
-	stmt, err := manifest.NewStatement(p, info.SHA256)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	env, err := manifest.Sign(g.mkeys, stmt)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	if _, err := g.st.Put(ctx, man, bytes.NewReader(env), int64(len(env))); err != nil {
-		g.t.Fatal(err)
-	}
-	return rid
 }
 
 // token mints a replay token (no cid, no pid) expiring at exp.
@@ -162,7 +147,7 @@ func (g *replayRig) get(path, tok string, extra ...string) replayResp {
 }
 
 // auditLines returns the audit log's raw lines and their decoded events.
-func (g *replayRig) auditLines() ([]string, []recorder.AuditEvent) {
+func (g *replayRig) auditLines() ([]string, []replay.AuditEvent) {
 	g.t.Helper()
 	b, err := os.ReadFile(g.auditPath)
 	if err != nil {
@@ -172,7 +157,7 @@ func (g *replayRig) auditLines() ([]string, []recorder.AuditEvent) {
 	if len(b) == 0 {
 		raw = nil
 	}
-	evs := make([]recorder.AuditEvent, len(raw))
+	evs := make([]replay.AuditEvent, len(raw))
 	for i, l := range raw {
 		if err := json.Unmarshal([]byte(l), &evs[i]); err != nil {
 			g.t.Fatalf("audit line %q: %v", l, err)
@@ -183,7 +168,7 @@ func (g *replayRig) auditLines() ([]string, []recorder.AuditEvent) {
 
 // expectAudit asserts that exactly one line was added since `before` lines,
 // with the given fields, and that it holds none of the secrets.
-func (g *replayRig) expectAudit(what string, before int, want recorder.AuditEvent, secrets ...string) {
+func (g *replayRig) expectAudit(what string, before int, want replay.AuditEvent, secrets ...string) {
 	g.t.Helper()
 	raw, evs := g.auditLines()
 	if len(evs) != before+1 {
@@ -228,44 +213,27 @@ func (g *replayRig) list(tok string) listBody {
 }
 
 // eachReplayStore runs fn over a local store and a real MinIO.
-func eachReplayStore(t *testing.T, fn func(t *testing.T, g *replayRig, presigns bool)) {
-	t.Run("local", func(t *testing.T) {
-		st, err := store.NewLocal(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		fn(t, newReplayRig(t, st), false)
-	})
-	t.Run("s3", func(t *testing.T) {
-		srv := miniotest.Start(t)
-		srv.SetEnv(t)
-		st, err := store.Open(context.Background(), srv.URL("replay", "&create=true"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, newReplayRig(t, st), true)
-	})
+func eachReplayStore(t *testing.T, fn func(t *testing.T, g *replayRig)) {
+	eachStore(t, func(t *testing.T, st store.Store) { fn(t, newReplayRig(t, st)) })
 }
 
-// fetch GETs a presigned URL with a fresh client.
-func fetch(t *testing.T, u string) (int, []byte) {
+// localRig is a rig over a local store holding one recording of
+// patient-a; it returns the recording id and a replay token of patient-a.
+func localRig(t *testing.T) (g *replayRig, rid, tok string) {
 	t.Helper()
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Get(u)
+	st, err := store.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	t.Cleanup(func() { st.Close() })
+	g = newReplayRig(t, st)
+	return g, g.put("patient-a", "cons-a", []byte("a's recording")), g.token("patient-a", token.RolePatient, time.Now().Add(time.Hour))
 }
 
 const replayNotFound = `{"error":"not_found"}` + "\n"
 
 func TestReplayOwnRecording(t *testing.T) {
-	eachReplayStore(t, func(t *testing.T, g *replayRig, presigns bool) {
+	eachReplayStore(t, func(t *testing.T, g *replayRig) {
 		body := []byte("patient a's consultation, in webm")
 		rid := g.put("patient-a", "cons-a", body, "dr-1")
 		g.put("patient-b", "cons-b", []byte("patient b's consultation"), "dr-2")
@@ -274,32 +242,23 @@ func TestReplayOwnRecording(t *testing.T) {
 		n := g.auditCount()
 		lb := g.list(tok)
 		if len(lb.Recordings) != 1 || lb.Recordings[0].ID != rid || lb.Recordings[0].Consultation != "cons-a" ||
-			lb.Recordings[0].URL != "/v1/recordings/"+rid || lb.Recordings[0].Size != int64(len(body)) || lb.Recordings[0].DurationMS != 60000 {
+			lb.Recordings[0].URL != "/v1/recordings/"+rid || lb.Recordings[0].Size != int64(len(body)) || lb.Recordings[0].DurationMS != 90000 {
 			t.Fatalf("patient-a's list = %+v", lb)
 		}
-		g.expectAudit("list", n, recorder.AuditEvent{Sub: "patient-a", Role: "patient", Action: "list", Outcome: "ok"}, tok)
+		g.expectAudit("list", n, replay.AuditEvent{Sub: "patient-a", Role: "patient", Action: "list", Outcome: "ok"}, tok)
 
 		n = g.auditCount()
 		r := g.get(lb.Recordings[0].URL, tok)
-		g.expectAudit("view", n, recorder.AuditEvent{Sub: "patient-a", Role: "patient", Action: "view", Recording: rid, Outcome: "ok"}, tok)
+		g.expectAudit("view", n, replay.AuditEvent{Sub: "patient-a", Role: "patient", Action: "view", Recording: rid, Outcome: "ok"}, tok)
 		got := r.body
-		if presigns {
-			loc := r.header.Get("Location")
-			if r.status != http.StatusFound || !strings.HasPrefix(loc, "http") {
-				t.Fatalf("view from S3: %d, Location %q; want 302 to a presigned URL", r.status, loc)
-			}
-			var status int
-			if status, got = fetch(t, loc); status != http.StatusOK {
-				t.Fatalf("presigned URL: %d %s", status, got)
-			}
-		} else {
-			if r.status != http.StatusOK || r.header.Get("Content-Type") != "video/webm" {
-				t.Fatalf("view: %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
-			}
-			part := g.get(lb.Recordings[0].URL, tok, "Range", "bytes=2-9")
-			if part.status != http.StatusPartialContent || !bytes.Equal(part.body, body[2:10]) {
-				t.Errorf("range request: %d %q, want 206 %q", part.status, part.body, body[2:10])
-			}
+		// S3 too is streamed through the server, never redirected to a
+		// presigned URL: only a read through the server can be verified.
+		if r.status != http.StatusOK || r.header.Get("Content-Type") != "video/webm" || r.header.Get("Location") != "" {
+			t.Fatalf("view: %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
+		}
+		part := g.get(lb.Recordings[0].URL, tok, "Range", "bytes=2-9")
+		if part.status != http.StatusPartialContent || !bytes.Equal(part.body, body[2:10]) {
+			t.Errorf("range request: %d %q, want 206 %q", part.status, part.body, body[2:10])
 		}
 		if !bytes.Equal(got, body) {
 			t.Fatalf("served %q, want %q", got, body)
@@ -319,7 +278,7 @@ func TestReplayOwnRecording(t *testing.T) {
 }
 
 func TestReplayRefusalsLookMissing(t *testing.T) {
-	eachReplayStore(t, func(t *testing.T, g *replayRig, presigns bool) {
+	eachReplayStore(t, func(t *testing.T, g *replayRig) {
 		ridA := g.put("patient-a", "cons-a", []byte("a's recording"), "dr-1")
 		ridB := g.put("patient-b", "cons-b", []byte("b's recording"), "dr-2")
 		bare := uuid.Must(uuid.NewV7()).String()
@@ -375,7 +334,7 @@ func TestReplayRefusalsLookMissing(t *testing.T) {
 				r.header.Get("Content-Type") != "application/json" {
 				t.Errorf("%s: %d %q Location=%q; want 404 %q", c.name, r.status, r.body, r.header.Get("Location"), replayNotFound)
 			}
-			g.expectAudit(c.name, n, recorder.AuditEvent{Sub: c.sub, Role: c.role, Action: "refuse", Recording: c.id, Outcome: "refused", Reason: c.reason}, c.tok, tokA)
+			g.expectAudit(c.name, n, replay.AuditEvent{Sub: c.sub, Role: c.role, Action: "refuse", Recording: c.id, Outcome: "refused", Reason: c.reason}, c.tok, tokA)
 		}
 
 		// The list refuses bad tokens with a generic 401.
@@ -390,7 +349,7 @@ func TestReplayRefusalsLookMissing(t *testing.T) {
 			if r.status != http.StatusUnauthorized || string(r.body) != `{"error":"unauthorized"}`+"\n" {
 				t.Errorf("list, %s: %d %s; want 401", c.name, r.status, r.body)
 			}
-			g.expectAudit("list, "+c.name, n, recorder.AuditEvent{Action: "refuse", Outcome: "refused", Reason: c.reason}, c.tok, tokA)
+			g.expectAudit("list, "+c.name, n, replay.AuditEvent{Action: "refuse", Outcome: "refused", Reason: c.reason}, c.tok, tokA)
 		}
 		if _, evs := g.auditLines(); g.counted.Load() != int64(len(evs)) {
 			t.Errorf("Counted called %d times for %d audit lines", g.counted.Load(), len(evs))
@@ -399,7 +358,7 @@ func TestReplayRefusalsLookMissing(t *testing.T) {
 }
 
 func TestReplayClinicianSeesTheirConsultations(t *testing.T) {
-	eachReplayStore(t, func(t *testing.T, g *replayRig, presigns bool) {
+	eachReplayStore(t, func(t *testing.T, g *replayRig) {
 		r1 := g.put("patient-a", "cons-a", []byte("a"), "dr-1")
 		r2 := g.put("patient-b", "cons-b", []byte("b"), "dr-1", "dr-2")
 		r3 := g.put("patient-c", "cons-c", []byte("c"), "dr-2")
@@ -424,7 +383,7 @@ func TestReplayClinicianSeesTheirConsultations(t *testing.T) {
 			}
 		}
 		tok := g.token("dr-2", token.RoleClinician, time.Now().Add(time.Hour))
-		if r := g.get("/v1/recordings/"+r3, tok); r.status != http.StatusOK && r.status != http.StatusFound {
+		if r := g.get("/v1/recordings/"+r3, tok); r.status != http.StatusOK {
 			t.Errorf("dr-2 views r3: %d %s", r.status, r.body)
 		}
 		if r := g.get("/v1/recordings/"+r1, tok); r.status != http.StatusNotFound || string(r.body) != replayNotFound {
@@ -434,14 +393,7 @@ func TestReplayClinicianSeesTheirConsultations(t *testing.T) {
 }
 
 func TestReplaySwitchOff(t *testing.T) {
-	st, err := store.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	g := newReplayRig(t, st)
-	rid := g.put("patient-a", "cons-a", []byte("a's recording"))
-	tok := g.token("patient-a", token.RolePatient, time.Now().Add(time.Hour))
+	g, rid, tok := localRig(t)
 
 	g.enabled.Store(false)
 	for _, path := range []string{"/v1/recordings", "/v1/recordings/" + rid} {
@@ -454,7 +406,7 @@ func TestReplaySwitchOff(t *testing.T) {
 		if path != "/v1/recordings" {
 			id = rid
 		}
-		g.expectAudit("replay off "+path, n, recorder.AuditEvent{Sub: "patient-a", Role: "patient", Action: "refuse", Recording: id, Outcome: "refused", Reason: "replay_off"}, tok)
+		g.expectAudit("replay off "+path, n, replay.AuditEvent{Sub: "patient-a", Role: "patient", Action: "refuse", Recording: id, Outcome: "refused", Reason: "replay_off"}, tok)
 	}
 	g.enabled.Store(true)
 	if lb := g.list(tok); len(lb.Recordings) != 1 || lb.Recordings[0].ID != rid {
@@ -466,15 +418,8 @@ func TestReplaySwitchOff(t *testing.T) {
 }
 
 func TestReplayNothingServedWithoutAudit(t *testing.T) {
-	st, err := store.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	g := newReplayRig(t, st)
-	rid := g.put("patient-a", "cons-a", []byte("a's recording"))
-	tok := g.token("patient-a", token.RolePatient, time.Now().Add(time.Hour))
-	g.rp.Audit = signaling.AuditFunc(func(signaling.AuditEvent) error { return errors.New("disk full") })
+	g, rid, tok := localRig(t)
+	g.rp.Audit = failingAudit{}
 	for _, path := range []string{"/v1/recordings", "/v1/recordings/" + rid} {
 		r := g.get(path, tok)
 		if r.status != http.StatusServiceUnavailable || bytes.Contains(r.body, []byte("recording")) || bytes.Contains(r.body, []byte(rid)) {
@@ -483,27 +428,7 @@ func TestReplayNothingServedWithoutAudit(t *testing.T) {
 	}
 }
 
-func TestReplayPresignedURLExpires(t *testing.T) {
-	srv := miniotest.Start(t)
-	srv.SetEnv(t)
-	st, err := store.Open(context.Background(), srv.URL("replay", "&create=true"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newReplayRig(t, st)
-	g.rp.PresignTTL = time.Second
-	rid := g.put("patient-a", "cons-a", []byte("a's recording"))
-	tok := g.token("patient-a", token.RolePatient, time.Now().Add(time.Hour))
-	r := g.get("/v1/recordings/"+rid, tok)
-	loc := r.header.Get("Location")
-	if r.status != http.StatusFound || loc == "" {
-		t.Fatalf("view: %d Location %q", r.status, loc)
-	}
-	if status, b := fetch(t, loc); status != http.StatusOK || string(b) != "a's recording" {
-		t.Fatalf("fresh presigned URL: %d %q", status, b)
-	}
-	time.Sleep(2500 * time.Millisecond)
-	if status, _ := fetch(t, loc); status != http.StatusForbidden {
-		t.Errorf("presigned URL after its TTL: %d, want 403", status)
-	}
-}
+// failingAudit is an audit log whose disk is full.
+type failingAudit struct{}
+
+func (failingAudit) Record(replay.AuditEvent) error { return errors.New("disk full") }

@@ -1,0 +1,195 @@
+package replay
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/at-wat/ebml-go"
+	"github.com/at-wat/ebml-go/webm"
+)
+
+// A browser's <video> plays only the first audio and the first video track
+// of a file, so the whole consultation is served as one stream per
+// participant: their own audio and video tracks copied (no transcoding)
+// from the verified recording into a WebM of their own, on the recording's
+// timeline (timestamp 0 is the recording's start in every stream, so the
+// player keeps them in step by time alone). The only thing added is one
+// silent Opus frame at 0 for someone who joined late, because browsers
+// start a file's clock at its first frame.
+
+// sourceFile is the part of a recording's WebM that remuxing needs.
+type sourceFile struct {
+	Segment struct {
+		Info    webm.Info      `ebml:"Info"`
+		Tracks  webm.Tracks    `ebml:"Tracks"`
+		Cluster []webm.Cluster `ebml:"Cluster"`
+	} `ebml:"Segment"`
+}
+
+// opusSilence is one 20 ms Opus frame of silence (TOC 0xf8: CELT, 48 kHz,
+// mono, one frame; an empty CELT frame), as WebRTC stacks send for silence.
+var opusSilence = []byte{0xf8, 0xff, 0xfe}
+
+// frame is one block of one output track, at an absolute time.
+type frame struct {
+	out  int // index into the output tracks
+	ts   int64
+	key  bool
+	data []byte
+}
+
+// Label is how a participant is named to viewers: their role, numbered
+// from the second participant of the same role on (patient, clinician,
+// guest, guest-2), as the recorder names tracks ("guest-2/video").
+func labelOf(trackName string) string {
+	label, _, _ := strings.Cut(trackName, "/")
+	return label
+}
+
+// remux reads a whole recording from r (verified bytes) and returns a WebM
+// holding only the tracks named label/..., with their timestamps unchanged;
+// nil when no track has that label.
+func remux(r io.Reader, label string) ([]byte, error) {
+	var src sourceFile
+	if err := ebml.Unmarshal(r, &src); err != nil {
+		return nil, fmt.Errorf("replay: read recording to remux: %w", err)
+	}
+	var tracks []webm.TrackEntry
+	outOf := map[uint64]int{} // source track number -> output index
+	main := uint64(0)
+	for _, t := range src.Segment.Tracks.TrackEntry {
+		if labelOf(t.Name) != label {
+			continue
+		}
+		outOf[t.TrackNumber] = len(tracks)
+		t.TrackNumber = uint64(len(tracks) + 1)
+		if t.TrackType == 1 && main == 0 {
+			main = t.TrackNumber
+		}
+		tracks = append(tracks, t)
+	}
+	if len(tracks) == 0 {
+		return nil, nil
+	}
+	if main == 0 {
+		main = 1 // audio only: every Opus frame is a keyframe
+	}
+	scale := int64(src.Segment.Info.TimecodeScale)
+	if scale == 0 {
+		scale = 1_000_000
+	}
+	var frames []frame
+	add := func(c *webm.Cluster, b *ebml.Block, key bool) {
+		out, mine := outOf[b.TrackNumber]
+		if !mine {
+			return
+		}
+		ts := (int64(c.Timecode) + int64(b.Timecode)) * scale / 1_000_000 // ms
+		for _, d := range b.Data {
+			frames = append(frames, frame{out: out, ts: ts, key: key, data: d})
+		}
+	}
+	for i := range src.Segment.Cluster {
+		c := &src.Segment.Cluster[i]
+		for j := range c.SimpleBlock {
+			add(c, &c.SimpleBlock[j], c.SimpleBlock[j].Keyframe)
+		}
+		for j := range c.BlockGroup {
+			// A Block in a group is a keyframe when it references nothing.
+			add(c, &c.BlockGroup[j].Block, c.BlockGroup[j].ReferenceBlock == 0)
+		}
+	}
+	slices.SortStableFunc(frames, func(a, b frame) int { return int(a.ts - b.ts) })
+	// A stream must start at the recording's time 0 to share its clock: a
+	// browser plays a file from its first timestamp as its time 0. For someone
+	// who joined late, one silent Opus frame at 0 says "nothing yet".
+	if len(frames) > 0 && frames[0].ts > 0 {
+		for i, t := range tracks {
+			if t.CodecID == "A_OPUS" {
+				frames = append([]frame{{out: i, ts: 0, key: true, data: opusSilence}}, frames...)
+				break
+			}
+		}
+	}
+
+	return marshalStream(src.Segment.Info, tracks, frames, main)
+}
+
+// outFile is the WebM remux writes.
+type outFile struct {
+	Header  webm.EBMLHeader `ebml:"EBML"`
+	Segment struct {
+		Info    webm.Info      `ebml:"Info"`
+		Tracks  webm.Tracks    `ebml:"Tracks"`
+		Cluster []webm.Cluster `ebml:"Cluster"`
+	} `ebml:"Segment"`
+}
+
+// marshalStream writes frames (sorted, ms on the recording's timeline) as a
+// WebM whose timestamps are those times unchanged, so a participant who
+// joined late starts late in their stream too and every stream shares the
+// recording's clock. (ebml-go's block writer rebases the first frame to 0,
+// so the Segment is built here.) A cluster starts at a keyframe of the main
+// track once a second has passed, and at least every two seconds.
+func marshalStream(info webm.Info, tracks []webm.TrackEntry, frames []frame, main uint64) ([]byte, error) {
+	var out outFile
+	out.Header = *webm.DefaultEBMLHeader
+	out.Segment.Info = webm.Info{TimecodeScale: 1_000_000, MuxingApp: "medcall", WritingApp: "medcall", DateUTC: info.DateUTC}
+	out.Segment.Tracks.TrackEntry = tracks
+	var c *webm.Cluster
+	for _, f := range frames {
+		start := max(f.ts, 0) // a cluster's timecode is unsigned; Opus pre-roll may be a few ms before 0
+		if c == nil || f.ts-int64(c.Timecode) >= 2000 ||
+			(uint64(f.out+1) == main && f.key && f.ts-int64(c.Timecode) >= 1000) {
+			out.Segment.Cluster = append(out.Segment.Cluster, webm.Cluster{Timecode: uint64(start)})
+			c = &out.Segment.Cluster[len(out.Segment.Cluster)-1]
+		}
+		c.SimpleBlock = append(c.SimpleBlock, ebml.Block{
+			TrackNumber: uint64(f.out + 1), Timecode: int16(f.ts - int64(c.Timecode)), Keyframe: f.key, Data: [][]byte{f.data},
+		})
+	}
+	if n := len(frames); n > 0 {
+		out.Segment.Info.Duration = float64(frames[n-1].ts + 20) // the last frame lasts one Opus frame or so
+	}
+	var buf bytes.Buffer
+	if err := ebml.Marshal(&out, &buf); err != nil {
+		return nil, fmt.Errorf("replay: remux: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// serveStream answers GET /v1/recordings/{rid}/{label}.webm: the
+// participant's own audio and video, copied out of the verified recording
+// (every chunk checked) into a WebM a browser plays, range-capable.
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, ref refusal, label string) {
+	rec, ok := h.find(w, ref)
+	if !ok {
+		return
+	}
+	body, err := h.Index.Open(r.Context(), rec)
+	if err != nil {
+		h.refuseUnreadable(w, ref, err)
+		return
+	}
+	stream, err := remux(body, label)
+	body.Close()
+	if body.Err() != nil {
+		err = body.Err()
+	}
+	if err == nil && stream == nil {
+		err = ErrNotVisible // no such participant: like a missing recording
+	}
+	if err != nil {
+		h.refuseUnreadable(w, ref, err)
+		return
+	}
+	if !h.audited(w, AuditEvent{Sub: ref.Sub, Role: string(ref.Role), Action: AuditView, Recording: rec.ID, Part: ref.part, Outcome: OutcomeOK}) {
+		return
+	}
+	w.Header().Set("Content-Type", "video/webm")
+	http.ServeContent(w, r, "", rec.Ended, bytes.NewReader(stream))
+}
