@@ -36,11 +36,30 @@ func needBrowserTool(t *testing.T, ok bool, what, install string) {
 	t.Skipf("%s is missing; %s", what, install)
 }
 
+// audioStates are the states of a call in which run.mjs must have measured
+// that a listener hears the other side (RESULT audio_energy who=...): both
+// sides audio-only, then after each upgrade path, a downgrade and a reconnect,
+// in a page that joined without a user gesture (autoplay policy), and
+// in an app that follows only medcall.js's doc comment.
+var audioStates = []string{
+	"patient-audio-only", "clinician-audio-only", "clinician-upgraded", "patient-upgraded",
+	"clinician-downgraded", "clinician-after-reconnect", "patient-after-reconnect",
+	"clinician-c2-audio-only", "patient2-audio-only", "clinician-c2-renegotiated", "clinician-c2-downgraded",
+	"patient3-no-gesture", "app-audio-only", "app-receiving-video",
+}
+
 // TestBrowser runs signaling/web/e2e/run.mjs (Playwright, headless Chromium
-// with fake camera and microphone) against `medcall serve --dev` exactly as a
-// new user runs it: two browser contexts hold a recorded audio call, upgrade
-// by both paths, downgrade, reconnect, hang up; then the patient's replay
-// list shows and plays the recording, and another patient's list is empty.
+// with a fake camera and each side's microphone playing its own tone) against
+// `medcall serve --dev` exactly as a new user runs it: a phone and a desktop
+// hold a recorded audio call in which each hears the other's tone where it is
+// played (inbound-rtp totalAudioEnergy and a WebAudio analyser on the playing
+// element), upgrade by both paths, downgrade, reconnect, hang up; the demo
+// page's states (roles, call ended, the other side left, rejoining a recorded
+// consultation) are checked at 390x844 and desktop size and by axe-core
+// (WCAG 2 A/AA); then the patient's
+// replay list shows both recordings newest first and plays one, and another
+// patient's list is empty. Every signaling frame is checked against
+// signaling/protocol.schema.json.
 func TestBrowser(t *testing.T) {
 	node, err := exec.LookPath("node")
 	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
@@ -48,6 +67,8 @@ func TestBrowser(t *testing.T) {
 	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
 	_, err = os.Stat(chromiumPath())
 	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	needBrowserTool(t, err == nil, "ffmpeg (makes each side's microphone tone)", "install it with: apt-get install -y ffmpeg")
 
 	addr, admin, _, _ := startServeOut(t, t.TempDir(), "--dev")
 	artifacts := os.Getenv("MEDCALL_ARTIFACTS")
@@ -59,7 +80,7 @@ func TestBrowser(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, "run.mjs")
 	cmd.Dir = e2eDir
 	cmd.Env = append(os.Environ(), "MEDCALL_URL=http://"+addr, "MEDCALL_ARTIFACTS="+artifacts,
-		"MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_E2E_REPLAY=1")
+		"MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_FFMPEG="+ffmpeg, "MEDCALL_E2E_REPLAY=1")
 	cmd.Stderr = logWriter{t, "node stderr: "}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -72,7 +93,8 @@ func TestBrowser(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	passed, replayed := false, false
+	passed, replayed, schema := false, false, false
+	heard := map[string]bool{}
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		line := sc.Text()
@@ -87,6 +109,12 @@ func TestBrowser(t *testing.T) {
 			_, _ = fmt.Fprintln(stdin, answer)
 		case strings.HasPrefix(line, "RESULT click_to_first_frame "):
 			t.Logf("click-to-first-frame: %s", strings.TrimPrefix(line, "RESULT click_to_first_frame "))
+		case strings.HasPrefix(line, "RESULT audio_energy who="):
+			heard[strings.Fields(strings.TrimPrefix(line, "RESULT audio_energy who="))[0]] = true
+			t.Log(line)
+		case strings.HasPrefix(line, "RESULT schema ") && strings.HasSuffix(line, " faults=0"):
+			schema = true
+			t.Log(line)
 		case strings.HasPrefix(line, "RESULT replay ok=1"):
 			replayed = true
 			t.Log(line)
@@ -103,6 +131,14 @@ func TestBrowser(t *testing.T) {
 	}
 	if !replayed {
 		t.Error("the replay part of the browser test did not run")
+	}
+	for _, s := range audioStates {
+		if !heard[s] {
+			t.Errorf("the browser test did not show that audio is heard in state %s", s)
+		}
+	}
+	if !schema {
+		t.Error("the browser test did not check the signaling frames against the schema")
 	}
 }
 

@@ -56,7 +56,11 @@ var routes = map[string]string{
 	"/app.js":     "static/app.js",
 	"/style.css":  "static/style.css",
 	"/replay.js":  "static/replay.js",
+	"/tokens.js":  "static/tokens.js",
+	"/view.js":    "static/view.js",
 	ClientPath:    "static/medcall.js",
+	// Imported by medcall.js as './remote.js'.
+	"/client/remote.js": "static/remote.js",
 }
 
 var contentTypes = map[string]string{

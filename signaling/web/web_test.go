@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +60,9 @@ func TestAssets(t *testing.T) {
 		{"/app.js", "text/javascript; charset=utf-8", "from '/client/medcall.js'"},
 		{web.ClientPath, "text/javascript; charset=utf-8", "export class MedcallClient"},
 		{"/style.css", "text/css; charset=utf-8", ".tile"},
+		{"/tokens.js", "text/javascript; charset=utf-8", "export function tokenClaims"},
+		{"/view.js", "text/javascript; charset=utf-8", "export function attach"},
+		{"/client/remote.js", "text/javascript; charset=utf-8", "export class RemoteMedia"},
 		{"/config.json", "application/json", `"dev":false`},
 	}
 	for _, c := range cases {
@@ -107,6 +112,29 @@ func checkSecurityHeaders(t *testing.T, what string, h http.Header) {
 	}
 	if h.Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("%s: no X-Content-Type-Options: nosniff", what)
+	}
+}
+
+// TestModuleImportsAreServed: every module a served script imports is served
+// too (a missing route would break the page only in a browser).
+func TestModuleImportsAreServed(t *testing.T) {
+	h := web.Handler(web.Options{})
+	imports := regexp.MustCompile(`(?m)^import .* from '([^']+)';$`)
+	for _, p := range []string{"/app.js", web.ClientPath} {
+		body := serve(h, "GET", p, "", nil).Body.String()
+		ms := imports.FindAllStringSubmatch(body, -1)
+		if len(ms) == 0 {
+			t.Errorf("%s imports nothing; the pattern no longer matches its import lines", p)
+		}
+		for _, m := range ms {
+			target := path.Join(path.Dir(p), m[1])
+			if strings.HasPrefix(m[1], "/") {
+				target = m[1]
+			}
+			if w := serve(h, "GET", target, "", nil); w.Code != http.StatusOK {
+				t.Errorf("%s imports %s (%s): status %d", p, m[1], target, w.Code)
+			}
+		}
 	}
 }
 

@@ -2,6 +2,8 @@
 // connection stats, and (for patients) list and replay recordings.
 import { MedcallClient, MedcallError } from '/client/medcall.js';
 import { showConsultation } from '/replay.js';
+import { describeToken, devToken, rememberEnded, tokenClaims, wasEnded } from '/tokens.js';
+import { armFirstFrame, attach, roleName, setRole, tileFor, updateAlone } from '/view.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
@@ -10,6 +12,9 @@ const $ = (id) => /** @type {any} */ (document.getElementById(id));
 let client = null;
 let config = { dev: false };
 let statsTimer = 0;
+/** @type {{consultation: string, recording: boolean, role: string}|null} the call in progress */
+let call = null;
+let leaving = false; // Hang up was pressed: the call ends because this side left
 
 // For the browser console and the end-to-end test: the live client and its stats.
 /** @type {any} */ (window).medcallDemo = {
@@ -31,28 +36,40 @@ function showError(err) {
 
 // ---- tokens ----
 
-/**
- * Asks the dev-only endpoint for a token. Never used outside --dev.
- * @param {object} req {role, sub, cid, pid, rec, replay}
- */
-async function devToken(req) {
-  const r = await fetch('/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(req) });
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.error || `token request failed (${r.status})`);
-  return body.token;
-}
-
 function devForm() {
   const r = $('dev-role').value;
   return { role: r, sub: r === 'patient' ? $('dev-pid').value.trim() : $('dev-sub').value.trim(), cid: $('dev-cid').value.trim(), pid: $('dev-pid').value.trim(), rec: $('dev-rec').checked };
+}
+
+/** A patient's participant id is the patient id: the field is not shown (and never holds someone else's id). */
+function devRoleChanged() {
+  const role = $('dev-role').value;
+  const patient = role === 'patient';
+  $('dev-sub-row').hidden = patient;
+  if (patient) $('dev-sub').value = '';
+  else if (!$('dev-sub').value) $('dev-sub').value = role === 'clinician' ? 'd-1' : 'g-1';
+  if (!client) setRole($('dev-role').value);
 }
 
 async function generateToken() {
   showError(null);
   try {
     $('token').value = await devToken(devForm());
+    tokenChanged();
     status('Token generated. Press Join.');
   } catch (err) { showError(err); }
+}
+
+/** Describes the token in the field instead of showing it, and warns before recording an ended consultation again. */
+function tokenChanged() {
+  const raw = $('token').value.trim();
+  const c = tokenClaims(raw);
+  $('token-info').textContent = raw ? describeToken(c) : '';
+  if (c && c.role && !client) setRole(c.role);
+  const again = !!(c && c.rec && c.cid && wasEnded(c.cid));
+  $('rejoin').hidden = !again;
+  $('rejoin-confirm').checked = false;
+  if (again) $('rejoin-text').textContent = `You have already ended a recorded call in consultation ${c.cid}. Joining again records it again, as a new recording if everyone else has left.`;
 }
 
 // ---- the call ----
@@ -62,6 +79,11 @@ async function join(ev) {
   showError(null);
   const token = $('token').value.trim();
   if (!token) { showError(new Error('Paste a join token first.')); $('token').focus(); return; }
+  if (!$('rejoin').hidden && !$('rejoin-confirm').checked) {
+    showError(new Error('This would record the consultation again. Tick "Yes, start a new recording" to go ahead.'));
+    $('rejoin-confirm').focus();
+    return;
+  }
   $('join-button').disabled = true;
   status('Connecting…');
   client = new MedcallClient({ token, prenegotiate: $('prenegotiate').checked });
@@ -80,23 +102,32 @@ async function join(ev) {
 function wire(c) {
   c.addEventListener('state', (/** @type {any} */ e) => {
     if (e.detail.state === 'reconnecting') status('Connection lost — reconnecting…');
-    if (e.detail.state === 'closed' && client === c) endCall('Call ended.');
+    // Only a call that was joined ends; a refused join stays on the form with its error.
+    if (e.detail.state === 'closed' && client === c && call) {
+      endCall(leaving ? (cid) => `You left consultation ${cid}.` : (cid) => `The connection to consultation ${cid} ended.`);
+    }
   });
   c.addEventListener('joined', (/** @type {any} */ e) => onJoined(e.detail));
   c.addEventListener('reconnected', () => status('Reconnected.'));
   c.addEventListener('peer', (/** @type {any} */ e) => onPeer(e.detail.event, e.detail.participant));
-  c.addEventListener('track', (/** @type {any} */ e) => attach(e.detail.participant, e.detail.stream));
+  c.addEventListener('track', (/** @type {any} */ e) => attach(e.detail));
+  c.addEventListener('audioblocked', () => { $('sound-notice').hidden = false; });
+  c.addEventListener('audiounblocked', () => { if (!c.audioBlocked) $('sound-notice').hidden = true; });
   c.addEventListener('media', (/** @type {any} */ e) => onLocalMedia(e.detail));
   c.addEventListener('bye', (/** @type {any} */ e) => { if (e.detail.reason === 'replaced') showError(new Error('You joined from another window; this one was disconnected.')); });
   c.addEventListener('error', (/** @type {any} */ e) => showError(e.detail.error));
 }
 
 function onJoined(j) {
+  call = { consultation: j.consultation, recording: !!j.recording, role: j.participant.role };
+  setRole(j.participant.role);
   $('join').hidden = true;
+  $('ended').hidden = true;
   $('call').hidden = false;
   $('call-id').textContent = j.consultation;
   $('self-role').textContent = `(${j.participant.role})`;
   $('recording').hidden = !j.recording;
+  $('alone').textContent = 'Waiting for the other side to join…';
   const present = new Set(j.participants.map((p) => p.id));
   for (const t of document.querySelectorAll('.tile.peer')) if (!present.has(t.dataset.peer)) t.remove();
   for (const p of j.participants) onPeer('present', p);
@@ -108,58 +139,13 @@ function onJoined(j) {
   $('video-button').focus();
 }
 
-function tileFor(id) {
-  let tile = document.querySelector(`.tile.peer[data-peer="${CSS.escape(id)}"]`);
-  if (tile) return tile;
-  tile = document.createElement('figure');
-  tile.className = 'tile peer';
-  tile.dataset.peer = id;
-  const video = document.createElement('video');
-  video.autoplay = true;
-  video.playsInline = true;
-  const overlay = document.createElement('div');
-  overlay.className = 'overlay';
-  overlay.textContent = 'Audio only';
-  const cap = document.createElement('figcaption');
-  tile.append(video, overlay, cap);
-  $('tiles').append(tile);
-  armFirstFrame(tile);
-  return tile;
-}
-
-/**
- * Records when the next video frame is shown (data-first-frame-at, ms since
- * the epoch), so the time from "Switch to video" on one side to the first
- * frame on the other can be measured.
- */
-function armFirstFrame(tile) {
-  const video = tile.querySelector('video');
-  tile.dataset.firstFrameAt = '';
-  if (!('requestVideoFrameCallback' in video)) return;
-  const gen = (Number(tile.dataset.armed) || 0) + 1;
-  tile.dataset.armed = String(gen);
-  const onFrame = () => {
-    if (tile.dataset.armed !== String(gen) || tile.dataset.firstFrameAt) return;
-    // Frames still in flight from before a switch to audio do not count.
-    if (tile.dataset.video !== 'true') { video.requestVideoFrameCallback(onFrame); return; }
-    tile.dataset.firstFrameAt = String(Date.now());
-  };
-  video.requestVideoFrameCallback(onFrame);
-}
-
 function onPeer(event, p) {
-  if (event === 'left') {
-    const t = document.querySelector(`.tile.peer[data-peer="${CSS.escape(p.id)}"]`);
-    if (t) t.remove();
-    status(`The ${p.role} left.`);
-    updateAlone();
-    return;
-  }
+  if (event === 'left') { onPeerLeft(p); return; }
   const tile = tileFor(p.id);
   const wasVideo = tile.dataset.video === 'true';
   tile.dataset.video = String(p.video);
   tile.dataset.role = p.role;
-  tile.querySelector('figcaption').textContent = `${p.role} ${p.id}${p.audio ? '' : ' (muted)'}`;
+  tile.querySelector('figcaption').textContent = `${roleName(p.role)}${p.audio ? '' : ' (muted)'}`;
   tile.querySelector('.overlay').hidden = p.video;
   if (wasVideo && !p.video) armFirstFrame(tile);
   if (event === 'joined') status(`The ${p.role} joined.`);
@@ -167,17 +153,24 @@ function onPeer(event, p) {
   updateAlone();
 }
 
-function attach(id, stream) {
-  const tile = tileFor(id);
-  const video = tile.querySelector('video');
-  // A fresh MediaStream makes the element reload, so a video track added by
-  // renegotiation is shown even if the element was playing audio only.
-  video.srcObject = new MediaStream(stream.getTracks());
-  if (!tile.dataset.firstFrameAt) armFirstFrame(tile);
-  video.play().catch(() => { /* autoplay refused: the Join click normally allows it */ });
+/** Someone left: say so; once nobody else is here, stop sending video to no one. */
+async function onPeerLeft(p) {
+  const t = document.querySelector(`.tile.peer[data-peer="${CSS.escape(p.id)}"]`);
+  if (t) t.remove();
+  if (client && !client.audioBlocked) $('sound-notice').hidden = true;
+  updateAlone();
+  // A reconnect drops everyone for a moment (they come back with it): not news.
+  if (!client || client.state !== 'joined') return;
+  const text = `The ${p.role} left the consultation.`;
+  status(text);
+  if (document.querySelector('.tile.peer')) return;
+  $('alone').textContent = `${text} You are the only one here.`;
+  if (!client.sending.video) return;
+  try {
+    await client.downgradeVideo();
+    status(`${text} Your camera is off.`);
+  } catch (err) { showError(err); }
 }
-
-function updateAlone() { $('alone').hidden = document.querySelectorAll('.tile.peer').length > 0; }
 
 function onLocalMedia(m) {
   const b = $('video-button');
@@ -218,27 +211,56 @@ async function toggleMute() {
   } catch (err) { showError(err); }
 }
 
-async function hangUp() {
-  if (!client) return;
-  const c = client;
-  try { await c.leave(); } catch (err) { showError(err); }
-  endCall('');
-  status('You left the consultation.');
+async function turnOnSound() {
+  if (client && await client.resumeAudio()) $('sound-notice').hidden = true;
 }
 
-function endCall(text) {
+async function hangUp() {
   if (!client) return;
+  leaving = true;
+  try { await client.leave(); } catch (err) { showError(err); }
+  endCall((cid) => `You left consultation ${cid}.`);
+}
+
+/**
+ * Returns to a clear "call ended" state. Joining again takes a new token (and
+ * a confirmation for a recorded consultation).
+ * @param {(consultation: string) => string} say what happened
+ */
+function endCall(say) {
+  if (!client || !call) return;
   client = null;
+  leaving = false;
   window.clearInterval(statsTimer);
   statsTimer = 0;
   for (const t of document.querySelectorAll('.tile.peer')) t.remove();
   $('self-video').srcObject = null;
   $('call').hidden = true;
-  $('join').hidden = false;
   $('recording').hidden = true;
+  $('sound-notice').hidden = true;
   $('join-button').disabled = false;
   onLocalMedia({ video: false });
-  status(text);
+  let more = '';
+  if (call.recording) {
+    rememberEnded(call.consultation);
+    more = call.role === 'patient' ? ' Its recording is kept: find it under "Your recordings".' : ' Its recording is kept.';
+  }
+  $('ended-text').textContent = say(call.consultation) + more;
+  call = null;
+  $('token').value = '';
+  tokenChanged();
+  $('ended').hidden = false;
+  $('join').hidden = true;
+  status('Call ended.');
+  $('again-button').focus();
+}
+
+function joinAgain() {
+  $('ended').hidden = true;
+  $('join').hidden = false;
+  showError(null);
+  status('Not connected.');
+  (config.dev ? $('dev-generate') : $('token')).focus();
 }
 
 async function showStats() {
@@ -286,10 +308,20 @@ function replayHeaders() {
 async function replayDevToken() {
   try {
     $('replay-token').value = await devToken({ role: 'patient', sub: $('dev-pid').value.trim(), replay: true });
+    replayTokenChanged();
     $('replay-status').textContent = 'Replay token generated.';
   } catch (err) { $('replay-status').textContent = `Could not get a replay token: ${err.message}`; }
 }
 
+function replayTokenChanged() {
+  const raw = $('replay-token').value.trim();
+  $('replay-token-info').textContent = raw ? describeToken(tokenClaims(raw)) : '';
+}
+
+/**
+ * The replay list: fetches GET /v1/recordings and lists them newest first,
+ * each a button that plays it. All of the list's code is here.
+ */
 async function loadRecordings(ev) {
   if (ev) ev.preventDefault();
   const list = $('replay-list');
@@ -302,12 +334,15 @@ async function loadRecordings(ev) {
     if (!r.ok) throw new Error(r.status === 404 ? 'replay is not available on this server' : `the server answered ${r.status}`);
     const recs = parseRecordings(await r.json());
     if (!recs.length) { st.textContent = 'No recordings.'; return; }
-    st.textContent = `${recs.length} recording${recs.length === 1 ? '' : 's'}.`;
+    // Newest first; recordings without a start time last.
+    recs.sort((a, b) => (b.started ? b.started.getTime() : -Infinity) - (a.started ? a.started.getTime() : -Infinity));
+    st.textContent = `${recs.length} recording${recs.length === 1 ? '' : 's'}, newest first.`;
     for (const rec of recs) {
       const li = document.createElement('li');
       const b = document.createElement('button');
       b.type = 'button';
       b.dataset.rid = rec.id;
+      if (rec.started) b.dataset.started = rec.started.toISOString();
       const when = rec.started ? rec.started.toLocaleString() : 'unknown time';
       const len = rec.durationMs !== null ? ` — ${Math.round(rec.durationMs / 1000)} s` : '';
       b.textContent = `Consultation ${rec.consultation}, ${when}${len}`;
@@ -353,13 +388,17 @@ async function start() {
     if (r.ok) config = await r.json();
   } catch { /* not fatal: no dev features */ }
   $('join-form').addEventListener('submit', join);
+  $('token').addEventListener('input', tokenChanged);
   $('video-button').addEventListener('click', toggleVideo);
   $('mute-button').addEventListener('click', toggleMute);
+  $('sound-button').addEventListener('click', turnOnSound);
   $('hangup-button').addEventListener('click', hangUp);
+  $('again-button').addEventListener('click', joinAgain);
   $('replay-form').addEventListener('submit', loadRecordings);
+  $('replay-token').addEventListener('input', replayTokenChanged);
   $('replay-dev').addEventListener('click', replayDevToken);
   $('dev-generate').addEventListener('click', generateToken);
-  $('dev-role').addEventListener('change', () => { $('dev-sub').disabled = $('dev-role').value === 'patient'; });
+  $('dev-role').addEventListener('change', devRoleChanged);
   if (!config.dev) return;
   $('dev').hidden = false;
   // Dev links (printed by `medcall serve --dev`) carry the form's fields, never a token.
@@ -367,8 +406,8 @@ async function start() {
   for (const [k, id] of [['role', 'dev-role'], ['cid', 'dev-cid'], ['pid', 'dev-pid'], ['sub', 'dev-sub']]) {
     if (q.has(k)) $(id).value = q.get(k);
   }
-  $('dev-sub').disabled = $('dev-role').value === 'patient';
   if (q.has('rec')) $('dev-rec').checked = q.get('rec') === '1' || q.get('rec') === 'true';
+  devRoleChanged();
   if (q.has('role')) await generateToken();
 }
 

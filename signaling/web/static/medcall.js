@@ -4,15 +4,31 @@
 //
 //   import { MedcallClient } from '/client/medcall.js';
 //   const c = new MedcallClient({ token });
-//   c.addEventListener('track', (e) => attach(e.detail.participant, e.detail.stream));
+//   c.addEventListener('track', (e) => {
+//     // Remote audio already plays (see below). Video: a muted <video> per participant.
+//     if (e.detail.kind === 'video') videoFor(e.detail.participant).srcObject = e.detail.stream;
+//   });
+//   c.addEventListener('audioblocked', () => showTurnOnSound());  // its click: c.resumeAudio()
+//   c.addEventListener('audiounblocked', () => { if (!c.audioBlocked) hideTurnOnSound(); });
 //   await c.join();             // join, publish the microphone, subscribe
 //   await c.upgradeVideo();     // camera on (pre-negotiated fast path if possible)
 //   await c.downgradeVideo();   // camera off, audio goes on
 //   await c.leave();
 //
+// Remote audio plays from its first packet, in every state of the call: the
+// client plays each participant's audio itself, in an <audio> element of its
+// own (c.audioElement(id); not in the document unless the app puts it there),
+// and hands out video as a stream holding only the video track. Never put a
+// participant's audio and video in one element: Chromium does not play such
+// an element until a video frame arrives, so an audio-only call is silent.
+// With {playAudio: false} the app plays audio itself: the 'track' event's
+// stream for kind 'audio' holds only the audio track, for an <audio> element.
+//
 // Two peer connections: "publish" (this client offers) and "subscribe" (the
 // server offers, this client answers). ICE candidates are trickled both ways
 // and queued until the description they belong to is set.
+
+import { RemoteMedia } from './remote.js';
 
 /** Protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -105,6 +121,7 @@ export class MedcallError extends Error {
  * @property {string} [consultation] checked against the token's cid by the server
  * @property {boolean} [prenegotiate] negotiate an idle video sender at join (fast upgrade); default true
  * @property {boolean} [reconnect] rejoin after a dropped socket; default true
+ * @property {boolean} [playAudio] play remote audio in <audio> elements the client owns; default true
  * @property {number} [requestTimeout] ms to wait for a reply; default 10000
  * @property {RTCIceServer[]} [iceServers]
  * @property {MediaStreamConstraints['audio']} [audio] microphone constraints; default true
@@ -121,7 +138,10 @@ const SUBSCRIBE = 'subscribe';
  * - `state` {state}: idle → connecting → joined → (reconnecting → joined)* → closed
  * - `joined` {consultation, participant, participants, recording}: after every (re)join
  * - `peer` {event: 'joined'|'left'|'media', participant: Peer}
- * - `track` {participant, kind, track, stream}: remote media arrived (stream holds all of that participant's tracks)
+ * - `track` {participant, kind, track, stream, element}: remote media arrived; `stream` holds only this
+ *   track (a new MediaStream each time); for audio, `element` is the <audio> already playing it (null with playAudio off)
+ * - `audioblocked` {participant}: the autoplay policy refused to play remote audio; call resumeAudio() from a click
+ * - `audiounblocked` {participant}: that audio plays after all (resumeAudio(), or the browser allowed it later)
  * - `media` {audio, video, path?}: what this client now sends
  * - `reconnecting` {attempt, error}, `reconnected` {}
  * - `bye` {reason}: the server removed this participant
@@ -131,13 +151,16 @@ export class MedcallClient extends EventTarget {
   /** @param {Options} opts */
   constructor(opts = {}) {
     super();
-    this.opts = { prenegotiate: true, reconnect: true, requestTimeout: 10000, audio: true, video: true, ...opts };
+    this.opts = { prenegotiate: true, reconnect: true, playAudio: true, requestTimeout: 10000, audio: true, video: true, ...opts };
     /** @type {State} */
     this.state = 'idle';
     /** @type {Map<string, Peer>} the other participants */
     this.peers = new Map();
-    /** @type {Map<string, MediaStream>} remote media by participant id */
-    this.streams = new Map();
+    this._remote = new RemoteMedia({
+      playAudio: this.opts.playAudio,
+      onBlocked: (participant) => this._emit('audioblocked', { participant }),
+      onUnblocked: (participant) => this._emit('audiounblocked', { participant }),
+    });
     /** Whether the server records this consultation (joined.recording). */
     this.recording = false;
     /** @type {Peer|null} this participant as the server sees it */
@@ -270,6 +293,38 @@ export class MedcallClient extends EventTarget {
   }
 
   /**
+   * The <audio> element playing a participant's audio, or null (not yet
+   * arrived, or playAudio off). Inserting it in the document is optional.
+   * @param {string} participant
+   * @returns {HTMLAudioElement|null}
+   */
+  audioElement(participant) { return this._remote.audioElement(participant); }
+
+  /**
+   * A stream holding only a participant's video track (for a muted <video>), or null.
+   * @param {string} participant
+   * @returns {MediaStream|null}
+   */
+  videoStream(participant) { return this._remote.videoStream(participant); }
+
+  /**
+   * A stream holding only a participant's audio track, or null.
+   * @param {string} participant
+   * @returns {MediaStream|null}
+   */
+  audioStream(participant) { return this._remote.audioStream(participant); }
+
+  /**
+   * Starts remote audio the browser's autoplay policy blocked (see the
+   * `audioblocked` event). Call it from a click or key handler.
+   * @returns {Promise<boolean>} whether all remote audio now plays
+   */
+  resumeAudio() { return this._remote.resume(); }
+
+  /** Whether some remote audio is blocked by the autoplay policy (between `audioblocked` and `audiounblocked`). */
+  get audioBlocked() { return this._remote.blocked.size > 0; }
+
+  /**
    * Sends a ping and resolves with the round trip in ms.
    * @returns {Promise<number>}
    */
@@ -285,13 +340,13 @@ export class MedcallClient extends EventTarget {
    * share of inbound RTP lost since the call started; bitrates are averaged
    * since the previous call to stats().
    * @returns {Promise<{rttMs: number|null, lossPct: number|null, sendKbps: number|null, recvKbps: number|null,
-   *   inbound: {audio: {packetsReceived: number, packetsLost: number}, video: {packetsReceived: number, framesDecoded: number, frameWidth: number}},
+   *   inbound: {audio: {packetsReceived: number, packetsLost: number, totalAudioEnergy: number, totalSamplesDuration: number}, video: {packetsReceived: number, framesDecoded: number, frameWidth: number}},
    *   outbound: {audio: {packetsSent: number}, video: {packetsSent: number, framesEncoded: number}}}>}
    */
   async stats() {
     const out = {
       rttMs: null, lossPct: null, sendKbps: null, recvKbps: null,
-      inbound: { audio: { packetsReceived: 0, packetsLost: 0 }, video: { packetsReceived: 0, framesDecoded: 0, frameWidth: 0 } },
+      inbound: { audio: { packetsReceived: 0, packetsLost: 0, totalAudioEnergy: 0, totalSamplesDuration: 0 }, video: { packetsReceived: 0, framesDecoded: 0, frameWidth: 0 } },
       outbound: { audio: { packetsSent: 0 }, video: { packetsSent: 0, framesEncoded: 0 } },
     };
     let sent = 0; let recv = 0; let got = 0; let lost = 0;
@@ -313,8 +368,12 @@ export class MedcallClient extends EventTarget {
         if (s.type === 'inbound-rtp' && (s.kind === 'audio' || s.kind === 'video')) {
           const k = out.inbound[s.kind];
           k.packetsReceived += s.packetsReceived || 0;
-          if (s.kind === 'audio') k.packetsLost += s.packetsLost || 0;
-          else {
+          if (s.kind === 'audio') {
+            k.packetsLost += s.packetsLost || 0;
+            // Grows only with audio that is played out: it stays 0 while no element plays the track.
+            k.totalAudioEnergy += s.totalAudioEnergy || 0;
+            k.totalSamplesDuration += s.totalSamplesDuration || 0;
+          } else {
             k.framesDecoded += s.framesDecoded || 0;
             k.frameWidth = Math.max(k.frameWidth, s.frameWidth || 0);
           }
@@ -440,7 +499,7 @@ export class MedcallClient extends EventTarget {
     this._subChain = Promise.resolve();
     this.sending = { audio: false, video: false };
     this._lastStats = null;
-    for (const id of [...this.streams.keys()]) this.streams.delete(id);
+    this._remote.clear();
   }
 
   // ---- requests ----
@@ -530,7 +589,7 @@ export class MedcallClient extends EventTarget {
   _peerLeft(id) {
     const p = this.peers.get(id);
     this.peers.delete(id);
-    this.streams.delete(id);
+    this._remote.remove(id);
     if (p) this._emit('peer', { event: 'left', participant: p });
   }
 
@@ -556,11 +615,8 @@ export class MedcallClient extends EventTarget {
     }
     this._sub.ontrack = (e) => {
       const participant = e.streams[0] ? e.streams[0].id : e.track.id.replace(/-(audio|video)$/, '');
-      let stream = this.streams.get(participant);
-      if (!stream) { stream = new MediaStream(); this.streams.set(participant, stream); }
-      for (const t of stream.getTracks()) if (t.kind === e.track.kind && t !== e.track) stream.removeTrack(t);
-      stream.addTrack(e.track);
-      this._emit('track', { participant, kind: e.track.kind, track: e.track, stream });
+      const { stream, element } = this._remote.add(participant, e.track);
+      this._emit('track', { participant, kind: e.track.kind, track: e.track, stream, element });
     };
   }
 
@@ -639,6 +695,8 @@ export class MedcallClient extends EventTarget {
   }
 
   async _camera() {
+    // A reconnect turns video back on with the camera that is still open.
+    if (this._cam && this._cam.readyState === 'live') return this._cam;
     const s = await getMedia({ video: this.opts.video });
     this._cam = s.getVideoTracks()[0];
     this._localMediaStream().addTrack(this._cam);
