@@ -129,10 +129,43 @@ func TestWebhooksForARecordedCall(t *testing.T) {
 		t.Errorf("recording.stored %+v\nwant %+v", stored, want)
 	}
 	for _, b := range bodies {
-		if strings.Contains(b, "d-1") || strings.Contains(b, "token") {
-			t.Errorf("webhook body carries a participant id or a token: %s", b)
+		// Judge the decoded values, not substrings: a UUID may contain "d-1".
+		for _, v := range jsonStrings(t, b) {
+			if v == "d-1" || strings.HasPrefix(v, "eyJ") {
+				t.Errorf("webhook body carries a participant id or a token (%q): %s", v, b)
+			}
+		}
+		if strings.Contains(b, `"token"`) {
+			t.Errorf("webhook body has a token field: %s", b)
 		}
 	}
+}
+
+// jsonStrings returns every string value in the JSON document body.
+func jsonStrings(t *testing.T, body string) []string {
+	t.Helper()
+	var doc any
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("webhook body is not JSON: %v: %s", err, body)
+	}
+	var out []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(doc)
+	return out
 }
 
 // TestWebhookRecordingFailed: a recording that failed is reported as
