@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -47,6 +46,10 @@ type Config struct {
 	// MaxVideoBitrate is the ceiling, in bits/s, of the bitrate asked of a
 	// publisher's video; 0 means DefaultMaxVideoBitrate.
 	MaxVideoBitrate int
+	// NACKHistory is how many sent packets each video stream of a subscribe
+	// connection keeps to answer NACKs from, a power of two; 0 sizes it from
+	// MaxVideoBitrate (interceptors.go).
+	NACKHistory uint16
 	// Taps opens an in-process consumer (the recorder) per consultation; may be nil.
 	Taps TapFactory
 	// Metrics receives counters; may be nil.
@@ -57,7 +60,8 @@ type Config struct {
 // SFU holds the consultations of one server.
 type SFU struct {
 	cfg    Config
-	api    *webrtc.API
+	api    *webrtc.API // subscribe connections
+	pubAPI *webrtc.API // publish connections (interceptors.go)
 	log    *slog.Logger
 	udpMux ice.UDPMux
 	links  links // subscribe connections' downlinks, until their Participant takes them
@@ -101,33 +105,14 @@ func New(cfg Config) (*SFU, error) {
 	if err := s.configureNetwork(&se); err != nil {
 		return nil, err
 	}
-	m, ir, err := newMediaEngine(cfg.Metrics, &s.links, cfg.MaxVideoBitrate)
+	m, pub, sub, err := newMediaEngine(cfg, &s.links)
 	if err != nil {
 		s.closeNetwork()
 		return nil, err
 	}
-	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
+	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(pub))
+	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(sub))
 	return s, nil
-}
-
-// newMediaEngine registers the codecs medcall forwards (Opus, VP8, VP9; never
-// H.264, which cannot be recorded into WebM) and the standard interceptors:
-// NACK generator and responder, sender and receiver reports, TWCC, and the
-// send-side bandwidth estimation of each subscribe connection (bwe.go).
-func newMediaEngine(metrics *Metrics, ls *links, maxVideoBitrate int) (*webrtc.MediaEngine, *interceptor.Registry, error) {
-	m := &webrtc.MediaEngine{}
-	if err := RegisterCodecs(m); err != nil {
-		return nil, nil, err
-	}
-	ir := &interceptor.Registry{}
-	ir.Add(nackCounterFactory{m: metrics})
-	if err := addBandwidthEstimation(m, ir, ls, maxVideoBitrate+2*audioReserve, metrics); err != nil {
-		return nil, nil, fmt.Errorf("sfu: bandwidth estimation: %w", err)
-	}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return nil, nil, fmt.Errorf("sfu: interceptors: %w", err)
-	}
-	return m, ir, nil
 }
 
 // RegisterCodecs registers Opus, VP8 and VP9 with the feedback medcall uses.
