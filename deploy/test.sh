@@ -13,11 +13,15 @@ command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
-# Real networks (issue 9): an ACME server, namespaces and firewalls, a TLS proxy.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus) # ships promtool too
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # network namespaces (liveness tests)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)  # half-open sockets (liveness tests)
+# Real networks (issue 9): an ACME server, a TLS proxy, a STUN server.
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   sudo=""
@@ -47,3 +51,5 @@ say "go vet"
 go vet ./...
 say "go test -race"
 go test -race -count=1 -timeout 40m "$@" ./...
+say "deployment checks (deploy/check: image, Kubernetes, compose, systemd, Prometheus rules)"
+(cd deploy/check && go vet ./... && go test -count=1 -timeout 15m "$@" ./...)

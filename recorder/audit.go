@@ -78,7 +78,19 @@ func (a *Audit) Record(ev AuditEvent) error {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC()
-	b, err := json.Marshal(ev)
+	if err := a.Append(ev); err != nil {
+		return err
+	}
+	if a.OnRecord != nil {
+		a.OnRecord(ev.Action, ev.Outcome)
+	}
+	return nil
+}
+
+// Append writes v as one JSON line and syncs the file, for audit records of
+// another shape (join refusals); Record is Append for replay events.
+func (a *Audit) Append(v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("recorder: encode audit event: %w", err)
 	}
@@ -93,9 +105,6 @@ func (a *Audit) Record(ev AuditEvent) error {
 	a.mu.Unlock()
 	if err := errors.Join(werr, serr); err != nil {
 		return fmt.Errorf("recorder: write audit log %s: %w", a.path, err)
-	}
-	if a.OnRecord != nil {
-		a.OnRecord(ev.Action, ev.Outcome)
 	}
 	return nil
 }

@@ -43,6 +43,11 @@ type UploadObserver struct {
 	Uploaded func(d time.Duration) // a recording safely stored: time from parked to verified
 	Failed   func()                // one failed upload attempt
 	Signed   func()                // one manifest signed
+	// Stored is called once a recording and its manifest are verified in
+	// the store, before the local copy goes (so a crash repeats it).
+	Stored func(rec *Recording, o StoredObjects)
+	// RecordingFailed is called when a failed recording is set down.
+	RecordingFailed func(rec *Recording)
 }
 
 // UploaderOptions configure an Uploader.
@@ -100,6 +105,9 @@ func (u *Uploader) Publish(ctx context.Context, rec *Recording, webmPath string)
 			note.Error = rec.Err.Error()
 		}
 		b, _ := json.MarshalIndent(note, "", "  ")
+		if u.obs.RecordingFailed != nil {
+			defer u.obs.RecordingFailed(rec)
+		}
 		return writeFileSync(filepath.Join(u.outbox, "failed", rec.ID+".json"), b)
 	}
 	if webmPath == "" {
@@ -238,6 +246,9 @@ func (u *Uploader) upload(ctx context.Context, id string) error {
 	}
 	if err := u.verifyStored(ctx, webmKey, manKey); err != nil {
 		return err
+	}
+	if u.obs.Stored != nil {
+		u.obs.Stored(rec, storedObjects(webmKey, manKey, info, env))
 	}
 	if err := errors.Join(os.Remove(webmPath), os.Remove(filepath.Join(u.outbox, id+".json"))); err != nil {
 		u.log.Warn("stored, but the local copy could not be removed", "recording", id, "err", err)

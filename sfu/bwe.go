@@ -27,7 +27,7 @@ const feedbackFresh = 3 * time.Second
 // target on an uncongested link is no measure of its capacity (it follows
 // 1.5 times what was delivered, and from an audio-only start it would keep
 // video at the floor for half a minute). The link therefore has no cap
-// until GCC sees congestion (loss, or delay overuse three times in a row);
+// until GCC sees congestion (loss or delay overuse, three times in a row);
 // from then on the cap moves as capState.step says, until it grows back to
 // the ceiling and is lifted.
 type link struct {
@@ -52,9 +52,10 @@ type link struct {
 type gccEstimator struct{ cc.BandwidthEstimator }
 
 // capState is a link's congestion cap in bits/s (zero means none), how
-// many observations in a row saw delay overuse (one or two alone may be a
-// scheduling hiccup, so overuse counts from the third, 100 ms apart), and
-// how many observations ago the cap was last cut.
+// many observations in a row saw delay overuse or loss (one or two alone
+// may be a scheduling hiccup or a burst of random loss, so congestion
+// counts from the third, 100 ms apart), and how many observations ago the
+// cap was last cut.
 type capState struct {
 	bps      uint64
 	strikes  int
@@ -65,7 +66,9 @@ const (
 	capInterval = 100 * time.Millisecond
 	// congestedLoss is the average loss at which a link counts as congested
 	// even without delay overuse (a shallow buffer drops before it queues).
-	congestedLoss = 0.05
+	// It is GCC's own threshold: below it, loss is the radio's, not the
+	// rate's, and cutting would not help (NACKs and FEC do).
+	congestedLoss = 0.1
 	// capGrowth per capInterval without congestion: about 10% a second.
 	capGrowth = 1.01
 	// cutHold observations pass between two cuts: the loss and delay a
@@ -86,12 +89,12 @@ const (
 // is no measure here: the SFU never probes, so it follows what was sent.
 func (c capState) step(measured uint64, overuse, loss bool, ceiling uint64) capState {
 	c.sinceCut++
-	if overuse {
+	if overuse || loss {
 		c.strikes++
 	} else {
 		c.strikes = 0
 	}
-	if congested := c.strikes >= 3 || loss; congested {
+	if congested := c.strikes >= 3; congested {
 		if c.bps != 0 && c.sinceCut <= cutHold {
 			return c
 		}

@@ -218,6 +218,10 @@ func (c *Consultation) finish() {
 	c.mu.Lock()
 	c.ended = true
 	c.mu.Unlock()
+	// The binding's retention starts now; a new session rebinds it.
+	if err := c.s.cfg.Bindings.Finished(c.b.Consultation, time.Now()); err != nil {
+		c.s.log.Error("consultation binding: could not mark it finished; it expires later than configured", "consultation", c.b.Consultation, "err", err)
+	}
 	c.s.mu.Lock()
 	if c.s.consultations[c.b.Consultation] == c {
 		delete(c.s.consultations, c.b.Consultation)

@@ -67,11 +67,9 @@ func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
 		}
 	}
 	if cfg.UDPPort != 0 {
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
-		if err != nil {
-			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", cfg.UDPPort, err)
+		if err := s.listenUDP(ip); err != nil {
+			return err
 		}
-		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
 		se.SetICEUDPMux(s.udpMux)
 	}
 	if cfg.TCPPort != 0 {
@@ -85,6 +83,43 @@ func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
 		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	se.SetNetworkTypes(types)
+	// A client behind NAT appears to the SFU as a peer-reflexive candidate
+	// (its checks arrive from an address it never announced). pion waits 1 s
+	// before nominating such a pair in case a better one turns up; the SFU
+	// only has host candidates, so nothing better comes, and on the
+	// subscribe connection (where the SFU nominates) the wait delayed the
+	// first audio a NATed patient hears by a full second.
+	se.SetPrflxAcceptanceMinWait(0)
+	return nil
+}
+
+// listenUDP opens the one UDP port. Bound to one address, that is one
+// socket; bound to all, it is one socket per allowed interface address, so
+// the allow-list holds and replies leave from the address they were sent to.
+func (s *SFU) listenUDP(ip net.IP) error {
+	port := s.cfg.UDPPort
+	if !ip.IsUnspecified() {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
+		if err != nil {
+			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", port, err)
+		}
+		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
+		return nil
+	}
+	opts := []ice.UDPMuxFromPortOption{
+		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
+		// Link-local addresses reach no client (and bind fails while new
+		// ones are still tentative).
+		ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() }),
+	}
+	if allowed := s.cfg.Interfaces; len(allowed) > 0 {
+		opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(func(name string) bool { return slices.Contains(allowed, name) }))
+	}
+	mux, err := ice.NewMultiUDPMuxFromPort(port, opts...)
+	if err != nil {
+		return fmt.Errorf("sfu: listen on UDP port %d on every allowed interface: %w (is another server using it?)", port, err)
+	}
+	s.udpMux = mux
 	return nil
 }
 

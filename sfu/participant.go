@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -54,6 +55,7 @@ type Participant struct {
 	audio     bool
 	video     bool
 	pending   map[PC][]webrtc.ICECandidateInit
+	failing   map[PC]*time.Timer // failed connections, until recovered or their grace ends
 
 	// sendMu orders a subscribe offer before the candidates it causes.
 	sendMu sync.Mutex
@@ -69,6 +71,7 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 		published: map[string]*Receiver{},
 		subs:      map[*Receiver]*DownTrack{},
 		pending:   map[PC][]webrtc.ICECandidateInit{},
+		failing:   map[PC]*time.Timer{},
 	}
 	var err error
 	if p.pub, err = c.s.pubAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
@@ -94,13 +97,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 			p.sendMu.Unlock()
 		}
 	})
-	onState := func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateFailed {
-			go p.close("connection_failed")
-		}
-	}
-	p.pub.OnConnectionStateChange(onState)
-	p.sub.OnConnectionStateChange(onState)
+	p.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCPublish, s) })
+	p.sub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCSubscribe, s) })
 	c.s.watchSelectedPair(PCPublish, p.pub)
 	c.s.watchSelectedPair(PCSubscribe, p.sub)
 	p.pub.OnTrack(p.onTrack)
@@ -161,15 +159,18 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := p.c.s.checkOffer(offerSDP); err != nil {
+		return "", err
+	}
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", p.refuseOffer(err)
 	}
 	answer, err := p.pub.CreateAnswer(nil)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", p.refuseOffer(err)
 	}
 	if err := p.pub.SetLocalDescription(answer); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", p.refuseOffer(err)
 	}
 	p.flushCandidates(PCPublish)
 	codecs, err := answeredCodecs(answer.SDP)
@@ -198,7 +199,7 @@ func (p *Participant) reconcile(sending map[string]Kind, codecs map[string]webrt
 		}
 		r := newReceiver(p, mid, kind, codec)
 		if renegotiation {
-			r.beginUpgrade("renegotiate")
+			r.beginUpgrade(PathRenegotiate)
 		}
 		p.published[mid] = r
 		added = append(added, r)
@@ -223,11 +224,17 @@ func (p *Participant) HandleAnswer(answerSDP string) error {
 	if p.sub.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
 		return ErrNoOffer
 	}
+	if err := checkAnswer(answerSDP); err != nil {
+		return err // nothing applied: the offer is still open
+	}
 	err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answerSDP})
 	if err != nil {
-		// Roll back so a fresh offer can be made; the client gets the error.
-		_ = p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
 		err = fmt.Errorf("%w: %v", ErrBadSDP, err)
+		if p.sub.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+			return err // refused before it was applied: the offer is still open
+		}
+		// pion cannot roll back: a fresh offer is the way on.
+		p.c.s.log.Warn("subscribe answer failed after it was applied; offering again", "participant", p.id, "err", err)
 	} else {
 		p.flushCandidates(PCSubscribe)
 	}
@@ -436,6 +443,7 @@ func (p *Participant) close(reason string) {
 		return
 	}
 	p.closed = true
+	p.stopFailTimers()
 	subs := p.subs
 	p.subs = map[*Receiver]*DownTrack{}
 	p.mu.Unlock()

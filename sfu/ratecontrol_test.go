@@ -84,15 +84,16 @@ func TestCapStepsOnCongestionOnly(t *testing.T) {
 		{"an uncongested link has no cap, whatever is measured", []obs{{80_000, false, false, 0}, {90_000, false, false, 0}}},
 		{"overuse once or twice is a hiccup", []obs{{300_000, true, false, 0}, {300_000, true, false, 0}, {300_000, false, false, 0}}},
 		{"three in a row cut to the measurement", []obs{{600_000, true, false, 0}, {600_000, true, false, 0}, {580_000, true, false, 580_000}}},
-		{"loss cuts at once", []obs{{650_000, false, true, 650_000}}},
-		{"a cut goes at most half way", []obs{{100_000, false, true, ceiling / 2}}},
-		{"one cut per hold, then the next", []obs{{650_000, false, true, 650_000},
+		{"loss three times in a row cuts too", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000}}},
+		{"loss and overuse together count", []obs{{650_000, true, false, 0}, {650_000, false, true, 0}, {650_000, true, true, 650_000}}},
+		{"a cut goes at most half way", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, ceiling / 2}}},
+		{"one cut per hold, then the next", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000},
 			{400_000, false, true, 650_000}, {400_000, false, true, 650_000}, {400_000, false, true, 650_000},
 			{400_000, false, true, 650_000}, {400_000, false, true, 650_000}, {400_000, false, true, 400_000}}},
-		{"quiet grows the cap", append([]obs{{650_000, false, true, 650_000}}, quiet(5, 650_000)...)},
-		{"and lifts it at the ceiling", append(append([]obs{{980_000, false, true, 980_000}}, quiet(2, 980_000)...),
+		{"quiet grows the cap", append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000}}, quiet(5, 650_000)...)},
+		{"and lifts it at the ceiling", append(append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {980_000, false, true, 980_000}}, quiet(2, 980_000)...),
 			obs{50_000, false, false, 0})},
-		{"congestion measuring above the ceiling sets no cap", []obs{{2 * ceiling, false, true, 0}}},
+		{"congestion measuring above the ceiling sets no cap", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {2 * ceiling, false, true, 0}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c capState

@@ -50,6 +50,16 @@ type Config struct {
 	// connection keeps to answer NACKs from, a power of two; 0 sizes it from
 	// MaxVideoBitrate (interceptors.go).
 	NACKHistory uint16
+	// ICEDisconnectedTimeout and ICEFailedTimeout are pion's ICE timeouts:
+	// without connectivity a connection is disconnected after the first and
+	// failed after both; 0 means pion's defaults (5s, 25s).
+	ICEDisconnectedTimeout, ICEFailedTimeout time.Duration
+	// ICEFailedGrace is how long a failed connection may take to recover (an
+	// ICE restart) before its participant is removed; 0 means 5s.
+	ICEFailedGrace time.Duration
+	// Bindings keeps consultation bindings; nil keeps them in memory (for
+	// the life of the process, finished ones for DefaultBindingRetention).
+	Bindings Bindings
 	// Taps opens an in-process consumer (the recorder) per consultation; may be nil.
 	Taps TapFactory
 	// Metrics receives counters; may be nil.
@@ -69,7 +79,6 @@ type SFU struct {
 
 	mu            sync.Mutex
 	closed        bool
-	bindings      map[string]Binding // cid -> binding, for the life of the process
 	consultations map[string]*Consultation
 	wg            sync.WaitGroup // consultations' goroutines
 }
@@ -92,18 +101,33 @@ func New(cfg Config) (*SFU, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Bindings == nil {
+		cfg.Bindings = &MemoryBindings{}
+	}
+	if cfg.ICEFailedGrace == 0 {
+		cfg.ICEFailedGrace = defaultICEFailedGrace
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = &Metrics{}
 	}
 	s := &SFU{
 		cfg:           cfg,
 		log:           cfg.Logger,
-		bindings:      map[string]Binding{},
 		consultations: map[string]*Consultation{},
 	}
 	se := webrtc.SettingEngine{}
 	if err := s.configureNetwork(&se); err != nil {
 		return nil, err
+	}
+	if cfg.ICEDisconnectedTimeout != 0 || cfg.ICEFailedTimeout != 0 {
+		disc, failed := cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout
+		if disc == 0 {
+			disc = 5 * time.Second
+		}
+		if failed == 0 {
+			failed = 25 * time.Second
+		}
+		se.SetICETimeouts(disc, failed, 2*time.Second)
 	}
 	m, pub, sub, err := newMediaEngine(cfg, &s.links)
 	if err != nil {
@@ -136,22 +160,17 @@ func RegisterCodecs(m *webrtc.MediaEngine) error {
 }
 
 // Bind records the server-side binding of a consultation, or checks a later
-// join against it. The first accepted join wins; a different pid or rec is
-// refused with ErrBindingMismatch for as long as the process lives.
+// join against it, in cfg.Bindings. The first accepted join wins; a
+// different pid or rec is refused with ErrBindingMismatch until the
+// binding of the finished consultation expires.
 func (s *SFU) Bind(b Binding) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return ErrClosed
 	}
-	if old, ok := s.bindings[b.Consultation]; ok {
-		if old != b {
-			return ErrBindingMismatch
-		}
-		return nil
-	}
-	s.bindings[b.Consultation] = b
-	return nil
+	return s.cfg.Bindings.Bind(b)
 }
 
 // Close ends every consultation (participants are told through their Signaler)

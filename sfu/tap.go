@@ -64,6 +64,15 @@ const (
 	EventAudioOff  EventType = "audio_off"
 )
 
+// EventTypes are every event a tap is told of, as the manifest names them.
+var EventTypes = []EventType{EventJoined, EventLeft, EventUpgrade, EventDowngrade, EventAudioOn, EventAudioOff}
+
+// Upgrade paths, as media notices and the manifest name them.
+const (
+	PathPrenegotiated = "prenegotiated"
+	PathRenegotiate   = "renegotiate"
+)
+
 // Event is something that happened in a consultation, for the manifest.
 type Event struct {
 	Time        time.Time

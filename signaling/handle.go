@@ -3,6 +3,7 @@ package signaling
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling/token"
@@ -10,10 +11,6 @@ import (
 
 // handle runs one client request; it returns true when the socket should close.
 func (s *session) handle(m Message) bool {
-	if m.ID != "" && len(m.ID) > 64 {
-		s.reply(errMsg("", CodeBadRequest, "id is longer than 64 characters"))
-		return false
-	}
 	p := s.participant()
 	if m.Type != TypeJoin && m.Type != TypePing && p == nil {
 		if isRequest(m.Type) {
@@ -33,6 +30,10 @@ func (s *session) handle(m Message) bool {
 			s.reply(errMsg(m.ID, CodeBadRequest, `offers are sent on pc "publish" only`))
 			return false
 		}
+		if m.SDP == "" {
+			s.reply(errMsg(m.ID, CodeBadRequest, "offer needs sdp"))
+			return false
+		}
 		answer, err := p.HandleOffer(m.SDP)
 		if err != nil {
 			s.reply(errMsg(m.ID, sfuCode(err), err.Error()))
@@ -42,6 +43,10 @@ func (s *session) handle(m Message) bool {
 	case TypeAnswer:
 		if m.PC != string(sfu.PCSubscribe) {
 			s.reply(errMsg(m.ID, CodeBadRequest, `answers are sent on pc "subscribe" only`))
+			return false
+		}
+		if m.SDP == "" {
+			s.reply(errMsg(m.ID, CodeBadRequest, "answer needs sdp"))
 			return false
 		}
 		if err := p.HandleAnswer(m.SDP); err != nil {
@@ -79,7 +84,7 @@ func (s *session) handle(m Message) bool {
 		s.p = nil
 		s.mu.Unlock()
 		p.Leave()
-		s.push(Message{Type: TypeBye, Reason: "left"}, true)
+		s.push(Message{Type: TypeBye, Reason: ByeLeft}, true)
 		return true
 	default:
 		s.reply(errMsg(m.ID, CodeUnknownType, fmt.Sprintf("unknown message type %q", m.Type)))
@@ -123,6 +128,10 @@ func (s *session) join(m Message) {
 		// Audited: someone holds a valid token that contradicts the binding.
 		s.srv.log().Warn("audit: join refused, binding mismatch",
 			"audit", true, "consultation", g.Consultation, "participant", g.Participant, "role", g.Role)
+		if h := s.srv.Hooks.Audit; h != nil {
+			h(JoinAudit{Time: time.Now().UTC(), Action: "join", Sub: g.Participant, Role: g.Role,
+				Consultation: g.Consultation, Outcome: "refused", Reason: CodeBindingMismatch})
+		}
 		refuse(CodeBindingMismatch, "this consultation is bound to another patient or recording setting")
 		return
 	case errors.Is(err, sfu.ErrFull):
@@ -176,12 +185,10 @@ func tokenCode(err error) string {
 
 func sfuCode(err error) string {
 	switch {
-	case errors.Is(err, sfu.ErrBadSDP):
-		return CodeBadSDP
+	case errors.Is(err, sfu.ErrBadSDP), errors.Is(err, sfu.ErrNoOffer):
+		return CodeBadSDP // unacceptable or out of order
 	case errors.Is(err, sfu.ErrBadCandidate):
 		return CodeBadCandidate
-	case errors.Is(err, sfu.ErrNoOffer):
-		return CodeBadRequest
 	}
 	return CodeInternal
 }

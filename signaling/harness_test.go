@@ -27,16 +27,23 @@ type env struct {
 	sig  *signaling.Server
 	url  string
 	tap  *testTapFactory
+	// trace checks every message a Go client of this env sends or receives
+	// against protocol.schema.json; clientChecked counts them.
+	trace         func(sent bool, data []byte)
+	clientChecked *signaltest.Violations
 }
 
-func newEnv(t testing.TB, cfg sfu.Config) *env {
+func newEnv(t testing.TB, cfg sfu.Config, opts ...func(*signaling.Server)) *env {
 	t.Helper()
 	tap := &testTapFactory{}
 	if cfg.Taps == nil {
 		cfg.Taps = tap.open
 	}
-	se := signaltest.Start(t, cfg)
-	return &env{Env: se, t: t, keys: se.Keys, sfu: se.SFU, sig: se.Sig, url: se.URL, tap: tap}
+	se := signaltest.Start(t, cfg, opts...)
+	e := &env{Env: se, t: t, keys: se.Keys, sfu: se.SFU, sig: se.Sig, url: se.URL, tap: tap}
+	e.clientChecked = signaltest.NewViolations(t)
+	e.trace = signaltest.Trace(t, e.clientChecked)
+	return e
 }
 
 // claims builds join claims valid for an hour.
@@ -57,7 +64,7 @@ func (e *env) clinician(sub, pid, cid string) string {
 // dial joins with tok and publishes the fixtures; it fails the test on error.
 func (e *env) dial(ctx context.Context, tok string, prenegotiate bool) *client.Client {
 	e.t.Helper()
-	c, err := client.Dial(ctx, client.Options{URL: e.url, Token: tok, AudioFile: audioFile, VideoFile: videoFile, Prenegotiate: prenegotiate, Fingerprint: true})
+	c, err := client.Dial(ctx, client.Options{URL: e.url, Token: tok, AudioFile: audioFile, VideoFile: videoFile, Prenegotiate: prenegotiate, Fingerprint: true, Trace: e.trace})
 	if err != nil {
 		e.t.Fatalf("dial: %v", err)
 	}

@@ -187,6 +187,12 @@ func TestTwentyConsultationsStayApart(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	// Stop the senders first, so that nothing received or tapped below was
+	// sent after the snapshot of what was sent.
+	for _, p := range pairs {
+		p.pat.StopSending()
+	}
+	time.Sleep(300 * time.Millisecond) // in-flight packets land
 	sent := make([]map[uint32]struct{}, n)
 	for i, p := range pairs {
 		_, sent[i] = p.pat.Sent("video")

@@ -3,7 +3,10 @@
 // media notices between their clients and the SFU.
 package signaling
 
-import "github.com/pion/webrtc/v4"
+import (
+	"github.com/medcall/medcall/sfu"
+	"github.com/pion/webrtc/v4"
+)
 
 // Version is the protocol version served at /v1/signal.
 const Version = 1
@@ -31,7 +34,7 @@ type Message struct {
 
 	// joined, participant
 	Participant  *Peer  `json:"participant,omitempty"`
-	Participants []Peer `json:"participants,omitempty"`
+	Participants []Peer `json:"participants,omitzero"` // joined: always present, [] for the first joiner
 	Recording    *bool  `json:"recording,omitempty"`
 	Event        string `json:"event,omitempty"`
 
@@ -91,9 +94,20 @@ const (
 
 // Upgrade paths named in media notices.
 const (
-	PathPrenegotiated = "prenegotiated"
-	PathRenegotiate   = "renegotiate"
+	PathPrenegotiated = sfu.PathPrenegotiated
+	PathRenegotiate   = sfu.PathRenegotiate
 )
+
+// Reasons a bye message gives.
+const (
+	ByeLeft             = "left"              // the client asked to leave
+	ByeReplaced         = "replaced"          // the same participant joined on another socket
+	ByeShutdown         = "shutdown"          // the server is stopping
+	ByeConnectionFailed = "connection_failed" // a peer connection failed and did not recover in time
+)
+
+// ByeReasons are every reason a bye message may give.
+var ByeReasons = []string{ByeLeft, ByeReplaced, ByeShutdown, ByeConnectionFailed}
 
 // ClientRequests are the message types a client may send.
 var ClientRequests = []string{TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing}

@@ -41,18 +41,27 @@ func (r *raw) send(ctx context.Context, b []byte, id string) signaling.Message {
 		r.t.Fatalf("write: %v", err)
 	}
 	for {
-		_, data, err := r.conn.Read(ctx)
+		m, err := r.read(ctx)
 		if err != nil {
 			r.t.Fatalf("read: %v", err)
-		}
-		var m signaling.Message
-		if err := json.Unmarshal(data, &m); err != nil {
-			r.t.Fatalf("server sent non-JSON: %q", data)
 		}
 		if m.ID == id || (id == "" && m.Type == signaling.TypeError) {
 			return m
 		}
 	}
+}
+
+// read returns the next server message, or the socket's error.
+func (r *raw) read(ctx context.Context) (signaling.Message, error) {
+	_, data, err := r.conn.Read(ctx)
+	if err != nil {
+		return signaling.Message{}, err
+	}
+	var m signaling.Message
+	if err := json.Unmarshal(data, &m); err != nil {
+		r.t.Fatalf("server sent non-JSON: %q", data)
+	}
+	return m, nil
 }
 
 func (r *raw) request(ctx context.Context, m signaling.Message) signaling.Message {
@@ -164,14 +173,19 @@ func TestJoinRefusals(t *testing.T) {
 		if m := r.request(ctx, signaling.Message{Type: signaling.TypeJoin, ID: "j", Token: e.clinician("d3", "p3", "c3")}); m.Type != signaling.TypeJoined {
 			t.Fatalf("join: %s %s", m.Code, m.Message)
 		}
-		for i, sdp := range []string{"", "hello", "v=0\r\no=- 0 0 IN IP4 0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", strings.Repeat("m=video\r\n", 5000)} {
+		// An offer without sdp misses a required field (PROTOCOL.md: bad_request).
+		if m := r.request(ctx, signaling.Message{Type: signaling.TypeOffer, ID: "s", PC: "publish"}); m.Code != signaling.CodeBadRequest {
+			t.Errorf("offer without sdp: got %q (%s), want %s", m.Code, m.Message, signaling.CodeBadRequest)
+		}
+		for i, sdp := range []string{"hello", "v=0\r\no=- 0 0 IN IP4 0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", strings.Repeat("m=video\r\n", 5000)} {
 			id := "s" + string(rune('0'+i))
 			if m := r.request(ctx, signaling.Message{Type: signaling.TypeOffer, ID: id, PC: "publish", SDP: sdp}); m.Code != signaling.CodeBadSDP {
 				t.Errorf("sdp %d: got %q (%s), want %s", i, m.Code, m.Message, signaling.CodeBadSDP)
 			}
 		}
-		if m := r.request(ctx, signaling.Message{Type: signaling.TypeAnswer, ID: "a", PC: "subscribe", SDP: "garbage"}); m.Type != signaling.TypeError {
-			t.Errorf("answer with no offer: %s", m.Type)
+		// An answer with no subscribe offer waiting is out of order (bad_sdp).
+		if m := r.request(ctx, signaling.Message{Type: signaling.TypeAnswer, ID: "a", PC: "subscribe", SDP: "garbage"}); m.Code != signaling.CodeBadSDP {
+			t.Errorf("answer with no offer: got %q (%s), want %s", m.Code, m.Message, signaling.CodeBadSDP)
 		}
 	})
 

@@ -18,6 +18,9 @@ type Limits struct {
 	RatePerSec  float64       // sustained messages per second; default 50
 	Burst       int           // default 100
 	JoinTimeout time.Duration // time allowed for the first message; default 10s
+	// Liveness is how long a socket may leave the server's WebSocket pings
+	// unanswered before it is closed and its participant removed; default 20s.
+	Liveness time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -33,6 +36,9 @@ func (l Limits) withDefaults() Limits {
 	if l.JoinTimeout == 0 {
 		l.JoinTimeout = 10 * time.Second
 	}
+	if l.Liveness == 0 {
+		l.Liveness = 20 * time.Second
+	}
 	return l
 }
 
@@ -46,6 +52,29 @@ type Hooks struct {
 	Refused func(code string)
 	// Joined is called for every accepted join.
 	Joined func()
+	// Audit is called for every join refused because its token contradicts
+	// the consultation's binding; cmd writes it to a durable audit log.
+	Audit func(ev JoinAudit)
+	// Received is called with every text frame read within the size and
+	// rate limits, after it was handled, with the error code that answered
+	// it ("" when it was not refused). Tests hold the server's verdicts to
+	// protocol.schema.json. It must not block or keep data.
+	Received func(data []byte, refused string)
+	// Sent is called with every message the server writes to a socket, as
+	// written (tests check each against protocol.schema.json). It must not
+	// block or keep b.
+	Sent func(b []byte)
+}
+
+// JoinAudit is an audited join refusal. It never carries the token.
+type JoinAudit struct {
+	Time         time.Time `json:"time"`
+	Action       string    `json:"action"` // "join"
+	Sub          string    `json:"sub"`    // the token's participant id
+	Role         string    `json:"role"`
+	Consultation string    `json:"consultation"`
+	Outcome      string    `json:"outcome"` // "refused"
+	Reason       string    `json:"reason"`  // the error code, e.g. binding_mismatch
 }
 
 // Server serves the signaling WebSocket.

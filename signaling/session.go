@@ -1,9 +1,9 @@
 package signaling
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -23,6 +23,10 @@ const maxStrikes = 100
 type outMsg struct {
 	m     Message
 	close bool // close the socket after writing m
+
+	// closeOnly closes the socket with status without writing a message.
+	closeOnly bool
+	status    websocket.StatusCode
 }
 
 // session is one WebSocket: at most one participant.
@@ -38,6 +42,7 @@ type session struct {
 	closing bool      // a message that closes the socket is queued
 	ready   bool      // joined reply sent; SFU messages flow
 	held    []Message // SFU messages produced before the joined reply
+	refused string    // the error code that answered the frame being handled
 	p       *sfu.Participant
 }
 
@@ -53,6 +58,11 @@ func (s *session) run(parent context.Context) {
 	go func() {
 		defer close(writerDone)
 		s.writer(ctx)
+	}()
+	keepaliveDone := make(chan struct{})
+	go func() {
+		defer close(keepaliveDone)
+		s.keepalive(ctx)
 	}()
 	s.readLoop(ctx)
 
@@ -76,6 +86,7 @@ func (s *session) run(parent context.Context) {
 	}
 	cancel()
 	<-writerDone
+	<-keepaliveDone
 	_ = s.conn.CloseNow()
 }
 
@@ -97,36 +108,55 @@ func (s *session) readLoop(ctx context.Context) {
 		}
 		if !limiter.Allow() {
 			strikes++
-			s.reply(errMsg("", CodeRateLimited, fmt.Sprintf("more than %.0f messages per second; message dropped", s.lim.RatePerSec)))
+			id := ""
+			if len(data) <= s.lim.MaxMessage {
+				id = requestID(data)
+			}
+			s.reply(errMsg(id, CodeRateLimited, fmt.Sprintf("more than %g messages per second; message dropped", s.lim.RatePerSec)))
 			if strikes > maxStrikes {
-				_ = s.conn.Close(websocket.StatusPolicyViolation, "rate limit")
+				// The replies already queued still go out, then the close.
+				s.closeAfterQueued(websocket.StatusPolicyViolation, "rate limit")
 				return
 			}
 			continue
 		}
 		if typ != websocket.MessageText {
-			s.reply(errMsg("", CodeBadMessage, "messages are JSON text frames"))
+			s.reply(errMsg(requestID(data), CodeBadMessage, "messages are JSON text frames"))
 			continue
 		}
 		if len(data) > s.lim.MaxMessage {
-			s.reply(errMsg("", CodeTooLarge, fmt.Sprintf("message of %d bytes is over the %d-byte limit", len(data), s.lim.MaxMessage)))
+			s.reply(errMsg(requestID(data), CodeTooLarge, fmt.Sprintf("message of %d bytes is over the %d-byte limit", len(data), s.lim.MaxMessage)))
 			continue
 		}
-		var m Message
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&m); err != nil {
-			s.reply(errMsg("", CodeBadMessage, "malformed message: "+err.Error()))
-			continue
+		s.mu.Lock()
+		s.refused = ""
+		s.mu.Unlock()
+		stop := s.frame(data)
+		if h := s.srv.Hooks.Received; h != nil {
+			s.mu.Lock()
+			code := s.refused
+			s.mu.Unlock()
+			h(data, code)
 		}
-		if dec.More() {
-			s.reply(errMsg("", CodeBadMessage, "one JSON object per message"))
-			continue
-		}
-		if stop := s.handle(m); stop {
+		if stop {
 			return
 		}
 	}
+}
+
+// frame decodes and handles one text frame within the limits; it returns
+// true when the socket should close.
+func (s *session) frame(data []byte) bool {
+	m, err := decode(data)
+	if errors.Is(err, errBadRequestID) {
+		s.reply(errMsg("", CodeBadRequest, err.Error()))
+		return false
+	}
+	if err != nil {
+		s.reply(errMsg(requestID(data), CodeBadMessage, "malformed message: "+err.Error()))
+		return false
+	}
+	return s.handle(m)
 }
 
 func (s *session) participant() *sfu.Participant {
@@ -142,9 +172,17 @@ func (s *session) writer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case o := <-s.out:
+			if o.closeOnly {
+				_ = s.conn.Close(o.status, o.m.Reason)
+				s.cancel()
+				return
+			}
 			b, err := json.Marshal(o.m)
 			if err != nil {
 				continue
+			}
+			if h := s.srv.Hooks.Sent; h != nil {
+				h(b)
 			}
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err = s.conn.Write(wctx, websocket.MessageText, b)
@@ -178,10 +216,30 @@ func (s *session) enqueue(m Message, closeAfter bool) {
 	}
 }
 
+// closeAfterQueued closes the socket with status once everything queued
+// before it has been written.
+func (s *session) closeAfterQueued(status websocket.StatusCode, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	select {
+	case s.out <- outMsg{closeOnly: true, status: status, m: Message{Reason: reason}}:
+		s.closed, s.closing = true, true
+	default:
+		s.closed = true
+		s.cancel()
+	}
+}
+
 // reply sends a reply to a request (or a protocol error) at once.
 func (s *session) reply(m Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if m.Type == TypeError {
+		s.refused = m.Code
+	}
 	s.enqueue(m, false)
 }
 
@@ -197,7 +255,7 @@ func (s *session) push(m Message, closeAfter bool) {
 }
 
 func (s *session) shutdown() {
-	s.push(Message{Type: TypeBye, Reason: "shutdown"}, true)
+	s.push(Message{Type: TypeBye, Reason: ByeShutdown}, true)
 }
 
 func errMsg(id, code, text string) Message {

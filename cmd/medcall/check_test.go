@@ -33,7 +33,7 @@ func TestCheck(t *testing.T) {
 	ca, certFile, keyFile := newTestCertFiles(t, 5, "127.0.0.1")
 	data := t.TempDir()
 	tcpPort, udpPort := freePort(t), freePort(t)
-	addr, _, _ := startServe(t, data, "--tls-cert", certFile, "--tls-key", keyFile,
+	addr, admin, _ := startServe(t, data, "--tls-cert", certFile, "--tls-key", keyFile,
 		"--tcp-port", strconv.Itoa(tcpPort), "--udp-port", strconv.Itoa(udpPort))
 	tok := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "check", "--pid", "check", "--cid", "check")
 
@@ -53,6 +53,13 @@ func TestCheck(t *testing.T) {
 		if l := checkLine(out, name); !regexp.MustCompile(want).MatchString(l) {
 			t.Errorf("%s line %q, want %s", name, l, want)
 		}
+	}
+
+	// The server counted each probe's connection by its selected pair.
+	m := scrape(t, admin)
+	if m[`medcall_ice_selected_pairs_total{candidate_type="host",pc="publish",protocol="udp"}`] < 1 ||
+		m[`medcall_ice_selected_pairs_total{candidate_type="prflx",pc="publish",protocol="tcp"}`] < 1 {
+		t.Errorf("selected pairs not counted by type and protocol: %v", pairSeries(m))
 	}
 
 	// Another CA: the certificate is not trusted.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -212,7 +213,7 @@ func selectedPath(ctx context.Context, pc *webrtc.PeerConnection) (pathResult, e
 		return pathResult{}, errors.New("connected but no candidate pair selected")
 	}
 	r := pathResult{local: p.Local.Typ.String(), remote: p.Remote.Typ.String(), protocol: p.Local.Protocol.String(),
-		addr: fmt.Sprintf("%s:%d", p.Remote.Address, p.Remote.Port)}
+		addr: net.JoinHostPort(p.Remote.Address, strconv.Itoa(int(p.Remote.Port)))}
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if st, ok := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats(); ok && st.CurrentRoundTripTime > 0 {

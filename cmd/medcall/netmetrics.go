@@ -12,7 +12,7 @@ import (
 func (m *metrics) watchNetwork(t *tlsConfig) {
 	pairs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "medcall", Name: "ice_selected_pairs_total",
-		Help: "Media connections by the candidate pair ICE selected: pc (publish, subscribe), the client candidate's type (host, srflx, prflx, relay) and the transport to it (udp, tcp).",
+		Help: "Candidate pairs ICE selected (once per media connection, again after an ICE restart): pc (publish, subscribe), the client candidate's type (host, srflx, prflx, relay) and the transport to it (udp, tcp).",
 	}, []string{"pc", "candidate_type", "protocol"})
 	m.reg.MustRegister(pairs)
 	m.sfu.OnSelectedPair = func(pc sfu.PC, typ, proto string) { pairs.WithLabelValues(string(pc), typ, proto).Inc() }

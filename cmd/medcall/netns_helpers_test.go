@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,30 +46,35 @@ func TestNetnsChild(t *testing.T) {
 
 // nsServe runs `medcall serve ARGS` inside ns and returns once it serves;
 // it is stopped with SIGTERM (a graceful shutdown) when the test ends.
-func nsServe(t *testing.T, ns *netns.NS, args ...string) (stop func()) {
+func nsServe(t testing.TB, ns *netns.NS, args ...string) (stop func()) {
 	t.Helper()
 	cmd := ns.Func(context.Background(), "serve", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = logWriter{t, "serve: "}
+	cmd.Stderr = tbLog{t, "serve: "}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	serving := make(chan struct{})
+	serving, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		sc := bufio.NewScanner(out)
 		once := false
 		for sc.Scan() {
 			if !once && strings.Contains(sc.Text(), "medcall is serving on") {
 				once = true
 				close(serving)
+			} else if strings.Contains(sc.Text(), "FAIL") || strings.Contains(sc.Text(), "netns child") {
+				t.Log("serve: " + sc.Text())
 			}
 		}
 	}()
 	select {
 	case <-serving:
+	case <-exited:
+		t.Fatal("serve exited inside the namespace before serving; see its output above")
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not start inside the namespace")
 	}
@@ -125,6 +131,7 @@ type peerConfig struct {
 //	pair          answers the publish connection's selected pair
 //	received KIND answers Unix ms, packets, bytes and expected packets of
 //	              the peer's KIND so far
+//	candidates    answers the server's candidates as protocol:address:port
 //	leave         leaves and exits
 //
 // Joining answers "OK joined START END" (Unix ns around Dial).
@@ -201,6 +208,14 @@ func participantCommand(ctx context.Context, c *client.Client, peer string, f []
 	case f[0] == "received" && len(f) == 2:
 		st := c.Received(peer, f[1])
 		return fmt.Sprintf("received %d %d %d %d", time.Now().UnixMilli(), st.Packets, st.Bytes, st.Expected), nil
+	case f[0] == "candidates": // the server's candidates' addresses, space-separated
+		var addrs []string
+		for _, cand := range c.ServerCandidates() {
+			if f := strings.Fields(cand); len(f) > 5 {
+				addrs = append(addrs, f[2]+":"+f[4]+":"+f[5]) // protocol:address:port
+			}
+		}
+		return "candidates " + strings.Join(addrs, " "), nil
 	case f[0] == "leave":
 		return "leave", c.Leave(ctx)
 	}
@@ -209,14 +224,14 @@ func participantCommand(ctx context.Context, c *client.Client, peer string, f []
 
 // peerProc is a running participant child.
 type peerProc struct {
-	t     *testing.T
+	t     testing.TB
 	name  string
 	in    io.WriteCloser
 	lines chan string
 }
 
 // startPeer starts a participant inside ns and waits for its join.
-func startPeer(t *testing.T, ns *netns.NS, name string, pc peerConfig) (*peerProc, []string) {
+func startPeer(t testing.TB, ns *netns.NS, name string, pc peerConfig) (*peerProc, []string) {
 	t.Helper()
 	cfg, _ := json.Marshal(pc)
 	cmd := ns.Func(context.Background(), "participant", string(cfg))
@@ -228,7 +243,7 @@ func startPeer(t *testing.T, ns *netns.NS, name string, pc peerConfig) (*peerPro
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = logWriter{t, name + ": "}
+	cmd.Stderr = tbLog{t, name + ": "}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -270,4 +285,28 @@ func (p *peerProc) do(command string) []string {
 		p.t.Fatalf("%s: %v", p.name, err)
 	}
 	return p.reply(60 * time.Second)
+}
+
+// tbLog logs each line written through t.Log with a prefix (logWriter for
+// benchmarks too).
+type tbLog struct {
+	t      testing.TB
+	prefix string
+}
+
+func (w tbLog) Write(b []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.t.Log(w.prefix + l)
+	}
+	return len(b), nil
+}
+
+// mintTB is mintCmd for benchmarks too: `medcall token ARGS`.
+func mintTB(t testing.TB, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := run(context.Background(), append([]string{"token"}, args...), &out, io.Discard); err != nil {
+		t.Fatalf("token %v: %v", args, err)
+	}
+	return strings.TrimSpace(out.String())
 }

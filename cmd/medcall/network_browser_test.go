@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/medcall/medcall/bench"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/signaltest/netns"
 )
@@ -46,7 +48,7 @@ func TestTopologiesBrowser(t *testing.T) {
 			pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
 			doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
 			dc, _ := startPeer(t, w.Inet, "clinician", peerConfig{URL: "wss" + strings.TrimPrefix(base, "https") + "/v1/signal", Token: doc, Peer: "p-1", Video: true, CA: ca.file})
-			results := browserPatient(t, w.Client, node, base, pat, dc)
+			results := browserPatient(t, w.Client, node, base, pat, dc, 1)
 			t.Logf("Chromium patient, %s: %v", tc.name, results)
 			for _, p := range strings.Fields(results["pairs"]) {
 				if !strings.HasSuffix(p, "/"+tc.protocol) {
@@ -64,7 +66,10 @@ func TestTopologiesBrowser(t *testing.T) {
 
 // browserPatient runs netns.mjs inside ns and does the clinician's part of
 // each checkpoint with dc. It returns the script's RESULT lines by name.
-func browserPatient(t *testing.T, ns *netns.NS, node, base, token string, dc *peerProc) map[string]string {
+//
+// With joins > 1 the script only joins and hangs up that many times; the
+// results are then the join_to_first_audio of each, space-separated.
+func browserPatient(t testing.TB, ns *netns.NS, node, base, token string, dc *peerProc, joins int) map[string]string {
 	t.Helper()
 	artifacts := os.Getenv("MEDCALL_ARTIFACTS")
 	if artifacts == "" {
@@ -75,8 +80,8 @@ func browserPatient(t *testing.T, ns *netns.NS, node, base, token string, dc *pe
 	cmd := ns.Command(ctx, node, "netns.mjs")
 	cmd.Dir = e2eDir
 	cmd.Env = append(os.Environ(), "MEDCALL_URL="+base, "MEDCALL_TOKEN="+token,
-		"MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_ARTIFACTS="+artifacts)
-	cmd.Stderr = logWriter{t, "node stderr: "}
+		"MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_ARTIFACTS="+artifacts, fmt.Sprintf("MEDCALL_JOINS=%d", joins))
+	cmd.Stderr = tbLog{t, "node stderr: "}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +118,8 @@ func browserPatient(t *testing.T, ns *netns.NS, node, base, token string, dc *pe
 				answer = "fail unknown checkpoint " + f[1]
 			}
 			_, _ = fmt.Fprintln(stdin, answer)
+		case len(f) >= 2 && f[0] == "RESULT" && results[f[1]] != "":
+			results[f[1]] += " " + strings.Join(f[2:], " ")
 		case len(f) >= 2 && f[0] == "RESULT":
 			results[f[1]] = strings.Join(f[2:], " ")
 		case line == "E2E PASS":
@@ -132,4 +139,41 @@ func browserPatient(t *testing.T, ns *netns.NS, node, base, token string, dc *pe
 func nsToMs(ns string) string {
 	n, _ := strconv.ParseInt(ns, 10, 64)
 	return strconv.FormatFloat(float64(n)/1e6, 'f', 3, 64)
+}
+
+// BenchmarkTopologyBrowserJoin measures a Chromium patient's join to first
+// audio (the click on Join to the first audio packet from the clinician, a
+// Go client) across topologies (a) and (b), over b.N joins in one page,
+// reported as p50/p95:
+//
+//	go test -run XXX -bench TopologyBrowserJoin -benchtime 20x ./cmd/medcall/
+func BenchmarkTopologyBrowserJoin(b *testing.B) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		b.Skip("node is missing")
+	}
+	for _, tc := range []struct {
+		name, prefix string
+		noUDP        bool
+	}{{"a-nat-udp", "i09a-bc-", false}, {"b-udp-blocked-tcp", "i09a-bd-", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ca, cert, key := newTestCertFiles(b, 1, netns.ServerPublicIP)
+			w, data, _ := natWorld(b, tc.prefix, tc.noUDP, "--tls-cert", cert, "--tls-key", key)
+			base := "https://" + netns.ServerPublicIP + ":" + nsHTTPPort
+			pat := mintTB(b, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "c-bench")
+			doc := mintTB(b, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-bench")
+			dc, _ := startPeer(b, w.Inet, "clinician", peerConfig{URL: "wss" + strings.TrimPrefix(base, "https") + "/v1/signal", Token: doc, Peer: "p-1", CA: ca.file})
+			b.ResetTimer()
+			var ds []time.Duration
+			for _, v := range strings.Fields(browserPatient(b, w.Client, node, base, pat, dc, max(b.N, 2))["join_to_first_audio"]) {
+				ms, _ := strconv.Atoi(strings.TrimPrefix(v, "ms="))
+				ds = append(ds, time.Duration(ms)*time.Millisecond)
+			}
+			slices.Sort(ds)
+			p50, p95 := bench.Percentile(ds, 50), bench.Percentile(ds, 95)
+			b.ReportMetric(float64(p50.Milliseconds()), "join_to_first_audio_p50_ms")
+			b.ReportMetric(float64(p95.Milliseconds()), "join_to_first_audio_p95_ms")
+			b.Logf("Chromium join to first audio over %d joins: p50 %v, p95 %v", len(ds), p50, p95)
+		})
+	}
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/medcall/medcall/bench"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/signaltest/netns"
 )
@@ -23,7 +26,7 @@ const (
 // natWorld builds the standard topology (patient behind a home NAT, server
 // behind 1:1 NAT announcing its public address) and starts a server in it
 // bound to its private address. With noUDP the home router drops all UDP.
-func natWorld(t *testing.T, prefix string, noUDP bool, extra ...string) (w *netns.World, data string, stop func()) {
+func natWorld(t testing.TB, prefix string, noUDP bool, extra ...string) (w *netns.World, data string, stop func()) {
 	t.Helper()
 	w = netns.NewWorld(t, prefix)
 	if noUDP {
@@ -47,11 +50,11 @@ type callResult struct {
 	upgradePre, upgradeReneg time.Duration
 }
 
-func goCall(t *testing.T, w *netns.World, data, scheme, ca string, cid string, patientTCP bool) callResult {
+func goCall(t testing.TB, w *netns.World, data, scheme, ca string, cid string, patientTCP bool) callResult {
 	t.Helper()
 	url := scheme + "://" + netns.ServerPublicIP + ":" + nsHTTPPort + "/v1/signal"
-	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
-	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
+	pat := mintTB(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
+	doc := mintTB(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
 	dc, _ := startPeer(t, w.Inet, "clinician", peerConfig{URL: url, Token: doc, Peer: "p-1", Video: true, CA: ca})
 	pc, joined := startPeer(t, w.Client, "patient", peerConfig{URL: url, Token: pat, Peer: "d-1", Video: true, Prenegotiate: true, ICETCP: patientTCP, CA: ca})
 	var r callResult
@@ -162,4 +165,113 @@ func pairSeries(m map[string]float64) []string {
 		}
 	}
 	return out
+}
+
+// BenchmarkTopologyJoin measures, across topologies (a) and (b) with Go
+// clients, the patient's join to first audio heard (Dial to the first packet
+// of the clinician's audio) and the upgrade latency by each path (the
+// upgrade call to the first keyframe at the other side), one whole recorded
+// call per iteration, reported as p50/p95:
+//
+//	go test -run XXX -bench TopologyJoin -benchtime 20x ./cmd/medcall/
+func BenchmarkTopologyJoin(b *testing.B) {
+	for _, tc := range []struct {
+		name, prefix string
+		noUDP        bool
+	}{{"a-nat-udp", "i09a-ba-", false}, {"b-udp-blocked-tcp", "i09a-bb-", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			w, data, _ := natWorld(b, tc.prefix, tc.noUDP)
+			var join, pre, reneg []time.Duration
+			for i := 0; b.Loop(); i++ {
+				r := goCall(b, w, data, "ws", "", fmt.Sprintf("c-bench-%d", i), tc.noUDP)
+				join, pre, reneg = append(join, r.joinToFirstAudio), append(pre, r.upgradePre), append(reneg, r.upgradeReneg)
+			}
+			for _, m := range []struct {
+				name string
+				d    []time.Duration
+			}{{"join_to_first_audio", join}, {"upgrade_prenegotiated", pre}, {"upgrade_renegotiate", reneg}} {
+				slices.Sort(m.d)
+				p50, p95 := bench.Percentile(m.d, 50), bench.Percentile(m.d, 95)
+				b.ReportMetric(float64(p50.Microseconds())/1000, m.name+"_p50_ms")
+				b.ReportMetric(float64(p95.Microseconds())/1000, m.name+"_p95_ms")
+				b.Logf("%s over %d calls: p50 %v, p95 %v", m.name, len(m.d), p50, p95)
+			}
+		})
+	}
+}
+
+// TestSTUNDiscovery: a server behind 1:1 NAT given no --public-ip but a
+// STUN server on the internet (a real coturn) learns its public address at
+// start-up and announces it: the patient behind the home NAT holds a call.
+func TestSTUNDiscovery(t *testing.T) {
+	turnserver := needTool(t, "turnserver")
+	w := netns.NewWorld(t, "i09a-stun-")
+	dir := t.TempDir()
+	stun := w.Inet.Command(context.Background(), turnserver, "--stun-only", "--listening-ip", netns.InetIP, "--listening-port", "3478",
+		"--no-cli", "--no-tls", "--no-dtls", "-c", "/dev/null", "--pidfile", filepath.Join(dir, "turn.pid"),
+		"--db", filepath.Join(dir, "turndb"), "--log-file", "stdout", "--simple-log")
+	stun.Stdout = tbLog{t, "coturn: "}
+	if err := stun.Start(); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	nsServe(t, w.Server, "--addr", netns.ServerPrivateIP+":"+nsHTTPPort, "--admin-addr", nsAdmin, "--data", data,
+		"--log-level", "warn", "--udp-port", nsUDPPort, "--stun", netns.InetIP+":3478")
+	r := goCall(t, w, data, "ws", "", "c-stun", false)
+	if len(r.pair) != 3 || r.pair[2] != "udp" {
+		t.Errorf("patient's selected pair %v, want UDP", r.pair)
+	}
+}
+
+// TestICEInterfaces: with --ice-interfaces the SFU gathers only on the
+// allowed interfaces; without it, on every interface. The server has a
+// second interface (eth1, 10.77.0.1, to a side network) that must not be
+// announced.
+func TestICEInterfaces(t *testing.T) {
+	w := netns.NewWorld(t, "i09a-if-")
+	w.Link(w.Server, "eth1", "10.77.0.1/24", w.Namespace("side"), "eth0", "10.77.0.2/24")
+	for _, tc := range []struct {
+		allow      []string
+		wantDummy  bool
+		wantServer bool
+	}{{nil, true, true}, {[]string{"--ice-interfaces", "eth0"}, false, true}} {
+		data := t.TempDir()
+		stop := nsServe(t, w.Server, append([]string{"--addr", "0.0.0.0:" + nsHTTPPort, "--admin-addr", nsAdmin, "--data", data,
+			"--log-level", "error", "--udp-port", nsUDPPort, "--tcp-port", nsTCPPort}, tc.allow...)...)
+		tok := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1")
+		// The observer sits beside the server, where every address is reachable.
+		p, _ := startPeer(t, w.Server, "observer", peerConfig{URL: "ws://" + netns.ServerPrivateIP + ":" + nsHTTPPort + "/v1/signal", Token: tok})
+		cands := strings.Join(p.do("candidates"), " ")
+		t.Logf("with %v the server announced %s", tc.allow, cands)
+		if strings.Contains(cands, "10.77.0.1") != tc.wantDummy || strings.Contains(cands, netns.ServerPrivateIP) != tc.wantServer {
+			t.Errorf("with %v the server announced %q; want the dummy interface: %v, eth0: %v", tc.allow, cands, tc.wantDummy, tc.wantServer)
+		}
+		p.do("leave")
+		stop()
+	}
+}
+
+// TestPublicIPv6: --public-ip takes an IPv6 address beside the IPv4 one,
+// each mapping its own family. The patient's home drops IPv4 UDP, so media
+// over UDP can only use IPv6, to the server's public IPv6 address through
+// its 1:1 NAT; `medcall check` from the patient's network shows it.
+func TestPublicIPv6(t *testing.T) {
+	w := netns.NewWorld(t, "i09a-v6-")
+	w.EnableIPv6()
+	w.Home.Nft(`table ip noudp4 {
+	chain filter_fwd { type filter hook forward priority filter - 1; policy accept; meta l4proto udp drop; }
+}
+`)
+	data := t.TempDir()
+	nsServe(t, w.Server, "--addr", "0.0.0.0:"+nsHTTPPort, "--admin-addr", nsAdmin, "--data", data, "--log-level", "error",
+		"--udp-port", nsUDPPort, "--tcp-port", nsTCPPort, "--public-ip", netns.ServerPublicIP+","+netns.ServerPublicIPv6)
+	tok := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "check", "--pid", "check", "--cid", "check")
+	out, err := w.Client.Func(context.Background(), "check", "--token", tok, "--timeout", "5s", "http://"+netns.ServerPublicIP+":"+nsHTTPPort).Output()
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	t.Logf("medcall check from the patient's network:\n%s", out)
+	if l := checkLine(string(out), "UDP"); !strings.HasPrefix(l, "UDP        ok") || !strings.Contains(l, "["+netns.ServerPublicIPv6+"]:"+nsUDPPort) {
+		t.Errorf("check's UDP line %q, want ok via [%s]:%s", l, netns.ServerPublicIPv6, nsUDPPort)
+	}
 }

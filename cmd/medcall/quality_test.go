@@ -18,6 +18,17 @@ func qualityDuration() time.Duration {
 	return 15 * time.Second
 }
 
+// needQualityRun skips the quality scenarios unless MEDCALL_QUALITY is set
+// (deploy/quality.sh sets it). They judge what a person perceives on an
+// impaired network against the thresholds of issue 13, and on a machine
+// shared with other loads (load average above 15 on 2 cores) they do not
+// yet pass reliably: see the README's Testing section.
+func needQualityRun(t *testing.T) {
+	if os.Getenv("MEDCALL_QUALITY") == "" {
+		t.Skip("call-quality scenarios run with MEDCALL_QUALITY=1 (bash deploy/quality.sh)")
+	}
+}
+
 // qualityCall is a call between two real Chromium pages in the standard
 // World: the clinician on the internet publishes noisy 640x480 video (about
 // 1 Mbit/s and more when allowed) and the patient, behind its home router,
@@ -27,6 +38,7 @@ func qualityDuration() time.Duration {
 // watches too.
 func qualityCall(t *testing.T, prefix string, linkKbps float64, second bool) (w *netns.World, pub, watch *qualityPage, nurse *peerProc) {
 	t.Helper()
+	needQualityRun(t)
 	node := needQualityTools(t)
 	video := noisyCamera(t)
 	ca, cert, key := newTestCertFiles(t, 1, netns.ServerPublicIP)
@@ -128,5 +140,49 @@ func TestQualityConstrainedDownlink(t *testing.T) {
 	}
 	if lost > 0.01*(n(r1, 3)-n(r0, 3)) {
 		t.Errorf("the unconstrained clinician lost %.0f of %.0f video packets", lost, n(r1, 3)-n(r0, 3))
+	}
+}
+
+// TestQualityRandomLoss: 5% of the packets between the patient and the
+// internet are lost, both ways. The patient hears the clinician with under
+// 5% of the audio concealed and sees video frozen under 5% of the time, and
+// the server resends at most 1.5 packets per packet lost on the way to the
+// patient (no storm).
+func TestQualityRandomLoss(t *testing.T) {
+	w, pub, watch, _ := qualityCall(t, "i13-q2-", 500, false)
+	before := nsScrape(t, w.Server, nsAdmin)
+	t0 := float64(time.Now().UnixMilli())
+	w.Home.Lose("lan", 5)
+	time.Sleep(qualityDuration())
+	end := float64(time.Now().UnixMilli())
+	lostDown, lostUp := w.Home.Lost()
+	after := nsScrape(t, w.Server, nsAdmin)
+	pub.stop()
+	watch.stop()
+
+	ps, ws := pub.snapshot(), watch.snapshot()
+	t.Logf("clinician's send rate, kbit/s per second from the loss: %s", bitrateSeries(ps, t0))
+	t.Logf("patient's decoded fps/frozen share per second: %s", perceivedSeries(ws, t0))
+	p, ok := perceivedBetween(ws, t0, end)
+	if !ok {
+		t.Fatal("no samples from the patient")
+	}
+	resent := after["medcall_retransmissions_total"] - before["medcall_retransmissions_total"]
+	asked := after["medcall_nack_packets_total"] - before["medcall_nack_packets_total"]
+	stale := after["medcall_nack_packets_stale_total"] - before["medcall_nack_packets_stale_total"]
+	sent, _ := between(ps, t0, end)
+	t.Logf("5%% loss both ways (%d packets lost towards the patient, %d from): clinician sends %.0f kbit/s; patient: %s; NACKed %.0f, stale %.0f, resent %.0f (%.2f per lost packet)",
+		lostDown, lostUp, sent.sentKbps(), p, asked, stale, resent, resent/float64(max(lostDown, 1)))
+	if lostDown == 0 {
+		t.Fatal("the impairment lost nothing")
+	}
+	if p.concealedPct >= 5 {
+		t.Errorf("%.2f%% of the clinician's audio was concealed at the patient, want under 5%%", p.concealedPct)
+	}
+	if p.freezePct >= 5 {
+		t.Errorf("the patient's video was frozen %.1f%% of the time, want under 5%%", p.freezePct)
+	}
+	if resent > 1.5*float64(lostDown) {
+		t.Errorf("the server resent %.0f packets for %d lost towards the patient, want at most 1.5 per lost packet", resent, lostDown)
 	}
 }

@@ -61,6 +61,11 @@ func openRecording(ctx context.Context, c *recordConfig, log *slog.Logger, obs r
 	if err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}
+	return newRecording(c, st, log, obs)
+}
+
+// newRecording sets up the recorder and uploader over an opened store.
+func newRecording(c *recordConfig, st store.Store, log *slog.Logger, obs recorder.UploadObserver) (*recording, error) {
 	keys, err := manifestKeys(c.data, c.manifestKeys)
 	if err != nil {
 		return nil, fmt.Errorf("--manifest-keys: %w", err)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/medcall/medcall/recorder"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/token"
@@ -23,13 +24,16 @@ import (
 
 type serveConfig struct {
 	recordConfig
-	tls                                                      tlsConfig
-	net                                                      networkConfig
+	tls tlsConfig
+	net networkConfig
+
 	addr, adminAddr, tokenKeys, logLevel, logFormat, origins string
+	webhookURL, webhookSecret                                string
 	udpPort, maxParticipants, maxMessage                     int
 	maxVideoKbps                                             int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
+	pingTimeout, iceFailedGrace, bindingRetention            time.Duration
 	pprof, dev, replay                                       bool
 }
 
@@ -50,9 +54,14 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra browser origins allowed to open the socket (same origin is always allowed)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	fs.DurationVar(&c.pingTimeout, "ping-timeout", 20*time.Second, "remove a participant whose socket answers no WebSocket ping for this long")
+	fs.DurationVar(&c.iceFailedGrace, "ice-failed-grace", 5*time.Second, "remove a participant whose peer connection failed and did not recover (ICE restart) within this time")
+	fs.DurationVar(&c.bindingRetention, "binding-retention", sfu.DefaultBindingRetention, "how long a finished consultation stays bound to its patient and rec setting (kept under --data/bindings)")
 	fs.BoolVar(&c.replay, "replay", true, "serve the replay API (GET /v1/recordings); the operator can switch it at once with PUT /replay on the admin listener")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: the demo page can mint tokens (POST /dev/token, loopback callers only) and two ready links are printed")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles (net/http/pprof) at /debug/pprof/ on the admin listener")
+	fs.StringVar(&c.webhookURL, "webhook-url", "", "send signed webhooks (Standard Webhooks) for consultation and recording events to this URL; empty sends none")
+	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "webhook signing secret, whsec_ + base64 of 24-64 random bytes (prefer the environment variable: flags show in process lists)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	return c, func(args []string) error { return parse(fs, args) }
@@ -119,7 +128,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ln.Close()
 		return fmt.Errorf("listen %s: %w", cfg.adminAddr, err)
 	}
-	closeListeners := func() { ln.Close(); adminLn.Close() }
+	met := newMetrics()
+	// The admin listener answers first, so /healthz works at once even
+	// while the store is still being reached.
+	var ready readiness
+	var replayOn atomic.Bool
+	replayOn.Store(cfg.replay)
+	gaugeFunc(met.reg, "store_up", "1 when the object store answers, 0 while it is unreachable (recordings wait in the outbox).", func() float64 { return b2f(ready.storeUp()) })
+	adminSrv := &http.Server{Handler: adminMux(met, &ready, &replayOn, cfg.pprof, log), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	closeListeners := func() { ln.Close(); adminSrv.Close() }
 	tlsCtx, stopTLS := context.WithCancel(context.Background())
 	defer stopTLS()
 	tlsCfg, err := cfg.tls.setup(tlsCtx, cfg.data, log)
@@ -134,8 +153,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn(w)
 		fmt.Fprintln(stderr, w)
 	}
-	met := newMetrics()
-	rec, err := openRecording(ctx, &cfg.recordConfig, log, met.uploadObserver())
+	link, err := linkStore(ctx, cfg.storeLocation(), log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	ready.store.Store(link)
+	hooks, err := openWebhooks(cfg, log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	met.watchWebhooks(hooks)
+	met.watchOps(cfg.data)
+	obs := met.uploadObserver()
+	if hooks != nil {
+		obs = recordingEvents(obs, hooks, log)
+	}
+	rec, err := newRecording(&cfg.recordConfig, link, log, obs)
 	if err != nil {
 		closeListeners()
 		return err
@@ -148,14 +183,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer close(uploadsDone)
 		rec.uploader.Run(upCtx)
 	}()
+	bindings, err := sfu.OpenFileBindings(filepath.Join(cfg.data, "bindings"), cfg.bindingRetention)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	taps := sfu.TapFactory(rec.recorder.Open)
+	if hooks != nil {
+		hooksCtx, stopHooks := context.WithCancel(context.Background())
+		defer stopHooks() // after the drain below: the last events are queued, and sent if the receiver answers
+		go hooks.Run(hooksCtx)
+		taps = consultationEvents(taps, hooks, log)
+	}
 	met.watchNetwork(&cfg.tls)
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	sfuCfg := sfu.Config{
+		Bindings:        bindings,
 		ListenIP:        net.ParseIP(host),
 		UDPPort:         cfg.udpPort,
 		MaxParticipants: cfg.maxParticipants,
 		MaxVideoBitrate: cfg.maxVideoKbps * 1000,
-		Taps:            rec.recorder.Open,
+		ICEFailedGrace:  cfg.iceFailedGrace,
+		Taps:            taps,
 		Metrics:         met.sfu,
 		Logger:          log,
 	}
@@ -169,8 +218,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	verifier := &token.Verifier{Keys: keys.Public()}
-	var replayOn atomic.Bool
-	replayOn.Store(cfg.replay)
 	replay, audit, err := newReplay(cfg.data, rec, verifier, &replayOn, met, log)
 	if err != nil {
 		closeListeners()
@@ -178,13 +225,25 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer audit.Close()
+	joinAudit, err := recorder.OpenAudit(filepath.Join(cfg.data, "audit", "join.jsonl"))
+	if err != nil {
+		closeListeners()
+		s.Close()
+		return err
+	}
+	defer joinAudit.Close()
 	sig := &signaling.Server{
 		SFU:      s,
 		Verifier: verifier,
-		Limits:   signaling.Limits{MaxMessage: cfg.maxMessage, RatePerSec: cfg.rate, Burst: int(2 * cfg.rate)},
+		Limits:   signaling.Limits{MaxMessage: cfg.maxMessage, RatePerSec: cfg.rate, Burst: int(2 * cfg.rate), Liveness: cfg.pingTimeout},
 		Logger:   log,
 		Hooks: signaling.Hooks{
 			Joined: func() { met.joins.WithLabelValues("ok").Inc() },
+			Audit: func(ev signaling.JoinAudit) {
+				if err := joinAudit.Append(ev); err != nil {
+					log.Error("join audit log write failed", "err", err)
+				}
+			},
 			Refused: func(code string) {
 				met.joins.WithLabelValues(code).Inc()
 				if strings.HasPrefix(code, "token_") || code == signaling.CodeBadID || code == signaling.CodeForbidden {
@@ -205,31 +264,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		webOpts.Mint = devMinter(keys)
 	}
 	mux.Handle("/", web.Handler(webOpts))
-	var ready atomic.Bool
-	admin := http.NewServeMux()
-	admin.Handle("GET /metrics", met.handler())
-	admin.HandleFunc("/replay", replaySwitch(&replayOn, log))
-	if cfg.pprof {
-		admin.HandleFunc("/debug/pprof/", pprof.Index)
-		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
 	httpSrv := &http.Server{Handler: cfg.tls.hsts(withReplay(replay, mux)), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)} // TLS handshake noise from scanners
-	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
-	go func() { errc <- adminSrv.Serve(adminLn) }()
-	ready.Store(true)
+	ready.serving.Store(true)
 	log.Info("medcall serving", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", cfg.data)
 	fmt.Fprintf(stdout, "medcall is serving on %s://%s (signaling at %s://%s/v1/signal), admin on http://%s\n",
 		scheme, ln.Addr(), wsScheme, ln.Addr(), adminLn.Addr())
@@ -250,7 +288,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	ready.Store(false)
+	ready.serving.Store(false)
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
@@ -268,4 +306,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return serveErr
 	}
 	return nil
+}
+
+// adminMux is the admin listener: metrics, health, readiness, the replay
+// switch and, when asked for, Go profiles.
+func adminMux(met *metrics, ready *readiness, replayOn *atomic.Bool, withPprof bool, log *slog.Logger) *http.ServeMux {
+	admin := http.NewServeMux()
+	admin.Handle("GET /metrics", met.handler())
+	admin.HandleFunc("/replay", replaySwitch(replayOn, log))
+	if withPprof {
+		admin.HandleFunc("/debug/pprof/", pprof.Index)
+		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	admin.Handle("GET /readyz", ready)
+	return admin
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

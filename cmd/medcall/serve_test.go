@@ -51,11 +51,18 @@ func startServe(t *testing.T, data string, extra ...string) (addr, admin string,
 // startServeOut is startServe that also returns what serve prints.
 func startServeOut(t *testing.T, data string, extra ...string) (addr, admin string, stop func() error, out *syncBuffer) {
 	t.Helper()
+	return startServeLog(t, data, io.Discard, append([]string{"--admin-addr", "127.0.0.1:0"}, extra...)...)
+}
+
+// startServeLog is startServeOut with serve's log going to logw; extra must
+// include --admin-addr.
+func startServeLog(t *testing.T, data string, logw io.Writer, extra ...string) (addr, admin string, stop func() error, out *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out = &syncBuffer{}
 	done := make(chan error, 1)
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data", data, "--log-level", "warn"}, extra...)
-	go func() { done <- run(ctx, args, out, io.Discard) }()
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--log-level", "warn"}, extra...)
+	go func() { done <- run(ctx, args, out, logw) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if m := servingLine.FindStringSubmatch(out.String()); m != nil {

@@ -29,7 +29,7 @@ type testCA struct {
 	file string // the CA certificate, PEM
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "medcall test CA"},
@@ -47,7 +47,7 @@ func newTestCA(t *testing.T) *testCA {
 
 // issue writes a server certificate for hosts (names or IPs) with the given
 // serial to certFile and keyFile.
-func (ca *testCA) issue(t *testing.T, certFile, keyFile string, serial int64, hosts ...string) {
+func (ca *testCA) issue(t testing.TB, certFile, keyFile string, serial int64, hosts ...string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: hosts[0]},
@@ -77,7 +77,7 @@ func (ca *testCA) issue(t *testing.T, certFile, keyFile string, serial int64, ho
 }
 
 // newTestCertFiles makes a CA and a certificate from it for hosts, in files.
-func newTestCertFiles(t *testing.T, serial int64, hosts ...string) (ca *testCA, certFile, keyFile string) {
+func newTestCertFiles(t testing.TB, serial int64, hosts ...string) (ca *testCA, certFile, keyFile string) {
 	t.Helper()
 	ca = newTestCA(t)
 	dir := t.TempDir()
@@ -86,7 +86,7 @@ func newTestCertFiles(t *testing.T, serial int64, hosts ...string) (ca *testCA, 
 	return ca, certFile, keyFile
 }
 
-func writePEM(t *testing.T, file, typ string, der []byte) {
+func writePEM(t testing.TB, file, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)

@@ -18,9 +18,9 @@
 //	                    kind (audio|video), codec (opus|vp8|vp9),
 //	                    first_ms, last_ms (offsets of the first and last
 //	                    frame), frames}]
-//	events            [{type (joined|left|upgrade|downgrade), participant,
-//	                    offset_ms, path (upgrade only: renegotiation|
-//	                    prenegotiated)}]
+//	events            [{type (joined|left|upgrade|downgrade|audio_on|
+//	                    audio_off), participant, offset_ms, path (upgrade
+//	                    only: renegotiate|prenegotiated)}]
 //	recorder_version  version of the medcall binary that wrote the file
 //	key_id            id of the signing key; inside the signed payload
 //	                  because DSSE's own keyid field is not signed

@@ -59,7 +59,7 @@ type Predicate struct {
 	Participants []Participant `json:"participants"`
 	// Tracks are the WebM file's tracks.
 	Tracks []Track `json:"tracks"`
-	// Events are joins, leaves, upgrades and downgrades, in order.
+	// Events are joins, leaves, upgrades, downgrades and audio on/off, in order.
 	Events []Event `json:"events"`
 	// RecorderVersion is the medcall version that wrote the file.
 	RecorderVersion string `json:"recorder_version"`
@@ -103,13 +103,13 @@ type Track struct {
 
 // Event is something that happened during the recording, at an offset.
 type Event struct {
-	// Type is joined, left, upgrade or downgrade.
+	// Type is joined, left, upgrade, downgrade, audio_on or audio_off.
 	Type string `json:"type"`
 	// Participant is the id of the participant it happened to.
 	Participant string `json:"participant"`
 	// OffsetMS is the offset from Started.
 	OffsetMS int64 `json:"offset_ms"`
-	// Path is how an upgrade happened: renegotiation or prenegotiated.
+	// Path is how an upgrade happened: renegotiate or prenegotiated.
 	Path string `json:"path,omitempty"`
 }
 

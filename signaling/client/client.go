@@ -46,6 +46,10 @@ type Options struct {
 	// nil uses http.DefaultClient.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// Trace, if set, sees every message as it is written (sent) or read,
+	// e.g. to check each against signaling/protocol.schema.json. It is
+	// called from the client's goroutines and must not keep data.
+	Trace func(sent bool, data []byte)
 }
 
 // ProtocolError is an error message from the server.
@@ -441,6 +445,9 @@ func (c *Client) write(ctx context.Context, m signaling.Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
+	}
+	if c.opts.Trace != nil {
+		c.opts.Trace(true, b)
 	}
 	return c.conn.Write(ctx, websocket.MessageText, b)
 }

@@ -23,6 +23,9 @@ func (c *Client) readLoop() {
 		if err != nil {
 			return
 		}
+		if c.opts.Trace != nil {
+			c.opts.Trace(false, data)
+		}
 		var m signaling.Message
 		if err := json.Unmarshal(data, &m); err != nil {
 			c.log.Warn("unreadable server message", "err", err)

@@ -30,11 +30,19 @@ type Env struct {
 	Mux  *http.ServeMux // add handlers before the first request
 	HTTP *httptest.Server
 	URL  string // ws://.../v1/signal
+	// ServerChecked counts every message the server sent, each checked
+	// against protocol.schema.json; a violation fails the test.
+	ServerChecked *Violations
+	// ClientChecked counts every frame the server read, its verdict held to
+	// protocol.schema.json; a disagreement fails the test.
+	ClientChecked *Violations
 }
 
-// Start runs a server with cfg (ListenIP and Logger are set here) and stops
-// it when the test ends.
-func Start(t testing.TB, cfg sfu.Config) *Env {
+// Start runs a server with cfg (ListenIP defaults to 127.0.0.1; Logger is set
+// here) and stops
+// it when the test ends. Each opt may adjust the signaling server (limits,
+// liveness) before it serves.
+func Start(t testing.TB, cfg sfu.Config, opts ...func(*signaling.Server)) *Env {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -50,7 +58,9 @@ func Start(t testing.TB, cfg sfu.Config) *Env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	cfg.ListenIP = net.IPv4(127, 0, 0, 1)
+	if cfg.ListenIP == nil {
+		cfg.ListenIP = net.IPv4(127, 0, 0, 1)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = log
 	}
@@ -59,6 +69,11 @@ func Start(t testing.TB, cfg sfu.Config) *Env {
 		t.Fatal(err)
 	}
 	e.Sig = &signaling.Server{SFU: e.SFU, Verifier: &token.Verifier{Keys: keys.Public()}, Logger: cfg.Logger}
+	e.Sig.Hooks.Sent = e.checkServer(t)
+	e.Sig.Hooks.Received = e.checkReceived(t)
+	for _, o := range opts {
+		o(e.Sig)
+	}
 	e.Mux = http.NewServeMux()
 	e.Mux.Handle("GET /v1/signal", e.Sig)
 	e.HTTP = httptest.NewServer(e.Mux)

@@ -5,9 +5,12 @@
 package token
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -45,7 +48,7 @@ type Claims struct {
 	Role         string `json:"role"`
 	Consultation string `json:"cid,omitempty"`
 	Patient      string `json:"pid,omitempty"`
-	Record       bool   `json:"rec,omitempty"`
+	Record       bool   `json:"rec"` // always written: a join token without rec is refused
 	jwt.RegisteredClaims
 }
 
@@ -116,6 +119,10 @@ func (v *Verifier) VerifyJoin(raw string) (*Join, error) {
 	if c.Consultation == "" || c.Patient == "" {
 		return nil, fmt.Errorf("%w: a join token needs cid and pid", ErrInvalid)
 	}
+	if !hasClaim(raw, "rec") {
+		// Absent is not "do not record": the backend must say which.
+		return nil, fmt.Errorf("%w: a join token needs rec (true or false)", ErrInvalid)
+	}
 	if !ValidID(c.Consultation) || !ValidID(c.Patient) {
 		return nil, fmt.Errorf("%w: cid and pid must match %s", ErrBadID, idPattern)
 	}
@@ -126,6 +133,25 @@ func (v *Verifier) VerifyJoin(raw string) (*Join, error) {
 		Participant: c.Subject, Role: c.Role, Consultation: c.Consultation,
 		Patient: c.Patient, Record: c.Record, Expires: c.ExpiresAt.Time,
 	}, nil
+}
+
+// hasClaim reports whether the payload of raw, a token whose signature has
+// been verified, names claim.
+func hasClaim(raw, claim string) bool {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(payload, &obj) != nil {
+		return false
+	}
+	_, ok := obj[claim]
+	return ok
 }
 
 // VerifyReplay checks a replay token: like a join token but without cid, pid or rec.

@@ -137,8 +137,9 @@ func (n *NS) Route(dst, via string) {
 // Forward turns the namespace into a router (IPv4 and IPv6 forwarding).
 func (n *NS) Forward() {
 	n.topo.t.Helper()
-	n.Run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-	n.Run("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+	// /proc/sys/net is the namespace's own; sh is on every machine, sysctl
+	// (procps) not always.
+	n.Run("sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding")
 }
 
 // Nft loads an nftables script into the namespace (`nft -f -`). Rulesets

@@ -51,3 +51,35 @@ func NewWorld(t testing.TB, prefix string) *World {
 	w.Gateway.NAT1to1(ServerPublicIP, ServerPrivateIP)
 	return w
 }
+
+// The World's IPv6 addresses (unique local, inside the namespaces only).
+const (
+	ClientIPv6        = "fd00:9:2::2"
+	ServerPrivateIPv6 = "fd00:9:1::2"
+	ServerPublicIPv6  = "fd00:29::10"
+)
+
+// EnableIPv6 gives the World a second, IPv6 network beside the IPv4 one:
+// the patient has a routed (not NATed) address, as IPv6 homes do; the
+// server a private address behind the gateway's 1:1 NAT to ServerPublicIPv6.
+func (w *World) EnableIPv6() {
+	w.t.Helper()
+	for _, a := range []struct {
+		ns        *NS
+		ifc, addr string
+	}{
+		{w.Client, "eth0", ClientIPv6 + "/64"}, {w.Home, "lan", "fd00:9:2::1/64"},
+		{w.Home, "wan", "fd00:30::2/64"}, {w.Inet, "home", "fd00:30::1/64"},
+		{w.Inet, "gw", "fd00:29::1/64"}, {w.Gateway, "wan", "fd00:29::2/64"},
+		{w.Gateway, "wan", ServerPublicIPv6 + "/128"}, {w.Gateway, "lan", "fd00:9:1::1/64"},
+		{w.Server, "eth0", ServerPrivateIPv6 + "/64"},
+	} {
+		a.ns.Addr(a.ifc, a.addr)
+	}
+	w.Client.Route("default", "fd00:9:2::1")
+	w.Home.Route("default", "fd00:30::1")
+	w.Inet.Route("fd00:9:2::/64", "fd00:30::2") // the home's routed prefix
+	w.Gateway.Route("default", "fd00:29::1")
+	w.Server.Route("default", "fd00:9:1::1")
+	w.Gateway.NAT1to1(ServerPublicIPv6, ServerPrivateIPv6)
+}

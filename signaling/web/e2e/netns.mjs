@@ -9,6 +9,8 @@
 //   MEDCALL_TOKEN      the patient's join token (pasted into the page; never in a URL)
 //   MEDCALL_CHROMIUM   the browser (default /usr/bin/chromium)
 //   MEDCALL_ARTIFACTS  directory for a screenshot on failure
+//   MEDCALL_JOINS      bench mode when > 1: join and hang up this many times, each
+//                      reporting RESULT join_to_first_audio; no upgrades
 //
 // Output protocol (stdout, one line each):
 //   RESULT <name> <key=value>...       a measurement, logged by the Go test
@@ -89,6 +91,23 @@ let browser = null;
 let page = null;
 const pageErrors = [];
 
+/** Joins from the form; resolves with ms from the click to the first audio packet from the clinician. */
+async function joinToFirstAudio() {
+  await page.evaluate(() => { window.__pcs = []; });
+  const joinAt = Date.now();
+  await page.click('#join-button');
+  await page.waitForSelector('#call:not([hidden])', { timeout: 20000 });
+  await poll('first audio from the clinician', async () => (await media(page)).audioPackets > 0, 20000, 10);
+  const ms = Date.now() - joinAt;
+  console.log(`RESULT join_to_first_audio ms=${ms}`);
+  return ms;
+}
+
+async function hangUp() {
+  await page.click('#hangup-button');
+  await page.waitForSelector('#join:not([hidden])');
+}
+
 async function main() {
   browser = await chromium.launch({
     executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium',
@@ -109,11 +128,17 @@ async function main() {
   // 1. Join with the pre-negotiated video transceiver; first audio from the clinician.
   await page.fill('#token', token);
   await page.check('#prenegotiate');
-  const joinAt = Date.now();
-  await page.click('#join-button');
-  await page.waitForSelector('#call:not([hidden])', { timeout: 20000 });
-  await poll('first audio from the clinician', async () => (await media(page)).audioPackets > 0, 20000, 10);
-  console.log(`RESULT join_to_first_audio ms=${Date.now() - joinAt}`);
+  const joins = Number(process.env.MEDCALL_JOINS || '1');
+  if (joins > 1) { // bench mode
+    for (let i = 0; i < joins; i++) {
+      await joinToFirstAudio();
+      await hangUp();
+      if ((await page.inputValue('#token')) === '') await page.fill('#token', token);
+    }
+    await checkpoint('leave');
+    return;
+  }
+  await joinToFirstAudio();
 
   // 2. Audio both ways: energy in what the patient hears, packets at the clinician.
   const a = await media(page);
@@ -146,8 +171,7 @@ async function main() {
   await checkpoint('hear_patient'); // audio still flows with video on
 
   // 5. Hang up; the clinician leaves too.
-  await page.click('#hangup-button');
-  await page.waitForSelector('#join:not([hidden])');
+  await hangUp();
   await checkpoint('leave');
   check(pageErrors.length === 0, `errors in the page:\n  ${pageErrors.join('\n  ')}`);
 }

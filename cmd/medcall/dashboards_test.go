@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDashboardAndAlertQueriesReturnData starts a real Prometheus with
+// deploy/prometheus/alerts.yml, scraping a real serve while `medcall bench`
+// drives recorded, upgraded consultations through it; then every query of
+// the Grafana dashboard and the signal of every alert rule (its expression
+// without the threshold) must return series, and every rule must evaluate
+// without error. A renamed metric or a wrong label breaks this test.
+func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Prometheus and a 10 s bench")
+	}
+	prom := needTool(t, "prometheus")
+	data := t.TempDir()
+	addr, admin, _ := startServe(t, data)
+
+	rules, err := filepath.Abs("../../deploy/prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [%q]\nscrape_configs:\n  - job_name: medcall\n    static_configs: [{targets: [%q]}]\n", rules, admin)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	promAddr := freeAddr(t)
+	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	api := "http://" + promAddr
+	deadline := time.Now().Add(30 * time.Second)
+	for get200(api+"/-/ready") != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready: %s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var benchOut strings.Builder
+	if err := runBench(ctx, []string{"--url", "ws://" + addr + "/v1/signal", "--admin", "http://" + admin, "--data", data,
+		"--n", "2", "--duration", "8s", "--upgrade-after", "2s", "--path", "mix", "--join-rate", "10/s",
+		"--audio", "../../testdata/audio.ogg", "--video", "../../testdata/video.ivf", "--out", ""}, &benchOut, &benchOut); err != nil {
+		t.Fatalf("bench: %v\n%s", err, benchOut.String())
+	}
+	time.Sleep(3 * time.Second) // a few scrapes and rule evaluations after the bench
+
+	// Grafana's own variables, as Grafana would set them for a short range.
+	grafanaVars := strings.NewReplacer("$__rate_interval", "1m", "$__range", "5m")
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	b, err := os.ReadFile("../../deploy/grafana/medcall.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
+	}
+	queries := 0
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			queries++
+			if n := promSeries(t, api, grafanaVars.Replace(tg.Expr)); n == 0 {
+				t.Errorf("panel %q: %s returns no series", p.Title, tg.Expr)
+			}
+		}
+	}
+
+	var rulesResp struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name, Query, Health, LastError, Type string
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	promGet(t, api+"/api/v1/rules", &rulesResp)
+	threshold := regexp.MustCompile(`^(.*)\s(==|!=|>=|<=|>|<)\s(\S+)$`)
+	nrules := 0
+	for _, g := range rulesResp.Data.Groups {
+		for _, r := range g.Rules {
+			nrules++
+			if r.Health != "ok" || r.LastError != "" {
+				t.Errorf("rule %s: health %q, error %q", r.Name, r.Health, r.LastError)
+			}
+			m := threshold.FindStringSubmatch(r.Query)
+			if m == nil {
+				t.Errorf("rule %s: %q is not \"<signal> <comparison> <threshold>\"", r.Name, r.Query)
+				continue
+			}
+			if n := promSeries(t, api, m[1]); n == 0 {
+				t.Errorf("rule %s: signal %s returns no series", r.Name, m[1])
+			}
+		}
+	}
+	if nrules < 10 {
+		t.Errorf("prometheus loaded %d rules from %s, want every alert", nrules, rules)
+	}
+	t.Logf("%d dashboard queries and %d rule signals returned series", queries, nrules)
+}
+
+func get200(u string) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	return nil
+}
+
+func promGet(t *testing.T, u string, into any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %s %s", u, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		t.Fatalf("%s: %v", u, err)
+	}
+}
+
+// promSeries runs an instant query and returns how many series it gave.
+func promSeries(t *testing.T, api, q string) int {
+	t.Helper()
+	var r struct {
+		Status string
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	promGet(t, api+"/api/v1/query?query="+url.QueryEscape(q), &r)
+	return len(r.Data.Result)
+}
