@@ -30,6 +30,9 @@ type Config struct {
 	ListenIP net.IP
 	// UDPPort puts all ICE traffic on one UDP port when non-zero.
 	UDPPort int
+	// UDPSocketBuffer is the kernel receive and send buffer, in bytes, of the
+	// UDPPort socket; 0 means DefaultUDPSocketBuffer (udpbuffers.go).
+	UDPSocketBuffer int
 	// TCPPort opens one passive ICE-TCP port when non-zero, for clients
 	// whose networks block UDP.
 	TCPPort int
