@@ -33,9 +33,8 @@ type Options struct {
 	// SyncInterval bounds how much media a crash can lose. Default 1 s.
 	SyncInterval time.Duration
 	// QueueSize is the number of packets queued per video track before
-	// dropping; audio tracks queue a quarter of it. Default 512: about 2.5 s
-	// at either kind's highest packet rate, ample since a track goroutine
-	// never waits for fsync (spool.go).
+	// dropping; audio tracks queue a quarter of it (both about 5 s at their
+	// highest packet rates). Default 1024.
 	QueueSize int
 	// Logger receives the recorder's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -87,7 +86,7 @@ func New(opts Options) (*Recorder, error) {
 		opts.SyncInterval = time.Second
 	}
 	if opts.QueueSize <= 0 {
-		opts.QueueSize = 512
+		opts.QueueSize = 1024
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
