@@ -32,9 +32,7 @@ type Options struct {
 	Publisher Publisher
 	// SyncInterval bounds how much media a crash can lose. Default 1 s.
 	SyncInterval time.Duration
-	// QueueSize is the number of packets queued per video track before
-	// dropping; audio tracks queue a quarter of it (both about 5 s at their
-	// highest packet rates). Default 1024.
+	// QueueSize is the number of packets queued per track before dropping. Default 1024.
 	QueueSize int
 	// Logger receives the recorder's logs. Default slog.Default().
 	Logger *slog.Logger

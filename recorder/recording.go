@@ -50,11 +50,7 @@ func (rec *recording) OnTrack(info sfu.TrackInfo) sfu.TrackSink {
 		return nil
 	}
 	name := info.Role + "/" + string(info.Kind)
-	size := rec.r.opts.QueueSize
-	if info.Kind == sfu.KindAudio {
-		size = max(size/4, 1) // Opus sends at most 50 packets/s, a quarter of video's rate at the ceiling
-	}
-	q := newQueue(size, rec.r.opts.Clock, &rec.r.queueDrops, rec.r.log, name)
+	q := newQueue(rec.r.opts.QueueSize, rec.r.opts.Clock, &rec.r.queueDrops, rec.r.log, name)
 	participant := info.Participant
 	q.srOffset = func(ntp uint64, arrival time.Time) int64 {
 		return rec.timeline.observe(participant, ntp, arrival)
