@@ -140,3 +140,73 @@ func nackRound(t *testing.T, cfg Config) (lost []uint16, resent map[uint16]bool)
 	}
 	return lost, resent
 }
+
+// TestPublishChainFeedsBackToThePublisher: a publish connection's
+// interceptors (built without the subscribe side's) still send the
+// publisher transport-cc feedback, which browsers steer their encoders by,
+// and NACKs for what was lost on the way in.
+func TestPublishChainFeedsBackToThePublisher(t *testing.T) {
+	_, pub, _, err := newMediaEngine(Config{Metrics: &Metrics{}, MaxVideoBitrate: DefaultMaxVideoBitrate}, &links{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := pub.Build("pc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	gotTWCC, gotNACK := make(chan struct{}, 1), make(chan struct{}, 1)
+	chain.BindRTCPWriter(interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, _ interceptor.Attributes) (int, error) {
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.TransportLayerCC:
+				select {
+				case gotTWCC <- struct{}{}:
+				default:
+				}
+			case *rtcp.TransportLayerNack:
+				select {
+				case gotNACK <- struct{}{}:
+				default:
+				}
+			}
+		}
+		return 0, nil
+	}))
+	const ssrc, extID = 0x5678, 5
+	info := &interceptor.StreamInfo{SSRC: ssrc, MimeType: "video/VP8", ClockRate: 90000,
+		RTCPFeedback:        []interceptor.RTCPFeedback{{Type: "nack"}, {Type: "transport-cc"}},
+		RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", ID: extID}}}
+	next := make(chan []byte, 1)
+	r := chain.BindRemoteStream(info, interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		return copy(b, <-next), a, nil
+	}))
+	for i := range 200 {
+		if i == 50 {
+			continue // lost on the way in
+		}
+		h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), SSRC: ssrc}
+		tcc, err := (&rtp.TransportCCExtension{TransportSequence: uint16(i)}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.SetExtension(extID, tcc); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := (&rtp.Packet{Header: h, Payload: make([]byte, 100)}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		next <- raw
+		if _, _, err := r.Read(make([]byte, 1500), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, ch := range map[string]chan struct{}{"transport-cc feedback": gotTWCC, "NACK": gotNACK} {
+		select {
+		case <-ch:
+		case <-time.After(3 * time.Second): // both are sent on 100 ms tickers
+			t.Errorf("the publish connection sent no %s", name)
+		}
+	}
+}
