@@ -69,15 +69,7 @@ func TestNACKRepairWithinTheNACKWindow(t *testing.T) {
 // the chain resent.
 func nackRound(t *testing.T, cfg Config) (lost []uint16, resent map[uint16]bool) {
 	t.Helper()
-	_, _, sub, err := newMediaEngine(cfg, &links{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := sub.Build("pc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer chain.Close()
+	chain := buildChain(t, cfg, PCSubscribe)
 	const ssrc = 0x1234
 	info := &interceptor.StreamInfo{SSRC: ssrc, MimeType: "video/VP8", ClockRate: 90000,
 		RTCPFeedback: []interceptor.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}
@@ -146,15 +138,7 @@ func nackRound(t *testing.T, cfg Config) (lost []uint16, resent map[uint16]bool)
 // publisher transport-cc feedback, which browsers steer their encoders by,
 // and NACKs for what was lost on the way in.
 func TestPublishChainFeedsBackToThePublisher(t *testing.T) {
-	_, pub, _, err := newMediaEngine(Config{Metrics: &Metrics{}, MaxVideoBitrate: DefaultMaxVideoBitrate}, &links{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := pub.Build("pc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer chain.Close()
+	chain := buildChain(t, Config{Metrics: &Metrics{}, MaxVideoBitrate: DefaultMaxVideoBitrate}, PCPublish)
 	gotTWCC, gotNACK := make(chan struct{}, 1), make(chan struct{}, 1)
 	chain.BindRTCPWriter(interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, _ interceptor.Attributes) (int, error) {
 		for _, p := range pkts {
@@ -209,4 +193,24 @@ func TestPublishChainFeedsBackToThePublisher(t *testing.T) {
 			t.Errorf("the publish connection sent no %s", name)
 		}
 	}
+}
+
+// buildChain builds the interceptors of one connection of kind pc, as
+// newMediaEngine configures them for cfg, closed when the test ends.
+func buildChain(t *testing.T, cfg Config, pc PC) interceptor.Interceptor {
+	t.Helper()
+	_, pub, sub, err := newMediaEngine(cfg, &links{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := sub
+	if pc == PCPublish {
+		reg = pub
+	}
+	chain, err := reg.Build("pc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = chain.Close() })
+	return chain
 }
