@@ -145,6 +145,9 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 	f.RSSLoadBytes = b.RSS
 	if up > 0 {
 		f.RSSPerConsultationBytes = (b.RSS - base.RSS) / float64(up)
+		if b.Goroutines > 0 {
+			f.GoroutinesPerConsultation = (b.Goroutines - base.Goroutines) / float64(up)
+		}
 	}
 	if len(samples) > 0 {
 		last := samples[len(samples)-1]

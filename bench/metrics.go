@@ -13,11 +13,13 @@ import (
 
 // sample is one scrape of the server's /metrics.
 type sample struct {
-	At        time.Time
-	CPU       float64 // process_cpu_seconds_total
-	RSS       float64 // process_resident_memory_bytes
-	Forwarded float64 // sum of medcall_rtp_packets_forwarded_total over kinds
-	Received  float64 // sum of medcall_rtp_packets_received_total over kinds
+	At  time.Time
+	CPU float64 // process_cpu_seconds_total
+	RSS float64 // process_resident_memory_bytes
+	// Goroutines is go_goroutines; 0 when the server does not export it.
+	Goroutines float64
+	Forwarded  float64 // sum of medcall_rtp_packets_forwarded_total over kinds
+	Received   float64 // sum of medcall_rtp_packets_received_total over kinds
 	// DroppedWrite counts packets the SFU could not hand to a subscriber's transport.
 	DroppedWrite float64
 	// RecorderOverflows counts packets the recorder queues dropped.
@@ -55,6 +57,8 @@ func parseMetrics(text string) (sample, error) {
 			s.CPU = v
 		case "process_resident_memory_bytes":
 			s.RSS = v
+		case "go_goroutines":
+			s.Goroutines = v
 		case "medcall_rtp_packets_forwarded_total":
 			s.Forwarded += v
 		case "medcall_rtp_packets_received_total":

@@ -91,10 +91,13 @@ type ServerFigures struct {
 	RSSBaselineBytes        float64 `json:"rss_baseline_bytes"`
 	RSSLoadBytes            float64 `json:"rss_load_bytes"`
 	RSSPerConsultationBytes float64 `json:"rss_per_consultation_bytes"`
-	DroppedWriteErrors      float64 `json:"dropped_write_errors"`
-	RecorderOverflows       float64 `json:"recorder_queue_overflows"`
-	ScrapeErrors            int     `json:"scrape_errors"`
-	Profile                 string  `json:"profile,omitempty"`
+	// GoroutinesPerConsultation is the server's goroutines at the end of the
+	// window less those before the first join, per consultation up then.
+	GoroutinesPerConsultation float64 `json:"goroutines_per_consultation"`
+	DroppedWriteErrors        float64 `json:"dropped_write_errors"`
+	RecorderOverflows         float64 `json:"recorder_queue_overflows"`
+	ScrapeErrors              int     `json:"scrape_errors"`
+	Profile                   string  `json:"profile,omitempty"`
 }
 
 // RecordingFigures say what became of the recordings.
@@ -159,6 +162,7 @@ func (r *Result) Figures() []Figure {
 	add("server", "RSS baseline", "MiB", s.RSSBaselineBytes/(1<<20))
 	add("server", "RSS at load", "MiB", s.RSSLoadBytes/(1<<20))
 	add("server", "RSS per consultation", "KiB", s.RSSPerConsultationBytes/(1<<10))
+	add("server", "goroutines per consultation", "", s.GoroutinesPerConsultation)
 	add("server", "write-error drops", "", s.DroppedWriteErrors)
 	add("server", "recorder queue overflows", "", s.RecorderOverflows)
 	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
@@ -227,6 +231,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "  CPU per forwarded packet  %.1f µs  (%.2f cores busy, %.0f packets forwarded/s)\n", s.CPUMicrosPerPacket, s.CPUCores, s.PacketsPerSecond)
 	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
 		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
+	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
 	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.ScrapeErrors)
 	if r.ElapsedSeconds > 0 {
 		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",

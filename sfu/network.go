@@ -96,6 +96,7 @@ func (s *SFU) listenUDP(ip net.IP) error {
 		if err != nil {
 			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", port, err)
 		}
+		setSocketBuffers(conn, s.socketBuffer(), s.log)
 		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
 		return nil
 	}
@@ -104,6 +105,8 @@ func (s *SFU) listenUDP(ip net.IP) error {
 		// Link-local addresses reach no client (and bind fails while new
 		// ones are still tentative).
 		ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() }),
+		ice.UDPMuxFromPortWithReadBufferSize(s.socketBuffer()),
+		ice.UDPMuxFromPortWithWriteBufferSize(s.socketBuffer()),
 	}
 	if allowed := s.cfg.Interfaces; len(allowed) > 0 {
 		opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(func(name string) bool { return slices.Contains(allowed, name) }))

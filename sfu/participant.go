@@ -74,7 +74,7 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 		failing:   map[PC]*time.Timer{},
 	}
 	var err error
-	if p.pub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.pub, err = c.s.pubAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return nil, fmt.Errorf("sfu: publish connection: %w", err)
 	}
 	c.s.links.take(p.pub) // a publish connection sends no media to estimate for

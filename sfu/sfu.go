@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -31,6 +30,9 @@ type Config struct {
 	ListenIP net.IP
 	// UDPPort puts all ICE traffic on one UDP port when non-zero.
 	UDPPort int
+	// UDPSocketBuffer is the kernel receive and send buffer, in bytes, of the
+	// UDPPort socket; 0 means DefaultUDPSocketBuffer (udpbuffers.go).
+	UDPSocketBuffer int
 	// TCPPort opens one passive ICE-TCP port when non-zero, for clients
 	// whose networks block UDP.
 	TCPPort int
@@ -47,6 +49,10 @@ type Config struct {
 	// MaxVideoBitrate is the ceiling, in bits/s, of the bitrate asked of a
 	// publisher's video; 0 means DefaultMaxVideoBitrate.
 	MaxVideoBitrate int
+	// NACKHistory is how many sent packets each video stream of a subscribe
+	// connection keeps to answer NACKs from, a power of two; 0 sizes it from
+	// MaxVideoBitrate (interceptors.go).
+	NACKHistory uint16
 	// ICEDisconnectedTimeout and ICEFailedTimeout are pion's ICE timeouts:
 	// without connectivity a connection is disconnected after the first and
 	// failed after both; 0 means pion's defaults (5s, 25s).
@@ -67,7 +73,8 @@ type Config struct {
 // SFU holds the consultations of one server.
 type SFU struct {
 	cfg    Config
-	api    *webrtc.API
+	api    *webrtc.API // subscribe connections
+	pubAPI *webrtc.API // publish connections (interceptors.go)
 	log    *slog.Logger
 	udpMux ice.UDPMux
 	links  links // subscribe connections' downlinks, until their Participant takes them
@@ -125,33 +132,14 @@ func New(cfg Config) (*SFU, error) {
 		}
 		se.SetICETimeouts(disc, failed, 2*time.Second)
 	}
-	m, ir, err := newMediaEngine(cfg.Metrics, &s.links, cfg.MaxVideoBitrate)
+	m, pub, sub, err := newMediaEngine(cfg, &s.links)
 	if err != nil {
 		s.closeNetwork()
 		return nil, err
 	}
-	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
+	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(pub))
+	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(sub))
 	return s, nil
-}
-
-// newMediaEngine registers the codecs medcall forwards (Opus, VP8, VP9; never
-// H.264, which cannot be recorded into WebM) and the standard interceptors:
-// NACK generator and responder, sender and receiver reports, TWCC, and the
-// send-side bandwidth estimation of each subscribe connection (bwe.go).
-func newMediaEngine(metrics *Metrics, ls *links, maxVideoBitrate int) (*webrtc.MediaEngine, *interceptor.Registry, error) {
-	m := &webrtc.MediaEngine{}
-	if err := RegisterCodecs(m); err != nil {
-		return nil, nil, err
-	}
-	ir := &interceptor.Registry{}
-	ir.Add(nackCounterFactory{m: metrics})
-	if err := addBandwidthEstimation(m, ir, ls, maxVideoBitrate+2*audioReserve, metrics); err != nil {
-		return nil, nil, fmt.Errorf("sfu: bandwidth estimation: %w", err)
-	}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return nil, nil, fmt.Errorf("sfu: interceptors: %w", err)
-	}
-	return m, ir, nil
 }
 
 // RegisterCodecs registers Opus, VP8 and VP9 with the feedback medcall uses.

@@ -20,6 +20,8 @@ const outQueue = 256
 // maxStrikes is how many rate-limited messages a socket may send before it is closed.
 const maxStrikes = 100
 
+// outMsg travels by pointer: a queue of outQueue values would hold
+// outQueue whole Messages (~100 KB) per socket for its lifetime.
 type outMsg struct {
 	m     Message
 	close bool // close the socket after writing m
@@ -34,7 +36,7 @@ type session struct {
 	srv    *Server
 	conn   *websocket.Conn
 	lim    Limits
-	out    chan outMsg
+	out    chan *outMsg
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
@@ -48,7 +50,7 @@ type session struct {
 }
 
 func newSession(s *Server, conn *websocket.Conn) *session {
-	return &session{srv: s, conn: conn, lim: s.Limits.withDefaults(), out: make(chan outMsg, outQueue)}
+	return &session{srv: s, conn: conn, lim: s.Limits.withDefaults(), out: make(chan *outMsg, outQueue)}
 }
 
 func (s *session) run(parent context.Context) {
@@ -212,7 +214,7 @@ func (s *session) enqueue(m Message, closeAfter bool) {
 		return
 	}
 	select {
-	case s.out <- outMsg{m: m, close: closeAfter}:
+	case s.out <- &outMsg{m: m, close: closeAfter}:
 		if closeAfter {
 			s.closed, s.closing = true, true
 		}
@@ -232,7 +234,7 @@ func (s *session) closeAfterQueued(status websocket.StatusCode, reason string) {
 		return
 	}
 	select {
-	case s.out <- outMsg{closeOnly: true, status: status, m: Message{Reason: reason}}:
+	case s.out <- &outMsg{closeOnly: true, status: status, m: Message{Reason: reason}}:
 		s.closed, s.closing = true, true
 	default:
 		s.closed = true

@@ -1,0 +1,32 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+// TestGoroutinesPerConsultation: the server's go_goroutines is read from
+// /metrics and reported per consultation over the baseline, like RSS.
+func TestGoroutinesPerConsultation(t *testing.T) {
+	scrape := func(goroutines, rss string) sample {
+		s, err := parseMetrics("process_cpu_seconds_total 1\nprocess_resident_memory_bytes " + rss +
+			"\nmedcall_rtp_packets_forwarded_total{kind=\"audio\"} 10\ngo_goroutines " + goroutines + "\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	base := scrape("30", "1e6")
+	load := scrape("880", "5e6")
+	if base.Goroutines != 30 || load.Goroutines != 880 {
+		t.Fatalf("goroutines read %v and %v, want 30 and 880", base.Goroutines, load.Goroutines)
+	}
+	load.At = time.Now()
+	f := serverFigures([]sample{base, load}, base, nil, time.Time{}, 10)
+	if f.GoroutinesPerConsultation != 85 {
+		t.Errorf("goroutines per consultation %v, want 85", f.GoroutinesPerConsultation)
+	}
+	if f.RSSPerConsultationBytes != 4e5 {
+		t.Errorf("RSS per consultation %v, want 400000", f.RSSPerConsultationBytes)
+	}
+}

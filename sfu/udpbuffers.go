@@ -1,0 +1,60 @@
+package sfu
+
+import (
+	"log/slog"
+	"net"
+	"syscall"
+)
+
+// DefaultUDPSocketBuffer is the kernel buffer asked for each way on the one
+// UDP port. Every consultation's media shares that socket: with Linux's
+// default of about 208 KiB, a burst of keyframes from a few publishers, or a
+// moment in which the reader goroutine does not get a core, overflows it
+// and the kernel drops packets of every consultation alike. 4 MiB holds
+// about a quarter of a second of 150 consultations' media.
+const DefaultUDPSocketBuffer = 4 << 20
+
+// socketBuffer is the configured UDP socket buffer size.
+func (s *SFU) socketBuffer() int {
+	if s.cfg.UDPSocketBuffer == 0 {
+		return DefaultUDPSocketBuffer
+	}
+	return s.cfg.UDPSocketBuffer
+}
+
+// setSocketBuffers asks for size bytes of receive and send buffer on conn. The kernel caps the request at
+// net.core.rmem_max and wmem_max; what it granted is logged when it is less,
+// with the sysctl that raises it.
+func setSocketBuffers(conn *net.UDPConn, size int, log *slog.Logger) {
+	if err := conn.SetReadBuffer(size); err != nil {
+		log.Warn("UDP receive buffer not set", "bytes", size, "err", err)
+	}
+	if err := conn.SetWriteBuffer(size); err != nil {
+		log.Warn("UDP send buffer not set", "bytes", size, "err", err)
+	}
+	rcv, snd := socketBuffers(conn)
+	// Linux reports twice what was granted (the other half is its bookkeeping).
+	if rcv >= 0 && rcv/2 < size || snd >= 0 && snd/2 < size {
+		log.Warn("UDP socket buffers smaller than asked; raise net.core.rmem_max and net.core.wmem_max (sysctl) to let bursts through",
+			"asked", size, "receive", rcv/2, "send", snd/2)
+	}
+}
+
+// socketBuffers reads the socket's SO_RCVBUF and SO_SNDBUF as the kernel
+// reports them; -1 when they cannot be read.
+func socketBuffers(conn *net.UDPConn) (rcv, snd int) {
+	rcv, snd = -1, -1
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return rcv, snd
+	}
+	_ = raw.Control(func(fd uintptr) {
+		if v, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF); err == nil {
+			rcv = v
+		}
+		if v, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF); err == nil {
+			snd = v
+		}
+	})
+	return rcv, snd
+}

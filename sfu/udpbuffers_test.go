@@ -1,0 +1,51 @@
+package sfu
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestSetSocketBuffers: the UDP port's socket gets the buffers asked for, up
+// to the kernel's ceiling (net.core.rmem_max, wmem_max), and a ceiling
+// below the request is logged with the sysctl that raises it.
+func TestSetSocketBuffers(t *testing.T) {
+	rmax, wmax := sysctlInt(t, "net/core/rmem_max"), sysctlInt(t, "net/core/wmem_max")
+	for _, size := range []int{256 << 10, DefaultUDPSocketBuffer, 64 << 20} {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		setSocketBuffers(conn, size, slog.New(slog.NewTextHandler(&logs, nil)))
+		rcv, snd := socketBuffers(conn)
+		conn.Close()
+		if want := min(size, rmax); rcv/2 != want {
+			t.Errorf("asked %d: receive buffer %d, want %d (rmem_max %d)", size, rcv/2, want, rmax)
+		}
+		if want := min(size, wmax); snd/2 != want {
+			t.Errorf("asked %d: send buffer %d, want %d (wmem_max %d)", size, snd/2, want, wmax)
+		}
+		warned := strings.Contains(logs.String(), "net.core.rmem_max")
+		if capped := size > rmax || size > wmax; warned != capped {
+			t.Errorf("asked %d with ceilings %d/%d: warned %v, want %v; log: %s", size, rmax, wmax, warned, capped, logs.String())
+		}
+	}
+}
+
+func sysctlInt(t *testing.T, name string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/" + name)
+	if err != nil {
+		t.Skipf("no %s: %v (Linux only)", name, err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return v
+}
