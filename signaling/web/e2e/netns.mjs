@@ -105,7 +105,16 @@ async function joinToFirstAudio() {
 
 async function hangUp() {
   await page.click('#hangup-button');
+  await page.waitForSelector('#ended:not([hidden])'); // the demo page's "call ended" state
+}
+
+/** Back to the join form after a hang-up, ready to join the same consultation again (bench mode). */
+async function backToJoinForm() {
+  await page.click('#again-button');
   await page.waitForSelector('#join:not([hidden])');
+  if ((await page.inputValue('#token')) === '') await page.fill('#token', token);
+  // A recorded consultation this page ended asks before recording it again.
+  if (await page.isVisible('#rejoin-confirm')) await page.check('#rejoin-confirm');
 }
 
 async function main() {
@@ -145,7 +154,7 @@ async function main() {
     for (let i = 0; i < joins; i++) {
       await joinToFirstAudio();
       await hangUp();
-      if ((await page.inputValue('#token')) === '') await page.fill('#token', token);
+      await backToJoinForm();
     }
     await checkpoint('leave');
     return;

@@ -101,7 +101,7 @@ try {
     await Promise.race([sleep(500), stopped]);
   }
   await page.click('#hangup-button');
-  await page.waitForSelector('#join:not([hidden])');
+  await page.waitForSelector('#ended:not([hidden])'); // the demo page's "call ended" state
   console.log('E2E PASS');
 } catch (err) {
   console.error(`E2E FAIL: ${err && err.stack ? err.stack : err}`);

@@ -179,7 +179,7 @@ async function call() {
   who.forEach(([id], i) => console.log(`RESULT encoded who=${id} framesEncoded=${encoded[i].outbound.video.framesEncoded}`));
   await Promise.all(who.map(async ([, page]) => {
     await page.click('#hangup-button');
-    await page.waitForSelector('#join:not([hidden])');
+    await page.waitForSelector('#ended:not([hidden])'); // the demo page's "call ended" state
   }));
 }
 
