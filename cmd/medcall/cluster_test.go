@@ -258,8 +258,9 @@ func checkNoStrangers(t *testing.T, pairs []*pair) {
 				}
 			}
 		}
+		received := p.doc.ReceivedFingerprints(p.pid, "audio") // before the sent ones: the patient is still sending
 		_, sent := p.pat.Sent("audio")
-		for ts := range p.doc.ReceivedFingerprints(p.pid, "audio") {
+		for ts := range received {
 			if _, ok := sent[ts]; !ok {
 				t.Errorf("%s: the clinician heard audio the patient never sent", p.cid)
 				break
