@@ -149,6 +149,11 @@ func TestRelayReachesTheSFUBothWays(t *testing.T) {
 		t.Fatalf("allocate with a fresh credential: %v", err)
 	}
 	roundTrip(t, f, relay, "hello sfu")
+	// The relay counts a packet to the SFU after its write returns, which can
+	// be after the echo is back: give the counter a moment.
+	for deadline := time.Now().Add(2 * time.Second); f.met.BytesToPeer.Load() < 9 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if f.met.Allocations.Load() != 1 || f.met.AllocationsActive.Load() != 1 || f.met.BytesToPeer.Load() != 9 || f.met.BytesToClient.Load() != 9 {
 		t.Fatalf("metrics: allocations %d active %d to peer %d to client %d", f.met.Allocations.Load(), f.met.AllocationsActive.Load(), f.met.BytesToPeer.Load(), f.met.BytesToClient.Load())
 	}
