@@ -184,10 +184,13 @@ func (p *pump) run(done <-chan struct{}) {
 			if p.dropRate > 0 && rand.Float64() < p.dropRate {
 				continue // lost on the way: never reaches pion, so it cannot be retransmitted
 			}
+			// Counted before the write: a client in the same process may
+			// receive the packet before WriteRTP returns, and must never see
+			// a packet that is not yet among the sent ones.
+			p.stats.sent(pkt, p.kind == "video" && f.keyframe && i == 0, now)
 			if err := p.track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 				return
 			}
-			p.stats.sent(pkt, p.kind == "video" && f.keyframe && i == 0, now)
 		}
 	}
 }
