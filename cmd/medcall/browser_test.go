@@ -48,6 +48,19 @@ var audioStates = []string{
 	"patient3-no-gesture", "app-audio-only", "app-receiving-video",
 }
 
+// needBrowser returns node's path, or skips (fails under CI) without node,
+// Playwright or Chromium.
+func needBrowser(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
+	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
+	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
+	_, err = os.Stat(chromiumPath())
+	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	return node
+}
+
 // TestBrowser runs signaling/web/e2e/run.mjs (Playwright, headless Chromium
 // with a fake camera and each side's microphone playing its own tone) against
 // `medcall serve --dev` exactly as a new user runs it: a phone and a desktop
@@ -61,12 +74,7 @@ var audioStates = []string{
 // patient's list is empty. Every signaling frame is checked against
 // signaling/protocol.schema.json.
 func TestBrowser(t *testing.T) {
-	node, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	node := needBrowser(t)
 	ffmpeg, err := exec.LookPath("ffmpeg")
 	needBrowserTool(t, err == nil, "ffmpeg (makes each side's microphone tone)", "install it with: apt-get install -y ffmpeg")
 

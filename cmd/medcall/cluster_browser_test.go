@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +20,7 @@ import (
 // socket. The browser ends up on the hosting node: the patient is told the
 // clinician joined and hears the browser's (fake) microphone.
 func TestBrowserFollowsRedirect(t *testing.T) {
-	node, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	node := needBrowser(t)
 
 	r := startClusterRig(t, 2, "--allowed-origins", "127.0.0.1:*")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

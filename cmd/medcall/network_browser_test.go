@@ -26,12 +26,7 @@ import (
 // pre-negotiated path and the clinician by renegotiation, each seeing the
 // other's video; the recording is complete.
 func TestTopologiesBrowser(t *testing.T) {
-	node, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	node := needBrowser(t)
 	for _, tc := range []struct {
 		name, prefix string
 		noUDP        bool

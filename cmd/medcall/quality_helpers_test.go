@@ -40,13 +40,8 @@ type qualityPage struct {
 // Chromium and ffmpeg.
 func needQualityTools(t *testing.T) (node string) {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
-	_, err = exec.LookPath("ffmpeg")
+	node = needBrowser(t)
+	_, err := exec.LookPath("ffmpeg")
 	needBrowserTool(t, err == nil, "ffmpeg", "install it with: apt-get install -y ffmpeg")
 	return node
 }

@@ -109,12 +109,7 @@ func makeCapture(t *testing.T, dir string) (y4m, wav string) {
 // runE2E runs record.mjs with env and returns its RESULT lines.
 func runE2E(t *testing.T, env ...string) []string {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	node := needBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "record.mjs")

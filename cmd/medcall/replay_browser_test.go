@@ -190,12 +190,7 @@ func TestReplayOfAChromiumRecording(t *testing.T) {
 // package or Chromium.
 func needPlayerTools(t *testing.T) {
 	t.Helper()
-	_, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
+	needBrowser(t)
 }
 
 // runReplayScript runs signaling/web/e2e/replay.mjs against the server at

@@ -2,8 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,19 +190,6 @@ func measureBrowserJoins(t *testing.T, tw *turnWorld, node, base string, n int) 
 	slices.Sort(ds)
 	t.Logf("Chromium join to first audio over %d joins: p50 %v p95 %v (min %v max %v)", len(ds),
 		bench.Percentile(ds, 50), bench.Percentile(ds, 95), ds[0], ds[len(ds)-1])
-}
-
-// needBrowser returns node's path, or skips (fails under CI) without node,
-// Playwright or Chromium.
-func needBrowser(t *testing.T) string {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	needBrowserTool(t, err == nil, "node", "install Node.js (Debian: apt-get install -y nodejs npm)")
-	_, err = os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core", "package.json"))
-	needBrowserTool(t, err == nil, "signaling/web/e2e/node_modules (playwright-core)", "run: cd signaling/web/e2e && npm ci")
-	_, err = os.Stat(chromiumPath())
-	needBrowserTool(t, err == nil, chromiumPath(), "install it with: apt-get install -y chromium")
-	return node
 }
 
 // callAt is goCall against the server's signaling URL url: a recorded call
