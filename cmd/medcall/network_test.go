@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/medcall/medcall/bench"
-	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/signaltest/netns"
 )
 
@@ -52,27 +51,7 @@ type callResult struct {
 
 func goCall(t testing.TB, w *netns.World, data, scheme, ca string, cid string, patientTCP bool) callResult {
 	t.Helper()
-	url := scheme + "://" + netns.ServerPublicIP + ":" + nsHTTPPort + "/v1/signal"
-	pat := mintTB(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
-	doc := mintTB(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
-	dc, _ := startPeer(t, w.Inet, "clinician", peerConfig{URL: url, Token: doc, Peer: "p-1", Video: true, CA: ca})
-	pc, joined := startPeer(t, w.Client, "patient", peerConfig{URL: url, Token: pat, Peer: "d-1", Video: true, Prenegotiate: true, ICETCP: patientTCP, CA: ca})
-	var r callResult
-	// Audio both ways: the first packet, then two seconds' worth.
-	first := pc.do("wait audio 1")
-	r.joinToFirstAudio = nsDiff(joined[0], first[0])
-	pc.do("wait audio 100")
-	dc.do("wait audio 100")
-	r.pair = pc.do("pair")
-	up := pc.do("upgrade " + signaling.PathPrenegotiated)
-	got := dc.do("wait video 30")
-	r.upgradePre = nsDiff(up[0], got[1])
-	up = dc.do("upgrade " + signaling.PathRenegotiate)
-	got = pc.do("wait video 30")
-	r.upgradeReneg = nsDiff(up[0], got[1])
-	pc.do("leave")
-	dc.do("leave")
-	return r
+	return callAt(t, w, data, scheme+"://"+netns.ServerPublicIP+":"+nsHTTPPort+"/v1/signal", ca, cid, patientTCP)
 }
 
 // nsDiff is b - a for two Unix-nanosecond fields (the namespaces share the

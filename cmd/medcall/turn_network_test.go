@@ -192,10 +192,10 @@ func measureBrowserJoins(t *testing.T, tw *turnWorld, node, base string, n int) 
 		bench.Percentile(ds, 50), bench.Percentile(ds, 95), ds[0], ds[len(ds)-1])
 }
 
-// callAt is goCall against the server's signaling URL url: a recorded call
-// where the patient (in w.Client) and the clinician (on the internet) hear
-// each other, then upgrade by the pre-negotiated path and by renegotiation,
-// and leave.
+// callAt holds a recorded call through the server's signaling URL url: the
+// patient (in w.Client) and the clinician (on the internet) hear each other
+// (the first packet, then two seconds' worth), then upgrade by the
+// pre-negotiated path and by renegotiation, and leave.
 func callAt(t testing.TB, w *netns.World, data, url, ca, cid string, patientTCP bool) callResult {
 	t.Helper()
 	pat := mintTB(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
