@@ -38,17 +38,19 @@ func natWorld(t testing.TB, prefix string, noUDP bool, extra ...string) (w *netn
 	return w, data, stop
 }
 
-// goCall holds a recorded call between a patient (Go client, in the
-// patient's namespace) and a clinician (Go client, on the internet): audio
-// both ways, then the patient upgrades by the pre-negotiated path and the
-// clinician by renegotiation, each seeing the other's video; both leave.
-// It returns the patient's selected pair and the timings.
+// callResult is what one call scenario measured: the patient's selected
+// candidate pair and the timings.
 type callResult struct {
 	pair                     []string
 	joinToFirstAudio         time.Duration
 	upgradePre, upgradeReneg time.Duration
 }
 
+// goCall holds a recorded call between a patient (Go client, in the
+// patient's namespace) and a clinician (Go client, on the internet) through
+// the server's public address: audio both ways, then the patient upgrades by
+// the pre-negotiated path and the clinician by renegotiation, each seeing the
+// other's video; both leave.
 func goCall(t testing.TB, w *netns.World, data, scheme, ca string, cid string, patientTCP bool) callResult {
 	t.Helper()
 	return callAt(t, w, data, scheme+"://"+netns.ServerPublicIP+":"+nsHTTPPort+"/v1/signal", ca, cid, patientTCP)
