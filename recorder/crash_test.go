@@ -170,6 +170,10 @@ func TestSpoolWriteFailure(t *testing.T) {
 			ff.left.Store(20_000)
 			return ff, nil
 		}
+		// The logger is swapped before any track runs: the recording logs
+		// from its track goroutines.
+		var logs bytes.Buffer
+		g.rec.log = slog.New(slog.NewTextHandler(&logs, nil))
 		s := newSession(t, g.clock)
 		tap := g.rec.Open(binding)
 		var keyReqs atomic.Int64
@@ -181,8 +185,6 @@ func TestSpoolWriteFailure(t *testing.T) {
 		s.sendOpus(stream{sink: &a, rate: 48000, seq0: 1, ts0: 1}, opusPackets(t, fixture(t, "audio.ogg"))[:150])
 		s.sendVP8(stream{sink: &v, rate: 90000, seq0: 1, ts0: 1}, ivfFrames(t, fixture(t, "video.ivf"))[:90], 30)
 		s.run()
-		var logs bytes.Buffer
-		g.rec.log = slog.New(slog.NewTextHandler(&logs, nil))
 		got := g.finish(t, tap)
 		if got.Failed || !got.Partial || len(got.Tracks) == 0 || got.Tracks[0].Frames == 0 {
 			t.Fatalf("failed=%v partial=%v tracks=%d err=%v; want a partial recording with what was spooled", got.Failed, got.Partial, len(got.Tracks), got.Err)
