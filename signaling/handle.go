@@ -80,6 +80,15 @@ func (s *session) handle(m Message) bool {
 	case TypePing:
 		s.reply(Message{Type: TypePong, ID: m.ID})
 	case TypeLeave:
+		// The TURN credential ends before the ack: once a client is told it
+		// has left, its credential no longer opens the relay.
+		s.mu.Lock()
+		release := s.release
+		s.release = nil
+		s.mu.Unlock()
+		if release != nil {
+			release()
+		}
 		s.reply(Message{Type: TypeAck, ID: m.ID})
 		s.mu.Lock()
 		s.p = nil
