@@ -18,8 +18,9 @@ import (
 //     transport-cc feedback (browsers steer their encoders by it), and the
 //     count of NACKs sent.
 //   - subscribe (the SFU sends): bandwidth estimation and the NACK guard
-//     (bwe.go, nackguard.go), a NACK responder whose history is sized by
-//     nackResponderSize, and sender reports (subscribers' lip sync).
+//     (bwe.go, nackguard.go), a NACK responder whose history holds what
+//     was sent in the NACK window, in at most nackResponderSize slots
+//     (nackresponder.go), and sender reports (subscribers' lip sync).
 //
 // No stats interceptor: nothing in medcall reads pion's GetStats, and it
 // would keep a recorder per stream on both connections.
@@ -34,7 +35,8 @@ const nackPacketBytes = 1000
 // maxNackAge (older NACKs are answered with a keyframe instead, see
 // nackguard.go) at maxVideoBitrate, rounded up to the power of two pion
 // requires. At the default 1.5 Mbit/s that is 256 packets (pion's default
-// is 1024, each a 1460-byte copy).
+// is 1024, each a 1460-byte copy); a slower stream's ring stays smaller
+// (nackhistory.go).
 func nackResponderSize(maxVideoBitrate int) uint16 {
 	pps := float64(maxVideoBitrate) / 8 / nackPacketBytes
 	n := uint(pps*maxNackAge.Seconds()) + 1
@@ -81,14 +83,10 @@ func newMediaEngine(cfg Config, ls *links) (m *webrtc.MediaEngine, pub, sub *int
 	if size == 0 {
 		size = nackResponderSize(cfg.MaxVideoBitrate)
 	}
-	resp, err := nack.NewResponderInterceptor(nack.ResponderSize(size))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("sfu: NACK responder: %w", err)
+	if size&(size-1) != 0 {
+		return nil, nil, nil, fmt.Errorf("sfu: NACK history of %d packets: not a power of two (use one)", size)
 	}
-	if _, err := resp.NewInterceptor(""); err != nil {
-		return nil, nil, nil, fmt.Errorf("sfu: NACK history of %d packets: %w (use a power of two)", size, err)
-	}
-	sub.Add(resp)
+	sub.Add(nackResponderFactory{maxSlots: size, ls: ls})
 	sr, err := report.NewSenderInterceptor()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("sfu: sender reports: %w", err)
