@@ -62,19 +62,17 @@ func newTrack(rec *recording, info sfu.TrackInfo, c codec, q *queue) *track {
 func (t *track) run() {
 	defer close(t.done)
 	for {
-		select {
-		case it := <-t.q.ch:
+		for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
 			t.handle(it)
+		}
+		select {
+		case <-t.q.wake:
 		case <-t.q.done:
-			for {
-				select {
-				case it := <-t.q.ch:
-					t.handle(it)
-				default:
-					t.reorder.flush(t.emitFn, t.lostFn)
-					return
-				}
+			for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
+				t.handle(it)
 			}
+			t.reorder.flush(t.emitFn, t.lostFn)
+			return
 		}
 	}
 }
