@@ -94,6 +94,7 @@ func aggregate(res *Result, calls []*callResult, checks []recordingCheck) {
 			res.SendPace.Mean += p / float64(len(pace))
 		}
 	}
+	res.Fairness = fairness(calls)
 	res.Join = Summarize(joins)
 	res.Upgrade = summarizeAll(upgrades)
 	res.Jitter = summarizeAll(jitter)

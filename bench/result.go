@@ -32,6 +32,9 @@ type Result struct {
 	Jitter  map[string]Summary `json:"jitter_ms"`  // by kind: each stream's RFC 3550 jitter at the end
 	Delay   map[string]Summary `json:"delay_ms"`   // by kind: send to receive of each frame's first packet
 
+	// Fairness is how loss fell on the consultations (fairness.go).
+	Fairness Fairness `json:"fairness"`
+
 	// SendPace is how close the simulated participants kept to real time
 	// (audio packets sent over those due; 1 is real time). Well under 1
 	// means the bench machine, not the server, was the limit.
@@ -144,6 +147,12 @@ func (r *Result) Figures() []Figure {
 		add("media", k+" loss", "%", 100*r.Loss[k].Fraction)
 		add("media", k+" packets expected", "", float64(r.Loss[k].Expected))
 	}
+	add("media", "worst consultation loss", "%", 100*r.Fairness.WorstFraction)
+	for _, k := range sortedKeys(r.Fairness.WorstByKind) {
+		add("media", "worst consultation "+k+" loss", "%", 100*r.Fairness.WorstByKind[k])
+	}
+	add("media", "consultation loss p95", "%", 100*r.Fairness.P95Fraction)
+	add("media", "consultations losing > 1 %", "", float64(r.Fairness.Over1Percent))
 	for _, k := range sortedKeys(r.Jitter) {
 		add("media", k+" jitter p50", "ms", r.Jitter[k].P50)
 		add("media", k+" jitter p95", "ms", r.Jitter[k].P95)
@@ -225,6 +234,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if fr := r.Fairness; fr.Consultations > 0 {
+		fmt.Fprintf(w, "loss per consultation: worst %s %.3f %%%s, p95 %.3f %%, %d of %d over 1 %%\n",
+			fr.Worst, 100*fr.WorstFraction, kindList(fr.WorstByKind), 100*fr.P95Fraction, fr.Over1Percent, fr.Consultations)
+	}
 	writeSpread(w, r.Nodes)
 	s := r.Server
 	fmt.Fprintf(w, "\nserver (its own /metrics, %s window of %.1f s):\n", s.Window, s.WindowSeconds)
@@ -252,6 +265,18 @@ func (r *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "error:", e)
 	}
 	return nil
+}
+
+// kindList reads " (audio 1.000 %, video 0.000 %)" for a loss by kind.
+func kindList(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s %.3f %%", k, 100*m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func ms(v float64) string {
