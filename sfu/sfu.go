@@ -49,9 +49,9 @@ type Config struct {
 	// MaxVideoBitrate is the ceiling, in bits/s, of the bitrate asked of a
 	// publisher's video; 0 means DefaultMaxVideoBitrate.
 	MaxVideoBitrate int
-	// NACKHistory is how many sent packets each video stream of a subscribe
-	// connection keeps to answer NACKs from, a power of two; 0 sizes it from
-	// MaxVideoBitrate (interceptors.go).
+	// NACKHistory is the most sent packets each video stream of a subscribe
+	// connection keeps to answer NACKs from (it keeps only the last 800 ms),
+	// a power of two; 0 sizes it from MaxVideoBitrate (interceptors.go).
 	NACKHistory uint16
 	// ICEDisconnectedTimeout and ICEFailedTimeout are pion's ICE timeouts:
 	// without connectivity a connection is disconnected after the first and
