@@ -48,20 +48,6 @@ func setSocketBuffers(conn *net.UDPConn, size int, log *slog.Logger) {
 	}
 }
 
-// forceSocketBuffers asks again past net.core.rmem_max and wmem_max
-// (SO_RCVBUFFORCE, SO_SNDBUFFORCE), which the kernel allows a process with
-// CAP_NET_ADMIN; without it the request fails and the buffers stay as they were.
-func forceSocketBuffers(conn *net.UDPConn, size int) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = raw.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, size)
-		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUFFORCE, size)
-	})
-}
-
 // socketBuffers reads the socket's SO_RCVBUF and SO_SNDBUF as the kernel
 // reports them; -1 when they cannot be read.
 func socketBuffers(conn *net.UDPConn) (rcv, snd int) {
