@@ -154,6 +154,7 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		last := samples[len(samples)-1]
 		f.DroppedWriteErrors = last.DroppedWrite - base.DroppedWrite
 		f.RecorderOverflows = last.RecorderOverflows - base.RecorderOverflows
+		f.SocketDrops = last.SocketDrops - base.SocketDrops
 	}
 	return f
 }

@@ -101,6 +101,9 @@ type ServerFigures struct {
 	RecorderOverflows         float64 `json:"recorder_queue_overflows"`
 	ScrapeErrors              int     `json:"scrape_errors"`
 	Profile                   string  `json:"profile,omitempty"`
+	// SocketDrops is what the kernel dropped on the server's UDP port over
+	// the run, its buffer full: lost before the server could read it.
+	SocketDrops float64 `json:"udp_socket_drops"`
 }
 
 // RecordingFigures say what became of the recordings.
@@ -174,6 +177,7 @@ func (r *Result) Figures() []Figure {
 	add("server", "goroutines per consultation", "", s.GoroutinesPerConsultation)
 	add("server", "write-error drops", "", s.DroppedWriteErrors)
 	add("server", "recorder queue overflows", "", s.RecorderOverflows)
+	add("server", "UDP socket drops", "", s.SocketDrops)
 	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
 	add("bench", "send pace mean", "", r.SendPace.Mean)
 	add("bench", "send pace min", "", r.SendPace.Min)
@@ -245,7 +249,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
 		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
 	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
-	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.ScrapeErrors)
+	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, UDP socket drops %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.SocketDrops, s.ScrapeErrors)
 	if r.ElapsedSeconds > 0 {
 		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",
 			r.BenchCPUSeconds, r.BenchCPUSeconds/r.ElapsedSeconds, r.SendPace.Mean, r.SendPace.Min)

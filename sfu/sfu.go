@@ -80,6 +80,10 @@ type SFU struct {
 	links  links // subscribe connections' downlinks, until their Participant takes them
 	tcpMux ice.TCPMux
 
+	// udpConn is the UDP port's socket when the SFU opened it itself (bound
+	// to one address), for its drop count.
+	udpConn *net.UDPConn
+
 	mu            sync.Mutex
 	closed        bool
 	consultations map[string]*Consultation

@@ -26,6 +26,18 @@ func (s *SFU) socketBuffer() int {
 	return s.cfg.UDPSocketBuffer
 }
 
+// UDPReceiveDrops is how many datagrams the kernel dropped on the UDP
+// port's socket because its receive buffer was full: media lost before
+// medcall could read it, for every consultation alike. ok is false when it
+// cannot be read: no --udp-port, the port bound on every interface (one
+// socket per address, opened by pion), or not Linux.
+func (s *SFU) UDPReceiveDrops() (drops uint64, ok bool) {
+	if s.udpConn == nil {
+		return 0, false
+	}
+	return socketDrops(s.udpConn)
+}
+
 // setSocketBuffers asks for size bytes of receive and send buffer on conn. The kernel caps the request at
 // net.core.rmem_max and wmem_max; what it granted is logged when it is less,
 // with the sysctl that raises it.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSetSocketBuffers: the UDP port's socket gets the buffers asked for, up
@@ -73,4 +74,45 @@ func sysctlInt(t *testing.T, name string) int {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return v
+}
+
+// TestSocketDropsCountsWhatAFullBufferLost: every datagram the kernel could
+// not queue on a full socket is in the drop count the metric reports.
+func TestSocketDropsCountsWhatAFullBufferLost(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	before, ok := socketDrops(conn)
+	if !ok {
+		t.Skip("the socket's drop count cannot be read here (Linux's SO_MEMINFO)")
+	}
+	out, err := net.DialUDP("udp", nil, conn.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	const sent = 200
+	for range sent {
+		if _, err := out.Write(make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	received := 0
+	buf := make([]byte, 2000)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := conn.Read(buf); err != nil {
+			break
+		}
+		received++
+	}
+	after, _ := socketDrops(conn)
+	if received == sent || after-before != uint64(sent-received) {
+		t.Errorf("sent %d into a 4 KiB buffer, read %d: %d counted as dropped, want %d", sent, received, after-before, sent-received)
+	}
 }
