@@ -17,9 +17,9 @@ const (
 	// sender report. Placing them by arrival time and correcting later
 	// cannot work for continuous audio: a frame may never start before the
 	// previous one ends, so an early mapping error would stay for the whole
-	// track. Browsers send a first report within about a second; a sender
+	// track. Chromium sends its first audio report 2.5 s after it starts; a sender
 	// that sends none is placed by arrival time after this wait.
-	srHoldMax = 2 * time.Second
+	srHoldMax = 3 * time.Second
 )
 
 // track is one published track being recorded: its queue, and the goroutine
