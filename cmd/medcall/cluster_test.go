@@ -73,6 +73,8 @@ type pair struct {
 	pat, doc *client.Client
 	patO     client.Options
 	docO     client.Options
+	patHz    int // the tone the patient sends (giveTones)
+	docHz    int
 }
 
 func killCount() int {
@@ -89,8 +91,14 @@ func killCount() int {
 // (hears its partner again, both on one node), hears no one from another
 // consultation, and every recording segment — the dead node's recovered
 // when it restarts, and the next segment on the new node — is stored and
-// verifies. MEDCALL_CLUSTER_KILL_N sets the number of consultations (4 in
-// CI; scripts/cluster-kill.sh runs 20).
+// verifies. Replay, on every node, lists each consultation once with its
+// segments in order and plays them as one: each participant's own tone
+// (every participant sends a tone of their own) is heard in every segment
+// of their stream, for as long as the consultation lasted, and nobody
+// else's anywhere; every node refuses each person every other
+// consultation's segments as if missing (checkClusterReplay).
+// MEDCALL_CLUSTER_KILL_N sets the number of consultations (4 in CI;
+// deploy/cluster-kill.sh runs 20).
 func TestClusterNodeKilled(t *testing.T) {
 	n := killCount()
 	r := startClusterRig(t, 3)
@@ -105,6 +113,7 @@ func TestClusterNodeKilled(t *testing.T) {
 			AudioFile: "../../testdata/audio.ogg", Fingerprint: true}
 		pairs[i] = p
 	}
+	giveTones(t, pairs)
 	dial := func(o client.Options, entry string) *client.Client {
 		o.URL = entry
 		c, _, err := client.DialRetry(ctx, o, client.DefaultBackoff)
@@ -185,7 +194,16 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 	for _, p := range moved {
 		wg.Add(2)
-		go func() { defer wg.Done(); p.pat = redial(p.pat, p.patO, "d-"+p.pid) }()
+		go func() {
+			defer wg.Done()
+			if p.pat = redial(p.pat, p.patO, "d-"+p.pid); p.pat != nil {
+				if err := p.pat.Upgrade(ctx, "prenegotiated"); err != nil { // the camera again, on the new node
+					mu.Lock()
+					fails = append(fails, fmt.Sprintf("%s: upgrade after the node loss: %v", p.cid, err))
+					mu.Unlock()
+				}
+			}
+		}()
 		go func() { defer wg.Done(); p.doc = redial(p.doc, p.docO, p.pid) }()
 	}
 	wg.Wait()
@@ -214,6 +232,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Errorf("the surviving nodes count %v segment handovers, want %d (one per moved consultation)", handovers, len(moved))
 	}
 
+	time.Sleep(2 * time.Second) // some media in the next segments
 	for _, p := range pairs {
 		_ = p.pat.Leave(ctx)
 		_ = p.doc.Leave(ctx)
@@ -239,6 +258,7 @@ func TestClusterNodeKilled(t *testing.T) {
 			t.Errorf("%s verifies but does not name patient %s: %s", w, pid, out)
 		}
 	}
+	checkClusterReplay(t, r, pairs, moved)
 }
 
 // checkNoStrangers: nobody received media from a participant of another

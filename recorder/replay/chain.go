@@ -35,7 +35,8 @@ type Segment struct {
 	// the durations of the segments before it, added up.
 	OffsetMS int64
 	// GapMS is the wall-clock time between the end of the previous segment
-	// and the start of this one, which was not recorded (0 for the first).
+	// (as it plays) and the start of this one, which was not recorded (0
+	// for the first).
 	GapMS int64
 }
 
@@ -55,7 +56,20 @@ func (c Consultation) DurationMS() int64 {
 	return last.OffsetMS + durationMS(last.Recording)
 }
 
-func durationMS(r *Recording) int64 { return max(r.Ended.Sub(r.Started).Milliseconds(), 0) }
+// durationMS is how long r plays: to its signed end, and at least to the
+// end of its last frame (a recovered recording ends where its last frame
+// starts), so the next segment's first frame never lands on it.
+func durationMS(r *Recording) int64 {
+	d := r.Ended.Sub(r.Started).Milliseconds()
+	for _, t := range r.Tracks {
+		d = max(d, t.LastMS+frameMS)
+	}
+	return max(d, 0)
+}
+
+// frameMS is how long a segment's last frame lasts, at least: one Opus
+// frame.
+const frameMS = 20
 
 // Consultations returns what v may see, grouped: one Consultation per chain
 // of segments, ordered by their first segment's start.
@@ -97,7 +111,8 @@ func place(segs []*Recording) Consultation {
 	for i, r := range segs {
 		s := Segment{Recording: r, OffsetMS: off}
 		if i > 0 {
-			s.GapMS = max(r.Started.Sub(segs[i-1].Ended).Milliseconds(), 0)
+			prev := segs[i-1]
+			s.GapMS = max(r.Started.Sub(prev.Started).Milliseconds()-durationMS(prev), 0)
 		}
 		c.Segments = append(c.Segments, s)
 		off += durationMS(r)

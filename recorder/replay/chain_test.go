@@ -56,6 +56,7 @@ type segSpec struct {
 	started             time.Time
 	secs                int
 	body                []byte // nil: no media (the index alone is tested)
+	recovered           bool   // finalized after a crash: it ends where its last frame starts
 }
 
 // putSegment stores s with a signed manifest and returns its id.
@@ -84,6 +85,9 @@ func putSegment(t *testing.T, g *replayRig, s segSpec) string {
 			{Number: 3, Participant: s.doc, Kind: "audio", Codec: "opus", LastMS: d - 20}},
 		Events: []manifest.Event{{Type: "joined", Participant: s.pid}, {Type: "joined", Participant: s.doc},
 			{Type: "upgrade", Participant: s.pid, OffsetMS: 0, Path: "prenegotiated"}},
+	}
+	if s.recovered { // as medcall recover finalizes a spool: it ends at its last frame's start
+		p.Recovered, p.Ended = true, s.started.Add(time.Duration(d-20)*time.Millisecond)
 	}
 	signStored(t, g, p, info.SHA256, body, manKey)
 	return rid
@@ -138,8 +142,8 @@ func consultations(t *testing.T, g *replayRig, tok string) []string {
 }
 
 // TestSegmentsPlayAsOneConsultation: a consultation recorded in two
-// segments (6 s, then 4 s unrecorded, then 6 s, the second naming the
-// first) is one entry, one 12 s timeline and one stream per participant
+// segments (6 s, recovered after its node died, then 4 s unrecorded, then
+// 6 s, the second naming the first) is one entry, one 12 s timeline and one stream per participant
 // in which ffmpeg hears the first segment's tone for 6 s, then the
 // second's; recordings that name a segment of it as previous but belong to
 // another patient (a clinician sees both) or another consultation of the
@@ -148,7 +152,7 @@ func consultations(t *testing.T, g *replayRig, tok string) []string {
 func TestSegmentsPlayAsOneConsultation(t *testing.T) {
 	g, _, _ := localRig(t)
 	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
-	first := putSegment(t, g, segSpec{pid: "pat-k", cid: "cons-k", doc: "dr-k", started: t0, secs: 6, body: toneWebM(t, 6, 440, 2000)})
+	first := putSegment(t, g, segSpec{pid: "pat-k", cid: "cons-k", doc: "dr-k", started: t0, secs: 6, body: toneWebM(t, 6, 440, 2000), recovered: true})
 	next := putSegment(t, g, segSpec{pid: "pat-k", cid: "cons-k", doc: "dr-k", prev: first, started: t0.Add(10 * time.Second), secs: 6, body: toneWebM(t, 6, 660, 2600)})
 	// Signed manifests that name k's segments as previous, as a recorder
 	// or cluster bug could: another patient (dr-k is in both), and another

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -110,6 +111,7 @@ func joinParts(parts []part, offsets []int64, label string) ([]byte, error) {
 	var tracks []webm.TrackEntry
 	var frames []frame
 	main := uint64(0)
+	end := map[int]int64{} // output track -> its last frame's time in the parts so far
 	for i, p := range parts {
 		outOf := make([]int, len(p.tracks))
 		for j, t := range p.tracks {
@@ -126,8 +128,13 @@ func joinParts(parts []part, offsets []int64, label string) ([]byte, error) {
 				main = uint64(k + 1)
 			}
 		}
+		last := maps.Clone(end)
 		for _, f := range p.frames {
 			f.out, f.ts = outOf[f.out], f.ts+offsets[i]
+			if prev, ok := last[f.out]; ok && f.ts <= prev {
+				f.ts = end[f.out] + 1 // timestamps of a track only go forward, across segments too
+			}
+			end[f.out] = max(end[f.out], f.ts)
 			frames = append(frames, f)
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// rate is the sample rate audio is decoded at: enough for tones up to 4 kHz.
-const rate = 16000
+// rate is the sample rate audio is decoded at: room for tones up to 10 kHz.
+const rate = 24000
 
 // Heard is what the first audio stream of a file plays, window by window.
 type Heard struct {
@@ -24,6 +24,9 @@ type Heard struct {
 	// three quarters of the window's power; 0 where the window is silent,
 	// -1 where no single candidate dominates (a mix, or another sound).
 	Tone []float64
+	// Share is, per window, the fraction of its power at each candidate
+	// (in the order given); nil for a silent window.
+	Share [][]float64
 	// Seconds is how long the decoded audio lasts, on its timestamps.
 	Seconds float64
 }
@@ -47,14 +50,16 @@ func Listen(ffmpeg, path string, win time.Duration, candidates []float64) (Heard
 	h := Heard{Window: win, Seconds: float64(len(pcm)) / rate}
 	n := int(win.Seconds() * rate)
 	for at := 0; at+n <= len(pcm); at += n {
-		h.Tone = append(h.Tone, dominant(pcm[at:at+n], candidates))
+		tone, share := dominant(pcm[at:at+n], candidates)
+		h.Tone, h.Share = append(h.Tone, tone), append(h.Share, share)
 	}
 	return h, nil
 }
 
 // dominant is the candidate holding at least 3/4 of the power of x, 0 when
-// x is silent (below -50 dBFS), else -1.
-func dominant(x []int16, candidates []float64) float64 {
+// x is silent (below -50 dBFS), else -1; and each candidate's share of
+// that power (nil when silent).
+func dominant(x []int16, candidates []float64) (float64, []float64) {
 	total := 0.0
 	for _, s := range x {
 		v := float64(s) / 32768
@@ -62,14 +67,16 @@ func dominant(x []int16, candidates []float64) float64 {
 	}
 	total /= float64(len(x))
 	if total < 1e-5 {
-		return 0
+		return 0, nil
 	}
-	for _, f := range candidates {
-		if goertzel(x, f) >= 0.75*total {
-			return f
+	tone, share := -1.0, make([]float64, len(candidates))
+	for i, f := range candidates {
+		share[i] = goertzel(x, f) / total
+		if share[i] >= 0.75 && tone < 0 {
+			tone = f
 		}
 	}
-	return -1
+	return tone, share
 }
 
 // goertzel is the mean power of x at frequency f (a sine of amplitude A
