@@ -104,40 +104,10 @@ func TestClusterNodeKilled(t *testing.T) {
 	r := startClusterRig(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	pairs := make([]*pair, n)
-	for i := range pairs {
-		p := &pair{cid: fmt.Sprintf("c-%d", i), pid: fmt.Sprintf("p-%d", i)}
-		p.patO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "patient", "--sub", p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
-			AudioFile: "../../testdata/audio.ogg", VideoFile: "../../testdata/video.ivf", Prenegotiate: true, Fingerprint: true}
-		p.docO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "clinician", "--sub", "d-"+p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
-			AudioFile: "../../testdata/audio.ogg", Fingerprint: true}
-		pairs[i] = p
-	}
-	giveTones(t, pairs)
-	dial := func(o client.Options, entry string) *client.Client {
-		o.URL = entry
-		c, _, err := client.DialRetry(ctx, o, client.DefaultBackoff)
-		if err != nil {
-			t.Fatalf("dial through %s: %v", entry, err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
-	for _, p := range pairs {
-		p.pat = dial(p.patO, r.url(rand.IntN(3)))
-		p.doc = dial(p.docO, r.url(rand.IntN(3)))
-		if err := p.pat.Upgrade(ctx, "prenegotiated"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pairs := recordedPairs(t, r, n)
+	joinPairs(ctx, t, r, pairs, false)
 	hosted := map[string]int{}
 	for _, p := range pairs {
-		if p.pat.URL() != p.doc.URL() {
-			t.Fatalf("%s: patient on %s, clinician on %s", p.cid, p.pat.URL(), p.doc.URL())
-		}
-		if _, err := p.doc.WaitReceived(ctx, p.pid, "video", func(s client.TrackStats) bool { return s.Keyframes > 0 }); err != nil {
-			t.Fatalf("%s: the clinician never saw the patient's video: %v", p.cid, err)
-		}
 		hosted[p.pat.URL()]++
 	}
 	victim := 0
@@ -259,6 +229,59 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 	}
 	checkClusterReplay(t, r, pairs, moved)
+}
+
+// recordedPairs makes the participants of n recorded consultations (tokens
+// from node 0's development key, a tone each), not yet joined.
+func recordedPairs(t *testing.T, r *clusterRig, n int) []*pair {
+	t.Helper()
+	pairs := make([]*pair, n)
+	for i := range pairs {
+		p := &pair{cid: fmt.Sprintf("c-%d", i), pid: fmt.Sprintf("p-%d", i)}
+		p.patO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "patient", "--sub", p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
+			AudioFile: "../../testdata/audio.ogg", VideoFile: "../../testdata/video.ivf", Prenegotiate: true, Fingerprint: true}
+		p.docO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "clinician", "--sub", "d-"+p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
+			AudioFile: "../../testdata/audio.ogg", Fingerprint: true}
+		pairs[i] = p
+	}
+	giveTones(t, pairs)
+	return pairs
+}
+
+// joinPairs joins both participants of every pair, each through a random
+// entry node, and upgrades the patient to video (pre-negotiated; every
+// other one by renegotiation when mixed); it returns once each pair is on
+// one node and its clinician has seen the patient's video.
+func joinPairs(ctx context.Context, t *testing.T, r *clusterRig, pairs []*pair, mixed bool) {
+	t.Helper()
+	dial := func(o client.Options, entry string) *client.Client {
+		o.URL = entry
+		c, _, err := client.DialRetry(ctx, o, client.DefaultBackoff)
+		if err != nil {
+			t.Fatalf("dial through %s: %v", entry, err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	for i, p := range pairs {
+		path := "prenegotiated"
+		if mixed && i%2 == 1 {
+			path, p.patO.Prenegotiate = "renegotiate", false
+		}
+		p.pat = dial(p.patO, r.url(rand.IntN(len(r.nodes))))
+		p.doc = dial(p.docO, r.url(rand.IntN(len(r.nodes))))
+		if err := p.pat.Upgrade(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range pairs {
+		if p.pat.URL() != p.doc.URL() {
+			t.Fatalf("%s: patient on %s, clinician on %s", p.cid, p.pat.URL(), p.doc.URL())
+		}
+		if _, err := p.doc.WaitReceived(ctx, p.pid, "video", func(s client.TrackStats) bool { return s.Keyframes > 0 }); err != nil {
+			t.Fatalf("%s: the clinician never saw the patient's video: %v", p.cid, err)
+		}
+	}
 }
 
 // checkNoStrangers: nobody received media from a participant of another

@@ -2,21 +2,116 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/medcall/medcall/recorder/replay/replaytest"
+	"github.com/medcall/medcall/signaling/client"
 )
 
 // The replay API as `medcall serve` mounts it (replay.go), judged against a
 // cluster: every node answers alike, a consultation that moved between
 // nodes plays as one, and nobody sees or hears another patient's.
+
+// TestClusterPatientsStayApart runs the cross-patient checks of a single
+// node against three `medcall serve` processes sharing one Redis and one
+// store: live (as signaling's TestTwentyConsultationsStayApart: six
+// recorded consultations joined through random entry nodes, half upgraded
+// by renegotiation, half pre-negotiated; nobody receives a packet from
+// another consultation, and what each hears is what its partner sent) and
+// replay (as recorder/replay's TestReplayRefusalsLookMissing, through every
+// node: each person lists and hears only their own consultation; another
+// patient's recording, a join token, a token in the query, a path that
+// climbs out, all answer as a missing recording).
+func TestClusterPatientsStayApart(t *testing.T) {
+	r := startClusterRig(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pairs := recordedPairs(t, r, 6)
+	joinPairs(ctx, t, r, pairs, true)
+	nodes := map[string]bool{}
+	for _, p := range pairs {
+		if _, err := p.pat.WaitReceived(ctx, "d-"+p.pid, "audio", func(s client.TrackStats) bool { return s.Packets >= 50 }); err != nil {
+			t.Fatalf("%s: the patient never heard the clinician: %v", p.cid, err)
+		}
+		nodes[p.pat.URL()] = true
+	}
+	t.Logf("6 consultations on %d nodes", len(nodes))
+	time.Sleep(time.Second) // more media in the recordings
+	checkNoStrangers(t, pairs)
+	for _, p := range pairs {
+		_ = p.pat.Leave(ctx)
+		_ = p.doc.Leave(ctx)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(r.recordings()) < len(pairs) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := len(r.recordings()); got != len(pairs) {
+		t.Fatalf("%d recordings stored, want %d", got, len(pairs))
+	}
+	checkClusterReplay(t, r, pairs, nil)
+}
+
+// replayDo is GET url with extra headers (name, value pairs).
+func replayDo(t *testing.T, url string, hdr ...string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// checkRefusals: on node addr, what recorder/replay's
+// TestReplayRefusalsLookMissing refuses is refused as a missing recording
+// is, p asking about q's recording and their own: a byte range of q's, a
+// join token (not a replay token) for q's consultation or their own, no
+// token, a token in the query string, q's object key climbed to by "../"
+// (plain and escaped), their own id in upper case.
+func checkRefusals(t *testing.T, r *clusterRig, addr string, p, q *pair, own, theirs replayEntry, replayTok string, missing []byte) {
+	t.Helper()
+	base := "http://" + addr + "/v1/recordings/"
+	joinQ := mintCmd(t, "--data", r.data[0], "--role", "clinician", "--sub", "d-"+p.pid, "--pid", q.pid, "--cid", q.cid)
+	key := "patients/" + q.pid + "/consultations/" + q.cid + "/" + theirs.ID + ".webm"
+	for _, c := range []struct {
+		name, path string
+		hdr        []string
+	}{
+		{"another patient's recording, a range", theirs.ID, []string{"Authorization", "Bearer " + replayTok, "Range", "bytes=0-3"}},
+		{"a join token for the other consultation", theirs.ID, []string{"Authorization", "Bearer " + joinQ}},
+		{"their own join token", own.ID, []string{"Authorization", "Bearer " + p.patO.Token}},
+		{"no token", own.ID, nil},
+		{"a token in the query", own.ID + "?access_token=" + replayTok, nil},
+		{"a token in the query and the header", own.ID + "?token=" + replayTok, []string{"Authorization", "Bearer " + replayTok}},
+		{"the other's object key by ../", "../../" + key, []string{"Authorization", "Bearer " + replayTok}},
+		{"the other's object key by %2e%2e%2f", "%2e%2e%2f%2e%2e%2f" + strings.ReplaceAll(key, "/", "%2F"), []string{"Authorization", "Bearer " + replayTok}},
+		{"their own id in upper case", strings.ToUpper(own.ID), []string{"Authorization", "Bearer " + replayTok}},
+	} {
+		if code, body := replayDo(t, base+c.path, c.hdr...); code != 404 || !bytes.Equal(body, missing) {
+			t.Errorf("%s, %s: %d %s; want the 404 of a missing recording", addr, c.name, code, body)
+		}
+	}
+}
 
 // giveTones gives each participant of pairs an audio clip of a tone of its
 // own (patient 200 Hz + 120·i, clinician 60 Hz above; up to 60 pairs, below
@@ -75,7 +170,8 @@ func replayList(t *testing.T, addr, tok string) []replayEntry {
 // exactly their own consultation, in as many segments as it was recorded
 // in (two, the first recovered, for a moved one), its duration the
 // segments' added up; every segment of every other consultation, its
-// timeline and streams, answer them exactly as a missing recording does.
+// timeline and streams, answer them exactly as a missing recording does, as
+// do the other refusals of one node (checkRefusals).
 // Then what plays is heard: each participant's stream of their
 // consultation, decoded by ffmpeg, plays their own tone in every segment,
 // no window holds another participant's tone, and it lasts as long as the
@@ -120,6 +216,7 @@ func checkClusterReplay(t *testing.T, r *clusterRig, pairs, moved []*pair) {
 			entry[p] = e
 		}
 		_, missing := replayGet(t, "http://"+node.addr+"/v1/recordings/00000000-0000-7000-8000-000000000000", toks[pairs[0]].patient)
+		checkRefusals(t, r, node.addr, pairs[0], pairs[1], entry[pairs[0]], entry[pairs[1]], toks[pairs[0]].patient, missing)
 		for _, p := range pairs {
 			for _, q := range pairs {
 				if q == p {
