@@ -13,6 +13,13 @@ const (
 	reorderMaxWait = 200 * time.Millisecond
 	// keyframeRetry spaces keyframe requests while a video track waits for one.
 	keyframeRetry = 500 * time.Millisecond
+	// srHoldMax bounds how long a track's first packets wait for its first
+	// sender report. Placing them by arrival time and correcting later
+	// cannot work for continuous audio: a frame may never start before the
+	// previous one ends, so an early mapping error would stay for the whole
+	// track. Browsers send a first report within about a second; a sender
+	// that sends none is placed by arrival time after this wait.
+	srHoldMax = 2 * time.Second
 )
 
 // track is one published track being recorded: its queue, and the goroutine
@@ -41,6 +48,14 @@ type track struct {
 	lostPkts   uint64
 	emitFn     func(*item)
 	lostFn     func(int64)
+	// held are the first packets, waiting (up to srHoldMax after holdFrom)
+	// for the track's first sender report; holdOver once they are released.
+	// holdTimer ends the wait when packets stop coming before srHoldMax
+	// of them have arrived.
+	held      []item
+	holdFrom  time.Time
+	holdOver  bool
+	holdTimer *time.Timer
 }
 
 func newTrack(rec *recording, info sfu.TrackInfo, c codec, q *queue) *track {
@@ -61,16 +76,24 @@ func newTrack(rec *recording, info sfu.TrackInfo, c codec, q *queue) *track {
 // run is the track goroutine. It ends when the queue is closed and drained.
 func (t *track) run() {
 	defer close(t.done)
+	defer func() {
+		if t.holdTimer != nil {
+			t.holdTimer.Stop()
+		}
+	}()
 	for {
 		select {
 		case it := <-t.q.ch:
 			t.handle(it)
+		case <-t.holdExpired():
+			t.releaseHeld()
 		case <-t.q.done:
 			for {
 				select {
 				case it := <-t.q.ch:
 					t.handle(it)
 				default:
+					t.releaseHeld()
 					t.reorder.flush(t.emitFn, t.lostFn)
 					return
 				}
@@ -83,6 +106,7 @@ func (t *track) handle(it item) {
 	t.now = it.arrival
 	if it.sr {
 		t.clock.senderReport(it.srNTP, it.srRTP, it.srOffset)
+		t.releaseHeld()
 		return
 	}
 	if len(it.payload()) > 0 {
@@ -91,9 +115,51 @@ func (t *track) handle(it item) {
 		// it must not anchor or move the clock.
 		it.extTS = t.clock.packet(it.ts, it.arrival)
 	}
+	if !t.holdOver {
+		if t.holdFrom.IsZero() {
+			t.holdFrom = it.arrival
+			t.holdTimer = time.NewTimer(srHoldMax)
+		}
+		if it.arrival.Sub(t.holdFrom) < srHoldMax {
+			t.held = append(t.held, it)
+			return
+		}
+		t.releaseHeld()
+	}
+	t.push(it)
+}
+
+// push hands an in-order or late packet to the reorder buffer.
+func (t *track) push(it item) {
 	if !t.reorder.push(t.seq.unwrap(it.seq), it, t.emitFn, t.lostFn) {
 		it.release()
 	}
+}
+
+// holdExpired fires when the wait for a first sender report is up by the
+// wall clock; nil (never) while nothing is held.
+func (t *track) holdExpired() <-chan time.Time {
+	if t.holdTimer == nil || t.holdOver {
+		return nil
+	}
+	return t.holdTimer.C
+}
+
+// releaseHeld ends the wait for the first sender report: the packets held
+// so far are placed, through the report's mapping if one came, and every
+// later packet goes straight on.
+func (t *track) releaseHeld() {
+	if t.holdOver {
+		return
+	}
+	t.holdOver = true
+	now := t.now
+	for i := range t.held {
+		t.now = t.held[i].arrival
+		t.push(t.held[i])
+	}
+	t.now = now
+	t.held = nil
 }
 
 // emit takes the next in-order packet.
