@@ -59,7 +59,8 @@ const fmt = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(
 /** What a person reads about a consultation recorded in parts; '' for one part. */
 export function segmentNote(tl) {
   if (tl.segments.length < 2) return '';
-  const breaks = tl.segments.slice(1).map((g) => `at ${fmt(g.offsetS)} (${Math.round(g.gapS)} s not recorded)`);
+  const gap = (s) => (s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`);
+  const breaks = tl.segments.slice(1).map((g) => `at ${fmt(g.offsetS)} (${gap(g.gapS)} not recorded)`);
   return `Recorded in ${tl.segments.length} parts: the call was interrupted ${breaks.join(', ')}.`;
 }
 
