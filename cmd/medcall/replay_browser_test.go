@@ -109,6 +109,13 @@ func TestReplayPlayerInChromium(t *testing.T) {
 			if !strings.Contains(out, note) {
 				t.Errorf("the player did not say %q", note)
 			}
+			parts := ""
+			if len(c.parts) > 1 {
+				parts = " (recorded in 2 parts)"
+			}
+			if !regexp.MustCompile(`RESULT list 1 Consultation c-1, [^|\n]* — 8 s` + regexp.QuoteMeta(parts) + `\n`).MatchString(out) {
+				t.Errorf("the recordings list does not show the consultation once, 8 s%s", parts)
+			}
 		})
 	}
 }

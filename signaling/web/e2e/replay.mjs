@@ -196,6 +196,10 @@ try {
 
   // A consultation recorded in parts plays as one; the page says where it was interrupted.
   console.log(`RESULT segments ${tl.segments} ${tl.note}`);
+  // ... and its list shows it once, saying so.
+  await page.evaluate((token) => { document.getElementById('replay-token').value = token; document.getElementById('replay-form').requestSubmit(); }, token);
+  const listed = await poll('the recordings list', () => page.evaluate(() => [...document.querySelectorAll('#replay-list button')].map((b) => b.textContent)).then((l) => l.length && l));
+  console.log(`RESULT list ${listed.length} ${listed.join(' | ')}`);
   // 10 points where both are in the call, visited in shuffled order.
   console.log(`RESULT timeline ${JSON.stringify(tl.participants.map((p) => ({ label: p.label, joined: p.joinedMs, left: p.leftMs, videoOn: p.videoOn })))}`);
   const lo = Math.max(...tl.participants.map((p) => p.joinedMs ?? 0)) / 1000 + 0.8;
