@@ -319,15 +319,7 @@ func scrape(t *testing.T, admin string) map[string]float64 {
 
 func replayGet(t *testing.T, url, tok string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return replayDo(t, url, "Authorization", "Bearer "+tok)
 }
 
 // checkReplay: the patient lists and plays their recording through the
