@@ -71,7 +71,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if strings.EqualFold(c.MimeType, mime) {
 			d.resync.Store(d.recv.kind == KindVideo)
 			d.bound.Store(&binding{w: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
-			d.recv.RequestKeyframe()
+			d.recv.RequestKeyframe(KeyframeSubscriberBind)
 			return c, nil
 		}
 	}
