@@ -118,7 +118,7 @@ func (r *Receiver) event(ev upgradeEvent, path string) {
 	}
 	t, err := r.up.apply(ev, path, time.Now())
 	if err != nil {
-		r.owner.c.s.log.Warn("track event ignored", "participant", r.owner.id, "kind", r.kind, "err", err)
+		r.owner.c.s.log.Debug("track event refused", "participant", r.owner.id, "kind", r.kind, "err", err)
 		return
 	}
 	if !t.changed() {

@@ -187,7 +187,10 @@ func (u *upgrade) apply(ev upgradeEvent, path string, now time.Time) (transition
 	case to == stateRequested || (to == stateStarting && from != stateRequested):
 		// An upgrade begins: a notice or re-offer, a re-upgrade after a
 		// downgrade, or video RTP with no notice before it.
-		if ev == eventRTP {
+		// With no path named (RTP before any notice, or a notice without
+		// one) no SDP went round: it is the pre-negotiated path, and the
+		// metric label stays in its bounded set.
+		if ev == eventRTP || path == "" {
 			path = PathPrenegotiated
 		}
 		u.since, u.path = now, path

@@ -105,9 +105,9 @@ func TestUpgradeTiming(t *testing.T) {
 			{eventRTP, "", 20 * time.Millisecond, "", 0},
 			{eventKeyframe, "", 50 * time.Millisecond, "", 50 * time.Millisecond},
 		}},
-		{"downgrade and upgrade again", stateFlowing, []step{
+		{"downgrade and upgrade again, by a notice naming no path", stateFlowing, []step{
 			{eventOff, "", 0, "", 0},
-			{eventOn, PathPrenegotiated, time.Second, PathPrenegotiated, 0},
+			{eventOn, "", time.Second, PathPrenegotiated, 0},
 			{eventKeyframe, "", time.Second + 70*time.Millisecond, "", 70 * time.Millisecond},
 		}},
 		{"abandoned before its keyframe, then again", stateIdle, []step{
