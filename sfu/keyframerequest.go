@@ -86,6 +86,7 @@ type keyframeRequester struct {
 	open    bool      // asked for since the last keyframe forwarded
 	tries   int       // PLIs sent for the open request
 	timer   interface{ Stop() bool }
+	gen     uint64 // the running timer's; a stale timer's due does nothing
 }
 
 // keyframeClock is the time a keyframeRequester runs on.
@@ -119,6 +120,7 @@ func (k *keyframeRequester) deactivate() {
 	if k.timer != nil {
 		k.timer.Stop()
 		k.timer = nil
+		k.gen++
 	}
 }
 
@@ -171,18 +173,24 @@ func (k *keyframeRequester) arm(now time.Time) {
 	if !k.open || k.timer != nil {
 		return
 	}
-	d := k.last.Add(k.interval).Sub(now)
+	k.gen++
+	gen := k.gen
+	d, f := k.last.Add(k.interval).Sub(now), func() { k.due(gen) }
 	if k.clock != nil {
-		k.timer = k.clock.AfterFunc(d, k.due)
+		k.timer = k.clock.AfterFunc(d, f)
 	} else {
-		k.timer = time.AfterFunc(d, k.due)
+		k.timer = time.AfterFunc(d, f)
 	}
 }
 
-// due runs when the interval after the last PLI ends.
-func (k *keyframeRequester) due() {
+// due runs when the interval after the last PLI ends; gen is its timer's.
+func (k *keyframeRequester) due(gen uint64) {
 	now := k.now()
 	k.mu.Lock()
+	if gen != k.gen { // stopped, and maybe replaced, while it fired
+		k.mu.Unlock()
+		return
+	}
 	k.timer = nil
 	if !k.active || !k.open {
 		k.mu.Unlock()

@@ -261,6 +261,26 @@ func TestKeyframeRequesterInactive(t *testing.T) {
 	p.want(t, 2, "active again")
 }
 
+// A timer that fires as it is stopped (deactivate racing its due) does
+// nothing: only the running timer retries, so the PLI rate stays one per
+// interval.
+func TestKeyframeRequesterStaleTimer(t *testing.T) {
+	p := newPLIs(true)
+	p.k.request(KeyframeSubscriber)
+	stale := p.clock.timers[len(p.clock.timers)-1]
+	p.k.deactivate()
+	p.k.activate(true)
+	p.k.request(KeyframeUpgrade)
+	p.want(t, 2, "a request after reactivating")
+	p.clock.mu.Lock()
+	p.clock.now = p.clock.now.Add(testInterval)
+	p.clock.mu.Unlock()
+	stale.f() // fired although stopped
+	p.want(t, 2, "the stale timer fired")
+	p.clock.advance(0) // the running timer is due now
+	p.want(t, 3, "the running timer's retry")
+}
+
 // Reason labels are a fixed set of distinct names.
 func TestKeyframeReasonLabels(t *testing.T) {
 	seen := map[string]bool{}
