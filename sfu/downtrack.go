@@ -27,7 +27,10 @@ type DownTrack struct {
 	sub    *Participant
 	sender *webrtc.RTPSender
 	bound  atomic.Pointer[binding]
-	resync atomic.Bool // video: drop until the next keyframe
+	// resync (video): drop until the next keyframe. Not the track's state
+	// (upgrade.go) but this subscriber's decoder: set when it binds, and
+	// by Receiver.event when a paused track resumes.
+	resync atomic.Bool
 
 	// Forwarding-goroutine state.
 	started   bool
