@@ -74,7 +74,7 @@ const keyframeRetries = 4
 // written outside the lock.
 type keyframeRequester struct {
 	interval time.Duration
-	send     func() bool                          // writes one PLI; false if it failed
+	send     func()                               // writes one PLI
 	count    func(r KeyframeReason, sentNow bool) // may be nil
 	// clock, if set, replaces time.Now and time.AfterFunc (tests).
 	clock keyframeClock

@@ -74,7 +74,7 @@ func newPLIs(detects bool) *plis {
 	p.k = &keyframeRequester{
 		interval: testInterval,
 		clock:    p.clock,
-		send:     func() bool { p.sent.Add(1); return true },
+		send:     func() { p.sent.Add(1) },
 		count: func(r KeyframeReason, sentNow bool) {
 			p.asked[r].Add(1)
 			if !sentNow {

@@ -96,13 +96,12 @@ func (r *Receiver) RequestKeyframe(reason KeyframeReason) {
 	}
 }
 
-func (r *Receiver) sendPLI() bool {
+// sendPLI writes one PLI to the publisher; only r.keys calls it.
+func (r *Receiver) sendPLI() {
 	pli := &rtcp.PictureLossIndication{MediaSSRC: r.ssrc.Load()}
-	if err := r.owner.pub.WriteRTCP([]rtcp.Packet{pli}); err != nil {
-		return false
+	if err := r.owner.pub.WriteRTCP([]rtcp.Packet{pli}); err == nil {
+		r.owner.c.s.cfg.Metrics.PLISent.Add(1)
 	}
-	r.owner.c.s.cfg.Metrics.PLISent.Add(1)
-	return true
 }
 
 // event moves the track's state (upgrade.go) by ev and does what the
