@@ -11,8 +11,6 @@ import (
 const (
 	reorderMaxLate = 64
 	reorderMaxWait = 200 * time.Millisecond
-	// keyframeRetry spaces keyframe requests while a video track waits for one.
-	keyframeRetry = 500 * time.Millisecond
 	// srHoldMax bounds how long a track's first packets wait for its first
 	// sender report. Placing them by arrival time and correcting later
 	// cannot work for continuous audio: a frame may never start before the
@@ -42,7 +40,8 @@ type track struct {
 	lastExtTS  int64 // RTP timestamp of the last frame written
 	haveLast   bool
 	now        time.Time // arrival time of the packet being handled
-	lastKeyReq time.Time
+	lastKeyReq time.Time // when a keyframe was last asked for
+	askedFor   time.Time // lastKey when it was asked for
 	lastKey    time.Time // arrival of the last keyframe written
 	frames     uint64
 	lostPkts   uint64
@@ -175,16 +174,23 @@ func (t *track) emit(it *item) {
 func (t *track) lost(n int64) {
 	t.lostPkts += uint64(n)
 	t.dep.lost()
-	t.maybeRequestKeyframe()
+	if t.codec.video() {
+		t.askKeyframe(sfu.KeyframeRecorderSync) // a new need: frames are missing
+	}
 }
 
 // maybeRequestKeyframe asks the publisher for a keyframe when the track
-// waits for one (after a loss), and ahead of the keyframe interval: a
-// browser's encoder sends keyframes only when asked, and a seek can only
-// start decoding at one. The request goes out a lead before the interval
-// is up, so the keyframe it brings arrives within it.
+// waits for one, and ahead of the keyframe interval: a browser's encoder
+// sends keyframes only when asked, and a seek can only start decoding at
+// one. The request goes out a lead before the interval is up, so the
+// keyframe it brings arrives within it.
+//
+// The SFU throttles keyframe requests and retries one until a keyframe is
+// forwarded, so the track asks once per need (each loss asks in lost). A
+// need still open a whole interval later (the SFU gave up: the publisher
+// ignored its PLIs) is asked for again.
 func (t *track) maybeRequestKeyframe() {
-	if t.info.RequestKeyframe == nil || !t.codec.video() {
+	if !t.codec.video() {
 		return
 	}
 	every := t.rec.r.opts.KeyframeInterval
@@ -192,11 +198,23 @@ func (t *track) maybeRequestKeyframe() {
 	if !t.dep.needKey && !due {
 		return
 	}
-	if !t.lastKeyReq.IsZero() && t.now.Sub(t.lastKeyReq) < keyframeRetry {
+	if t.askedFor.Equal(t.lastKey) && !t.lastKeyReq.IsZero() && t.now.Sub(t.lastKeyReq) < every {
+		return // asked for this need already
+	}
+	if t.dep.needKey {
+		t.askKeyframe(sfu.KeyframeRecorderSync)
+	} else {
+		t.askKeyframe(sfu.KeyframeRecorderInterval)
+	}
+}
+
+// askKeyframe asks the SFU for a keyframe, for reason.
+func (t *track) askKeyframe(reason sfu.KeyframeReason) {
+	if t.info.RequestKeyframe == nil {
 		return
 	}
-	t.lastKeyReq = t.now
-	t.info.RequestKeyframe()
+	t.askedFor, t.lastKeyReq = t.lastKey, t.now
+	t.info.RequestKeyframe(reason)
 }
 
 // write puts a frame on the recording's timeline and into the spool.

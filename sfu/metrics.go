@@ -19,6 +19,11 @@ type Metrics struct {
 	NACKReceived         atomic.Uint64 // from subscribers (answered by pion's responder)
 	NACKSent             atomic.Uint64 // to publishers (from pion's generator)
 	TracksPublished      [2]atomic.Uint64
+	// KeyframeRequests counts keyframe requests by reason
+	// (keyframerequest.go); KeyframeRequestsThrottled, those of them that
+	// sent no PLI at once (a PLI already asked for, or a later one, answers
+	// them). PLISent counts the PLIs themselves.
+	KeyframeRequests, KeyframeRequestsThrottled [NumKeyframeReasons]atomic.Uint64
 	// Loss repair (nackguard.go): packets subscribers asked for, those
 	// refused at once as too old to be of use, and what was resent (the rest
 	// was refused by the retransmission budget or the once-per-RTT rule).

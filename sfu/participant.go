@@ -199,7 +199,7 @@ func (p *Participant) reconcile(sending map[string]Kind, codecs map[string]webrt
 		}
 		r := newReceiver(p, mid, kind, codec)
 		if renegotiation {
-			r.beginUpgrade(PathRenegotiate)
+			r.event(eventOn, PathRenegotiate)
 		}
 		p.published[mid] = r
 		added = append(added, r)
@@ -349,10 +349,11 @@ func (p *Participant) SetMedia(audio, video *bool, path string) {
 		if on == nil {
 			continue
 		}
-		if *on && r.kind == KindVideo && !r.started.Load() {
-			r.beginUpgrade(path)
+		ev := eventOff
+		if *on {
+			ev = eventOn
 		}
-		r.setMuted(!*on, path)
+		r.event(ev, path)
 	}
 	for _, t := range events {
 		p.c.event(t, p, path)
@@ -419,10 +420,10 @@ func (p *Participant) readSenderRTCP(d *DownTrack) {
 			switch pkt.(type) {
 			case *rtcp.PictureLossIndication:
 				m.PLIReceived.Add(1)
-				d.recv.RequestKeyframe()
+				d.recv.RequestKeyframe(KeyframeSubscriber)
 			case *rtcp.FullIntraRequest:
 				m.FIRReceived.Add(1)
-				d.recv.RequestKeyframe()
+				d.recv.RequestKeyframe(KeyframeSubscriber)
 			case *rtcp.TransportLayerNack:
 				m.NACKReceived.Add(1)
 			}

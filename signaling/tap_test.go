@@ -46,7 +46,7 @@ func (t *testTap) OnTrack(info sfu.TrackInfo) sfu.TrackSink {
 	s := &testSink{info: info, prints: map[uint32]struct{}{}}
 	t.sinks[info.Participant+"/"+string(info.Kind)] = s
 	if info.Kind == sfu.KindVideo {
-		info.RequestKeyframe()
+		info.RequestKeyframe(sfu.KeyframeRecorderSync)
 	}
 	return s
 }

@@ -144,6 +144,8 @@ func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 		`medcall_upgrades_total{outcome="completed",path="prenegotiated"}`: 1,
 		`medcall_upgrade_latency_seconds_count{path="prenegotiated"}`:      1,
 		`medcall_rtcp_plis_sent_total`:                                     1,
+		`medcall_keyframe_requests_total{reason="upgrade"}`:                1,
+		`medcall_keyframe_requests_total{reason="recorder_sync"}`:          1,
 		`medcall_spool_bytes`:                                              1,
 	} {
 		if during[series] < min {
