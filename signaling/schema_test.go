@@ -224,7 +224,7 @@ func (tt *typeTrace) missing(want []string, sent bool) []string {
 }
 
 // TestGoClientFollowsSchema runs the Go client through a whole call — join,
-// both upgrade paths, downgrade, ping, a refused request, leave — and checks
+// both upgrade paths, downgrade, an ICE restart, ping, a refused request, leave — and checks
 // every message it sends and receives against protocol.schema.json, proving
 // that each client request and each server message type was among them.
 func TestGoClientFollowsSchema(t *testing.T) {
@@ -256,6 +256,9 @@ func TestGoClientFollowsSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := pat.Downgrade(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pat.RestartICE(ctx); err != nil { // a network change, over the same socket
 		t.Fatal(err)
 	}
 	if _, err := pat.Request(ctx, signaling.Message{Type: signaling.TypePing}); err != nil {

@@ -14,14 +14,21 @@ import (
 )
 
 // readLoop routes replies to their requests and everything else to the
-// server loop or the event list.
-func (c *Client) readLoop() {
+// server loop or the event list. When the socket in use ends the client
+// ends; a socket a resume replaced ends quietly, and what it still
+// delivers is dropped (the participant lives on the new one).
+func (c *Client) readLoop(sk *sock) {
 	defer c.wg.Done()
-	defer c.cancel()
 	for {
-		_, data, err := c.conn.Read(c.ctx)
+		_, data, err := sk.conn.Read(c.ctx)
 		if err != nil {
+			if c.current() == sk {
+				c.cancel()
+			}
 			return
+		}
+		if c.current() != sk {
+			continue
 		}
 		if c.opts.Trace != nil {
 			c.opts.Trace(false, data)
@@ -167,6 +174,7 @@ func (c *Client) onTrack(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 	st := c.stats(t.StreamID(), t.Kind().String())
 	mime := t.Codec().MimeType
 	st.setClockRate(t.Codec().ClockRate)
+	keep := c.opts.KeepAudio && t.Kind() == webrtc.RTPCodecTypeAudio
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -190,7 +198,11 @@ func (c *Client) onTrack(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 			if pkt.Unmarshal(buf[:n]) != nil {
 				continue
 			}
-			st.received(&pkt, n, sfu.IsKeyframeStart(mime, &pkt), time.Now())
+			now := time.Now()
+			st.received(&pkt, n, sfu.IsKeyframeStart(mime, &pkt), now)
+			if keep {
+				c.keep(t.StreamID(), &pkt, now)
+			}
 		}
 	}()
 }

@@ -34,14 +34,14 @@ import { RemoteMedia } from './remote.js';
 export const PROTOCOL_VERSION = 1;
 
 /** Message types a client sends (PROTOCOL.md "Client requests"). */
-export const ClientRequests = Object.freeze(['join', 'offer', 'answer', 'candidate', 'media', 'leave', 'ping']);
+export const ClientRequests = Object.freeze(['join', 'offer', 'answer', 'candidate', 'media', 'leave', 'ping', 'restart']);
 
 /** Message types the server sends (PROTOCOL.md "Server replies and events"). */
 export const ServerMessages = Object.freeze(['joined', 'answer', 'ack', 'pong', 'error', 'offer', 'candidate', 'participant', 'bye', 'redirect']);
 
 /** The reply each request expects (anything else but `error` is a protocol fault). */
 export const Replies = Object.freeze({
-  join: 'joined', offer: 'answer', answer: 'ack', candidate: 'ack', media: 'ack', leave: 'ack', ping: 'pong',
+  join: 'joined', offer: 'answer', answer: 'ack', candidate: 'ack', media: 'ack', leave: 'ack', ping: 'pong', restart: 'ack',
 });
 
 /** Error codes the server may send (PROTOCOL.md "Error codes"). */
@@ -65,6 +65,7 @@ export const ErrorCodes = Object.freeze({
   BAD_REQUEST: 'bad_request',
   UNAVAILABLE: 'unavailable',
   INTERNAL: 'internal',
+  RESUME_FAILED: 'resume_failed',
 });
 
 /** Error codes this client raises itself; never sent by the server. */
@@ -143,7 +144,9 @@ const SUBSCRIBE = 'subscribe';
  * - `audioblocked` {participant}: the autoplay policy refused to play remote audio; call resumeAudio() from a click
  * - `audiounblocked` {participant}: that audio plays after all (resumeAudio(), or the browser allowed it later)
  * - `media` {audio, video, path?}: what this client now sends
- * - `reconnecting` {attempt, error}, `reconnected` {}
+ * - `reconnecting` {attempt, error}, `reconnected` {}: a rejoin from scratch (others saw this participant leave)
+ * - `restarted` {resumed}: the network changed and ICE restarted on both connections, over a new
+ *   signaling socket if `resumed`; the others saw nothing (PROTOCOL.md "Network change")
  * - `bye` {reason}: the server removed this participant
  * - `error` {error: MedcallError}: a failure not tied to a call the app made
  */
@@ -187,6 +190,8 @@ export class MedcallClient extends EventTarget {
     this._reconnecting = false; // a reconnect loop is running
     this._generation = 0; // bumps on every (re)connect; stale callbacks check it
     this._lastStats = null;
+    this._resume = ''; // joined.resume: takes this participant over on a new socket
+    this._restarting = false; // a network-change restart is running
   }
 
   /**
@@ -419,6 +424,7 @@ export class MedcallClient extends EventTarget {
     this.recording = !!joined.recording;
     this.peers = new Map((joined.participants || []).map((p) => [p.id, p]));
     /** @type {RTCIceServer[]|undefined} TURN servers and this join's credentials (PROTOCOL.md "ICE servers") */ this._joinedICE = joined.iceServers;
+    this._resume = joined.resume || '';
     this._setupPeerConnections(gen);
     await this._publishAudio();
     this._setState('joined');
@@ -447,7 +453,78 @@ export class MedcallClient extends EventTarget {
       if (this.state === 'joined') { this._teardown(); this._setState('closed'); }
       return;
     }
-    this._reconnect();
+    // Keep the call: resume on a new socket and restart ICE; rejoin only if that fails.
+    this._networkChanged();
+  }
+
+  // ---- network change (PROTOCOL.md "Network change") ----
+
+  /** Restarts ICE on both connections, resuming on a new socket first if the old one is dead; falls back to a rejoin. */
+  async _networkChanged() {
+    if (this._restarting || this._reconnecting || this._closing || this.state !== 'joined') return;
+    this._restarting = true;
+    const gen = this._generation;
+    try {
+      for (let attempt = 1; attempt <= 5 && gen === this._generation && !this._closing; attempt++) {
+        try {
+          const resumed = !(await this._socketAnswers());
+          if (resumed) await this._resumeSocket(gen);
+          await this._restartIce();
+          this._emit('restarted', { resumed });
+          return;
+        } catch (err) {
+          const e = asMedcallError(err);
+          if (e.code === ErrorCodes.RESUME_FAILED) break; // the server removed us: only a rejoin helps
+          await sleep(500 * attempt);
+        }
+      }
+      if (gen === this._generation && !this._closing) this._reconnect();
+    } finally {
+      this._restarting = false;
+    }
+  }
+
+  /** Whether the socket is open and answers a ping within a second. */
+  async _socketAnswers() {
+    if (!this._ws || this._ws.readyState !== WebSocket.OPEN) return false;
+    try {
+      await withTimeout(this._request('ping', {}), 1000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Opens a new socket and takes this participant over on it (join with resume); the peer connections stay. */
+  async _resumeSocket(gen) {
+    const old = this._ws;
+    if (old) { old.onclose = null; old.onmessage = null; }
+    this._failPending(new MedcallError(ClientErrorCodes.CLOSED, 'signaling socket replaced'));
+    const token = this.opts.getToken ? await this.opts.getToken() : this.opts.token;
+    try {
+      await this._open(gen, this._ws && this._ws.url ? this._ws.url : (this.opts.url || defaultURL()));
+      const fields = { token, resume: this._resume };
+      if (this.opts.consultation) fields.consultation = this.opts.consultation;
+      /** @type {any} */
+      const joined = await this._request('join', fields);
+      if (!joined.resumed) throw new MedcallError(ClientErrorCodes.PROTOCOL, 'join with resume was not resumed');
+      // Events sent on the old socket may be lost: the list in joined is the truth.
+      const now = new Map((joined.participants || []).map((p) => [p.id, p]));
+      for (const id of [...this.peers.keys()]) if (!now.has(id)) this._peerLeft(id);
+      for (const [id, p] of now) if (!this.peers.has(id)) this._onParticipant('joined', p);
+      if (joined.iceServers && !this.opts.iceServers) {
+        for (const pc of [this._pub, this._sub]) pc.setConfiguration({ ...pc.getConfiguration(), iceServers: joined.iceServers });
+      }
+    } finally {
+      if (old && old !== this._ws) old.close(); // only now: a close reaching the server first would remove us
+    }
+  }
+
+  /** Publish: re-offer with new ICE credentials; subscribe: ask the server to re-offer with new ones. */
+  async _restartIce() {
+    this._pub.restartIce();
+    await this._offerPublish();
+    await this._request('restart', { pc: SUBSCRIBE });
   }
 
   /** Rejoins after a dropped socket (PROTOCOL.md "Reconnect"): new socket, join, negotiate anew, restore media. */
@@ -492,7 +569,7 @@ export class MedcallClient extends EventTarget {
     this._generation++;
     this._failPending(new MedcallError(ClientErrorCodes.CLOSED, 'connection closed'));
     if (this._ws) { this._ws.onclose = null; this._ws.onmessage = null; this._ws.close(1000); this._ws = null; }
-    for (const pc of [this._pub, this._sub]) if (pc) { pc.onicecandidate = null; pc.ontrack = null; pc.onconnectionstatechange = null; pc.close(); }
+    for (const pc of [this._pub, this._sub]) if (pc) { pc.onicecandidate = null; pc.ontrack = null; pc.oniceconnectionstatechange = null; pc.close(); }
     this._pub = this._sub = null;
     this._videoSender = null;
     this._queued = { [PUBLISH]: [], [SUBSCRIBE]: [] };
@@ -607,9 +684,10 @@ export class MedcallClient extends EventTarget {
         this._request('candidate', { pc: name, candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex, usernameFragment: c.usernameFragment } })
           .catch((err) => this._emitBackground(err));
       };
-      pc.onconnectionstatechange = () => {
-        if (pc.connectionState === 'failed' && gen === this._generation && !this._closing && this.opts.reconnect) {
-          this._reconnect();
+      pc.oniceconnectionstatechange = () => {
+        const s = pc.iceConnectionState;
+        if ((s === 'disconnected' || s === 'failed') && gen === this._generation && !this._closing && this.opts.reconnect) {
+          this._networkChanged(); // a network change: restart ICE, keep the place in the call
         }
       };
     }
@@ -765,3 +843,7 @@ function defaultURL() {
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+function withTimeout(p, ms) {
+  return Promise.race([p, sleep(ms).then(() => { throw new MedcallError(ClientErrorCodes.TIMEOUT, `no reply within ${ms} ms`); })]);
+}
