@@ -33,6 +33,27 @@ func iceUfrag(raw string) string {
 	return ""
 }
 
+// SameICEGeneration reports whether candidate c belongs to the ICE
+// generation of the remote description sdp: true unless c names a username
+// fragment (its usernameFragment, or pion's and browsers' "ufrag"
+// extension) that is not the description's. A candidate that does not is
+// queued until the description that does arrives.
+func SameICEGeneration(c webrtc.ICECandidateInit, sdp string) bool {
+	ufrag := ""
+	if c.UsernameFragment != nil {
+		ufrag = *c.UsernameFragment
+	}
+	if ufrag == "" {
+		f := strings.Fields(c.Candidate)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "ufrag" {
+				ufrag = f[i+1]
+			}
+		}
+	}
+	return ufrag == "" || ufrag == iceUfrag(sdp)
+}
+
 // restartsPublish reports whether offerSDP changes the publish connection's
 // remote ICE credentials: an ICE restart, not a first offer.
 func (p *Participant) restartsPublish(offerSDP string) bool {

@@ -293,14 +293,15 @@ func (p *Participant) negotiate() {
 }
 
 // AddCandidate adds a client ICE candidate, queueing it until the connection
-// has a remote description.
+// has a remote description of its ICE generation (after an ICE restart a
+// client's new candidates may overtake its offer or answer).
 func (p *Participant) AddCandidate(pc PC, c webrtc.ICECandidateInit) error {
 	target := p.pub
 	if pc == PCSubscribe {
 		target = p.sub
 	}
 	p.mu.Lock()
-	if target.RemoteDescription() == nil {
+	if rd := target.RemoteDescription(); rd == nil || !SameICEGeneration(c, rd.SDP) {
 		defer p.mu.Unlock()
 		if len(p.pending[pc]) >= maxPendingCandidates {
 			return fmt.Errorf("%w: too many candidates before a description", ErrBadCandidate)
@@ -320,8 +321,13 @@ func (p *Participant) flushCandidates(pc PC) {
 	cs := p.pending[pc]
 	delete(p.pending, pc)
 	p.mu.Unlock()
+	target := p.pub
+	if pc == PCSubscribe {
+		target = p.sub
+	}
 	for _, c := range cs {
-		if err := p.AddCandidate(pc, c); err != nil {
+		// At once: one of an older ICE generation is dropped, not queued again.
+		if err := target.AddICECandidate(c); err != nil {
 			p.c.s.log.Debug("queued candidate refused", "participant", p.id, "err", err)
 		}
 	}

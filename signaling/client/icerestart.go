@@ -122,6 +122,9 @@ func (c *Client) watchNetwork() {
 		ctx, cancel := context.WithTimeout(c.ctx, 4*restartStep)
 		err := c.RestartICE(ctx)
 		cancel()
+		if err == nil {
+			c.log.Info("ICE restarted", "took", time.Since(last).Round(time.Millisecond).String())
+		}
 		if err != nil && c.ctx.Err() == nil {
 			c.log.Warn("ICE restart failed; trying again", "err", err)
 			if errors.Is(err, errResumeRefused) {

@@ -116,10 +116,11 @@ func (c *Client) pc(pc sfu.PC) *webrtc.PeerConnection {
 }
 
 // addCandidate adds a server candidate, queueing it until the connection has
-// a remote description.
+// a remote description of its ICE generation (after an ICE restart the
+// server's new candidates may overtake its answer).
 func (c *Client) addCandidate(pc sfu.PC, ci webrtc.ICECandidateInit) {
 	c.mu.Lock()
-	if c.pc(pc).RemoteDescription() == nil {
+	if rd := c.pc(pc).RemoteDescription(); rd == nil || !sfu.SameICEGeneration(ci, rd.SDP) {
 		c.cands[pc] = append(c.cands[pc], ci)
 		c.mu.Unlock()
 		return
@@ -136,7 +137,10 @@ func (c *Client) flushCandidates(pc sfu.PC) {
 	delete(c.cands, pc)
 	c.mu.Unlock()
 	for _, ci := range cs {
-		c.addCandidate(pc, ci)
+		// At once: one of an older ICE generation is dropped, not queued again.
+		if err := c.pc(pc).AddICECandidate(ci); err != nil {
+			c.log.Debug("server candidate refused", "err", err)
+		}
 	}
 }
 

@@ -738,7 +738,8 @@ export class MedcallClient extends EventTarget {
   _onRemoteCandidate(name, cand) {
     if (!cand || (name !== PUBLISH && name !== SUBSCRIBE)) return;
     const pc = name === PUBLISH ? this._pub : this._sub;
-    if (!pc || !pc.remoteDescription) {
+    // After an ICE restart the server's new candidates may overtake its answer: queue them too.
+    if (!pc || !pc.remoteDescription || !sameGeneration(cand, pc.remoteDescription.sdp)) {
       this._queued[name].push(cand);
       return;
     }
@@ -843,6 +844,13 @@ function defaultURL() {
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+/** Whether a candidate belongs to the ICE generation (username fragment) of a description. */
+function sameGeneration(cand, sdp) {
+  const m = / ufrag (\S+)/.exec(cand.candidate || '');
+  const ufrag = cand.usernameFragment || (m && m[1]);
+  return !ufrag || sdp.includes(`a=ice-ufrag:${ufrag}\r\n`) || sdp.includes(`a=ice-ufrag:${ufrag}\n`);
+}
 
 function withTimeout(p, ms) {
   return Promise.race([p, sleep(ms).then(() => { throw new MedcallError(ClientErrorCodes.TIMEOUT, `no reply within ${ms} ms`); })]);
