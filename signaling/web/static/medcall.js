@@ -29,6 +29,7 @@
 // and queued until the description they belong to is set.
 
 import { RemoteMedia } from './remote.js';
+import { watchTransports } from './netwatch.js';
 
 /** Protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -192,6 +193,7 @@ export class MedcallClient extends EventTarget {
     this._lastStats = null;
     this._resume = ''; // joined.resume: takes this participant over on a new socket
     this._restarting = false; // a network-change restart is running
+    this._stopWatch = () => {}; // stops netwatch.js's stall detector
   }
 
   /**
@@ -426,6 +428,9 @@ export class MedcallClient extends EventTarget {
     /** @type {RTCIceServer[]|undefined} TURN servers and this join's credentials (PROTOCOL.md "ICE servers") */ this._joinedICE = joined.iceServers;
     this._resume = joined.resume || '';
     this._setupPeerConnections(gen);
+    this._stopWatch = watchTransports(() => [this._pub, this._sub], () => {
+      if (gen === this._generation && !this._closing && this.opts.reconnect) this._networkChanged(true);
+    });
     await this._publishAudio();
     this._setState('joined');
     const detail = { consultation: joined.consultation, participant: joined.participant, participants: joined.participants || [], recording: this.recording };
@@ -459,8 +464,11 @@ export class MedcallClient extends EventTarget {
 
   // ---- network change (PROTOCOL.md "Network change") ----
 
-  /** Restarts ICE on both connections, resuming on a new socket first if the old one is dead; falls back to a rejoin. */
-  async _networkChanged() {
+  /**
+   * Restarts ICE on both connections, resuming on a new socket first if the old one is dead; falls back to a rejoin.
+   * @param {boolean} [stalled] only media stalled (netwatch.js): restart only if the socket is dead too
+   */
+  async _networkChanged(stalled = false) {
     if (this._restarting || this._reconnecting || this._closing || this.state !== 'joined') return;
     this._restarting = true;
     const gen = this._generation;
@@ -468,6 +476,7 @@ export class MedcallClient extends EventTarget {
       for (let attempt = 1; attempt <= 5 && gen === this._generation && !this._closing; attempt++) {
         try {
           const resumed = !(await this._socketAnswers());
+          if (!resumed && stalled && attempt === 1) return; // the network is fine: a peer left or went quiet
           if (resumed) await this._resumeSocket(gen);
           await this._restartIce();
           this._emit('restarted', { resumed });
@@ -484,11 +493,11 @@ export class MedcallClient extends EventTarget {
     }
   }
 
-  /** Whether the socket is open and answers a ping within a second. */
+  /** Whether the socket is open and answers a ping at once (a slow answer only costs a resume). */
   async _socketAnswers() {
     if (!this._ws || this._ws.readyState !== WebSocket.OPEN) return false;
     try {
-      await withTimeout(this._request('ping', {}), 1000);
+      await withTimeout(this._request('ping', {}), 400);
       return true;
     } catch {
       return false;
@@ -567,6 +576,7 @@ export class MedcallClient extends EventTarget {
   /** Drops the socket and peer connections (not the local tracks). */
   _teardown() {
     this._generation++;
+    this._stopWatch();
     this._failPending(new MedcallError(ClientErrorCodes.CLOSED, 'connection closed'));
     if (this._ws) { this._ws.onclose = null; this._ws.onmessage = null; this._ws.close(1000); this._ws = null; }
     for (const pc of [this._pub, this._sub]) if (pc) { pc.onicecandidate = null; pc.ontrack = null; pc.oniceconnectionstatechange = null; pc.close(); }
