@@ -458,8 +458,9 @@ export class MedcallClient extends EventTarget {
       if (this.state === 'joined') { this._teardown(); this._setState('closed'); }
       return;
     }
-    // Keep the call: resume on a new socket and restart ICE; rejoin only if that fails.
-    this._networkChanged();
+    // The server saw this socket close too and removed the participant: rejoin.
+    // (A network change leaves the socket silent instead; _networkChanged resumes it.)
+    this._reconnect();
   }
 
   // ---- network change (PROTOCOL.md "Network change") ----
