@@ -3,6 +3,10 @@ package signaling_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,5 +106,46 @@ func TestResumeRefused(t *testing.T) {
 	}
 	if got := e.sfu.Stats().Participants; got != 2 {
 		t.Errorf("%d participants after refused resumes, want 2", got)
+	}
+}
+
+// TestResumeHandsOverICEServers: a resume mints fresh TURN credentials for
+// the new network and keeps the old ones until the participant leaves;
+// leaving then releases both, each once.
+func TestResumeHandsOverICEServers(t *testing.T) {
+	e := newEnv(t, sfu.Config{})
+	var minted, released atomic.Int32
+	srv := &signaling.Server{SFU: e.sfu, Verifier: e.sig.Verifier, Logger: e.sig.Logger,
+		ICEServers: func() ([]signaling.ICEServer, func()) {
+			n := minted.Add(1)
+			return []signaling.ICEServer{{URLs: []string{"turn:127.0.0.1:9?transport=udp"}, Username: fmt.Sprintf("u%d", n), Credential: "c"}},
+				func() { released.Add(1) }
+		}}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer func() { _ = srv.Shutdown(context.Background()) }()
+	ctx := ctxT(t, 30*time.Second)
+	pat, err := client.Dial(ctx, client.Options{URL: "ws" + strings.TrimPrefix(hs.URL, "http"), Token: e.patient("p1", "c1"),
+		AudioFile: audioFile, Trace: e.trace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pat.Close()
+	if err := pat.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, r := minted.Load(), released.Load(); m != 2 || r != 0 {
+		t.Fatalf("after a resume: %d credentials minted, %d released; want 2 and 0", m, r)
+	}
+	if err := pat.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for released.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if r := released.Load(); r != 2 {
+		t.Fatalf("after leaving: %d credentials released, want 2 (the first join's and the resume's)", r)
 	}
 }

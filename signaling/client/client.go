@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -108,6 +109,7 @@ type Client struct {
 
 	restartMu         sync.Mutex // one ICE restart at a time (icerestart.go)
 	restarts, resumes int        // guarded by mu
+	pairBase          [2]net.IP  // publish, subscribe: the selected pairs' local addresses; guarded by mu
 }
 
 // dialOnce connects to o.URL and runs start; a redirect reply to join is
@@ -173,6 +175,7 @@ func (c *Client) start(ctx context.Context) error {
 	c.pub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCPublish, ic) })
 	c.sub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCSubscribe, ic) })
 	c.sub.OnTrack(c.onTrack)
+	c.watchPairs()
 	c.wg.Add(1)
 	go c.serverLoop()
 

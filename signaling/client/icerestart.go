@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/medcall/medcall/sfu"
@@ -146,8 +147,11 @@ func (c *Client) networkChanged() string {
 			return "ICE " + pc.ICEConnectionState().String()
 		}
 	}
-	for _, pc := range []*webrtc.PeerConnection{c.pub, c.sub} {
-		if ip := pairBase(pc); ip != nil && !addressExists(ip) {
+	c.mu.Lock()
+	bases := []net.IP{c.pairBase[0], c.pairBase[1]}
+	c.mu.Unlock()
+	for _, ip := range bases {
+		if ip != nil && !addressExists(ip) {
 			return "the selected pair's address is gone"
 		}
 	}
@@ -157,17 +161,43 @@ func (c *Client) networkChanged() string {
 	return ""
 }
 
-// pairBase is the local address the selected candidate pair sends from.
-func pairBase(pc *webrtc.PeerConnection) net.IP {
-	p, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || p == nil || p.Local == nil {
-		return nil
+// watchPairs keeps the local address each connection's selected candidate
+// pair sends from (its base: the host address under a reflexive or relayed
+// candidate), as ICE selects pairs. Called before the connections start.
+func (c *Client) watchPairs() {
+	for i, pc := range []*webrtc.PeerConnection{c.pub, c.sub} {
+		pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+			if p == nil || p.Local == nil {
+				return
+			}
+			addr := p.Local.Address
+			if p.Local.Typ != webrtc.ICECandidateTypeHost {
+				addr = p.Local.RelatedAddress
+			}
+			c.mu.Lock()
+			c.pairBase[i] = net.ParseIP(addr)
+			c.mu.Unlock()
+		})
 	}
-	addr := p.Local.Address
-	if p.Local.Typ != webrtc.ICECandidateTypeHost {
-		addr = p.Local.RelatedAddress
+}
+
+// hostAddrs caches this host's interface addresses for a moment, so the
+// watchers of many clients in one process (the bench) share one lookup.
+var hostAddrs struct {
+	sync.Mutex
+	at    time.Time
+	addrs []net.Addr
+	err   error
+}
+
+func interfaceAddrs() ([]net.Addr, error) {
+	hostAddrs.Lock()
+	defer hostAddrs.Unlock()
+	if time.Since(hostAddrs.at) >= watchEvery/2 {
+		hostAddrs.addrs, hostAddrs.err = net.InterfaceAddrs()
+		hostAddrs.at = time.Now()
 	}
-	return net.ParseIP(addr)
+	return hostAddrs.addrs, hostAddrs.err
 }
 
 // addressExists reports whether ip is an address of one of this host's interfaces.
@@ -175,7 +205,7 @@ func addressExists(ip net.IP) bool {
 	if ip.IsLoopback() || ip.IsUnspecified() {
 		return true
 	}
-	addrs, err := net.InterfaceAddrs()
+	addrs, err := interfaceAddrs()
 	if err != nil {
 		return true // cannot tell: do not restart on a guess
 	}
@@ -190,7 +220,7 @@ func addressExists(ip net.IP) bool {
 // hasUsableAddress reports whether some interface has a non-loopback,
 // non-link-local address to gather candidates on.
 func hasUsableAddress() bool {
-	addrs, err := net.InterfaceAddrs()
+	addrs, err := interfaceAddrs()
 	if err != nil {
 		return true
 	}

@@ -130,6 +130,12 @@ func (c *Client) resume(ctx context.Context) error {
 	if len(reply.ICEServers) > 0 {
 		cfg := peerConfig(reply.ICEServers, c.opts)
 		for _, pc := range []*webrtc.PeerConnection{c.pub, c.sub} {
+			// pion updates its servers under a gathering that may still be
+			// reading them (a data race): then the restart gathers with the
+			// old credentials, which stay valid until this participant leaves.
+			if pc.ICEGatheringState() != webrtc.ICEGatheringStateComplete {
+				continue
+			}
 			cur := pc.GetConfiguration()
 			cur.ICEServers = cfg.ICEServers
 			if err := pc.SetConfiguration(cur); err != nil {
