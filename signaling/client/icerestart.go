@@ -108,6 +108,7 @@ func (c *Client) watchNetwork() {
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var last time.Time
+	wait := restartAgain // after a failure, sooner: the new network may lack only its route yet
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -115,7 +116,7 @@ func (c *Client) watchNetwork() {
 		case <-t.C:
 		}
 		why := c.networkChanged()
-		if why == "" || time.Since(last) < restartAgain || !hasUsableAddress() {
+		if why == "" || time.Since(last) < wait || !hasUsableAddress() {
 			continue
 		}
 		last = time.Now()
@@ -123,15 +124,17 @@ func (c *Client) watchNetwork() {
 		ctx, cancel := context.WithTimeout(c.ctx, 4*restartStep)
 		err := c.RestartICE(ctx)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			c.log.Info("ICE restarted", "took", time.Since(last).Round(time.Millisecond).String())
-		}
-		if err != nil && c.ctx.Err() == nil {
+			wait = restartAgain
+		case errors.Is(err, errResumeRefused):
+			c.log.Warn("the server no longer knows this participant; the call is over", "err", err)
+			c.cancel()
+			return
+		case c.ctx.Err() == nil:
 			c.log.Warn("ICE restart failed; trying again", "err", err)
-			if errors.Is(err, errResumeRefused) {
-				c.cancel() // the server removed the participant: this call is over
-				return
-			}
+			wait = 0 // the next tick
 		}
 	}
 }

@@ -530,11 +530,21 @@ export class MedcallClient extends EventTarget {
     }
   }
 
-  /** Publish: re-offer with new ICE credentials; subscribe: ask the server to re-offer with new ones. */
+  /**
+   * Publish: re-offer with new ICE credentials; subscribe: ask the server to re-offer with new ones.
+   * Resolves once both connections use a pair of their new credentials (else the caller tries again).
+   */
   async _restartIce() {
     this._pub.restartIce();
     await this._offerPublish();
     await this._request('restart', { pc: SUBSCRIBE });
+    const end = Date.now() + 3000;
+    for (const pc of [this._pub, this._sub]) {
+      while (pc.remoteDescription && !(await onNewPair(pc))) {
+        if (Date.now() > end) throw new MedcallError(ClientErrorCodes.TIMEOUT, 'no connection on the new network after an ICE restart');
+        await sleep(50);
+      }
+    }
   }
 
   /** Rejoins after a dropped socket (PROTOCOL.md "Reconnect"): new socket, join, negotiate anew, restore media. */
@@ -855,6 +865,21 @@ function defaultURL() {
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+/** Whether a connection's selected candidate pair is of its current ICE credentials (after a restart). */
+async function onNewPair(pc) {
+  const m = pc.localDescription && /a=ice-ufrag:(\S+)/.exec(pc.localDescription.sdp);
+  if (!m) return true;
+  const stats = await pc.getStats();
+  let ok = false;
+  stats.forEach((s) => {
+    if (s.type !== 'transport' || !s.selectedCandidatePairId) return;
+    const pair = stats.get(s.selectedCandidatePairId);
+    const local = pair && stats.get(pair.localCandidateId);
+    if (pair && pair.state === 'succeeded' && local && (!local.usernameFragment || local.usernameFragment === m[1])) ok = true;
+  });
+  return ok;
+}
 
 /** Whether a candidate belongs to the ICE generation (username fragment) of a description. */
 function sameGeneration(cand, sdp) {
