@@ -29,6 +29,10 @@ type Metrics struct {
 	// was refused by the retransmission budget or the once-per-RTT rule).
 	NACKedPackets, NACKStale            atomic.Uint64
 	Retransmissions, RetransmittedBytes atomic.Uint64
+	// ICERestarts counts ICE restarts applied, by connection: [0] publish
+	// (the client re-offered with new credentials), [1] subscribe (the
+	// server re-offered at the client's request).
+	ICERestarts [2]atomic.Uint64
 	// OnUpgradeStart, if set, is called when a video upgrade begins (a notice,
 	// a re-offer adding video, or video RTP on a never-used transceiver).
 	OnUpgradeStart func(path string)

@@ -63,6 +63,7 @@ type Participant struct {
 	negMu       sync.Mutex
 	negotiating bool
 	negPending  bool
+	iceRestart  bool // the next subscribe offer restarts ICE (icerestart.go)
 }
 
 func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant, error) {
@@ -162,6 +163,7 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 	if err := p.c.s.checkOffer(offerSDP); err != nil {
 		return "", err
 	}
+	restart := p.restartsPublish(offerSDP)
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		return "", p.refuseOffer(err)
 	}
@@ -173,6 +175,9 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 		return "", p.refuseOffer(err)
 	}
 	p.flushCandidates(PCPublish)
+	if restart {
+		p.restarted(PCPublish)
+	}
 	codecs, err := answeredCodecs(answer.SDP)
 	if err != nil {
 		return "", err
@@ -269,7 +274,8 @@ func (p *Participant) negotiate() {
 
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
-	offer, err := p.sub.CreateOffer(nil)
+	opts := p.offerOptions()
+	offer, err := p.sub.CreateOffer(opts)
 	if err == nil {
 		err = p.sub.SetLocalDescription(offer)
 	}
@@ -281,17 +287,21 @@ func (p *Participant) negotiate() {
 		return
 	}
 	p.sig.Offer(offer.SDP)
+	if opts != nil {
+		p.restarted(PCSubscribe)
+	}
 }
 
 // AddCandidate adds a client ICE candidate, queueing it until the connection
-// has a remote description.
+// has a remote description of its ICE generation (after an ICE restart a
+// client's new candidates may overtake its offer or answer).
 func (p *Participant) AddCandidate(pc PC, c webrtc.ICECandidateInit) error {
 	target := p.pub
 	if pc == PCSubscribe {
 		target = p.sub
 	}
 	p.mu.Lock()
-	if target.RemoteDescription() == nil {
+	if rd := target.RemoteDescription(); rd == nil || !SameICEGeneration(c, rd.SDP) {
 		defer p.mu.Unlock()
 		if len(p.pending[pc]) >= maxPendingCandidates {
 			return fmt.Errorf("%w: too many candidates before a description", ErrBadCandidate)
@@ -311,8 +321,13 @@ func (p *Participant) flushCandidates(pc PC) {
 	cs := p.pending[pc]
 	delete(p.pending, pc)
 	p.mu.Unlock()
+	target := p.pub
+	if pc == PCSubscribe {
+		target = p.sub
+	}
 	for _, c := range cs {
-		if err := p.AddCandidate(pc, c); err != nil {
+		// At once: one of an older ICE generation is dropped, not queued again.
+		if err := target.AddICECandidate(c); err != nil {
 			p.c.s.log.Debug("queued candidate refused", "participant", p.id, "err", err)
 		}
 	}

@@ -69,10 +69,13 @@ const (
 	EventDowngrade EventType = "downgrade" // video off
 	EventAudioOn   EventType = "audio_on"
 	EventAudioOff  EventType = "audio_off"
+	// EventICERestart: the participant's network changed and its publish
+	// connection restarted ICE; its media has a gap around this offset.
+	EventICERestart EventType = "ice_restart"
 )
 
 // EventTypes are every event a tap is told of, as the manifest names them.
-var EventTypes = []EventType{EventJoined, EventLeft, EventUpgrade, EventDowngrade, EventAudioOn, EventAudioOff}
+var EventTypes = []EventType{EventJoined, EventLeft, EventUpgrade, EventDowngrade, EventAudioOn, EventAudioOff, EventICERestart}
 
 // Upgrade paths, as media notices and the manifest name them.
 const (

@@ -100,3 +100,9 @@ func (s *testSink) Close() {
 	defer s.mu.Unlock()
 	s.closed = true
 }
+
+func (t *testTap) snapshotEvents() []sfu.Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]sfu.Event(nil), t.events...)
+}

@@ -53,7 +53,7 @@ type Span struct {
 
 // TimelineAt is one event of a Timeline.
 type TimelineAt struct {
-	Type     string `json:"type"` // joined, left, upgrade, downgrade, audio_on, audio_off
+	Type     string `json:"type"` // joined, left, upgrade, downgrade, audio_on, audio_off, ice_restart
 	Label    string `json:"label"`
 	OffsetMS int64  `json:"offset_ms"`
 }
