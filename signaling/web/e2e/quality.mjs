@@ -13,6 +13,8 @@
 //
 // Output (stdout, one line each):
 //   JOINED                   in the call (publish: video is being sent)
+//   UPGRADE <ms>             publish: Date.now() when the video button was clicked
+//   FIRSTFRAME <ms>          watch: Date.now() when the first video frame was decoded
 //   SAMPLE <json>            every 500 ms, the page's cumulative counters
 //   E2E PASS                 after "stop" on stdin: hung up cleanly
 import { chromium } from 'playwright-core';
@@ -94,8 +96,22 @@ try {
   await page.check('#prenegotiate');
   await page.click('#join-button');
   await page.waitForSelector('#call:not([hidden])', { timeout: 30000 });
-  if (role === 'publish') await page.click('#video-button');
+  if (role === 'publish') {
+    console.log(`UPGRADE ${Date.now()}`);
+    await page.click('#video-button');
+  }
   console.log('JOINED');
+  // Until the first frame, look every 50 ms: the upgrade's latency as seen here.
+  let firstFrame = role !== 'watch';
+  while (!stopping && !firstFrame) {
+    const s = await sample(page);
+    if (s.framesDecoded > 0) {
+      console.log(`FIRSTFRAME ${s.t}`);
+      firstFrame = true;
+    }
+    console.log(`SAMPLE ${JSON.stringify(s)}`);
+    await Promise.race([sleep(50), stopped]);
+  }
   while (!stopping) {
     console.log(`SAMPLE ${JSON.stringify(await sample(page))}`);
     await Promise.race([sleep(500), stopped]);
