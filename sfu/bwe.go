@@ -232,6 +232,9 @@ func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls 
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 		return err
 	}
+	// The subscriber sends transport-cc feedback only where it is negotiated.
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
 	ir.Add(linkObserverFactory{ls, metrics})
 	return nil
 }

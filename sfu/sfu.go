@@ -137,8 +137,8 @@ func New(cfg Config) (*SFU, error) {
 		s.closeNetwork()
 		return nil, err
 	}
-	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(pub))
-	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(sub))
+	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.pub), webrtc.WithInterceptorRegistry(pub))
+	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.sub), webrtc.WithInterceptorRegistry(sub))
 	return s, nil
 }
 
