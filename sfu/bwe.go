@@ -45,6 +45,7 @@ type link struct {
 
 	mu       sync.Mutex // guards the cap and the last step's time and bytes
 	cap      capState
+	capBps   atomic.Uint64 // cap.bps, for the pacer's hot path
 	stepAt   time.Time
 	stepSent uint64
 }
@@ -205,6 +206,7 @@ func (l *link) stepCap(now time.Time) {
 	// Before its first delay update GCC's usage reads "overuse" (its zero value).
 	overuse := usage == "overuse" && delayTarget > 0
 	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, loss > congestedLoss, l.ceiling)
+	l.capBps.Store(l.cap.bps)
 }
 
 // links holds a link per peer connection from the moment pion builds the
@@ -229,17 +231,19 @@ func (ls *links) take(pc *webrtc.PeerConnection) *link {
 	return l.(*link)
 }
 
-// addBandwidthEstimation registers, ahead of pion's defaults, GCC (without a
-// pacer: the SFU forwards as it receives and steers the publishers instead),
+// addBandwidthEstimation registers, ahead of pion's defaults, GCC (with a
+// pacer of medcall's own that paces video only on a capped link, pacer.go;
+// otherwise the SFU forwards as it receives and steers the publishers),
 // the transport-wide sequence numbers the subscriber's feedback refers to,
 // and an observer of the subscriber's feedback that also guards the NACK
 // responder (nackguard.go).
 func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls *links, maxBitrate int, metrics *Metrics) error {
 	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		e, err := gcc.NewSendSideBWE(gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+		p := newLinkPacer()
+		e, err := gcc.NewSendSideBWE(gcc.SendSideBWEPacer(p),
 			gcc.SendSideBWEInitialBitrate(maxBitrate), gcc.SendSideBWEMaxBitrate(maxBitrate),
 			gcc.SendSideBWEMinBitrate(minVideoBitrate/2))
-		return &nackBudget{SendSideBWE: e}, err
+		return &nackBudget{SendSideBWE: e, pacer: p}, err
 	})
 	if err != nil {
 		return err
@@ -248,6 +252,7 @@ func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls 
 		b := e.(*nackBudget)
 		b.l = ls.get(id)
 		b.l.gcc.Store(&gccEstimator{b.SendSideBWE})
+		b.pacer.l.Store(b.l)
 	})
 	ir.Add(f)
 	ls.ceiling = uint64(maxBitrate)
