@@ -43,9 +43,11 @@ type link struct {
 	// asked for packets too old to resend.
 	onStale atomic.Pointer[func(ssrc uint32)] // bytes of RTP sent on the connection
 
-	mu       sync.Mutex // guards the cap and the last step's time and bytes
-	cap      capState
-	capBps   atomic.Uint64 // cap.bps, for the pacer's hot path
+	mu     sync.Mutex // guards the cap and the last step's time and bytes
+	cap    capState
+	capBps atomic.Uint64 // cap.bps, for the pacer's hot path
+
+	losses   lossReports // what the subscriber reports lost, per stream (lossreport.go)
 	stepAt   time.Time
 	stepSent uint64
 }
@@ -177,6 +179,8 @@ func (l *link) observe(pkts []rtcp.Packet, now time.Time) {
 		case *rtcp.TransportLayerCC:
 			l.feedbackAt.Store(now.UnixNano())
 			l.stepCap(now)
+		case *rtcp.ReceiverReport:
+			l.losses.note(p.Reports, now)
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			l.remb.Store(uint64(p.Bitrate))
 			l.rembAt.Store(now.UnixNano())
@@ -215,6 +219,8 @@ func (l *link) stepCap(now time.Time) {
 type links struct {
 	m       sync.Map // pc id -> *link
 	ceiling uint64
+	// downLoss is SFU.downstreamLoss, set before any connection exists.
+	downLoss func(pcID string, ssrc uint32) uint8
 }
 
 func (ls *links) get(id string) *link {

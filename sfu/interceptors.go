@@ -72,6 +72,7 @@ func newMediaEngine(cfg Config, ls *links) (e engines, pub, sub *interceptor.Reg
 	if err != nil {
 		return e, nil, nil, fmt.Errorf("sfu: receiver reports: %w", err)
 	}
+	pub.Add(lossReporterFactory{ls}) // before rr: it edits what rr writes
 	pub.Add(rr)
 	// ConfigureTWCCSender negotiates transport-cc for both kinds and adds the
 	// feedback sender, which belongs here only.
