@@ -42,7 +42,7 @@ func nackResponderSize(maxVideoBitrate int) uint16 {
 }
 
 // engines are the media engines of publish and subscribe connections: the
-// same codecs, and RTX on the subscribe side only (rtx.go).
+// same codecs, and RTX and RED on the subscribe side only (rtx.go, red.go).
 type engines struct{ pub, sub *webrtc.MediaEngine }
 
 // newMediaEngine registers the codecs medcall forwards (Opus, VP8, VP9; never
@@ -88,6 +88,9 @@ func newMediaEngine(cfg Config, ls *links) (e engines, pub, sub *interceptor.Reg
 	}
 	if err := registerRTX(m); err != nil {
 		return e, nil, nil, err
+	}
+	if err := registerRED(m); err != nil {
+		return e, nil, nil, fmt.Errorf("sfu: register RED: %w", err)
 	}
 	size := cfg.NACKHistory
 	if size == 0 {

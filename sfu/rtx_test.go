@@ -26,8 +26,8 @@ func (offerSig) Bye(string)                            {}
 // in-band FEC and VP8 with RTX. The SFU's answer keeps Opus FEC on
 // (useinbandfec=1: the publisher's encoder adds FEC for the SFU's
 // subscribers) and declines RTX on the publish side (rtx.go); the subscribe
-// offer another participant gets proposes RTX for each video codec and Opus
-// with FEC.
+// offer another participant gets proposes RTX for each video codec, Opus
+// with FEC, and RED around Opus (red.go).
 func TestRTXAndOpusFECNegotiated(t *testing.T) {
 	s, err := New(Config{ListenIP: net.ParseIP("127.0.0.1")})
 	if err != nil {
@@ -84,6 +84,9 @@ func TestRTXAndOpusFECNegotiated(t *testing.T) {
 	case sub := <-watcher.offers:
 		if got := fmtps(t, sub, "audio", "opus"); !strings.Contains(got, "useinbandfec=1") {
 			t.Errorf("the subscribe offer's Opus fmtp is %q, want useinbandfec=1", got)
+		}
+		if got := fmtps(t, sub, "audio", "red"); got != "111/111" {
+			t.Errorf("the subscribe offer's RED fmtp is %q, want RED around Opus (111/111)", got)
 		}
 		if got := fmtps(t, sub, "video", "rtx"); !strings.Contains(got, "apt=96") || !strings.Contains(got, "apt=98") {
 			t.Errorf("the subscribe offer's RTX fmtps are %q, want RTX for VP8 (apt=96) and VP9 (apt=98)", got)

@@ -249,3 +249,12 @@ func perceivedSeries(ss []qsample, start float64) string {
 		return fmt.Sprintf("%.0ffps/%.0f%%", p.fps, p.freezePct), ok
 	})
 }
+
+// encodedSeries is a publishing page's encoded fps and frame width per
+// second: what the encoder made of the rate it was given.
+func encodedSeries(ss []qsample, start float64) string {
+	return perSecond(ss, start, func(from, to float64) (string, bool) {
+		w, ok := between(ss, from, to)
+		return fmt.Sprintf("%.0ffps/%.0fw", w.rate("framesEncoded"), w.b["sentWidth"]), ok
+	})
+}

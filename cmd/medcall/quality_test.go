@@ -108,6 +108,7 @@ func TestQualityConstrainedDownlink(t *testing.T) {
 
 	ps := pub.snapshot()
 	t.Logf("clinician's send rate, kbit/s per second from the limit: %s", bitrateSeries(ps, t0))
+	t.Logf("clinician's encoded fps/frame width per second from the limit: %s", encodedSeries(ps, t0))
 	t.Logf("patient's decoded fps/frozen share per second from the limit: %s", perceivedSeries(watch.snapshot(), t0))
 	m := nsScrape(t, w.Server, nsAdmin)
 	t.Logf("server: NACKed packets %v, stale %v, retransmissions %v, PLI received %v sent %v, FIR %v", m["medcall_nack_packets_total"],
@@ -172,6 +173,7 @@ func TestQualityRandomLoss(t *testing.T) {
 
 	ps, ws := pub.snapshot(), watch.snapshot()
 	t.Logf("clinician's send rate, kbit/s per second from the loss: %s", bitrateSeries(ps, t0))
+	t.Logf("clinician's encoded fps/frame width per second from the loss: %s", encodedSeries(ps, t0))
 	t.Logf("patient's decoded fps/frozen share per second: %s", perceivedSeries(ws, t0))
 	p, ok := perceivedBetween(ws, t0, end)
 	if !ok {

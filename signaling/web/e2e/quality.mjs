@@ -40,7 +40,7 @@ const sample = (page) => page.evaluate(async () => {
   const o = {
     t: Date.now(), framesDecoded: 0, freezeCount: 0, freezeSec: 0, videoPacketsLost: 0, videoPacketsReceived: 0,
     videoBytesReceived: 0, nackSent: 0, audioPacketsLost: 0, audioPacketsReceived: 0, concealed: 0, samples: 0,
-    videoBytesSent: 0, audioBytesSent: 0, retransmittedBytesSent: 0, framesEncoded: 0, available: 0, width: 0,
+    videoBytesSent: 0, audioBytesSent: 0, retransmittedBytesSent: 0, framesEncoded: 0, available: 0, width: 0, sentWidth: 0,
   };
   for (const pc of window.__pcs) {
     const stats = await pc.getStats();
@@ -65,6 +65,7 @@ const sample = (page) => page.evaluate(async () => {
         o.videoBytesSent += (s.bytesSent || 0) + (s.headerBytesSent || 0);
         o.retransmittedBytesSent += s.retransmittedBytesSent || 0;
         o.framesEncoded += s.framesEncoded || 0;
+        o.sentWidth = Math.max(o.sentWidth, s.frameWidth || 0);
       }
       if (s.type === 'outbound-rtp' && s.kind === 'audio') o.audioBytesSent += (s.bytesSent || 0) + (s.headerBytesSent || 0);
       if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) o.available = Math.max(o.available, s.availableOutgoingBitrate);
