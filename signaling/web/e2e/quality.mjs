@@ -19,6 +19,7 @@
 //   E2E PASS                 after "stop" on stdin: hung up cleanly
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
+import { gotoSettled } from './settle.mjs';
 
 const base = process.env.MEDCALL_URL;
 const token = process.env.MEDCALL_TOKEN;
@@ -86,13 +87,15 @@ if (process.env.MEDCALL_VIDEO) args.push(`--use-file-for-fake-video-capture=${pr
 if (process.env.MEDCALL_AUDIO) args.push(`--use-file-for-fake-audio-capture=${process.env.MEDCALL_AUDIO}`);
 
 let browser = null;
+let page = null;
 let code = 0;
 try {
   browser = await chromium.launch({ executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium', headless: true, args });
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], ignoreHTTPSErrors: true });
-  const page = await ctx.newPage();
+  page = await ctx.newPage();
   await page.addInitScript(capturePCs);
-  await page.goto(base + '/');
+  page.on('console', (m) => { if (m.type() === 'error') console.error(`page console: ${m.text()}`); });
+  await gotoSettled(page, base + '/');
   await page.fill('#token', token);
   await page.check('#prenegotiate');
   await page.click('#join-button');
@@ -122,6 +125,7 @@ try {
   console.log('E2E PASS');
 } catch (err) {
   console.error(`E2E FAIL: ${err && err.stack ? err.stack : err}`);
+  if (page) console.error(`page text: ${(await page.innerText('body').catch(() => '')).replace(/\s+/g, ' ').slice(0, 600)}`);
   code = 1;
 } finally {
   if (browser) await browser.close().catch(() => {});
