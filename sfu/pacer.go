@@ -18,8 +18,10 @@ import (
 // waits for yet another keyframe: a freeze that feeds itself. So on a
 // capped link the SFU queues video and sends it at pacingFactor times the
 // cap, a keyframe spread over a second rather than lost. Audio is never
-// queued (audio first), and an uncapped link is not paced at all: packets
-// go straight through, as before.
+// queued (audio first), retransmissions on the RTX stream go ahead of
+// queued video (a repair waiting behind a second of video would arrive
+// after the subscriber gave up on it), and an uncapped link is not paced
+// at all: packets go straight through, as before.
 //
 // linkPacer is the pacer pion's GCC sends every packet of a subscribe
 // connection through (gcc.Pacer).
@@ -39,7 +41,8 @@ type linkPacer struct {
 	mu      sync.Mutex
 	writers map[uint32]interceptor.RTPWriter
 	audio   map[uint32]bool
-	q       []paced
+	rtx     map[uint32]bool
+	q, rtxQ []paced // video; retransmissions, sent first
 	budget  float64 // bytes that may be sent now
 	at      time.Time
 	running bool
@@ -57,7 +60,7 @@ type paced struct {
 }
 
 func newLinkPacer() *linkPacer {
-	return &linkPacer{writers: map[uint32]interceptor.RTPWriter{}, audio: map[uint32]bool{},
+	return &linkPacer{writers: map[uint32]interceptor.RTPWriter{}, audio: map[uint32]bool{}, rtx: map[uint32]bool{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -73,6 +76,13 @@ func (p *linkPacer) setAudio(ssrc uint32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.audio[ssrc] = true
+}
+
+// setRTX marks ssrc as an RTX stream: its packets go ahead of queued video.
+func (p *linkPacer) setRTX(ssrc uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rtx[ssrc] = true
 }
 
 // SetTargetBitrate ignores GCC's target: the SFU never probes, so it is no
@@ -96,11 +106,16 @@ func (p *linkPacer) Write(h *rtp.Header, payload []byte, a interceptor.Attribute
 		p.mu.Unlock()
 		return 0, fmt.Errorf("sfu: pacer: no stream with SSRC %d", h.SSRC)
 	}
-	if p.closed || p.audio[h.SSRC] || (len(p.q) == 0 && p.rate() == 0) {
+	if p.closed || p.audio[h.SSRC] || (len(p.q)+len(p.rtxQ) == 0 && p.rate() == 0) {
 		p.mu.Unlock()
 		return w.Write(h, payload, a)
 	}
-	p.q = append(p.q, paced{h: h.Clone(), payload: append([]byte(nil), payload...), w: w, at: time.Now()})
+	pkt := paced{h: h.Clone(), payload: append([]byte(nil), payload...), w: w, at: time.Now()}
+	if p.rtx[h.SSRC] {
+		p.rtxQ = append(p.rtxQ, pkt)
+	} else {
+		p.q = append(p.q, pkt)
+	}
 	if !p.running {
 		p.running = true
 		p.at = time.Now()
@@ -128,10 +143,8 @@ func (p *linkPacer) run() {
 		burst := pacingBurst.Seconds() * rate / 8
 		p.budget = min(p.budget, max(burst, 1500))
 		out = out[:0]
-		for len(p.q) > 0 && (rate == 0 || p.budget > 0) {
-			next := p.q[0]
-			p.q[0] = paced{}
-			p.q = p.q[1:]
+		for len(p.q)+len(p.rtxQ) > 0 && (rate == 0 || p.budget > 0) {
+			next := p.pop()
 			if now.Sub(next.at) > pacingMaxDelay {
 				p.dropped.Add(1)
 				continue
@@ -140,7 +153,7 @@ func (p *linkPacer) run() {
 			out = append(out, next)
 		}
 		wait := time.Hour
-		if len(p.q) > 0 {
+		if len(p.q)+len(p.rtxQ) > 0 {
 			wait = time.Duration(-p.budget * 8 / rate * float64(time.Second))
 		}
 		p.mu.Unlock()
@@ -155,6 +168,19 @@ func (p *linkPacer) run() {
 		case <-timer.C:
 		}
 	}
+}
+
+// pop takes the next packet to send: a retransmission if one waits.
+// Called locked.
+func (p *linkPacer) pop() paced {
+	q := &p.q
+	if len(p.rtxQ) > 0 {
+		q = &p.rtxQ
+	}
+	next := (*q)[0]
+	(*q)[0] = paced{}
+	*q = (*q)[1:]
+	return next
 }
 
 // Close stops pacing; what is queued is dropped with the connection.
@@ -172,12 +198,15 @@ func (p *linkPacer) Close() error {
 // RTX stream (rtx.go): pion's GCC hands the pacer only the SSRCs it was
 // given, and a packet of any other would be refused, so without this every
 // retransmission on the RTX stream would fail. Audio streams are marked so
-// the pacer never queues them.
+// the pacer never queues them, RTX streams so it sends them first.
 func (b *nackBudget) AddStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	if info.SSRCRetransmission != 0 {
 		rtx := *info
 		rtx.SSRC = info.SSRCRetransmission
 		b.SendSideBWE.AddStream(&rtx, w)
+		if b.pacer != nil {
+			b.pacer.setRTX(rtx.SSRC)
+		}
 	}
 	if b.pacer != nil && strings.HasPrefix(strings.ToLower(info.MimeType), "audio/") {
 		b.pacer.setAudio(info.SSRC)

@@ -12,7 +12,8 @@ import (
 // TestPacerSpreadsVideoOnACappedLinkOnly: on an uncapped link the pacer
 // sends every packet at once; on a link capped at 400 kbit/s a 60 kB video
 // burst (a keyframe) leaves at pacingFactor times the cap, in order, none
-// dropped, while audio written during it goes at once.
+// dropped, while audio written during it goes at once and a retransmission
+// on the RTX stream goes ahead of the queued video.
 func TestPacerSpreadsVideoOnACappedLinkOnly(t *testing.T) {
 	l := &link{}
 	p := newLinkPacer()
@@ -30,10 +31,12 @@ func TestPacerSpreadsVideoOnACappedLinkOnly(t *testing.T) {
 		got[h.SSRC] = append(got[h.SSRC], sent{h.SequenceNumber, time.Now()})
 		return h.MarshalSize() + len(payload), nil
 	})
-	const video, audio = 1, 2
+	const video, audio, rtx = 1, 2, 3
 	p.AddStream(video, rec)
 	p.AddStream(audio, rec)
+	p.AddStream(rtx, rec)
 	p.setAudio(audio)
+	p.setRTX(rtx)
 	count := func(ssrc uint32) int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -62,6 +65,7 @@ func TestPacerSpreadsVideoOnACappedLinkOnly(t *testing.T) {
 			write(audio, uint16(i), 100)
 		}
 	}
+	write(rtx, 1, size) // a retransmission, asked for while the burst is queued
 	if n := count(audio); n != packets/10 {
 		t.Errorf("%d of %d audio packets sent at once on a paced link, want all: audio is never queued", n, packets/10)
 	}
@@ -79,6 +83,9 @@ func TestPacerSpreadsVideoOnACappedLinkOnly(t *testing.T) {
 		if v[i].seq != v[i-1].seq+1 {
 			t.Fatalf("paced video out of order: %d after %d", v[i].seq, v[i-1].seq)
 		}
+	}
+	if len(got[rtx]) != 1 || !got[rtx][0].at.Before(v[len(v)/2].at) {
+		t.Errorf("the retransmission was sent %v, want it ahead of the queued video (half of which was out by %v)", got[rtx], v[len(v)/2].at)
 	}
 	took := v[len(v)-1].at.Sub(start)
 	pace := time.Duration(float64(packets*(size+12)*8) / (pacingFactor * capBps) * float64(time.Second))

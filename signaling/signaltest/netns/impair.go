@@ -118,6 +118,13 @@ func (n *NS) openTUN(name string) (*os.File, error) {
 	var f *os.File
 	err := n.in(func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if errors.Is(err, unix.ENOENT) {
+			// Some containers have no device node; root can make it.
+			_ = os.MkdirAll("/dev/net", 0o755)
+			if err = unix.Mknod("/dev/net/tun", unix.S_IFCHR|0o666, int(unix.Mkdev(10, 200))); err == nil {
+				fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("open /dev/net/tun: %w (load the tun module: modprobe tun)", err)
 		}

@@ -95,7 +95,7 @@ try {
   page = await ctx.newPage();
   await page.addInitScript(capturePCs);
   page.on('console', (m) => { if (m.type() === 'error') console.error(`page console: ${m.text()}`); });
-  await gotoSettled(page, base + '/');
+  await gotoSettled(page, base + '/', () => !!window.medcallDemo); // app.js has started
   await page.fill('#token', token);
   await page.check('#prenegotiate');
   await page.click('#join-button');
