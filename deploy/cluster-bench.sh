@@ -23,7 +23,7 @@ for i in $(seq 0 $((nodes - 1))); do
   "$work/medcall" serve --addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --data "$work/d$i" --store "file://$work/objects" \
     --redis-url "redis://127.0.0.1:$rport/0" --node-id "node$i" --log-level warn "${keys[@]}" >"$work/out$i" 2>"$work/err$i" &
   pids+=($!)
-  until grep -q 'serving on' "$work/out$i"; do sleep 0.1; done
+  until grep -qs 'serving on' "$work/out$i"; do sleep 0.1; done
   line="$(grep 'serving on' "$work/out$i")"
   addr="$(sed -E 's#.*serving on http://([0-9.:]+) .*#\1#' <<<"$line")"
   urls+=("ws://$addr/v1/signal")

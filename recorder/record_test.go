@@ -18,7 +18,7 @@ func audioInfo(participant, role string) sfu.TrackInfo {
 func videoInfo(participant, role string, keyframes *atomic.Int64) sfu.TrackInfo {
 	return sfu.TrackInfo{Participant: participant, Role: role, Kind: sfu.KindVideo,
 		MimeType: "video/VP8", ClockRate: 90000, SSRC: 2,
-		RequestKeyframe: func() { keyframes.Add(1) }}
+		RequestKeyframe: func(sfu.KeyframeReason) { keyframes.Add(1) }}
 }
 
 var binding = sfu.Binding{Consultation: "c-42", Patient: "p-7", Record: true}

@@ -62,7 +62,7 @@ func (rec *recording) OnTrack(info sfu.TrackInfo) sfu.TrackSink {
 	if c.video() && info.RequestKeyframe != nil {
 		// A recording can only start at a keyframe.
 		t.lastKeyReq = rec.r.opts.Clock()
-		info.RequestKeyframe()
+		info.RequestKeyframe(sfu.KeyframeRecorderSync)
 	}
 	go t.run()
 	return q

@@ -24,9 +24,12 @@ func ntpToUnixNanos(ntp uint64) int64 {
 //     NTP clock is not ours, so each participant has one offset (local
 //     arrival minus NTP) shared by all of its tracks: audio and video of one
 //     person stay in the sync their sender reports describe, whatever the
-//     network or the sender's pacing did to either stream. The offset is the
-//     smallest seen so far over that participant's reports, in arrival order
-//     (the report that travelled fastest says most about the clocks).
+//     network or the sender's pacing did to either stream. The offset is
+//     taken from the participant's first report and kept: a later, faster
+//     report cannot move frames already placed (a frame never starts before
+//     the previous one ends), so a track re-anchored on a smaller offset
+//     would drift from the tracks placed on the first one. A slow first
+//     report shifts the person as a whole, never their lips from their voice.
 type timeline struct {
 	mu      sync.Mutex
 	offsets map[string]int64 // participant -> local ns - sender NTP ns
@@ -35,17 +38,17 @@ type timeline struct {
 // observe records a sender report of participant that arrived at arrival
 // and returns the participant's offset.
 func (t *timeline) observe(participant string, ntp uint64, arrival time.Time) int64 {
-	candidate := arrival.UnixNano() - ntpToUnixNanos(ntp)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if off, ok := t.offsets[participant]; ok {
+		return off
+	}
 	if t.offsets == nil {
 		t.offsets = make(map[string]int64)
 	}
-	if off, ok := t.offsets[participant]; ok && off <= candidate {
-		return off
-	}
-	t.offsets[participant] = candidate
-	return candidate
+	off := arrival.UnixNano() - ntpToUnixNanos(ntp)
+	t.offsets[participant] = off
+	return off
 }
 
 // trackClock maps one track's RTP timestamps onto the timeline. Each frame is

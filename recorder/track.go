@@ -11,8 +11,13 @@ import (
 const (
 	reorderMaxLate = 64
 	reorderMaxWait = 200 * time.Millisecond
-	// keyframeRetry spaces keyframe requests while a video track waits for one.
-	keyframeRetry = 500 * time.Millisecond
+	// srHoldMax bounds how long a track's first packets wait for its first
+	// sender report. Placing them by arrival time and correcting later
+	// cannot work for continuous audio: a frame may never start before the
+	// previous one ends, so an early mapping error would stay for the whole
+	// track. Chromium sends its first audio report 2.5 s after it starts; a sender
+	// that sends none is placed by arrival time after this wait.
+	srHoldMax = 3 * time.Second
 )
 
 // track is one published track being recorded: its queue, and the goroutine
@@ -35,12 +40,21 @@ type track struct {
 	lastExtTS  int64 // RTP timestamp of the last frame written
 	haveLast   bool
 	now        time.Time // arrival time of the packet being handled
-	lastKeyReq time.Time
+	lastKeyReq time.Time // when a keyframe was last asked for
+	askedFor   time.Time // lastKey when it was asked for
 	lastKey    time.Time // arrival of the last keyframe written
 	frames     uint64
 	lostPkts   uint64
 	emitFn     func(*item)
 	lostFn     func(int64)
+	// held are the first packets, waiting (up to srHoldMax after holdFrom)
+	// for the track's first sender report; holdOver once they are released.
+	// holdTimer ends the wait when packets stop coming before srHoldMax
+	// of them have arrived.
+	held      []item
+	holdFrom  time.Time
+	holdOver  bool
+	holdTimer *time.Timer
 }
 
 func newTrack(rec *recording, info sfu.TrackInfo, c codec, q *queue) *track {
@@ -61,16 +75,24 @@ func newTrack(rec *recording, info sfu.TrackInfo, c codec, q *queue) *track {
 // run is the track goroutine. It ends when the queue is closed and drained.
 func (t *track) run() {
 	defer close(t.done)
+	defer func() {
+		if t.holdTimer != nil {
+			t.holdTimer.Stop()
+		}
+	}()
 	for {
 		select {
 		case it := <-t.q.ch:
 			t.handle(it)
+		case <-t.holdExpired():
+			t.releaseHeld()
 		case <-t.q.done:
 			for {
 				select {
 				case it := <-t.q.ch:
 					t.handle(it)
 				default:
+					t.releaseHeld()
 					t.reorder.flush(t.emitFn, t.lostFn)
 					return
 				}
@@ -83,6 +105,7 @@ func (t *track) handle(it item) {
 	t.now = it.arrival
 	if it.sr {
 		t.clock.senderReport(it.srNTP, it.srRTP, it.srOffset)
+		t.releaseHeld()
 		return
 	}
 	if len(it.payload()) > 0 {
@@ -91,9 +114,51 @@ func (t *track) handle(it item) {
 		// it must not anchor or move the clock.
 		it.extTS = t.clock.packet(it.ts, it.arrival)
 	}
+	if !t.holdOver {
+		if t.holdFrom.IsZero() {
+			t.holdFrom = it.arrival
+			t.holdTimer = time.NewTimer(srHoldMax)
+		}
+		if it.arrival.Sub(t.holdFrom) < srHoldMax {
+			t.held = append(t.held, it)
+			return
+		}
+		t.releaseHeld()
+	}
+	t.push(it)
+}
+
+// push hands an in-order or late packet to the reorder buffer.
+func (t *track) push(it item) {
 	if !t.reorder.push(t.seq.unwrap(it.seq), it, t.emitFn, t.lostFn) {
 		it.release()
 	}
+}
+
+// holdExpired fires when the wait for a first sender report is up by the
+// wall clock; nil (never) while nothing is held.
+func (t *track) holdExpired() <-chan time.Time {
+	if t.holdTimer == nil || t.holdOver {
+		return nil
+	}
+	return t.holdTimer.C
+}
+
+// releaseHeld ends the wait for the first sender report: the packets held
+// so far are placed, through the report's mapping if one came, and every
+// later packet goes straight on.
+func (t *track) releaseHeld() {
+	if t.holdOver {
+		return
+	}
+	t.holdOver = true
+	now := t.now
+	for i := range t.held {
+		t.now = t.held[i].arrival
+		t.push(t.held[i])
+	}
+	t.now = now
+	t.held = nil
 }
 
 // emit takes the next in-order packet.
@@ -109,16 +174,23 @@ func (t *track) emit(it *item) {
 func (t *track) lost(n int64) {
 	t.lostPkts += uint64(n)
 	t.dep.lost()
-	t.maybeRequestKeyframe()
+	if t.codec.video() {
+		t.askKeyframe(sfu.KeyframeRecorderSync) // a new need: frames are missing
+	}
 }
 
 // maybeRequestKeyframe asks the publisher for a keyframe when the track
-// waits for one (after a loss), and ahead of the keyframe interval: a
-// browser's encoder sends keyframes only when asked, and a seek can only
-// start decoding at one. The request goes out a lead before the interval
-// is up, so the keyframe it brings arrives within it.
+// waits for one, and ahead of the keyframe interval: a browser's encoder
+// sends keyframes only when asked, and a seek can only start decoding at
+// one. The request goes out a lead before the interval is up, so the
+// keyframe it brings arrives within it.
+//
+// The SFU throttles keyframe requests and retries one until a keyframe is
+// forwarded, so the track asks once per need (each loss asks in lost). A
+// need still open a whole interval later (the SFU gave up: the publisher
+// ignored its PLIs) is asked for again.
 func (t *track) maybeRequestKeyframe() {
-	if t.info.RequestKeyframe == nil || !t.codec.video() {
+	if !t.codec.video() {
 		return
 	}
 	every := t.rec.r.opts.KeyframeInterval
@@ -126,11 +198,23 @@ func (t *track) maybeRequestKeyframe() {
 	if !t.dep.needKey && !due {
 		return
 	}
-	if !t.lastKeyReq.IsZero() && t.now.Sub(t.lastKeyReq) < keyframeRetry {
+	if t.askedFor.Equal(t.lastKey) && !t.lastKeyReq.IsZero() && t.now.Sub(t.lastKeyReq) < every {
+		return // asked for this need already
+	}
+	if t.dep.needKey {
+		t.askKeyframe(sfu.KeyframeRecorderSync)
+	} else {
+		t.askKeyframe(sfu.KeyframeRecorderInterval)
+	}
+}
+
+// askKeyframe asks the SFU for a keyframe, for reason.
+func (t *track) askKeyframe(reason sfu.KeyframeReason) {
+	if t.info.RequestKeyframe == nil {
 		return
 	}
-	t.lastKeyReq = t.now
-	t.info.RequestKeyframe()
+	t.askedFor, t.lastKeyReq = t.lastKey, t.now
+	t.info.RequestKeyframe(reason)
 }
 
 // write puts a frame on the recording's timeline and into the spool.

@@ -1,8 +1,11 @@
 package recorder
 
 import (
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -73,6 +76,56 @@ func TestPaddingIsNotLoss(t *testing.T) {
 			}
 			if n := keyReqs.Load(); n > c.maxKeyReq || (c.lose && n < 2) {
 				t.Errorf("%d keyframe requests", n)
+			}
+		})
+	}
+}
+
+// The recorder asks for a keyframe once per need and says why; the SFU
+// throttles and retries. A publisher that ignores the requests (no keyframe
+// after the first): the track asks when it starts (recorder_sync), when the
+// keyframe interval is nearly up (recorder_interval, at 4 s of 5), and
+// again a whole interval later as the need is still open (9 s). With the
+// fixture's keyframe every 2 s and one packet lost, it asks at the start and
+// at the loss, and never for the cadence.
+func TestKeyframeAskedOncePerNeed(t *testing.T) {
+	frames := ivfFrames(t, fixture(t, "video.ivf")) // a keyframe every 60 frames
+	noKeys := [][]byte{frames[0]}
+	for len(noKeys) < 12*30 {
+		noKeys = append(noKeys, frames[1:60]...)
+	}
+	for _, c := range []struct {
+		name   string
+		frames [][]byte
+		lose   func(int) bool
+		want   []sfu.KeyframeReason
+	}{
+		{"publisher ignores requests", noKeys[:12*30], nil,
+			[]sfu.KeyframeReason{sfu.KeyframeRecorderSync, sfu.KeyframeRecorderInterval, sfu.KeyframeRecorderInterval}},
+		{"a keyframe every 2 s, one loss", frames[:min(len(frames), 12*30)], func(i int) bool { return i == 100 },
+			[]sfu.KeyframeReason{sfu.KeyframeRecorderSync, sfu.KeyframeRecorderSync}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newRig(t)
+			s := newSession(t, g.clock)
+			tap := g.rec.Open(binding)
+			var mu sync.Mutex
+			var asked []sfu.KeyframeReason
+			info := videoInfo("p-7", "patient", new(atomic.Int64))
+			info.RequestKeyframe = func(r sfu.KeyframeReason) {
+				mu.Lock()
+				defer mu.Unlock()
+				asked = append(asked, r)
+			}
+			var v sfu.TrackSink
+			s.at(0, func() { v = tap.OnTrack(info) })
+			s.sendVP8(stream{sink: &v, rate: 90000, seq0: 100, ts0: 1, delay: 10 * time.Millisecond, lose: c.lose}, c.frames, 30)
+			s.run()
+			g.finish(t, tap)
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(asked, c.want) {
+				t.Errorf("asked for keyframes %v, want %v", asked, c.want)
 			}
 		})
 	}

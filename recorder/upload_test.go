@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,4 +173,157 @@ func TestUploaderNeverSignsAFailure(t *testing.T) {
 	if keys, _ := st.List(context.Background(), "patients/"); len(keys) != 0 {
 		t.Errorf("store holds %v", keys)
 	}
+}
+
+// TestUploaderSurvivesMinIONodeLoss: the store is a distributed MinIO of
+// four processes with two drives each, one erasure set (as the Kubernetes
+// StatefulSet runs it). While recordings are being uploaded one process is
+// killed (SIGKILL) in the middle of a multipart upload, and later a drive of
+// another process fails in the middle of another. Every recording is stored,
+// and read back through a surviving node that did not take the uploads, each
+// is byte for byte what was recorded under a manifest that verifies for its
+// own key, patient and consultation.
+func TestUploaderSurvivesMinIONodeLoss(t *testing.T) {
+	d := miniotest.StartDistributed(t, 4, 2)
+	entry := d.Nodes[0]
+	entry.SetEnv(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, entry.URL("recordings", "&create=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keys, err := manifest.GenerateDevKeySet(filepath.Join(dir, "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	faulty := &midUpload{Store: st, faults: map[int]func(){
+		1: func() { d.Kill(3) },
+		3: func() {
+			if err := d.LoseDrive(2, 0); err != nil {
+				t.Error(err)
+			}
+		},
+	}}
+	up, err := NewUploader(UploaderOptions{Store: faulty, Keys: keys, Outbox: filepath.Join(dir, "outbox"), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const recordings = 5
+	bodies := map[string][]byte{}
+	for i := range recordings {
+		body := make([]byte, 11<<20+i*1000) // three multipart parts
+		_, _ = rand.Read(body)
+		webm := filepath.Join(dir, fmt.Sprintf("r%d.webm", i))
+		if err := os.WriteFile(webm, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		rec := &Recording{ID: uuid.Must(uuid.NewV7()).String(), Consultation: fmt.Sprintf("c%d", i), Patient: fmt.Sprintf("p%d", i),
+			Started: now.Add(-time.Minute), Ended: now,
+			Participants: []Participant{{ID: fmt.Sprintf("p%d", i), Role: "patient", Joined: now.Add(-time.Minute)}}}
+		if err := up.Publish(ctx, rec, webm); err != nil {
+			t.Fatal(err)
+		}
+		webmKey, _, _ := store.RecordingKeys(rec.Patient, rec.Consultation, rec.ID)
+		bodies[webmKey] = body
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); up.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	waitPending(t, up, 0, 2*time.Minute)
+	if left := faulty.unfired(); left != 0 {
+		t.Fatalf("%d faults never happened during an upload; the test proved nothing", left)
+	}
+
+	other, err := store.Open(ctx, d.Nodes[1].URL("recordings", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := other.List(ctx, "patients/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 2*recordings {
+		t.Errorf("the store holds %d objects, want %d (a WebM and a manifest per recording): %v", len(stored), 2*recordings, stored)
+	}
+	for webmKey, body := range bodies {
+		got := readObject(t, other, webmKey)
+		if !bytes.Equal(got, body) {
+			t.Errorf("%s: %d bytes stored differ from the %d recorded", webmKey, len(got), len(body))
+			continue
+		}
+		manKey := strings.TrimSuffix(webmKey, ".webm") + ".manifest.json"
+		stmt, err := manifest.VerifyObject(keys.Public(), readObject(t, other, manKey), webmKey, bytes.NewReader(got))
+		if err != nil {
+			t.Errorf("%s: manifest: %v", webmKey, err)
+			continue
+		}
+		if want := "patients/" + stmt.Predicate.Patient + "/consultations/" + stmt.Predicate.Consultation + "/"; !strings.HasPrefix(webmKey, want) {
+			t.Errorf("%s: manifest names patient %s, consultation %s", webmKey, stmt.Predicate.Patient, stmt.Predicate.Consultation)
+		}
+	}
+}
+
+// midUpload is the real store with faults timed by the uploads themselves:
+// the fault for the nth WebM put (from 0) runs once that upload has sent
+// its first multipart part and is reading the next.
+type midUpload struct {
+	store.Store
+	mu     sync.Mutex
+	puts   int
+	faults map[int]func()
+}
+
+func (m *midUpload) Put(ctx context.Context, key string, r io.Reader, size int64) (store.Info, error) {
+	if strings.HasSuffix(key, ".webm") {
+		m.mu.Lock()
+		fault := m.faults[m.puts]
+		delete(m.faults, m.puts)
+		m.puts++
+		m.mu.Unlock()
+		if fault != nil {
+			r = &tripReader{r: r, after: 5<<20 + 1, fault: fault}
+		}
+	}
+	return m.Store.Put(ctx, key, r, size)
+}
+
+func (m *midUpload) unfired() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.faults)
+}
+
+// tripReader runs fault once after its first after bytes were read.
+type tripReader struct {
+	r     io.Reader
+	after int64
+	read  int64
+	fault func()
+}
+
+func (t *tripReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.read += int64(n)
+	if t.fault != nil && t.read >= t.after {
+		t.fault()
+		t.fault = nil
+	}
+	return n, err
+}
+
+func readObject(t *testing.T, s store.Store, key string) []byte {
+	t.Helper()
+	r, _, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return b
 }

@@ -27,7 +27,10 @@ type DownTrack struct {
 	sub    *Participant
 	sender *webrtc.RTPSender
 	bound  atomic.Pointer[binding]
-	resync atomic.Bool                // video: drop until the next keyframe
+	// resync (video): drop until the next keyframe. Not the track's state
+	// (upgrade.go) but this subscriber's decoder: set when it binds, and
+	// by Receiver.event when a paused track resumes.
+	resync atomic.Bool
 	red    atomic.Pointer[redEncoder] // audio: wrapped in RED where negotiated (red.go)
 
 	// Forwarding-goroutine state.
@@ -77,7 +80,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if strings.EqualFold(c.MimeType, mime) {
 			d.resync.Store(d.recv.kind == KindVideo)
 			d.bound.Store(&binding{w: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
-			d.recv.RequestKeyframe()
+			d.recv.RequestKeyframe(KeyframeSubscriberBind)
 			return c, nil
 		}
 	}

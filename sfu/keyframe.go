@@ -20,6 +20,11 @@ func IsKeyframeStart(mime string, pkt *rtp.Packet) bool {
 	return false
 }
 
+// DetectsKeyframes reports whether IsKeyframeStart can tell mime's keyframes.
+func DetectsKeyframes(mime string) bool {
+	return strings.EqualFold(mime, webrtc.MimeTypeVP8) || strings.EqualFold(mime, webrtc.MimeTypeVP9)
+}
+
 func vp8Keyframe(p []byte) bool {
 	if len(p) < 1 {
 		return false

@@ -19,11 +19,20 @@ type Metrics struct {
 	NACKReceived         atomic.Uint64 // from subscribers (answered by pion's responder)
 	NACKSent             atomic.Uint64 // to publishers (from pion's generator)
 	TracksPublished      [2]atomic.Uint64
+	// KeyframeRequests counts keyframe requests by reason
+	// (keyframerequest.go); KeyframeRequestsThrottled, those of them that
+	// sent no PLI at once (a PLI already asked for, or a later one, answers
+	// them). PLISent counts the PLIs themselves.
+	KeyframeRequests, KeyframeRequestsThrottled [NumKeyframeReasons]atomic.Uint64
 	// Loss repair (nackguard.go): packets subscribers asked for, those
 	// refused at once as too old to be of use, and what was resent (the rest
 	// was refused by the retransmission budget or the once-per-RTT rule).
 	NACKedPackets, NACKStale            atomic.Uint64
 	Retransmissions, RetransmittedBytes atomic.Uint64
+	// ICERestarts counts ICE restarts applied, by connection: [0] publish
+	// (the client re-offered with new credentials), [1] subscribe (the
+	// server re-offered at the client's request).
+	ICERestarts [2]atomic.Uint64
 	// OnUpgradeStart, if set, is called when a video upgrade begins (a notice,
 	// a re-offer adding video, or video RTP on a never-used transceiver).
 	OnUpgradeStart func(path string)

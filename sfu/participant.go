@@ -63,6 +63,7 @@ type Participant struct {
 	negMu       sync.Mutex
 	negotiating bool
 	negPending  bool
+	iceRestart  bool // the next subscribe offer restarts ICE (icerestart.go)
 }
 
 func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant, error) {
@@ -162,6 +163,7 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 	if err := p.c.s.checkOffer(offerSDP); err != nil {
 		return "", err
 	}
+	restart := p.restartsPublish(offerSDP)
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		return "", p.refuseOffer(err)
 	}
@@ -173,6 +175,9 @@ func (p *Participant) HandleOffer(offerSDP string) (string, error) {
 		return "", p.refuseOffer(err)
 	}
 	p.flushCandidates(PCPublish)
+	if restart {
+		p.restarted(PCPublish)
+	}
 	codecs, err := answeredCodecs(answer.SDP)
 	if err != nil {
 		return "", err
@@ -199,7 +204,7 @@ func (p *Participant) reconcile(sending map[string]Kind, codecs map[string]webrt
 		}
 		r := newReceiver(p, mid, kind, codec)
 		if renegotiation {
-			r.beginUpgrade(PathRenegotiate)
+			r.event(eventOn, PathRenegotiate)
 		}
 		p.published[mid] = r
 		added = append(added, r)
@@ -269,7 +274,8 @@ func (p *Participant) negotiate() {
 
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
-	offer, err := p.sub.CreateOffer(nil)
+	opts := p.offerOptions()
+	offer, err := p.sub.CreateOffer(opts)
 	if err == nil {
 		err = p.sub.SetLocalDescription(offer)
 	}
@@ -281,17 +287,21 @@ func (p *Participant) negotiate() {
 		return
 	}
 	p.sig.Offer(offer.SDP)
+	if opts != nil {
+		p.restarted(PCSubscribe)
+	}
 }
 
 // AddCandidate adds a client ICE candidate, queueing it until the connection
-// has a remote description.
+// has a remote description of its ICE generation (after an ICE restart a
+// client's new candidates may overtake its offer or answer).
 func (p *Participant) AddCandidate(pc PC, c webrtc.ICECandidateInit) error {
 	target := p.pub
 	if pc == PCSubscribe {
 		target = p.sub
 	}
 	p.mu.Lock()
-	if target.RemoteDescription() == nil {
+	if rd := target.RemoteDescription(); rd == nil || !SameICEGeneration(c, rd.SDP) {
 		defer p.mu.Unlock()
 		if len(p.pending[pc]) >= maxPendingCandidates {
 			return fmt.Errorf("%w: too many candidates before a description", ErrBadCandidate)
@@ -311,8 +321,13 @@ func (p *Participant) flushCandidates(pc PC) {
 	cs := p.pending[pc]
 	delete(p.pending, pc)
 	p.mu.Unlock()
+	target := p.pub
+	if pc == PCSubscribe {
+		target = p.sub
+	}
 	for _, c := range cs {
-		if err := p.AddCandidate(pc, c); err != nil {
+		// At once: one of an older ICE generation is dropped, not queued again.
+		if err := target.AddICECandidate(c); err != nil {
 			p.c.s.log.Debug("queued candidate refused", "participant", p.id, "err", err)
 		}
 	}
@@ -349,10 +364,11 @@ func (p *Participant) SetMedia(audio, video *bool, path string) {
 		if on == nil {
 			continue
 		}
-		if *on && r.kind == KindVideo && !r.started.Load() {
-			r.beginUpgrade(path)
+		ev := eventOff
+		if *on {
+			ev = eventOn
 		}
-		r.setMuted(!*on, path)
+		r.event(ev, path)
 	}
 	for _, t := range events {
 		p.c.event(t, p, path)
@@ -419,10 +435,10 @@ func (p *Participant) readSenderRTCP(d *DownTrack) {
 			switch pkt.(type) {
 			case *rtcp.PictureLossIndication:
 				m.PLIReceived.Add(1)
-				d.recv.RequestKeyframe()
+				d.recv.RequestKeyframe(KeyframeSubscriber)
 			case *rtcp.FullIntraRequest:
 				m.FIRReceived.Add(1)
-				d.recv.RequestKeyframe()
+				d.recv.RequestKeyframe(KeyframeSubscriber)
 			case *rtcp.TransportLayerNack:
 				m.NACKReceived.Add(1)
 			}

@@ -112,7 +112,7 @@ func (p *Participant) subscriptionCounts() (audio, video int) {
 	defer p.mu.Unlock()
 	for r := range p.subs {
 		if r.kind == KindVideo {
-			if r.started.Load() && !r.muted.Load() {
+			if r.up.forwarding() {
 				video++
 			}
 		} else {
@@ -134,6 +134,6 @@ func (p *Participant) keyframeFor(ssrc uint32) {
 	}
 	p.mu.Unlock()
 	if r != nil {
-		r.RequestKeyframe()
+		r.RequestKeyframe(KeyframeLossRecovery)
 	}
 }

@@ -27,24 +27,26 @@ type Receiver struct {
 	downs atomic.Pointer[[]*DownTrack]
 	sinks atomic.Pointer[[]TrackSink]
 
-	started atomic.Bool
-	muted   atomic.Bool
-	ssrc    atomic.Uint32
-	lastPLI atomic.Int64 // unix nanos
-	// pliDeferred is set while a throttled keyframe request waits its turn.
-	pliDeferred atomic.Bool
-
-	// upgradeAt is when the current upgrade began (unix nanos), cleared when
-	// its first keyframe is forwarded; upgradePath names the path.
-	upgradeAt   atomic.Int64
-	upgradePath atomic.Pointer[string]
+	ssrc atomic.Uint32
+	// up is the track's state (upgrade.go); keys owns its keyframe
+	// requests (keyframerequest.go).
+	up   upgrade
+	keys keyframeRequester
 }
 
 func newReceiver(owner *Participant, mid string, kind Kind, codec webrtc.RTPCodecCapability) *Receiver {
 	r := &Receiver{owner: owner, mid: mid, kind: kind, codec: codec}
 	r.setMime(codec.MimeType)
-	path := "prenegotiated"
-	r.upgradePath.Store(&path)
+	r.up.audio = kind == KindAudio
+	m := owner.c.s.cfg.Metrics
+	r.keys.interval = owner.c.s.cfg.PLIInterval
+	r.keys.send = r.sendPLI
+	r.keys.count = func(reason KeyframeReason, sentNow bool) {
+		m.KeyframeRequests[reason].Add(1)
+		if !sentNow {
+			m.KeyframeRequestsThrottled[reason].Add(1)
+		}
+	}
 	r.downs.Store(&[]*DownTrack{})
 	r.sinks.Store(&[]TrackSink{})
 	return r
@@ -84,33 +86,17 @@ func (r *Receiver) addSink(s TrackSink) {
 	r.sinks.Store(&n)
 }
 
-// RequestKeyframe sends a PLI to the publisher, at most once per PLIInterval.
-// Before media flows it does nothing: forwarding starts with a PLI anyway.
-func (r *Receiver) RequestKeyframe() {
-	if r.kind != KindVideo || !r.started.Load() {
-		return
+// RequestKeyframe asks the publisher of a video track for a keyframe, for
+// reason. The track's keyframeRequester decides when a PLI goes out; while
+// media is not forwarded the request is ignored (forwarding starts with a
+// keyframe request of its own).
+func (r *Receiver) RequestKeyframe(reason KeyframeReason) {
+	if r.kind == KindVideo {
+		r.keys.request(reason)
 	}
-	now := time.Now().UnixNano()
-	last := r.lastPLI.Load()
-	interval := int64(r.owner.c.s.cfg.PLIInterval)
-	if now-last < interval {
-		// Throttled, but not forgotten: a subscriber that bound just after the
-		// last request may have missed the keyframe it produced. Ask once more
-		// when the interval is up.
-		if r.pliDeferred.CompareAndSwap(false, true) {
-			time.AfterFunc(time.Duration(last+interval-now), func() {
-				r.pliDeferred.Store(false)
-				r.RequestKeyframe()
-			})
-		}
-		return
-	}
-	if !r.lastPLI.CompareAndSwap(last, now) {
-		return
-	}
-	r.sendPLI()
 }
 
+// sendPLI writes one PLI to the publisher; only r.keys calls it.
 func (r *Receiver) sendPLI() {
 	pli := &rtcp.PictureLossIndication{MediaSSRC: r.ssrc.Load()}
 	if err := r.owner.pub.WriteRTCP([]rtcp.Packet{pli}); err == nil {
@@ -118,34 +104,39 @@ func (r *Receiver) sendPLI() {
 	}
 }
 
-// setMuted records the publisher's media notice. Unmuting starts an upgrade:
-// subscribers wait for a keyframe, which is requested at once.
-func (r *Receiver) setMuted(muted bool, path string) {
-	if r.muted.Swap(muted) == muted {
+// event moves the track's state (upgrade.go) by ev and does what the
+// transition calls for: time the upgrade, make subscribers wait for a
+// keyframe and ask for it, or stop asking while media is off.
+func (r *Receiver) event(ev upgradeEvent, path string) {
+	if ev == eventOn && r.up.load() == statePaused {
+		// A re-upgrade: subscribers must wait for a keyframe before the
+		// first packet after the pause is forwarded, not after.
+		for _, d := range *r.downs.Load() {
+			d.requestResync()
+		}
+	}
+	t, err := r.up.apply(ev, path, time.Now())
+	if err != nil {
+		r.owner.c.s.log.Debug("track event refused", "participant", r.owner.id, "kind", r.kind, "err", err)
 		return
 	}
-	if muted {
+	if !t.changed() {
 		return
 	}
-	r.beginUpgrade(path)
-	for _, d := range *r.downs.Load() {
-		d.requestResync()
+	m := r.owner.c.s.cfg.Metrics
+	if t.began && m.OnUpgradeStart != nil {
+		m.OnUpgradeStart(t.path)
 	}
-	if r.started.Load() {
-		r.lastPLI.Store(time.Now().UnixNano())
-		r.sendPLI()
-	}
-}
-
-// beginUpgrade starts timing an upgrade unless one is already being timed
-// (the re-offer and the notice of one renegotiated upgrade are one upgrade).
-func (r *Receiver) beginUpgrade(path string) {
-	if r.kind != KindVideo || !r.upgradeAt.CompareAndSwap(0, time.Now().UnixNano()) {
-		return
-	}
-	r.upgradePath.Store(&path)
-	if f := r.owner.c.s.cfg.Metrics.OnUpgradeStart; f != nil {
-		f(path)
+	switch t.to {
+	case stateStarting:
+		r.keys.activate(DetectsKeyframes(r.mime()))
+		r.RequestKeyframe(KeyframeUpgrade)
+	case stateFlowing:
+		if t.from == stateStarting && m.OnUpgrade != nil {
+			m.OnUpgrade(t.path, t.took)
+		}
+	case stateOff, statePaused:
+		r.keys.deactivate()
 	}
 }
 
@@ -155,11 +146,9 @@ func (r *Receiver) start(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 	c := r.owner.c
 	r.setMime(track.Codec().MimeType)
 	r.ssrc.Store(uint32(track.SSRC()))
-	if r.kind == KindVideo && r.upgradeAt.Load() == 0 && !r.muted.Load() {
-		// RTP before any notice: the pre-negotiated path's upgrade starts here.
-		r.beginUpgrade("prenegotiated")
-	}
-	r.started.Store(true)
+	// RTP before any notice is the pre-negotiated path's upgrade starting;
+	// a video track asks for its first keyframe here.
+	r.event(eventRTP, "")
 	c.s.cfg.Metrics.TracksPublished[kindIndex(r.kind)].Add(1)
 	if c.tap != nil {
 		sink := c.tap.OnTrack(TrackInfo{
@@ -172,10 +161,6 @@ func (r *Receiver) start(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 			r.addSink(sink)
 		}
 	}
-	if r.kind == KindVideo {
-		r.lastPLI.Store(time.Now().UnixNano())
-		r.sendPLI()
-	}
 	rtcpDone := make(chan struct{})
 	go func() {
 		defer close(rtcpDone)
@@ -186,6 +171,7 @@ func (r *Receiver) start(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 		go r.controlRate(stopRate)
 	}
 	r.forward(track)
+	r.keys.deactivate()
 	close(stopRate)
 	_ = rr.Stop() // ends readRTCP if the track ended on its own
 	<-rtcpDone
@@ -222,7 +208,8 @@ func (r *Receiver) fanout(raw []byte, pkt *rtp.Packet, m *Metrics) {
 	ki := kindIndex(r.kind)
 	m.PacketsIn[ki].Add(1)
 	m.BytesIn[ki].Add(uint64(len(raw)))
-	if len(pkt.Payload) == 0 || r.muted.Load() {
+	state := r.up.load()
+	if len(pkt.Payload) == 0 || state == statePaused || state == stateOff {
 		// Padding-only probes are not forwarded, nor is media the publisher
 		// said is off; downtracks close the sequence gap this leaves.
 		if len(pkt.Payload) > 0 {
@@ -241,7 +228,10 @@ func (r *Receiver) fanout(raw []byte, pkt *rtp.Packet, m *Metrics) {
 	}
 	keyframe := r.kind == KindVideo && IsKeyframeStart(r.mime(), pkt)
 	if keyframe {
-		r.observeUpgrade()
+		r.keys.keyframe() // before it is written: see keyframeRequester.keyframe
+		if state == stateStarting {
+			r.event(eventKeyframe, "")
+		}
 	}
 	for _, d := range *r.downs.Load() {
 		if d.writeRTP(pkt, keyframe, m) {
@@ -251,16 +241,6 @@ func (r *Receiver) fanout(raw []byte, pkt *rtp.Packet, m *Metrics) {
 	}
 	for _, s := range *r.sinks.Load() {
 		s.WriteRTP(pkt)
-	}
-}
-
-func (r *Receiver) observeUpgrade() {
-	at := r.upgradeAt.Swap(0)
-	if at == 0 {
-		return
-	}
-	if f := r.owner.c.s.cfg.Metrics.OnUpgrade; f != nil {
-		f(*r.upgradePath.Load(), time.Duration(time.Now().UnixNano()-at))
 	}
 }
 

@@ -34,9 +34,11 @@ type TrackInfo struct {
 	ClockRate   uint32
 	Channels    uint16
 	SSRC        uint32 // the publisher's SSRC
-	// RequestKeyframe asks the publisher for a keyframe (a PLI, throttled by the SFU).
-	// Safe to call from any goroutine; a no-op for audio.
-	RequestKeyframe func()
+	// RequestKeyframe asks the publisher for a keyframe, saying why (a PLI,
+	// throttled and retried by the SFU until a keyframe is forwarded: one
+	// request per need is enough). Safe to call from any goroutine; a no-op
+	// for audio.
+	RequestKeyframe func(reason KeyframeReason)
 }
 
 // TrackSink receives one published track's packets in-process. The SFU calls
@@ -67,10 +69,13 @@ const (
 	EventDowngrade EventType = "downgrade" // video off
 	EventAudioOn   EventType = "audio_on"
 	EventAudioOff  EventType = "audio_off"
+	// EventICERestart: the participant's network changed and its publish
+	// connection restarted ICE; its media has a gap around this offset.
+	EventICERestart EventType = "ice_restart"
 )
 
 // EventTypes are every event a tap is told of, as the manifest names them.
-var EventTypes = []EventType{EventJoined, EventLeft, EventUpgrade, EventDowngrade, EventAudioOn, EventAudioOff}
+var EventTypes = []EventType{EventJoined, EventLeft, EventUpgrade, EventDowngrade, EventAudioOn, EventAudioOff, EventICERestart}
 
 // Upgrade paths, as media notices and the manifest name them.
 const (

@@ -122,7 +122,8 @@ func mediaEvent(id string, video bool) func(signaling.Message) bool {
 func TestDowngradeStopsVideoAudioContinues(t *testing.T) {
 	for _, path := range []string{signaling.PathPrenegotiated, signaling.PathRenegotiate} {
 		t.Run(path, func(t *testing.T) {
-			e := newEnv(t, sfu.Config{})
+			m := &sfu.Metrics{}
+			e := newEnv(t, sfu.Config{Metrics: m})
 			ctx := ctxT(t, 40*time.Second)
 			pat := e.dial(ctx, e.patient("p1", "c1"), path == signaling.PathPrenegotiated)
 			doc := e.dial(ctx, e.clinician("d1", "p1", "c1"), true)
@@ -141,8 +142,12 @@ func TestDowngradeStopsVideoAudioContinues(t *testing.T) {
 			// Packets in flight at the notice may still land; after that, nothing.
 			time.Sleep(200 * time.Millisecond)
 			v0, a0 := doc.Received("p1", "video").Packets, doc.Received("p1", "audio").Packets
+			pli0 := m.PLISent.Load()
 			time.Sleep(time.Second)
 			v1, a1 := doc.Received("p1", "video").Packets, doc.Received("p1", "audio").Packets
+			if n := m.PLISent.Load() - pli0; n != 0 {
+				t.Errorf("%d keyframe requests sent to the publisher while its video was off", n)
+			}
 			if v1 != v0 {
 				t.Errorf("video still forwarded after downgrade: %d packets in 1s", v1-v0)
 			}
@@ -156,6 +161,10 @@ func TestDowngradeStopsVideoAudioContinues(t *testing.T) {
 			}
 			if _, err := doc.WaitReceived(ctx, "p1", "video", func(s client.TrackStats) bool { return s.Keyframes > k0 }); err != nil {
 				t.Fatalf("no keyframe after re-upgrade: %v", err)
+			}
+			// The first video RTP and the re-upgrade each asked for a keyframe.
+			if n := m.KeyframeRequests[sfu.KeyframeUpgrade].Load(); n != 2 {
+				t.Errorf("%d keyframe requests for an upgrade, want 2 (the first video, the re-upgrade)", n)
 			}
 			if _, err := doc.WaitEvent(ctx, mediaEvent("p1", true)); err != nil {
 				t.Fatal(err)

@@ -16,13 +16,14 @@ var (
 	candidateFields = set("candidate", "sdpMid", "sdpMLineIndex", "usernameFragment")
 	// requestFields are the fields each client request may carry.
 	requestFields = map[string]map[string]bool{
-		TypeJoin:      set("type", "id", "token", "consultation"),
+		TypeJoin:      set("type", "id", "token", "consultation", "resume"),
 		TypeOffer:     set("type", "id", "pc", "sdp"),
 		TypeAnswer:    set("type", "id", "pc", "sdp"),
 		TypeCandidate: set("type", "id", "pc", "candidate"),
 		TypeMedia:     set("type", "id", "audio", "video", "path"),
 		TypeLeave:     set("type", "id"),
 		TypePing:      set("type", "id"),
+		TypeRestart:   set("type", "id", "pc"),
 	}
 )
 

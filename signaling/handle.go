@@ -79,6 +79,13 @@ func (s *session) handle(m Message) bool {
 		s.reply(Message{Type: TypeAck, ID: m.ID})
 	case TypePing:
 		s.reply(Message{Type: TypePong, ID: m.ID})
+	case TypeRestart:
+		if m.PC != string(sfu.PCSubscribe) {
+			s.reply(errMsg(m.ID, CodeBadRequest, `restart names pc "subscribe"; the publish connection restarts with an offer carrying new ICE credentials`))
+			return false
+		}
+		s.reply(Message{Type: TypeAck, ID: m.ID})
+		p.RestartICE() // its offer follows the ack
 	case TypeLeave:
 		// The TURN credential ends before the ack: once a client is told it
 		// has left, its credential no longer opens the relay.
@@ -93,6 +100,7 @@ func (s *session) handle(m Message) bool {
 		s.mu.Lock()
 		s.p = nil
 		s.mu.Unlock()
+		s.dropSeat()
 		p.Leave()
 		s.push(Message{Type: TypeBye, Reason: ByeLeft}, true)
 		return true
@@ -133,11 +141,15 @@ func (s *session) join(m Message) bool {
 		refuse(CodeWrongConsultation, "this token is for another consultation")
 		return false
 	}
+	b := sfu.Binding{Consultation: g.Consultation, Patient: g.Patient, Record: g.Record}
+	if m.Resume != "" {
+		return s.joinResume(m, b, g.Participant, refuse)
+	}
 	if done, closeSocket := s.place(m.ID, g.Consultation, refuse); done {
 		return closeSocket
 	}
-	b := sfu.Binding{Consultation: g.Consultation, Patient: g.Patient, Record: g.Record}
-	p, err := s.srv.SFU.Join(b, sfu.PeerInfo{ID: g.Participant, Role: g.Role}, s)
+	rl := &relay{srv: s.srv, secret: newSecret(), s: s}
+	p, err := s.srv.SFU.Join(b, sfu.PeerInfo{ID: g.Participant, Role: g.Role}, rl)
 	switch {
 	case errors.Is(err, sfu.ErrBindingMismatch):
 		// Audited: someone holds a valid token that contradicts the binding.
@@ -176,16 +188,9 @@ func (s *session) join(m Message) bool {
 	if f := s.srv.ICEServers; f != nil {
 		reply.ICEServers, release = f()
 	}
-	s.mu.Lock()
-	s.p = p
-	s.release = release
-	s.enqueue(reply, false)
-	s.ready = true
-	for _, h := range s.held {
-		s.enqueue(h, false)
-	}
-	s.held = nil
-	s.mu.Unlock()
+	reply.Resume = rl.secret
+	s.srv.seats.add(&seat{p: p, relay: rl, cid: g.Consultation, sub: g.Participant})
+	s.admit(p, rl, release, reply)
 	s.srv.log().Info("joined", "consultation", g.Consultation, "participant", g.Participant, "role", g.Role)
 	return false
 }

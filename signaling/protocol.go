@@ -21,6 +21,11 @@ type Message struct {
 	// join
 	Token        string `json:"token,omitempty"`
 	Consultation string `json:"consultation,omitempty"`
+	// Resume (join: the secret a joined reply gave, to take the participant
+	// over on a new socket; joined: this participant's secret) and Resumed
+	// (joined: the join resumed a participant whose connections go on).
+	Resume  string `json:"resume,omitempty"`
+	Resumed bool   `json:"resumed,omitempty"`
 
 	// offer, answer, candidate
 	PC        string                   `json:"pc,omitempty"`
@@ -83,6 +88,7 @@ const (
 	TypeBye         = "bye"
 	TypeError       = "error"
 	TypeRedirect    = "redirect" // reply to join: the consultation lives on another node
+	TypeRestart     = "restart"  // ICE restart of the subscribe connection (a network change)
 )
 
 // Error codes sent in error messages.
@@ -106,6 +112,7 @@ const (
 	CodeBadRequest        = "bad_request"        // a required field is missing or out of range
 	CodeUnavailable       = "unavailable"        // the server is shutting down
 	CodeInternal          = "internal"           // a server fault; retry later
+	CodeResumeFailed      = "resume_failed"      // no participant to resume with that secret: join anew
 )
 
 // Upgrade paths named in media notices.
@@ -126,7 +133,7 @@ const (
 var ByeReasons = []string{ByeLeft, ByeReplaced, ByeShutdown, ByeConnectionFailed}
 
 // ClientRequests are the message types a client may send.
-var ClientRequests = []string{TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing}
+var ClientRequests = []string{TypeJoin, TypeOffer, TypeAnswer, TypeCandidate, TypeMedia, TypeLeave, TypePing, TypeRestart}
 
 // ServerMessages are the message types the server sends.
 var ServerMessages = []string{TypeJoined, TypeAnswer, TypeAck, TypePong, TypeError, TypeOffer, TypeCandidate, TypeParticipant, TypeBye, TypeRedirect}
@@ -137,4 +144,5 @@ var ErrorCodes = []string{
 	CodeAlreadyJoined, CodeTokenMissing, CodeTokenInvalid, CodeTokenExpired, CodeBadID,
 	CodeForbidden, CodeWrongConsultation, CodeBindingMismatch, CodeConsultationFull,
 	CodeBadSDP, CodeBadCandidate, CodeBadRequest, CodeUnavailable, CodeInternal,
+	CodeResumeFailed,
 }

@@ -134,6 +134,8 @@ func TestSchemaExamples(t *testing.T) {
 		{`{"type":"media","id":"6","video":true,"path":"renegotiate"}`, true},
 		{`{"type":"leave","id":"7"}`, true},
 		{`{"type":"ping"}`, true},
+		{`{"type":"restart","id":"8","pc":"subscribe"}`, true},
+		{`{"type":"join","id":"1","token":"a.b.c","resume":"c2VjcmV0"}`, true},
 
 		{`{"TYPE":"ping","Id":"x"}`, false},
 		{`{"type":"ping","Id":"x"}`, false},
@@ -151,6 +153,9 @@ func TestSchemaExamples(t *testing.T) {
 		{`{"type":"media","id":"5","video":true,"path":"renegotiation"}`, false},
 		{`{"type":"media","id":"5","video":"yes"}`, false},
 		{`{"type":"teleport","id":"u"}`, false},
+		{`{"type":"restart","id":"8","pc":"publish"}`, false},
+		{`{"type":"restart","id":"8"}`, false},
+		{`{"type":"join","id":"1","token":"t","resume":""}`, false},
 		{`{"type":"joined","id":"1"}`, false},
 		{`[]`, false},
 	}
@@ -164,6 +169,9 @@ func TestSchemaExamples(t *testing.T) {
 		valid bool
 	}{
 		{`{"type":"joined","id":"1","consultation":"c-1","participant":{"id":"p-1","role":"patient","audio":false,"video":false},"participants":[],"recording":true}`, true},
+		{`{"type":"joined","id":"1","consultation":"c-1","participant":{"id":"p-1","role":"patient","audio":true,"video":false},"participants":[],"recording":true,"resume":"c2VjcmV0","resumed":true}`, true},
+		{`{"type":"joined","id":"1","consultation":"c-1","participant":{"id":"p-1","role":"patient","audio":true,"video":false},"participants":[],"recording":true,"resumed":false}`, false},
+		{`{"type":"error","id":"1","code":"resume_failed","message":"join anew"}`, true},
 		{`{"type":"joined","id":"1","consultation":"c-1","participant":{"id":"p-1","role":"patient","audio":false,"video":false},"recording":true}`, false},
 		{`{"type":"answer","id":"2","pc":"publish","sdp":"v=0"}`, true},
 		{`{"type":"ack","id":"3"}`, true},
@@ -224,7 +232,7 @@ func (tt *typeTrace) missing(want []string, sent bool) []string {
 }
 
 // TestGoClientFollowsSchema runs the Go client through a whole call — join,
-// both upgrade paths, downgrade, ping, a refused request, leave — and checks
+// both upgrade paths, downgrade, an ICE restart, ping, a refused request, leave — and checks
 // every message it sends and receives against protocol.schema.json, proving
 // that each client request and each server message type was among them.
 func TestGoClientFollowsSchema(t *testing.T) {
@@ -256,6 +264,9 @@ func TestGoClientFollowsSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := pat.Downgrade(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pat.RestartICE(ctx); err != nil { // a network change, over the same socket
 		t.Fatal(err)
 	}
 	if _, err := pat.Request(ctx, signaling.Message{Type: signaling.TypePing}); err != nil {

@@ -95,6 +95,8 @@ type Server struct {
 	// consultation (signaling/cluster); nil hosts every one here.
 	Placer Placer
 
+	seats seatBook // resumable participants (resume.go)
+
 	mu       sync.Mutex
 	closing  bool
 	sessions map[*session]struct{}

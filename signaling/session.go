@@ -46,6 +46,7 @@ type session struct {
 	held    []Message // SFU messages produced before the joined reply
 	refused string    // the error code that answered the frame being handled
 	p       *sfu.Participant
+	relay   *relay // p's signaler, which a resume moves to another session
 	release func() // ends the participant's ICE server credentials
 }
 
@@ -71,10 +72,12 @@ func (s *session) run(parent context.Context) {
 
 	s.mu.Lock()
 	p := s.p
+	s.p = nil // taken: a resume racing this end finds nothing to take over
 	s.closed = true
 	closing := s.closing
 	s.mu.Unlock()
 	if p != nil {
+		s.dropSeat()
 		p.Leave() // a dropped socket cleans up its participant
 	}
 	s.mu.Lock()

@@ -46,7 +46,7 @@ func (t *testTap) OnTrack(info sfu.TrackInfo) sfu.TrackSink {
 	s := &testSink{info: info, prints: map[uint32]struct{}{}}
 	t.sinks[info.Participant+"/"+string(info.Kind)] = s
 	if info.Kind == sfu.KindVideo {
-		info.RequestKeyframe()
+		info.RequestKeyframe(sfu.KeyframeRecorderSync)
 	}
 	return s
 }
@@ -99,4 +99,10 @@ func (s *testSink) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+}
+
+func (t *testTap) snapshotEvents() []sfu.Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]sfu.Event(nil), t.events...)
 }

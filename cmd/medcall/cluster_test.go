@@ -73,6 +73,8 @@ type pair struct {
 	pat, doc *client.Client
 	patO     client.Options
 	docO     client.Options
+	patHz    int // the tone the patient sends (giveTones)
+	docHz    int
 }
 
 func killCount() int {
@@ -89,46 +91,23 @@ func killCount() int {
 // (hears its partner again, both on one node), hears no one from another
 // consultation, and every recording segment — the dead node's recovered
 // when it restarts, and the next segment on the new node — is stored and
-// verifies. MEDCALL_CLUSTER_KILL_N sets the number of consultations (4 in
-// CI; scripts/cluster-kill.sh runs 20).
+// verifies. Replay, on every node, lists each consultation once with its
+// segments in order and plays them as one: each participant's own tone
+// (every participant sends a tone of their own) is heard in every segment
+// of their stream, for as long as the consultation lasted, and nobody
+// else's anywhere; every node refuses each person every other
+// consultation's segments as if missing (checkClusterReplay).
+// MEDCALL_CLUSTER_KILL_N sets the number of consultations (4 in CI;
+// deploy/cluster-kill.sh runs 20).
 func TestClusterNodeKilled(t *testing.T) {
 	n := killCount()
 	r := startClusterRig(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	pairs := make([]*pair, n)
-	for i := range pairs {
-		p := &pair{cid: fmt.Sprintf("c-%d", i), pid: fmt.Sprintf("p-%d", i)}
-		p.patO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "patient", "--sub", p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
-			AudioFile: "../../testdata/audio.ogg", VideoFile: "../../testdata/video.ivf", Prenegotiate: true, Fingerprint: true}
-		p.docO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "clinician", "--sub", "d-"+p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
-			AudioFile: "../../testdata/audio.ogg", Fingerprint: true}
-		pairs[i] = p
-	}
-	dial := func(o client.Options, entry string) *client.Client {
-		o.URL = entry
-		c, _, err := client.DialRetry(ctx, o, client.DefaultBackoff)
-		if err != nil {
-			t.Fatalf("dial through %s: %v", entry, err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
-	for _, p := range pairs {
-		p.pat = dial(p.patO, r.url(rand.IntN(3)))
-		p.doc = dial(p.docO, r.url(rand.IntN(3)))
-		if err := p.pat.Upgrade(ctx, "prenegotiated"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pairs := recordedPairs(t, r, n)
+	joinPairs(ctx, t, r, pairs, false)
 	hosted := map[string]int{}
 	for _, p := range pairs {
-		if p.pat.URL() != p.doc.URL() {
-			t.Fatalf("%s: patient on %s, clinician on %s", p.cid, p.pat.URL(), p.doc.URL())
-		}
-		if _, err := p.doc.WaitReceived(ctx, p.pid, "video", func(s client.TrackStats) bool { return s.Keyframes > 0 }); err != nil {
-			t.Fatalf("%s: the clinician never saw the patient's video: %v", p.cid, err)
-		}
 		hosted[p.pat.URL()]++
 	}
 	victim := 0
@@ -185,7 +164,16 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 	for _, p := range moved {
 		wg.Add(2)
-		go func() { defer wg.Done(); p.pat = redial(p.pat, p.patO, "d-"+p.pid) }()
+		go func() {
+			defer wg.Done()
+			if p.pat = redial(p.pat, p.patO, "d-"+p.pid); p.pat != nil {
+				if err := p.pat.Upgrade(ctx, "prenegotiated"); err != nil { // the camera again, on the new node
+					mu.Lock()
+					fails = append(fails, fmt.Sprintf("%s: upgrade after the node loss: %v", p.cid, err))
+					mu.Unlock()
+				}
+			}
+		}()
 		go func() { defer wg.Done(); p.doc = redial(p.doc, p.docO, p.pid) }()
 	}
 	wg.Wait()
@@ -214,6 +202,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Errorf("the surviving nodes count %v segment handovers, want %d (one per moved consultation)", handovers, len(moved))
 	}
 
+	time.Sleep(2 * time.Second) // some media in the next segments
 	for _, p := range pairs {
 		_ = p.pat.Leave(ctx)
 		_ = p.doc.Leave(ctx)
@@ -237,6 +226,60 @@ func TestClusterNodeKilled(t *testing.T) {
 		pid := strings.Split(strings.SplitN(w, "/patients/", 2)[1], "/")[0]
 		if !strings.Contains(out, pid) {
 			t.Errorf("%s verifies but does not name patient %s: %s", w, pid, out)
+		}
+	}
+	checkClusterReplay(t, r, pairs, moved)
+}
+
+// recordedPairs makes the participants of n recorded consultations (tokens
+// from node 0's development key, a tone each), not yet joined.
+func recordedPairs(t *testing.T, r *clusterRig, n int) []*pair {
+	t.Helper()
+	pairs := make([]*pair, n)
+	for i := range pairs {
+		p := &pair{cid: fmt.Sprintf("c-%d", i), pid: fmt.Sprintf("p-%d", i)}
+		p.patO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "patient", "--sub", p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
+			AudioFile: "../../testdata/audio.ogg", VideoFile: "../../testdata/video.ivf", Prenegotiate: true, Fingerprint: true}
+		p.docO = client.Options{Token: mintCmd(t, "--data", r.data[0], "--role", "clinician", "--sub", "d-"+p.pid, "--pid", p.pid, "--cid", p.cid, "--rec"),
+			AudioFile: "../../testdata/audio.ogg", Fingerprint: true}
+		pairs[i] = p
+	}
+	giveTones(t, pairs)
+	return pairs
+}
+
+// joinPairs joins both participants of every pair, each through a random
+// entry node, and upgrades the patient to video (pre-negotiated; every
+// other one by renegotiation when mixed); it returns once each pair is on
+// one node and its clinician has seen the patient's video.
+func joinPairs(ctx context.Context, t *testing.T, r *clusterRig, pairs []*pair, mixed bool) {
+	t.Helper()
+	dial := func(o client.Options, entry string) *client.Client {
+		o.URL = entry
+		c, _, err := client.DialRetry(ctx, o, client.DefaultBackoff)
+		if err != nil {
+			t.Fatalf("dial through %s: %v", entry, err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	for i, p := range pairs {
+		path := "prenegotiated"
+		if mixed && i%2 == 1 {
+			path, p.patO.Prenegotiate = "renegotiate", false
+		}
+		p.pat = dial(p.patO, r.url(rand.IntN(len(r.nodes))))
+		p.doc = dial(p.docO, r.url(rand.IntN(len(r.nodes))))
+		if err := p.pat.Upgrade(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range pairs {
+		if p.pat.URL() != p.doc.URL() {
+			t.Fatalf("%s: patient on %s, clinician on %s", p.cid, p.pat.URL(), p.doc.URL())
+		}
+		if _, err := p.doc.WaitReceived(ctx, p.pid, "video", func(s client.TrackStats) bool { return s.Keyframes > 0 }); err != nil {
+			t.Fatalf("%s: the clinician never saw the patient's video: %v", p.cid, err)
 		}
 	}
 }

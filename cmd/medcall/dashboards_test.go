@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/medcall/medcall/signaling/cluster/redistest"
 )
 
 // TestDashboardAndAlertQueriesReturnData starts a real Prometheus with
@@ -23,7 +25,9 @@ import (
 // relay; then every query of the Grafana dashboard and the signal of every
 // alert rule (its expression without the threshold) must return series, and
 // every rule must evaluate without error. A renamed metric or a wrong label
-// breaks this test.
+// breaks this test. The node runs in cluster mode on a real redis-server (a
+// cluster of one: every join is placed through Redis), so the dashboard's
+// cluster row is checked against what a cluster node exports.
 func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Prometheus and a 10 s bench")
@@ -33,7 +37,8 @@ func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 	// The built-in TURN relay on loopback (it needs the one UDP media port),
 	// and every bench participant relayed through it, so the TURN panels
 	// show a real relay's traffic.
-	addr, admin, _ := startServe(t, data, "--udp-port", strconv.Itoa(freeUDPPort(t)), "--turn", "--turn-port", "0", "--turn-tls-port", "0")
+	addr, admin, _ := startServe(t, data, "--udp-port", strconv.Itoa(freeUDPPort(t)), "--turn", "--turn-port", "0", "--turn-tls-port", "0",
+		"--redis-url", redistest.Start(t).URL())
 
 	rules, err := filepath.Abs("../../deploy/prometheus/alerts.yml")
 	if err != nil {
@@ -74,13 +79,16 @@ func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 
 	// Grafana's own variables, as Grafana would set them for a short range.
 	grafanaVars := strings.NewReplacer("$__rate_interval", "1m", "$__range", "5m")
+	type panel struct {
+		Title   string `json:"title"`
+		Type    string `json:"type"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+		Panels []panel `json:"panels"` // a collapsed row's
+	}
 	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
+		Panels []panel `json:"panels"`
 	}
 	b, err := os.ReadFile("../../deploy/grafana/medcall.json")
 	if err != nil {
@@ -90,7 +98,18 @@ func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 		t.Fatalf("dashboard JSON: %v", err)
 	}
 	queries := 0
-	for _, p := range dash.Panels {
+	var all []panel
+	for i, p := range dash.Panels {
+		if p.Type == "row" { // a heading: its panels follow it, or sit inside it when collapsed
+			if len(p.Targets) != 0 || len(p.Panels) == 0 && (i+1 == len(dash.Panels) || dash.Panels[i+1].Type == "row") {
+				t.Errorf("row %q: a row holds panels and no query of its own", p.Title)
+			}
+			all = append(all, p.Panels...)
+			continue
+		}
+		all = append(all, p)
+	}
+	for _, p := range all {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
 		}
@@ -130,11 +149,15 @@ func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 			}
 		}
 	}
-	// The relay carried the bench's media (not just zeroed series).
+	// The relay carried the bench's media (not just zeroed series), and the
+	// bench's consultations were placed through Redis.
 	for _, q := range []string{"medcall_turn_allocations_total > 0", `medcall_turn_relayed_bytes_total{direction="to_sfu"} > 0`, `medcall_turn_relayed_bytes_total{direction="to_client"} > 0`} {
 		if promSeries(t, api, q) == 0 {
 			t.Errorf("%s: the bench's relayed media did not reach the built-in TURN relay", q)
 		}
+	}
+	if promSeries(t, api, "medcall_cluster_placements_total > 0") == 0 {
+		t.Error("medcall_cluster_placements_total > 0: the bench's consultations were not placed through Redis")
 	}
 	if nrules < 10 {
 		t.Errorf("prometheus loaded %d rules from %s, want every alert", nrules, rules)

@@ -16,6 +16,10 @@ func (m *metrics) watchNetwork(t *tlsConfig) {
 	}, []string{"pc", "candidate_type", "protocol"})
 	m.reg.MustRegister(pairs)
 	m.sfu.OnSelectedPair = func(pc sfu.PC, typ, proto string) { pairs.WithLabelValues(string(pc), typ, proto).Inc() }
+	for i, pc := range []sfu.PC{sfu.PCPublish, sfu.PCSubscribe} {
+		counterFunc(m.reg, "ice_restarts_total", "ICE restarts applied (a client's network changed and it kept its place): pc publish (the client re-offered) or subscribe (the server re-offered at its request).",
+			prometheus.Labels{"pc": string(pc)}, u64(&m.sfu.ICERestarts[i]))
+	}
 	if !t.tlsOn || t.acmeManager != nil {
 		return
 	}

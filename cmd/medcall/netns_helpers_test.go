@@ -119,6 +119,7 @@ type peerConfig struct {
 	ICETCP           bool
 	Video            bool
 	CA               string // PEM file to trust for wss://
+	KeepAudio        bool   // keep received audio for the heard command (netchange_test.go)
 }
 
 // runParticipant joins as one Go client and then obeys commands on its
@@ -142,7 +143,7 @@ func runParticipant(args []string) error {
 	}
 	testdata, _ := filepath.Abs("../../testdata")
 	o := client.Options{URL: pc.URL, Token: pc.Token, AudioFile: filepath.Join(testdata, "audio.ogg"),
-		Prenegotiate: pc.Prenegotiate, ICETCP: pc.ICETCP}
+		Prenegotiate: pc.Prenegotiate, ICETCP: pc.ICETCP, KeepAudio: pc.KeepAudio}
 	if pc.Video {
 		o.VideoFile = filepath.Join(testdata, "video.ivf")
 	}
@@ -218,6 +219,8 @@ func participantCommand(ctx context.Context, c *client.Client, peer string, f []
 		return "candidates " + strings.Join(addrs, " "), nil
 	case f[0] == "leave":
 		return "leave", c.Leave(ctx)
+	case f[0] == "heard" || f[0] == "churn" || f[0] == "restarts":
+		return netChangeCommand(ctx, c, peer, f)
 	}
 	return "", fmt.Errorf("unknown command %q", strings.Join(f, " "))
 }

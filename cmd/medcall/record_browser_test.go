@@ -45,6 +45,11 @@ func TestRecordFromBrowser(t *testing.T) {
 	if m["medcall_recorder_queue_drops_total"] > 0 {
 		t.Logf("recorder queue drops: %v", m["medcall_recorder_queue_drops_total"])
 	}
+	for _, r := range []string{"upgrade", "subscriber", "subscriber_bind", "loss_recovery", "recorder_sync", "recorder_interval"} {
+		t.Logf("RESULT keyframe_requests reason=%s asked=%v throttled=%v", r,
+			m[`medcall_keyframe_requests_total{reason="`+r+`"}`], m[`medcall_keyframe_requests_throttled_total{reason="`+r+`"}`])
+	}
+	t.Logf("RESULT plis_sent=%v plis_received=%v", m["medcall_rtcp_plis_sent_total"], m["medcall_rtcp_plis_received_total"])
 	if d := os.Getenv("KEEP_WEBM"); d != "" {
 		b, _ := os.ReadFile(webm)
 		_ = os.WriteFile(filepath.Join(d, "browser.webm"), b, 0o644)

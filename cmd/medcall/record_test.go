@@ -144,6 +144,8 @@ func TestRecordedCallIsStoredAndVerifies(t *testing.T) {
 		`medcall_upgrades_total{outcome="completed",path="prenegotiated"}`: 1,
 		`medcall_upgrade_latency_seconds_count{path="prenegotiated"}`:      1,
 		`medcall_rtcp_plis_sent_total`:                                     1,
+		`medcall_keyframe_requests_total{reason="upgrade"}`:                1,
+		`medcall_keyframe_requests_total{reason="recorder_sync"}`:          1,
 		`medcall_spool_bytes`:                                              1,
 	} {
 		if during[series] < min {
@@ -319,15 +321,7 @@ func scrape(t *testing.T, admin string) map[string]float64 {
 
 func replayGet(t *testing.T, url, tok string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return replayDo(t, url, "Authorization", "Bearer "+tok)
 }
 
 // checkReplay: the patient lists and plays their recording through the

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -46,17 +47,19 @@ func barcodeVideo(first int, d float64) string {
 		",geq=lum='if(bitand(N+" + itoa(first) + "\\,pow(2\\,floor(X/16)))\\,235\\,16)':cb=128:cr=128"
 }
 
-// playerFixture has ffmpeg make the consultation WebM, tracks named as the
+// playerFixture has ffmpeg make the part [from, from+d) s of the
+// consultation as a WebM of its own (time 0 at from), tracks named as the
 // recorder names them.
-func playerFixture(t *testing.T) []byte {
+func playerFixture(t *testing.T, from, d float64) []byte {
 	t.Helper()
 	ff := needTool(t, "ffmpeg")
 	out := filepath.Join(t.TempDir(), "consultation.webm")
+	camAt := max(clinicianVideoAt, from) // the clinician's camera, on from 3 s
 	cmd := exec.Command(ff, "-v", "error",
-		"-f", "lavfi", "-i", "sine=f=440:d=8:sample_rate=48000",
-		"-f", "lavfi", "-i", barcodeVideo(0, playerDuration),
-		"-f", "lavfi", "-i", "sine=f=2500:d=8:sample_rate=48000",
-		"-itsoffset", ftoa(clinicianVideoAt), "-f", "lavfi", "-i", barcodeVideo(int(clinicianVideoAt*playerFPS), playerDuration-clinicianVideoAt),
+		"-f", "lavfi", "-i", "sine=f=440:d="+ftoa(d)+":sample_rate=48000",
+		"-f", "lavfi", "-i", barcodeVideo(int(from*playerFPS), d),
+		"-f", "lavfi", "-i", "sine=f=2500:d="+ftoa(d)+":sample_rate=48000",
+		"-itsoffset", ftoa(camAt-from), "-f", "lavfi", "-i", barcodeVideo(int(camAt*playerFPS), from+d-camAt),
 		"-map", "0", "-map", "1", "-map", "2", "-map", "3",
 		"-c:a", "libopus", "-c:v", "libvpx", "-b:v", "1M", "-g", "25", "-deadline", "realtime",
 		"-metadata:s:0", "title=patient/audio", "-metadata:s:1", "title=patient/video",
@@ -79,50 +82,99 @@ func playerFixture(t *testing.T) []byte {
 // holds at that moment (read from its barcode; ffmpeg says which frame is
 // where), the two within 40 ms of each other, and the clinician's tile
 // shows the "Audio only" placeholder before their camera came on.
+//
+// "in two segments": the same consultation recorded as a cluster records
+// one that moved to another node at 4 s (two recordings, 3 s apart, the
+// second naming the first) plays exactly alike, the frames continuing
+// across the join on one clock, and the page notes the interruption.
 func TestReplayPlayerInChromium(t *testing.T) {
 	needPlayerTools(t)
-	body := playerFixture(t)
+	for _, c := range []struct {
+		name  string
+		parts [][2]float64 // from, duration (s)
+	}{
+		{"one recording", [][2]float64{{0, playerDuration}}},
+		{"in two segments", [][2]float64{{0, 4}, {4, playerDuration - 4}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base, tok, rid := playerServer(t, c.parts)
+			if len(c.parts) > 1 {
+				checkJoinedFrames(t, base, tok, rid)
+			}
+			out := runReplayScript(t, base, tok, map[string]string{"MEDCALL_RECORDING": replay.Path + "/" + rid})
+			note := fmt.Sprintf("RESULT segments %d ", len(c.parts))
+			if len(c.parts) > 1 {
+				note += "Recorded in 2 parts: the call was interrupted at 0:04 (3 s not recorded)."
+			}
+			if !strings.Contains(out, note) {
+				t.Errorf("the player did not say %q", note)
+			}
+			parts := ""
+			if len(c.parts) > 1 {
+				parts = " (recorded in 2 parts)"
+			}
+			if !regexp.MustCompile(`RESULT list 1 Consultation c-1, [^|\n]* — 8 s` + regexp.QuoteMeta(parts) + `\n`).MatchString(out) {
+				t.Errorf("the recordings list does not show the consultation once, 8 s%s", parts)
+			}
+		})
+	}
+}
 
-	// A replay API over a local store holding the signed recording, and
-	// the demo page's assets, as serve mounts them.
+// playerServer serves a replay API, as serve mounts it, over a local store
+// holding the consultation recorded in parts (each a signed recording naming
+// the one before it, recorded 3 s after it ended), and the demo page's
+// assets. It returns the server's URL, the patient's replay token and the
+// first recording's id.
+func playerServer(t *testing.T, parts [][2]float64) (base, tok, rid string) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	mk, err := manifest.NewKey("m1", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mkeys := &manifest.KeySet{Keys: []manifest.Key{mk}}
-	rid := uuid.Must(uuid.NewV7()).String()
-	webmKey, manKey, _ := store.RecordingKeys("p-1", "c-1", rid)
-	info, err := st.Put(ctx, webmKey, bytes.NewReader(body), int64(len(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
-	stmt, err := manifest.NewStatement(manifest.Predicate{
-		Consultation: "c-1", Patient: "p-1", RecordingID: rid, Started: started, Ended: started.Add(8 * time.Second),
-		SizeBytes: info.Size, RecorderVersion: "test",
-		Participants: []manifest.Participant{{ID: "p-1", Role: "patient", Joined: started}, {ID: "d-1", Role: "clinician", Joined: started}},
-		Tracks: []manifest.Track{{Number: 1, Participant: "p-1", Kind: "audio", Codec: "opus"}, {Number: 2, Participant: "p-1", Kind: "video", Codec: "vp8"},
-			{Number: 3, Participant: "d-1", Kind: "audio", Codec: "opus"}, {Number: 4, Participant: "d-1", Kind: "video", Codec: "vp8", FirstMS: 3000, LastMS: 7980}},
-		Events: []manifest.Event{{Type: "upgrade", Participant: "p-1"}, {Type: "upgrade", Participant: "d-1", OffsetMS: 3000}},
-	}, info.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stmt.Predicate.Chunks, _, err = manifest.ComputeChunks(bytes.NewReader(body), manifest.DefaultChunkSize); err != nil {
-		t.Fatal(err)
-	}
-	env, err := manifest.Sign(mkeys, stmt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Put(ctx, manKey, bytes.NewReader(env), int64(len(env))); err != nil {
-		t.Fatal(err)
+	prev := ""
+	for i, part := range parts {
+		body := playerFixture(t, part[0], part[1])
+		id := uuid.Must(uuid.NewV7()).String()
+		if i == 0 {
+			rid = id
+		}
+		webmKey, manKey, _ := store.RecordingKeys("p-1", "c-1", id)
+		info, err := st.Put(ctx, webmKey, bytes.NewReader(body), int64(len(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := started.Add(time.Duration((part[0] + 3*float64(i)) * float64(time.Second)))
+		durMS, camMS := int64(part[1]*1000), int64(max(clinicianVideoAt-part[0], 0)*1000)
+		stmt, err := manifest.NewStatement(manifest.Predicate{
+			Consultation: "c-1", Patient: "p-1", RecordingID: id, Previous: prev, Started: at, Ended: at.Add(time.Duration(durMS) * time.Millisecond),
+			SizeBytes: info.Size, RecorderVersion: "test",
+			Participants: []manifest.Participant{{ID: "p-1", Role: "patient", Joined: at}, {ID: "d-1", Role: "clinician", Joined: at}},
+			Tracks: []manifest.Track{{Number: 1, Participant: "p-1", Kind: "audio", Codec: "opus"}, {Number: 2, Participant: "p-1", Kind: "video", Codec: "vp8"},
+				{Number: 3, Participant: "d-1", Kind: "audio", Codec: "opus"}, {Number: 4, Participant: "d-1", Kind: "video", Codec: "vp8", FirstMS: camMS, LastMS: durMS - 20}},
+			Events: []manifest.Event{{Type: "upgrade", Participant: "p-1"}, {Type: "upgrade", Participant: "d-1", OffsetMS: camMS}},
+		}, info.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stmt.Predicate.Chunks, _, err = manifest.ComputeChunks(bytes.NewReader(body), manifest.DefaultChunkSize); err != nil {
+			t.Fatal(err)
+		}
+		env, err := manifest.Sign(mkeys, stmt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Put(ctx, manKey, bytes.NewReader(env), int64(len(env))); err != nil {
+			t.Fatal(err)
+		}
+		prev = id
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	idx := &replay.Index{Store: st, Keys: mkeys.Public(), Logger: quiet}
@@ -135,17 +187,43 @@ func TestReplayPlayerInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer audit.Close()
+	t.Cleanup(func() { audit.Close() })
 	h := &replay.Handler{Verifier: &token.Verifier{Keys: tkeys.Public()}, Index: idx, Audit: audit, Logger: quiet}
 	srv := httptest.NewServer(withReplay(h, web.Handler(web.Options{})))
-	defer srv.Close()
-	tok, err := tkeys.Mint("ed1", token.Claims{Role: token.RolePatient, RegisteredClaims: jwt.RegisteredClaims{
+	t.Cleanup(srv.Close)
+	tok, err = tkeys.Mint("ed1", token.Claims{Role: token.RolePatient, RegisteredClaims: jwt.RegisteredClaims{
 		Subject: "p-1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv.URL, tok, rid
+}
 
-	runReplayScript(t, srv.URL, tok, map[string]string{"MEDCALL_RECORDING": replay.Path + "/" + rid})
+// checkJoinedFrames: in each participant's stream of a consultation
+// recorded in parts, as the API serves it, the frames run on one clock:
+// from each frame to the next, the barcode advances by the time between
+// them at 50 fps, across the join too (no frame lost, repeated or shifted).
+func checkJoinedFrames(t *testing.T, base, tok, rid string) {
+	t.Helper()
+	b, err := os.ReadFile(frameMap(t, base, tok, rid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames map[string][][2]float64
+	if err := json.Unmarshal(b, &frames); err != nil {
+		t.Fatal(err)
+	}
+	for label, fs := range frames {
+		var wrong []string
+		for i := 1; i < len(fs); i++ {
+			if step := math.Round((fs[i][0] - fs[i-1][0]) * playerFPS); fs[i][1]-fs[i-1][1] != step {
+				wrong = append(wrong, fmt.Sprintf("%v after %v", fs[i], fs[i-1]))
+			}
+		}
+		if len(fs) < 100 || len(wrong) > 0 {
+			t.Errorf("%s's joined stream: %d frames; off the clock: %v", label, len(fs), wrong)
+		}
+	}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -198,8 +276,8 @@ func needPlayerTools(t *testing.T) {
 // or the environment) and extra environment, answering its checkpoints:
 // "CHECKPOINT frames RID" asks which frame each participant's stream holds
 // when (decoded by ffmpeg from the streams the API serves), answered with the
-// path of a JSON file.
-func runReplayScript(t *testing.T, base, tok string, env map[string]string) {
+// path of a JSON file. It returns what the script printed.
+func runReplayScript(t *testing.T, base, tok string, env map[string]string) (output string) {
 	t.Helper()
 	node, _ := exec.LookPath("node")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -224,10 +302,12 @@ func runReplayScript(t *testing.T, base, tok string, env map[string]string) {
 	}
 	fmt.Fprintln(stdin, tok)
 	passed := false
+	var out strings.Builder
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		line := sc.Text()
 		t.Log(line)
+		out.WriteString(line + "\n")
 		if rid, ok := strings.CutPrefix(line, "CHECKPOINT frames "); ok {
 			fmt.Fprintln(stdin, frameMap(t, base, tok, rid))
 		}
@@ -237,6 +317,7 @@ func runReplayScript(t *testing.T, base, tok string, env map[string]string) {
 	if err := cmd.Wait(); err != nil || !passed {
 		t.Fatalf("replay player test failed (exit: %v); see the node output above", err)
 	}
+	return out.String()
 }
 
 // frameMap decodes every participant stream of recording rid, as the API

@@ -19,8 +19,11 @@
 //	                    first_ms, last_ms (offsets of the first and last
 //	                    frame), frames}]
 //	events            [{type (joined|left|upgrade|downgrade|audio_on|
-//	                    audio_off), participant, offset_ms, path (upgrade
-//	                    only: renegotiate|prenegotiated)}]
+//	                    audio_off|ice_restart), participant, offset_ms,
+//	                    path (upgrade only: renegotiate|prenegotiated)}];
+//	                    ice_restart: the participant's network changed and
+//	                    its media restarted on a new path, so its tracks
+//	                    have a gap around that offset (the file goes on)
 //	recorder_version  version of the medcall binary that wrote the file
 //	key_id            id of the signing key; inside the signed payload
 //	                  because DSSE's own keyid field is not signed

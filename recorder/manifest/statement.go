@@ -112,7 +112,8 @@ type Track struct {
 
 // Event is something that happened during the recording, at an offset.
 type Event struct {
-	// Type is joined, left, upgrade, downgrade, audio_on or audio_off.
+	// Type is joined, left, upgrade, downgrade, audio_on, audio_off or
+	// ice_restart (a network change: the participant's media has a gap here).
 	Type string `json:"type"`
 	// Participant is the id of the participant it happened to.
 	Participant string `json:"participant"`

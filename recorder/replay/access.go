@@ -38,6 +38,7 @@ type Recording struct {
 	Ended        time.Time
 	Size         int64 // signed length of the WebM object
 	Recovered    bool
+	Previous     string // the signed id of the segment this one continues; see chain.go
 	Participants []Participant
 	Tracks       []Track
 	Events       []Event

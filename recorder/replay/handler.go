@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/medcall/medcall/recorder/store"
 	"github.com/medcall/medcall/sfu/ident"
 	"github.com/medcall/medcall/signaling/token"
 )
@@ -175,50 +173,6 @@ func (h *Handler) refuse(w http.ResponseWriter, f refusal) {
 	writeJSONBody(w, f.status, f.body)
 }
 
-// listItem is one recording in GET /v1/recordings. It never names the
-// patient: a clinician's list must not teach them other people's ids.
-type listItem struct {
-	ID           string    `json:"id"`
-	Consultation string    `json:"consultation"`
-	Started      time.Time `json:"started"`
-	Ended        time.Time `json:"ended"`
-	DurationMS   int64     `json:"duration_ms"`
-	Size         int64     `json:"size"`
-	Recovered    bool      `json:"recovered,omitempty"`
-	URL          string    `json:"url"`
-}
-
-func (h *Handler) serveList(w http.ResponseWriter, r *http.Request, v Viewer) {
-	if v.Role == ident.Patient {
-		// A patient's own prefix is cheap to list and holds whatever was
-		// stored since the last refresh; it says nothing about others.
-		if prefix, err := store.PatientPrefix(v.Sub); err == nil {
-			if err := h.Index.Refresh(r.Context(), prefix); err != nil {
-				h.log().Warn("replay: refresh of the patient's recordings failed; listing the index as it is", "err", err)
-			}
-		}
-	}
-	recs := h.Index.Visible(v)
-	out := struct {
-		Recordings []listItem `json:"recordings"`
-	}{Recordings: make([]listItem, 0, len(recs))}
-	for _, rec := range recs {
-		out.Recordings = append(out.Recordings, listItem{
-			ID: rec.ID, Consultation: rec.Consultation, Started: rec.Started.UTC(), Ended: rec.Ended.UTC(),
-			DurationMS: rec.Ended.Sub(rec.Started).Milliseconds(), Size: rec.Size, Recovered: rec.Recovered, URL: Path + "/" + rec.ID,
-		})
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		h.refuse(w, refusal{Viewer: v, reason: "encode", outcome: OutcomeError, status: http.StatusInternalServerError, body: unavailableBody})
-		return
-	}
-	if !h.audited(w, AuditEvent{Sub: v.Sub, Role: string(v.Role), Action: AuditList, Outcome: OutcomeOK}) {
-		return
-	}
-	writeJSONBody(w, http.StatusOK, string(b)+"\n")
-}
-
 func (h *Handler) serveRecording(w http.ResponseWriter, r *http.Request, ref refusal) {
 	rec, ok := h.find(w, ref)
 	if !ok {
@@ -266,6 +220,29 @@ func (h *Handler) find(w http.ResponseWriter, ref refusal) (*Recording, bool) {
 		return nil, false
 	}
 	return rec, true
+}
+
+// findConsultation applies the access rule to the recording ref names, as
+// find does, and returns the consultation this viewer sees that holds it.
+func (h *Handler) findConsultation(w http.ResponseWriter, ref refusal) (Consultation, bool) {
+	c, err := h.Index.FindConsultation(ref.Viewer, ref.id)
+	if err != nil {
+		ref.reason = "not_visible"
+		h.refuse(w, ref)
+		return Consultation{}, false
+	}
+	return c, true
+}
+
+// auditedViews audits a view of ref.part of every segment of c (what is
+// served comes from each of them), as audited does.
+func (h *Handler) auditedViews(w http.ResponseWriter, ref refusal, c Consultation) bool {
+	for _, s := range c.Segments {
+		if !h.audited(w, AuditEvent{Sub: ref.Sub, Role: string(ref.Role), Action: AuditView, Recording: s.ID, Part: ref.part, Outcome: OutcomeOK}) {
+			return false
+		}
+	}
+	return true
 }
 
 // audited writes ev, or answers 503 and reports false when it cannot: what

@@ -58,17 +58,18 @@ type Index struct {
 	byID        map[string]*Recording
 	byPatient   map[string][]*Recording
 	byClinician map[string][]*Recording
-	all         []*Recording         // every indexed recording, for Find's decoy
-	examined    map[string]bool      // object keys verified or rejected; not looked at again
-	orphans     map[string]time.Time // WebM keys first seen without a manifest
-	hidden      map[string]bool      // recording ids hidden after a failed read
+	all         []*Recording            // every indexed recording, for Find's decoy
+	examined    map[string]bool         // object keys verified or rejected; not looked at again
+	orphans     map[string]time.Time    // WebM keys first seen without a manifest
+	hidden      map[string]bool         // recording ids hidden after a failed read
+	successors  map[string][]*Recording // recordings by the id they name as previous (chain.go)
 }
 
 // Rebuild forgets what the index holds and reads every manifest in the
 // store again. Recordings hidden after a failed read stay hidden.
 func (x *Index) Rebuild(ctx context.Context) error {
 	x.mu.Lock()
-	x.byID, x.byPatient, x.byClinician, x.examined, x.all = nil, nil, nil, nil, nil
+	x.byID, x.byPatient, x.byClinician, x.examined, x.all, x.successors = nil, nil, nil, nil, nil, nil
 	x.mu.Unlock()
 	return x.Refresh(ctx, "patients/")
 }
@@ -126,6 +127,9 @@ func (x *Index) examineAll(ctx context.Context, todo []string) error {
 					return
 				}
 				x.add(key, rec)
+				if rec != nil {
+					x.checkChain(rec)
+				}
 			}
 		})
 	}
@@ -286,6 +290,7 @@ func (x *Index) add(manKey string, rec *Recording) {
 	x.byID[rec.ID] = rec
 	x.all = append(x.all, rec)
 	x.byPatient[rec.Patient] = append(x.byPatient[rec.Patient], rec)
+	x.link(rec)
 	for _, p := range rec.Participants {
 		if p.Role == ident.Clinician && !slices.Contains(x.byClinician[p.ID], rec) {
 			x.byClinician[p.ID] = append(x.byClinician[p.ID], rec)

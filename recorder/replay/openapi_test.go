@@ -20,7 +20,8 @@ import (
 // TestResponsesMatchOpenAPI: openapi.yaml is a valid OpenAPI 3 document and
 // every kind of response the handler gives (lists, refusals, the original
 // WebM whole, in part and by HEAD, a range it cannot serve, the timeline, a
-// participant's stream) validates against it, status, headers and body.
+// participant's stream, a consultation recorded in two segments) validates
+// against it, status, headers and body.
 func TestResponsesMatchOpenAPI(t *testing.T) {
 	ctx := context.Background()
 	spec, err := os.ReadFile("openapi.yaml")
@@ -44,6 +45,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	cons := putConsultation(t, g, "patient-a", "dr-1", twoPartyWebM(t))
 	missing := uuid.Must(uuid.NewV7()).String()
 	other := g.token("patient-z", token.RolePatient, time.Now().Add(time.Hour))
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	seg1 := putSegment(t, g, segSpec{pid: "patient-k", cid: "cons-k", doc: "dr-k", started: t0, secs: 2, body: toneWebM(t, 2, 440, 2000)})
+	seg2 := putSegment(t, g, segSpec{pid: "patient-k", cid: "cons-k", doc: "dr-k", prev: seg1, started: t0.Add(3 * time.Second), secs: 2, body: toneWebM(t, 2, 660, 2600)})
+	g.refresh()
+	tokK := g.token("patient-k", token.RolePatient, time.Now().Add(time.Hour))
 	cases := []struct {
 		name, method, path, tok string
 		hdr                     []string
@@ -62,6 +68,9 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"timeline of another patient", "GET", "/v1/recordings/" + cons + "/timeline", other, nil, 404},
 		{"stream", "GET", "/v1/recordings/" + cons + "/clinician.webm", tok, nil, 200},
 		{"stream, range", "GET", "/v1/recordings/" + cons + "/patient.webm", tok, []string{"Range", "bytes=0-99"}, 206},
+		{"list, a consultation in two segments", "GET", "/v1/recordings", tokK, nil, 200},
+		{"timeline of two segments", "GET", "/v1/recordings/" + seg2 + "/timeline", tokK, nil, 200},
+		{"stream across two segments", "GET", "/v1/recordings/" + seg1 + "/clinician.webm", tokK, nil, 200},
 		{"stream of nobody", "GET", "/v1/recordings/" + cons + "/guest.webm", tok, nil, 404},
 	}
 	for _, c := range cases {

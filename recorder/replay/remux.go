@@ -2,8 +2,10 @@ package replay
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -50,39 +52,34 @@ func labelOf(trackName string) string {
 	return label
 }
 
-// remux reads a whole recording from r (verified bytes) and returns a WebM
-// holding only the tracks named label/..., with their timestamps unchanged;
-// nil when no track has that label.
-func remux(r io.Reader, label string) ([]byte, error) {
+// part is what one segment gives a participant's stream.
+type part struct {
+	info   webm.Info
+	tracks []webm.TrackEntry
+	frames []frame // out indexes tracks
+}
+
+// readPart reads a whole recording from r (verified bytes) and returns its
+// tracks named label/... and their frames, timestamps unchanged (ms on the
+// recording's timeline); no tracks when none has that label.
+func readPart(r io.Reader, label string) (part, error) {
 	var src sourceFile
 	if err := ebml.Unmarshal(r, &src); err != nil {
-		return nil, fmt.Errorf("replay: read recording to remux: %w", err)
+		return part{}, fmt.Errorf("replay: read recording to remux: %w", err)
 	}
-	var tracks []webm.TrackEntry
+	p := part{info: src.Segment.Info}
 	outOf := map[uint64]int{} // source track number -> output index
-	main := uint64(0)
 	for _, t := range src.Segment.Tracks.TrackEntry {
 		if labelOf(t.Name) != label {
 			continue
 		}
-		outOf[t.TrackNumber] = len(tracks)
-		t.TrackNumber = uint64(len(tracks) + 1)
-		if t.TrackType == 1 && main == 0 {
-			main = t.TrackNumber
-		}
-		tracks = append(tracks, t)
-	}
-	if len(tracks) == 0 {
-		return nil, nil
-	}
-	if main == 0 {
-		main = 1 // audio only: every Opus frame is a keyframe
+		outOf[t.TrackNumber] = len(p.tracks)
+		p.tracks = append(p.tracks, t)
 	}
 	scale := int64(src.Segment.Info.TimecodeScale)
 	if scale == 0 {
 		scale = 1_000_000
 	}
-	var frames []frame
 	add := func(c *webm.Cluster, b *ebml.Block, key bool) {
 		out, mine := outOf[b.TrackNumber]
 		if !mine {
@@ -90,7 +87,7 @@ func remux(r io.Reader, label string) ([]byte, error) {
 		}
 		ts := (int64(c.Timecode) + int64(b.Timecode)) * scale / 1_000_000 // ms
 		for _, d := range b.Data {
-			frames = append(frames, frame{out: out, ts: ts, key: key, data: d})
+			p.frames = append(p.frames, frame{out: out, ts: ts, key: key, data: d})
 		}
 	}
 	for i := range src.Segment.Cluster {
@@ -102,6 +99,50 @@ func remux(r io.Reader, label string) ([]byte, error) {
 			// A Block in a group is a keyframe when it references nothing.
 			add(c, &c.BlockGroup[j].Block, c.BlockGroup[j].ReferenceBlock == 0)
 		}
+	}
+	return p, nil
+}
+
+// joinParts puts one participant's parts, one per segment, on one clock:
+// part i's frames moved later by offsets[i] ms, tracks of the same name and
+// codec merged and named label/kind. It returns the WebM of it, or nil when
+// no part has a track.
+func joinParts(parts []part, offsets []int64, label string) ([]byte, error) {
+	var tracks []webm.TrackEntry
+	var frames []frame
+	main := uint64(0)
+	end := map[int]int64{} // output track -> its last frame's time in the parts so far
+	for i, p := range parts {
+		outOf := make([]int, len(p.tracks))
+		for j, t := range p.tracks {
+			_, kind, _ := strings.Cut(t.Name, "/")
+			t.Name = label + "/" + kind
+			k := slices.IndexFunc(tracks, func(u webm.TrackEntry) bool { return u.Name == t.Name && u.CodecID == t.CodecID })
+			if k < 0 {
+				k = len(tracks)
+				t.TrackNumber, t.TrackUID = uint64(k+1), uint64(k+1)
+				tracks = append(tracks, t)
+			}
+			outOf[j] = k
+			if t.TrackType == 1 && main == 0 {
+				main = uint64(k + 1)
+			}
+		}
+		last := maps.Clone(end)
+		for _, f := range p.frames {
+			f.out, f.ts = outOf[f.out], f.ts+offsets[i]
+			if prev, ok := last[f.out]; ok && f.ts <= prev {
+				f.ts = end[f.out] + 1 // timestamps of a track only go forward, across segments too
+			}
+			end[f.out] = max(end[f.out], f.ts)
+			frames = append(frames, f)
+		}
+	}
+	if len(tracks) == 0 {
+		return nil, nil
+	}
+	if main == 0 {
+		main = 1 // audio only: every Opus frame is a keyframe
 	}
 	slices.SortStableFunc(frames, func(a, b frame) int { return int(a.ts - b.ts) })
 	// A stream must start at the recording's time 0 to share its clock: a
@@ -115,8 +156,7 @@ func remux(r io.Reader, label string) ([]byte, error) {
 			}
 		}
 	}
-
-	return marshalStream(src.Segment.Info, tracks, frames, main)
+	return marshalStream(parts[0].info, tracks, frames, main)
 }
 
 // outFile is the WebM remux writes.
@@ -163,23 +203,15 @@ func marshalStream(info webm.Info, tracks []webm.TrackEntry, frames []frame, mai
 }
 
 // serveStream answers GET /v1/recordings/{rid}/{label}.webm: the
-// participant's own audio and video, copied out of the verified recording
-// (every chunk checked) into a WebM a browser plays, range-capable.
+// participant's own audio and video, copied out of every verified segment
+// of the consultation (every chunk checked) into one WebM a browser plays,
+// the segments back to back, range-capable.
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, ref refusal, label string) {
-	rec, ok := h.find(w, ref)
+	c, ok := h.findConsultation(w, ref)
 	if !ok {
 		return
 	}
-	body, err := h.Index.Open(r.Context(), rec)
-	if err != nil {
-		h.refuseUnreadable(w, ref, err)
-		return
-	}
-	stream, err := remux(body, label)
-	body.Close()
-	if body.Err() != nil {
-		err = body.Err()
-	}
+	stream, err := h.Index.stream(r.Context(), c, label)
 	if err == nil && stream == nil {
 		err = ErrNotVisible // no such participant: like a missing recording
 	}
@@ -187,9 +219,53 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, ref refusa
 		h.refuseUnreadable(w, ref, err)
 		return
 	}
-	if !h.audited(w, AuditEvent{Sub: ref.Sub, Role: string(ref.Role), Action: AuditView, Recording: rec.ID, Part: ref.part, Outcome: OutcomeOK}) {
+	if !h.auditedViews(w, ref, c) {
 		return
 	}
 	w.Header().Set("Content-Type", "video/webm")
-	http.ServeContent(w, r, "", rec.Ended, bytes.NewReader(stream))
+	http.ServeContent(w, r, "", c.Segments[len(c.Segments)-1].Ended, bytes.NewReader(stream))
+}
+
+// stream builds the WebM of the participant c's timeline labels label:
+// their tracks from each segment they are in (named there by that
+// segment's own labels), each moved to the segment's offset.
+func (x *Index) stream(ctx context.Context, c Consultation, label string) ([]byte, error) {
+	segs := make([]*Recording, len(c.Segments))
+	for i, s := range c.Segments {
+		segs[i] = s.Recording
+	}
+	id := ""
+	for pid, l := range labels(segs...) {
+		if l == label {
+			id = pid
+		}
+	}
+	if id == "" {
+		return nil, nil
+	}
+	var parts []part
+	var offsets []int64
+	for _, s := range c.Segments {
+		own, ok := labels(s.Recording)[id]
+		if !ok {
+			continue // not in this segment
+		}
+		body, err := x.Open(ctx, s.Recording)
+		if err != nil {
+			return nil, err
+		}
+		p, err := readPart(body, own)
+		body.Close()
+		if body.Err() != nil {
+			err = body.Err()
+		}
+		if err != nil {
+			return nil, err
+		}
+		parts, offsets = append(parts, p), append(offsets, s.OffsetMS)
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	return joinParts(parts, offsets, label)
 }

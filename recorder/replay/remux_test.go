@@ -41,8 +41,7 @@ func ffTool(t *testing.T, name string) string {
 // (numbers 1-4), the clinician joining at 1 s with their camera on from 2 s.
 func twoPartyWebM(t *testing.T) []byte {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "consultation.webm")
-	cmd := exec.Command(ffTool(t, "ffmpeg"), "-v", "error",
+	return ffmpegFile(t,
 		"-f", "lavfi", "-i", "sine=f=440:d=6:sample_rate=48000",
 		"-f", "lavfi", "-i", "testsrc=d=6:s=160x120:r=15",
 		"-itsoffset", "1", "-f", "lavfi", "-i", "sine=f=3000:d=5:sample_rate=48000",
@@ -50,16 +49,7 @@ func twoPartyWebM(t *testing.T) []byte {
 		"-map", "0", "-map", "1", "-map", "2", "-map", "3",
 		"-c:a", "libopus", "-c:v", "libvpx", "-b:v", "200k", "-g", "15",
 		"-metadata:s:0", "title=patient/audio", "-metadata:s:1", "title=patient/video",
-		"-metadata:s:2", "title=clinician/audio", "-metadata:s:3", "title=clinician/video",
-		out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+		"-metadata:s:2", "title=clinician/audio", "-metadata:s:3", "title=clinician/video")
 }
 
 // putConsultation stores body as a recording of patient pid with clinician
@@ -89,18 +79,7 @@ func putConsultation(t *testing.T, g *replayRig, pid, doc string, body []byte) s
 		Events: []manifest.Event{{Type: "joined", Participant: pid}, {Type: "joined", Participant: doc},
 			{Type: "upgrade", Participant: pid, OffsetMS: 0, Path: "prenegotiated"}, {Type: "upgrade", Participant: doc, OffsetMS: 2000, Path: "renegotiation"}},
 	}
-	st, err := manifest.NewStatement(p, info.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Predicate.Chunks, _, err = manifest.ComputeChunks(bytes.NewReader(body), manifest.MinChunkSize*16); err != nil {
-		t.Fatal(err)
-	}
-	env, err := manifest.Sign(g.mkeys, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	putBytes(t, g.st, manKey, env)
+	signStored(t, g, p, info.SHA256, body, manKey)
 	g.refresh()
 	return rid
 }

@@ -27,6 +27,9 @@ type Timeline struct {
 	Original     string        `json:"original"` // URL of the signed WebM
 	Participants []TimelineWho `json:"participants"`
 	Events       []TimelineAt  `json:"events"`
+	// Segments are the recordings played one after another: one, or more
+	// when the consultation moved between cluster nodes.
+	Segments []TimelineSegment `json:"segments"`
 }
 
 // TimelineWho is one participant of a Timeline.
@@ -50,30 +53,38 @@ type Span struct {
 
 // TimelineAt is one event of a Timeline.
 type TimelineAt struct {
-	Type     string `json:"type"` // joined, left, upgrade, downgrade, audio_on, audio_off
+	Type     string `json:"type"` // joined, left, upgrade, downgrade, audio_on, audio_off, ice_restart
 	Label    string `json:"label"`
 	OffsetMS int64  `json:"offset_ms"`
 }
 
-// labels names each participant of r as the recorder names their tracks:
-// in the order of their first track, role then role-2, role-3 for repeats;
-// participants without tracks follow in manifest order.
-func labels(r *Recording) map[string]string {
+// labels names each participant of a consultation's segments as the
+// recorder names their tracks: in the order of their first track (segment by
+// segment), role then role-2, role-3 for repeats; participants without
+// tracks follow in manifest order. For one segment these are its track
+// names' labels.
+func labels(segs ...*Recording) map[string]string {
 	role := map[string]ident.Role{}
 	var order []string
-	for _, p := range r.Participants {
-		role[p.ID] = p.Role
-	}
-	tracks := slices.Clone(r.Tracks)
-	slices.SortFunc(tracks, func(a, b Track) int { return a.Number - b.Number })
-	for _, t := range tracks {
-		if !slices.Contains(order, t.Participant) {
-			order = append(order, t.Participant)
+	for _, r := range segs {
+		for _, p := range r.Participants {
+			if role[p.ID] == "" {
+				role[p.ID] = p.Role
+			}
+		}
+		tracks := slices.Clone(r.Tracks)
+		slices.SortFunc(tracks, func(a, b Track) int { return a.Number - b.Number })
+		for _, t := range tracks {
+			if !slices.Contains(order, t.Participant) {
+				order = append(order, t.Participant)
+			}
 		}
 	}
-	for _, p := range r.Participants {
-		if !slices.Contains(order, p.ID) {
-			order = append(order, p.ID)
+	for _, r := range segs {
+		for _, p := range r.Participants {
+			if !slices.Contains(order, p.ID) {
+				order = append(order, p.ID)
+			}
 		}
 	}
 	out, perRole := map[string]string{}, map[ident.Role]int{}
@@ -91,37 +102,78 @@ func labels(r *Recording) map[string]string {
 	return out
 }
 
-// timeline builds r's Timeline as viewer v sees it.
-func timeline(r *Recording, v Viewer) Timeline {
-	lab := labels(r)
-	base := Path + "/" + r.ID
-	dur := r.Ended.Sub(r.Started).Milliseconds()
-	tl := Timeline{ID: r.ID, Consultation: r.Consultation, Started: r.Started.UTC(), Ended: r.Ended.UTC(),
-		DurationMS: dur, Original: base, Participants: []TimelineWho{}, Events: []TimelineAt{}}
-	for _, e := range r.Events {
-		tl.Events = append(tl.Events, TimelineAt{Type: e.Type, Label: lab[e.Participant], OffsetMS: e.OffsetMS})
+// TimelineSegment is one recording of a consultation recorded in parts
+// (a cluster node lost or drained mid-call; docs/cluster.md).
+type TimelineSegment struct {
+	ID          string    `json:"id"`
+	OffsetMS    int64     `json:"offset_ms"`     // where it starts on the timeline
+	DurationMS  int64     `json:"duration_ms"`   // how long it plays
+	GapBeforeMS int64     `json:"gap_before_ms"` // wall-clock time not recorded before it
+	Started     time.Time `json:"started"`
+	Ended       time.Time `json:"ended"`
+	Recovered   bool      `json:"recovered,omitempty"`
+	Original    string    `json:"original"` // URL of its signed WebM
+}
+
+// timeline builds c's Timeline as viewer v sees it: the segments back to
+// back, each participant's times, events and camera spans moved onto the
+// one clock.
+func timeline(c Consultation, v Viewer) Timeline {
+	segs := make([]*Recording, len(c.Segments))
+	for i, s := range c.Segments {
+		segs[i] = s.Recording
 	}
-	for _, p := range r.Participants {
-		w := TimelineWho{Label: lab[p.ID], Role: p.Role, You: p.ID == v.Sub && p.Role == v.Role,
-			JoinedMS: max(p.Joined.Sub(r.Started).Milliseconds(), 0)}
-		if !p.Left.IsZero() {
-			left := min(max(p.Left.Sub(r.Started).Milliseconds(), 0), dur)
-			w.LeftMS = &left
+	lab := labels(segs...)
+	head, last := c.Head(), c.Segments[len(c.Segments)-1]
+	base := Path + "/" + head.ID
+	dur := c.DurationMS()
+	tl := Timeline{ID: head.ID, Consultation: head.Consultation, Started: head.Started.UTC(), Ended: last.Ended.UTC(),
+		DurationMS: dur, Original: base, Participants: []TimelineWho{}, Events: []TimelineAt{}}
+	who := map[string]*TimelineWho{}
+	var order []string
+	for k, s := range c.Segments {
+		sdur := durationMS(s.Recording)
+		tl.Segments = append(tl.Segments, TimelineSegment{ID: s.ID, OffsetMS: s.OffsetMS, DurationMS: sdur, GapBeforeMS: s.GapMS,
+			Started: s.Started.UTC(), Ended: s.Ended.UTC(), Recovered: s.Recovered, Original: Path + "/" + s.ID})
+		for _, e := range s.Events {
+			tl.Events = append(tl.Events, TimelineAt{Type: e.Type, Label: lab[e.Participant], OffsetMS: s.OffsetMS + e.OffsetMS})
 		}
-		var video *Track
-		for i, t := range r.Tracks {
-			w.Audio = w.Audio || (t.Participant == p.ID && t.Kind == "audio")
-			if t.Participant == p.ID && t.Kind == "video" {
-				w.Video, video = true, &r.Tracks[i]
+		for _, p := range s.Participants {
+			w := who[p.ID]
+			if w == nil {
+				w = &TimelineWho{Label: lab[p.ID], Role: p.Role, You: p.ID == v.Sub && p.Role == v.Role, JoinedMS: s.at(p.Joined)}
+				who[p.ID] = w
+				order = append(order, p.ID)
+			}
+			w.LeftMS = nil // there in this segment: only its own leaving counts
+			switch {
+			case !p.Left.IsZero():
+				left := s.at(p.Left)
+				w.LeftMS = &left
+			case k < len(c.Segments)-1:
+				left := s.OffsetMS + sdur // the segment ended with them in it
+				w.LeftMS = &left
+			}
+			var video *Track
+			for i, t := range s.Tracks {
+				w.Audio = w.Audio || (t.Participant == p.ID && t.Kind == "audio")
+				if t.Participant == p.ID && t.Kind == "video" {
+					w.Video, video = true, &s.Tracks[i]
+				}
+			}
+			if video != nil {
+				for _, sp := range videoSpans(s.Events, p.ID, *video, sdur) {
+					w.VideoOn = append(w.VideoOn, Span{FromMS: s.OffsetMS + sp.FromMS, ToMS: s.OffsetMS + sp.ToMS})
+				}
 			}
 		}
+	}
+	for _, id := range order {
+		w := who[id]
 		if w.Audio || w.Video {
 			w.Stream = base + "/" + w.Label + ".webm"
 		}
-		if video != nil {
-			w.VideoOn = videoSpans(r.Events, p.ID, *video, dur)
-		}
-		tl.Participants = append(tl.Participants, w)
+		tl.Participants = append(tl.Participants, *w)
 	}
 	return tl
 }
@@ -154,19 +206,19 @@ func videoSpans(events []Event, id string, video Track, dur int64) []Span {
 }
 
 // serveTimeline answers GET /v1/recordings/{rid}/timeline from the
-// verified manifest; it reads no media.
+// verified manifests of the consultation's segments; it reads no media.
 func (h *Handler) serveTimeline(w http.ResponseWriter, ref refusal) {
-	rec, ok := h.find(w, ref)
+	c, ok := h.findConsultation(w, ref)
 	if !ok {
 		return
 	}
-	b, err := json.Marshal(timeline(rec, ref.Viewer))
+	b, err := json.Marshal(timeline(c, ref.Viewer))
 	if err != nil {
 		ref.reason, ref.outcome, ref.status, ref.body = "encode", OutcomeError, http.StatusInternalServerError, unavailableBody
 		h.refuse(w, ref)
 		return
 	}
-	if !h.audited(w, AuditEvent{Sub: ref.Sub, Role: string(ref.Role), Action: AuditView, Recording: rec.ID, Part: ref.part, Outcome: OutcomeOK}) {
+	if !h.auditedViews(w, ref, c) {
 		return
 	}
 	writeJSONBody(w, http.StatusOK, string(b)+"\n")

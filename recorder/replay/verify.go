@@ -28,7 +28,7 @@ func newRecording(webmKey string, st *manifest.Statement) (*Recording, error) {
 	p := &st.Predicate
 	r := &Recording{
 		ID: p.RecordingID, Consultation: p.Consultation, Patient: p.Patient, Key: webmKey,
-		Started: p.Started, Ended: p.Ended, Size: p.SizeBytes, Recovered: p.Recovered, sha256: st.SHA256(),
+		Started: p.Started, Ended: p.Ended, Size: p.SizeBytes, Recovered: p.Recovered, Previous: p.Previous, sha256: st.SHA256(),
 	}
 	for _, pt := range p.Participants {
 		r.Participants = append(r.Participants, Participant{ID: pt.ID, Role: ident.Role(pt.Role), Joined: pt.Joined, Left: pt.Left})

@@ -7,10 +7,10 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -57,6 +57,12 @@ type Options struct {
 	// e.g. to check each against signaling/protocol.schema.json. It is
 	// called from the client's goroutines and must not keep data.
 	Trace func(sent bool, data []byte)
+	// NoNetworkWatch turns off the automatic ICE restart on a network change
+	// (icerestart.go); RestartICE still works.
+	NoNetworkWatch bool
+	// KeepAudio keeps every received audio packet with its arrival time, so
+	// a test can decode what a listener heard (AudioOgg).
+	KeepAudio bool
 }
 
 // ProtocolError is an error message from the server.
@@ -68,7 +74,9 @@ func (e *ProtocolError) Error() string { return e.Code + ": " + e.Message }
 type Client struct {
 	opts   Options
 	log    *slog.Logger
-	conn   *websocket.Conn
+	sockMu sync.Mutex
+	sock   *sock // the signaling socket in use; a resume replaces it (resume.go)
+	net    *timeoutNet
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -97,6 +105,11 @@ type Client struct {
 	cands       map[sfu.PC][]webrtc.ICECandidateInit
 	serverCands []string
 	closed      bool
+	kept        map[string][]keptPacket // KeepAudio: by participant (keepaudio.go)
+
+	restartMu         sync.Mutex // one ICE restart at a time (icerestart.go)
+	restarts, resumes int        // guarded by mu
+	pairBase          [2]net.IP  // publish, subscribe: the selected pairs' local addresses; guarded by mu
 }
 
 // dialOnce connects to o.URL and runs start; a redirect reply to join is
@@ -105,14 +118,13 @@ func dialOnce(ctx context.Context, o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	conn, _, err := websocket.Dial(ctx, o.URL, &websocket.DialOptions{HTTPClient: o.HTTPClient})
+	sk, err := dialSocket(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("client: connect %s: %w", o.URL, err)
+		return nil, err
 	}
-	conn.SetReadLimit(1 << 20)
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		opts: o, log: o.Logger, conn: conn, ctx: cctx, cancel: cancel,
+		opts: o, log: o.Logger, sock: sk, ctx: cctx, cancel: cancel,
 		pending:  map[string]chan signaling.Message{},
 		server:   make(chan signaling.Message, 256),
 		recv:     map[string]*recvStats{},
@@ -124,10 +136,14 @@ func dialOnce(ctx context.Context, o Options) (*Client, error) {
 		c.videoSent.prints = map[uint32]struct{}{}
 	}
 	c.wg.Add(1)
-	go c.readLoop()
+	go c.readLoop(sk)
 	if err := c.start(ctx); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if !o.NoNetworkWatch {
+		c.wg.Add(1)
+		go c.watchNetwork()
 	}
 	return c, nil
 }
@@ -141,10 +157,11 @@ func (c *Client) start(ctx context.Context) error {
 		return &Redirect{URL: reply.URL}
 	}
 	c.joined = reply
-	api, err := newAPI(c.opts)
+	api, tn, err := newAPI(c.opts)
 	if err != nil {
 		return err
 	}
+	c.net = tn
 	pcConfig := peerConfig(reply.ICEServers, c.opts)
 	if c.opts.RelayOnly && len(pcConfig.ICEServers) == 0 {
 		return errors.New("client: relay-only, but the server sent no TURN servers in joined.iceServers")
@@ -158,6 +175,7 @@ func (c *Client) start(ctx context.Context) error {
 	c.pub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCPublish, ic) })
 	c.sub.OnICECandidate(func(ic *webrtc.ICECandidate) { c.sendCandidate(sfu.PCSubscribe, ic) })
 	c.sub.OnTrack(c.onTrack)
+	c.watchPairs()
 	c.wg.Add(1)
 	go c.serverLoop()
 
@@ -238,14 +256,14 @@ func (c *Client) start(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
-func newAPI(o Options) (*webrtc.API, error) {
+func newAPI(o Options) (*webrtc.API, *timeoutNet, error) {
 	m := &webrtc.MediaEngine{}
 	if err := sfu.RegisterCodecs(m); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -253,7 +271,7 @@ func newAPI(o Options) (*webrtc.API, error) {
 	se.SetNetworkTypes(networkTypes(o))
 	tn, err := newTimeoutNet()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	se.SetNet(tn)
 	if o.RelayOnly {
@@ -261,12 +279,16 @@ func newAPI(o Options) (*webrtc.API, error) {
 		// a relayed pair back 2 s by default, hoping for a direct one).
 		se.SetRelayAcceptanceMinWait(0)
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), tn, nil
 }
 
 // negotiatePublish runs one offer/answer on the publish connection.
-func (c *Client) negotiatePublish(ctx context.Context) error {
-	offer, err := c.pub.CreateOffer(nil)
+func (c *Client) negotiatePublish(ctx context.Context) error { return c.offerPublish(ctx, nil) }
+
+// offerPublish runs one offer/answer on the publish connection with opts
+// (an ICE restart, icerestart.go).
+func (c *Client) offerPublish(ctx context.Context, opts *webrtc.OfferOptions) error {
+	offer, err := c.pub.CreateOffer(opts)
 	if err != nil {
 		return err
 	}
@@ -402,7 +424,7 @@ func (c *Client) Close() {
 	c.closed = true
 	c.mu.Unlock()
 	c.cancel()
-	_ = c.conn.CloseNow()
+	_ = c.current().conn.CloseNow()
 	if c.pub != nil {
 		_ = c.pub.Close()
 	}
@@ -425,7 +447,8 @@ func (c *Client) Request(ctx context.Context, m signaling.Message) (signaling.Me
 		delete(c.pending, m.ID)
 		c.reqMu.Unlock()
 	}()
-	if err := c.write(ctx, m); err != nil {
+	sk := c.current()
+	if err := sk.write(ctx, c.opts.Trace, m); err != nil {
 		return signaling.Message{}, err
 	}
 	select {
@@ -433,6 +456,9 @@ func (c *Client) Request(ctx context.Context, m signaling.Message) (signaling.Me
 		return asReply(r)
 	case <-ctx.Done():
 		return signaling.Message{}, ctx.Err()
+	case <-sk.gone:
+		// The server answers on the socket that carried the request.
+		return signaling.Message{}, ErrSocketReplaced
 	case <-c.ctx.Done():
 		// The reply may have come just before the server closed the socket
 		// (a leave is acked, then bye, then close): prefer it.
@@ -465,17 +491,10 @@ func (c *Client) notify(m signaling.Message) {
 }
 
 func (c *Client) write(ctx context.Context, m signaling.Message) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	if c.opts.Trace != nil {
-		c.opts.Trace(true, b)
-	}
-	return c.conn.Write(ctx, websocket.MessageText, b)
+	return c.current().write(ctx, c.opts.Trace, m)
 }
 
 // WriteRaw sends bytes as they are, for tests of the server's input handling.
 func (c *Client) WriteRaw(ctx context.Context, b []byte) error {
-	return c.conn.Write(ctx, websocket.MessageText, b)
+	return c.current().conn.Write(ctx, websocket.MessageText, b)
 }

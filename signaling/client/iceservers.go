@@ -56,12 +56,12 @@ const turnDialTimeout = 10 * time.Second
 // drops SYNs that held each peer connection's Close for minutes.
 type timeoutNet struct{ *stdnet.Net }
 
-func newTimeoutNet() (transport.Net, error) {
+func newTimeoutNet() (*timeoutNet, error) {
 	n, err := stdnet.NewNet()
 	if err != nil {
 		return nil, err
 	}
-	return timeoutNet{n}, nil
+	return &timeoutNet{n}, nil
 }
 
 // DialTCP implements transport.Net.

@@ -14,14 +14,21 @@ import (
 )
 
 // readLoop routes replies to their requests and everything else to the
-// server loop or the event list.
-func (c *Client) readLoop() {
+// server loop or the event list. When the socket in use ends the client
+// ends; a socket a resume replaced ends quietly, and what it still
+// delivers is dropped (the participant lives on the new one).
+func (c *Client) readLoop(sk *sock) {
 	defer c.wg.Done()
-	defer c.cancel()
 	for {
-		_, data, err := c.conn.Read(c.ctx)
+		_, data, err := sk.conn.Read(c.ctx)
 		if err != nil {
+			if c.current() == sk {
+				c.cancel()
+			}
 			return
+		}
+		if c.current() != sk {
+			continue
 		}
 		if c.opts.Trace != nil {
 			c.opts.Trace(false, data)
@@ -109,10 +116,11 @@ func (c *Client) pc(pc sfu.PC) *webrtc.PeerConnection {
 }
 
 // addCandidate adds a server candidate, queueing it until the connection has
-// a remote description.
+// a remote description of its ICE generation (after an ICE restart the
+// server's new candidates may overtake its answer).
 func (c *Client) addCandidate(pc sfu.PC, ci webrtc.ICECandidateInit) {
 	c.mu.Lock()
-	if c.pc(pc).RemoteDescription() == nil {
+	if rd := c.pc(pc).RemoteDescription(); rd == nil || !sfu.SameICEGeneration(ci, rd.SDP) {
 		c.cands[pc] = append(c.cands[pc], ci)
 		c.mu.Unlock()
 		return
@@ -129,7 +137,10 @@ func (c *Client) flushCandidates(pc sfu.PC) {
 	delete(c.cands, pc)
 	c.mu.Unlock()
 	for _, ci := range cs {
-		c.addCandidate(pc, ci)
+		// At once: one of an older ICE generation is dropped, not queued again.
+		if err := c.pc(pc).AddICECandidate(ci); err != nil {
+			c.log.Debug("server candidate refused", "err", err)
+		}
 	}
 }
 
@@ -167,6 +178,7 @@ func (c *Client) onTrack(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 	st := c.stats(t.StreamID(), t.Kind().String())
 	mime := t.Codec().MimeType
 	st.setClockRate(t.Codec().ClockRate)
+	keep := c.opts.KeepAudio && t.Kind() == webrtc.RTPCodecTypeAudio
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -190,7 +202,11 @@ func (c *Client) onTrack(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 			if pkt.Unmarshal(buf[:n]) != nil {
 				continue
 			}
-			st.received(&pkt, n, sfu.IsKeyframeStart(mime, &pkt), time.Now())
+			now := time.Now()
+			st.received(&pkt, n, sfu.IsKeyframeStart(mime, &pkt), now)
+			if keep {
+				c.keep(t.StreamID(), &pkt, now)
+			}
 		}
 	}()
 }

@@ -105,6 +105,8 @@ type pump struct {
 	kind  string
 	stats *sendStats
 
+	clockRate uint32
+
 	dropRate float64 // fraction of packets not sent, to simulate loss
 
 	mu       sync.Mutex
@@ -116,7 +118,7 @@ type pump struct {
 
 func newPump(c *clip, track *webrtc.TrackLocalStaticRTP, payloader rtp.Payloader, clockRate uint32, kind string, st *sendStats) *pump {
 	return &pump{
-		clip: c, track: track, kind: kind, stats: st,
+		clip: c, track: track, kind: kind, stats: st, clockRate: clockRate,
 		pkz:  rtp.NewPacketizer(1200, 0, 0, payloader, rtp.NewRandomSequencer(), clockRate),
 		wake: make(chan struct{}, 1),
 	}
@@ -163,34 +165,83 @@ func (p *pump) next() *frame {
 	return f
 }
 
+// maxCatchUp bounds the frames a pump sends at once after it was held up;
+// beyond it the frames are skipped, as a capture device drops them.
+const maxCatchUp = 10
+
+// run sends frames on a grid that follows the wall clock, as a capture
+// device does: frame k of a run of frames is due at origin+k*interval and
+// carries originTS+k*samples, and a late wake-up sends the frames it
+// missed. So the RTP clock never drifts from wall time, however the
+// scheduler delays the pump, and a sender report describes every frame.
+// While paused the clock keeps running: resuming starts a new run at the
+// RTP time of that moment, and its first frame goes out at once.
 func (p *pump) run(done <-chan struct{}) {
-	t := time.NewTicker(p.clip.interval)
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	rate := float64(p.clockRate)
+	clockOrigin, clockTS := time.Now(), rand.Uint32()
+	var origin time.Time
+	var originTS uint32
+	var k int64
+	running := false
 	for {
 		select {
 		case <-done:
 			return
 		case <-p.wake:
-		case <-t.C:
-		}
-		f := p.next()
-		if f == nil {
-			// Paused: the RTP clock keeps running so timestamps stay on wall time.
-			p.pkz.SkipSamples(p.clip.samples)
-			continue
+		case <-timer.C:
 		}
 		now := time.Now()
-		for i, pkt := range p.pkz.Packetize(f.data, p.clip.samples) {
-			if p.dropRate > 0 && rand.Float64() < p.dropRate {
-				continue // lost on the way: never reaches pion, so it cannot be retransmitted
-			}
-			// Counted before the write: a client in the same process may
-			// receive the packet before WriteRTP returns, and must never see
-			// a packet that is not yet among the sent ones.
-			p.stats.sent(pkt, p.kind == "video" && f.keyframe && i == 0, now)
-			if err := p.track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+		if !p.isOn() {
+			running = false
+			timer.Stop()
+			continue
+		}
+		if !running {
+			running = true
+			origin, k = now, 0
+			originTS = clockTS + uint32(now.Sub(clockOrigin).Seconds()*rate)
+		}
+		due := int64(now.Sub(origin) / p.clip.interval)
+		if due-k >= maxCatchUp {
+			k = due
+		}
+		for ; k <= due; k++ {
+			if !p.send(originTS + uint32(k)*p.clip.samples) {
 				return
 			}
 		}
+		clockOrigin, clockTS = origin, originTS
+		timer.Reset(time.Until(origin.Add(time.Duration(k) * p.clip.interval)))
 	}
+}
+
+func (p *pump) isOn() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.on
+}
+
+// send sends the next frame with RTP timestamp ts; false once the track is gone.
+func (p *pump) send(ts uint32) bool {
+	f := p.next()
+	if f == nil {
+		return true
+	}
+	now := time.Now()
+	for i, pkt := range p.pkz.Packetize(f.data, p.clip.samples) {
+		pkt.Timestamp = ts
+		if p.dropRate > 0 && rand.Float64() < p.dropRate {
+			continue // lost on the way: never reaches pion, so it cannot be retransmitted
+		}
+		// Counted before the write: a client in the same process may
+		// receive the packet before WriteRTP returns, and must never see
+		// a packet that is not yet among the sent ones.
+		p.stats.sent(pkt, p.kind == "video" && f.keyframe && i == 0, now)
+		if err := p.track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			return false
+		}
+	}
+	return true
 }

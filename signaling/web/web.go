@@ -61,6 +61,8 @@ var routes = map[string]string{
 	ClientPath:    "static/medcall.js",
 	// Imported by medcall.js as './remote.js'.
 	"/client/remote.js": "static/remote.js",
+	// Imported by medcall.js as './netwatch.js'.
+	"/client/netwatch.js": "static/netwatch.js",
 }
 
 var contentTypes = map[string]string{

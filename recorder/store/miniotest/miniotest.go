@@ -41,7 +41,9 @@ type Server struct {
 
 	t       testing.TB
 	bin     string
-	volumes []string // the drives of an erasure-coded server (distributed.go)
+	volumes []string // the drives of an erasure-coded server, or every drive URL of a distributed one (distributed.go)
+	env     []string // extra environment (distributed.go)
+	probes  []string // health paths that must answer 200 before the server counts as up
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -149,6 +151,15 @@ func (s *Server) Restart() error {
 }
 
 func (s *Server) start() error {
+	if err := s.launch(); err != nil {
+		return err
+	}
+	return s.await()
+}
+
+// launch starts the process without waiting for it to be healthy: the
+// nodes of a distributed deployment only become healthy together.
+func (s *Server) launch() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out = &syncBuffer{}
@@ -164,26 +175,38 @@ func (s *Server) start() error {
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=1",
 	)
+	cmd.Env = append(cmd.Env, s.env...)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run %s: %w", s.bin, err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	if err := waitHealthy(s.Endpoint, done); err != nil {
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("%w; server output:\n%s", err, s.out.String())
-	}
 	s.cmd, s.done = cmd, done
 	return nil
 }
 
-func waitHealthy(endpoint string, exited <-chan struct{}) error {
+// await waits until a launched server is healthy; one that is not is killed.
+func (s *Server) await() error {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	probes := s.probes
+	if len(probes) == 0 {
+		probes = []string{"/minio/health/live", "/minio/health/ready"}
+	}
+	if err := waitHealthy(s.Endpoint, probes, done); err != nil {
+		s.Stop()
+		return fmt.Errorf("%w; server output:\n%s", err, s.out.String())
+	}
+	return nil
+}
+
+func waitHealthy(endpoint string, probes []string, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	for _, probe := range []string{"/minio/health/live", "/minio/health/ready"} {
+	for _, probe := range probes {
 		for {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+endpoint+probe, nil)
 			if resp, err := client.Do(req); err == nil {

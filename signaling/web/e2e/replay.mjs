@@ -10,7 +10,8 @@
 // consultation on the demo page, switch to video one after the other and
 // hang up. Otherwise MEDCALL_RECORDING names a stored recording.
 //
-// Then the player plays it: at 10 points, each reached by a seek, both tones
+// Then the player plays it (one recording, or a consultation recorded in
+// segments, which the server joins on one clock): at 10 points, each reached by a seek, both tones
 // are heard (WebAudio energy), each participant shows the frame the
 // recording holds at that time (within 40 ms), and a participant whose
 // camera was off shows the "Audio only" placeholder; paused seeks too.
@@ -142,7 +143,8 @@ try {
       return { t, tiles, db: { patient: db(440), clinician: db(2500), noise: db(1300) } };
     };
     window.player = p;
-    return { durationS: p.tl.durationS, participants: p.tl.participants };
+    const note = c.querySelector('.consultation-segments');
+    return { durationS: p.tl.durationS, participants: p.tl.participants, segments: p.tl.segments.length, note: note && !note.hidden ? note.textContent : '' };
   }, { recording, token });
 
   // How far behind the clock the shown frame is (negative: ahead): 0 when
@@ -192,6 +194,12 @@ try {
     return shown.join(' ');
   };
 
+  // A consultation recorded in parts plays as one; the page says where it was interrupted.
+  console.log(`RESULT segments ${tl.segments} ${tl.note}`);
+  // ... and its list shows it once, saying so.
+  await page.evaluate((token) => { document.getElementById('replay-token').value = token; document.getElementById('replay-form').requestSubmit(); }, token);
+  const listed = await poll('the recordings list', () => page.evaluate(() => [...document.querySelectorAll('#replay-list button')].map((b) => b.textContent)).then((l) => l.length && l));
+  console.log(`RESULT list ${listed.length} ${listed.join(' | ')}`);
   // 10 points where both are in the call, visited in shuffled order.
   console.log(`RESULT timeline ${JSON.stringify(tl.participants.map((p) => ({ label: p.label, joined: p.joinedMs, left: p.leftMs, videoOn: p.videoOn })))}`);
   const lo = Math.max(...tl.participants.map((p) => p.joinedMs ?? 0)) / 1000 + 0.8;

@@ -279,9 +279,11 @@ async function showStats() {
 
 /**
  * Parses GET /v1/recordings. Kept in one place so the page follows the API if
- * its shape changes. Shape: {"recordings":[{id, consultation, started, ended, duration_ms, url}]}.
+ * its shape changes. Shape: {"recordings":[{id, consultation, started, ended, duration_ms, url, segments}]},
+ * one entry per consultation; segments lists the recordings it was made of (more than one when it moved
+ * between cluster nodes), and it plays as one.
  * @param {any} body
- * @returns {{id: string, consultation: string, started: Date|null, durationMs: number|null, url: string}[]}
+ * @returns {{id: string, consultation: string, started: Date|null, durationMs: number|null, url: string, parts: number}[]}
  */
 export function parseRecordings(body) {
   if (!body || !Array.isArray(body.recordings)) throw new Error('unexpected reply from the recordings service');
@@ -291,6 +293,7 @@ export function parseRecordings(body) {
     started: r.started ? new Date(r.started) : null,
     durationMs: typeof r.duration_ms === 'number' ? r.duration_ms : null,
     url: typeof r.url === 'string' && r.url ? r.url : `/v1/recordings/${encodeURIComponent(r.id)}`,
+    parts: Array.isArray(r.segments) ? Math.max(r.segments.length, 1) : 1,
   }));
 }
 
@@ -345,7 +348,8 @@ async function loadRecordings(ev) {
       if (rec.started) b.dataset.started = rec.started.toISOString();
       const when = rec.started ? rec.started.toLocaleString() : 'unknown time';
       const len = rec.durationMs !== null ? ` — ${Math.round(rec.durationMs / 1000)} s` : '';
-      b.textContent = `Consultation ${rec.consultation}, ${when}${len}`;
+      b.dataset.parts = String(rec.parts);
+      b.textContent = `Consultation ${rec.consultation}, ${when}${len}${rec.parts > 1 ? ` (recorded in ${rec.parts} parts)` : ''}`;
       b.addEventListener('click', () => play(rec));
       li.append(b);
       list.append(li);

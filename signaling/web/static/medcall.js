@@ -29,19 +29,20 @@
 // and queued until the description they belong to is set.
 
 import { RemoteMedia } from './remote.js';
+import { watchTransports } from './netwatch.js';
 
 /** Protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
 
 /** Message types a client sends (PROTOCOL.md "Client requests"). */
-export const ClientRequests = Object.freeze(['join', 'offer', 'answer', 'candidate', 'media', 'leave', 'ping']);
+export const ClientRequests = Object.freeze(['join', 'offer', 'answer', 'candidate', 'media', 'leave', 'ping', 'restart']);
 
 /** Message types the server sends (PROTOCOL.md "Server replies and events"). */
 export const ServerMessages = Object.freeze(['joined', 'answer', 'ack', 'pong', 'error', 'offer', 'candidate', 'participant', 'bye', 'redirect']);
 
 /** The reply each request expects (anything else but `error` is a protocol fault). */
 export const Replies = Object.freeze({
-  join: 'joined', offer: 'answer', answer: 'ack', candidate: 'ack', media: 'ack', leave: 'ack', ping: 'pong',
+  join: 'joined', offer: 'answer', answer: 'ack', candidate: 'ack', media: 'ack', leave: 'ack', ping: 'pong', restart: 'ack',
 });
 
 /** Error codes the server may send (PROTOCOL.md "Error codes"). */
@@ -65,6 +66,7 @@ export const ErrorCodes = Object.freeze({
   BAD_REQUEST: 'bad_request',
   UNAVAILABLE: 'unavailable',
   INTERNAL: 'internal',
+  RESUME_FAILED: 'resume_failed',
 });
 
 /** Error codes this client raises itself; never sent by the server. */
@@ -143,7 +145,9 @@ const SUBSCRIBE = 'subscribe';
  * - `audioblocked` {participant}: the autoplay policy refused to play remote audio; call resumeAudio() from a click
  * - `audiounblocked` {participant}: that audio plays after all (resumeAudio(), or the browser allowed it later)
  * - `media` {audio, video, path?}: what this client now sends
- * - `reconnecting` {attempt, error}, `reconnected` {}
+ * - `reconnecting` {attempt, error}, `reconnected` {}: a rejoin from scratch (others saw this participant leave)
+ * - `restarted` {resumed}: the network changed and ICE restarted on both connections, over a new
+ *   signaling socket if `resumed`; the others saw nothing (PROTOCOL.md "Network change")
  * - `bye` {reason}: the server removed this participant
  * - `error` {error: MedcallError}: a failure not tied to a call the app made
  */
@@ -187,6 +191,9 @@ export class MedcallClient extends EventTarget {
     this._reconnecting = false; // a reconnect loop is running
     this._generation = 0; // bumps on every (re)connect; stale callbacks check it
     this._lastStats = null;
+    this._resume = ''; // joined.resume: takes this participant over on a new socket
+    this._restarting = false; // a network-change restart is running
+    this._stopWatch = () => {}; // stops netwatch.js's stall detector
   }
 
   /**
@@ -419,7 +426,11 @@ export class MedcallClient extends EventTarget {
     this.recording = !!joined.recording;
     this.peers = new Map((joined.participants || []).map((p) => [p.id, p]));
     /** @type {RTCIceServer[]|undefined} TURN servers and this join's credentials (PROTOCOL.md "ICE servers") */ this._joinedICE = joined.iceServers;
+    this._resume = joined.resume || '';
     this._setupPeerConnections(gen);
+    this._stopWatch = watchTransports(() => [this._pub, this._sub], () => {
+      if (gen === this._generation && !this._closing && this.opts.reconnect) this._networkChanged(true);
+    });
     await this._publishAudio();
     this._setState('joined');
     const detail = { consultation: joined.consultation, participant: joined.participant, participants: joined.participants || [], recording: this.recording };
@@ -447,7 +458,93 @@ export class MedcallClient extends EventTarget {
       if (this.state === 'joined') { this._teardown(); this._setState('closed'); }
       return;
     }
+    // The server saw this socket close too and removed the participant: rejoin.
+    // (A network change leaves the socket silent instead; _networkChanged resumes it.)
     this._reconnect();
+  }
+
+  // ---- network change (PROTOCOL.md "Network change") ----
+
+  /**
+   * Restarts ICE on both connections, resuming on a new socket first if the old one is dead; falls back to a rejoin.
+   * @param {boolean} [stalled] only media stalled (netwatch.js): restart only if the socket is dead too
+   */
+  async _networkChanged(stalled = false) {
+    if (this._restarting || this._reconnecting || this._closing || this.state !== 'joined') return;
+    this._restarting = true;
+    const gen = this._generation;
+    try {
+      for (let attempt = 1; attempt <= 5 && gen === this._generation && !this._closing; attempt++) {
+        try {
+          const resumed = !(await this._socketAnswers());
+          if (!resumed && stalled && attempt === 1) return; // the network is fine: a peer left or went quiet
+          if (resumed) await this._resumeSocket(gen);
+          await this._restartIce();
+          this._emit('restarted', { resumed });
+          return;
+        } catch (err) {
+          const e = asMedcallError(err);
+          if (e.code === ErrorCodes.RESUME_FAILED) break; // the server removed us: only a rejoin helps
+          await sleep(500 * attempt);
+        }
+      }
+      if (gen === this._generation && !this._closing) this._reconnect();
+    } finally {
+      this._restarting = false;
+    }
+  }
+
+  /** Whether the socket is open and answers a ping at once (a slow answer only costs a resume). */
+  async _socketAnswers() {
+    if (!this._ws || this._ws.readyState !== WebSocket.OPEN) return false;
+    try {
+      await withTimeout(this._request('ping', {}), 400);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Opens a new socket and takes this participant over on it (join with resume); the peer connections stay. */
+  async _resumeSocket(gen) {
+    const old = this._ws;
+    if (old) { old.onclose = null; old.onmessage = null; }
+    this._failPending(new MedcallError(ClientErrorCodes.CLOSED, 'signaling socket replaced'));
+    const token = this.opts.getToken ? await this.opts.getToken() : this.opts.token;
+    try {
+      await this._open(gen, this._ws && this._ws.url ? this._ws.url : (this.opts.url || defaultURL()));
+      const fields = { token, resume: this._resume };
+      if (this.opts.consultation) fields.consultation = this.opts.consultation;
+      /** @type {any} */
+      const joined = await this._request('join', fields);
+      if (!joined.resumed) throw new MedcallError(ClientErrorCodes.PROTOCOL, 'join with resume was not resumed');
+      // Events sent on the old socket may be lost: the list in joined is the truth.
+      const now = new Map((joined.participants || []).map((p) => [p.id, p]));
+      for (const id of [...this.peers.keys()]) if (!now.has(id)) this._peerLeft(id);
+      for (const [id, p] of now) if (!this.peers.has(id)) this._onParticipant('joined', p);
+      if (joined.iceServers && !this.opts.iceServers) {
+        for (const pc of [this._pub, this._sub]) pc.setConfiguration({ ...pc.getConfiguration(), iceServers: joined.iceServers });
+      }
+    } finally {
+      if (old && old !== this._ws) old.close(); // only now: a close reaching the server first would remove us
+    }
+  }
+
+  /**
+   * Publish: re-offer with new ICE credentials; subscribe: ask the server to re-offer with new ones.
+   * Resolves once both connections use a pair of their new credentials (else the caller tries again).
+   */
+  async _restartIce() {
+    this._pub.restartIce();
+    await this._offerPublish();
+    await this._request('restart', { pc: SUBSCRIBE });
+    const end = Date.now() + 3000;
+    for (const pc of [this._pub, this._sub]) {
+      while (pc.remoteDescription && !(await onNewPair(pc))) {
+        if (Date.now() > end) throw new MedcallError(ClientErrorCodes.TIMEOUT, 'no connection on the new network after an ICE restart');
+        await sleep(50);
+      }
+    }
   }
 
   /** Rejoins after a dropped socket (PROTOCOL.md "Reconnect"): new socket, join, negotiate anew, restore media. */
@@ -490,9 +587,10 @@ export class MedcallClient extends EventTarget {
   /** Drops the socket and peer connections (not the local tracks). */
   _teardown() {
     this._generation++;
+    this._stopWatch();
     this._failPending(new MedcallError(ClientErrorCodes.CLOSED, 'connection closed'));
     if (this._ws) { this._ws.onclose = null; this._ws.onmessage = null; this._ws.close(1000); this._ws = null; }
-    for (const pc of [this._pub, this._sub]) if (pc) { pc.onicecandidate = null; pc.ontrack = null; pc.onconnectionstatechange = null; pc.close(); }
+    for (const pc of [this._pub, this._sub]) if (pc) { pc.onicecandidate = null; pc.ontrack = null; pc.oniceconnectionstatechange = null; pc.close(); }
     this._pub = this._sub = null;
     this._videoSender = null;
     this._queued = { [PUBLISH]: [], [SUBSCRIBE]: [] };
@@ -607,9 +705,10 @@ export class MedcallClient extends EventTarget {
         this._request('candidate', { pc: name, candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex, usernameFragment: c.usernameFragment } })
           .catch((err) => this._emitBackground(err));
       };
-      pc.onconnectionstatechange = () => {
-        if (pc.connectionState === 'failed' && gen === this._generation && !this._closing && this.opts.reconnect) {
-          this._reconnect();
+      pc.oniceconnectionstatechange = () => {
+        const s = pc.iceConnectionState;
+        if ((s === 'disconnected' || s === 'failed') && gen === this._generation && !this._closing && this.opts.reconnect) {
+          this._networkChanged(); // a network change: restart ICE, keep the place in the call
         }
       };
     }
@@ -660,7 +759,8 @@ export class MedcallClient extends EventTarget {
   _onRemoteCandidate(name, cand) {
     if (!cand || (name !== PUBLISH && name !== SUBSCRIBE)) return;
     const pc = name === PUBLISH ? this._pub : this._sub;
-    if (!pc || !pc.remoteDescription) {
+    // After an ICE restart the server's new candidates may overtake its answer: queue them too.
+    if (!pc || !pc.remoteDescription || !sameGeneration(cand, pc.remoteDescription.sdp)) {
       this._queued[name].push(cand);
       return;
     }
@@ -765,3 +865,29 @@ function defaultURL() {
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+/** Whether a connection's selected candidate pair is of its current ICE credentials (after a restart). */
+async function onNewPair(pc) {
+  const m = pc.localDescription && /a=ice-ufrag:(\S+)/.exec(pc.localDescription.sdp);
+  if (!m) return true;
+  const stats = await pc.getStats();
+  let ok = false;
+  stats.forEach((s) => {
+    if (s.type !== 'transport' || !s.selectedCandidatePairId) return;
+    const pair = stats.get(s.selectedCandidatePairId);
+    const local = pair && stats.get(pair.localCandidateId);
+    if (pair && pair.state === 'succeeded' && local && (!local.usernameFragment || local.usernameFragment === m[1])) ok = true;
+  });
+  return ok;
+}
+
+/** Whether a candidate belongs to the ICE generation (username fragment) of a description. */
+function sameGeneration(cand, sdp) {
+  const m = / ufrag (\S+)/.exec(cand.candidate || '');
+  const ufrag = cand.usernameFragment || (m && m[1]);
+  return !ufrag || sdp.includes(`a=ice-ufrag:${ufrag}\r\n`) || sdp.includes(`a=ice-ufrag:${ufrag}\n`);
+}
+
+function withTimeout(p, ms) {
+  return Promise.race([p, sleep(ms).then(() => { throw new MedcallError(ClientErrorCodes.TIMEOUT, `no reply within ${ms} ms`); })]);
+}

@@ -6,6 +6,13 @@
 // "Audio only" placeholder whenever a participant's camera was off, and names
 // people by role. Streams are fetched with the replay token in the
 // Authorization header (never in a URL) and played from blob URLs.
+//
+// A consultation that moved between cluster nodes was recorded in several
+// segments; the server already lays them back to back on the timeline's
+// clock and in each participant's stream, so they play as one. The player
+// notes where each later segment starts and how long the call was
+// interrupted there (not recorded, not played), and its download button
+// saves every segment's original signed file.
 
 /** Largest drift (s) between a participant's element and the clock before a hard re-seek; below it, speed is nudged. */
 const MAX_DRIFT = 0.1;
@@ -20,6 +27,12 @@ export function parseTimeline(b) {
     id: String(b.id),
     durationS: b.duration_ms / 1000,
     original: typeof b.original === 'string' ? b.original : '',
+    segments: (Array.isArray(b.segments) ? b.segments : []).filter((g) => g && typeof g.id === 'string').map((g) => ({
+      id: g.id,
+      offsetS: (g.offset_ms || 0) / 1000,
+      gapS: (g.gap_before_ms || 0) / 1000,
+      original: typeof g.original === 'string' ? g.original : '',
+    })),
     participants: b.participants.filter((p) => p && typeof p.label === 'string').map((p) => ({
       label: p.label,
       role: String(p.role || ''),
@@ -38,6 +51,17 @@ export function displayName(p) {
   const [role, n] = p.label.split('-');
   const name = role.charAt(0).toUpperCase() + role.slice(1) + (n ? ` ${n}` : '');
   return p.you ? `${name} (you)` : name;
+}
+
+/** Minutes and seconds: 75 -> "1:15". */
+const fmt = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+
+/** What a person reads about a consultation recorded in parts; '' for one part. */
+export function segmentNote(tl) {
+  if (tl.segments.length < 2) return '';
+  const gap = (s) => (s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`);
+  const breaks = tl.segments.slice(1).map((g) => `at ${fmt(g.offsetS)} (${gap(g.gapS)} not recorded)`);
+  return `Recorded in ${tl.segments.length} parts: the call was interrupted ${breaks.join(', ')}.`;
 }
 
 /** Whether participant p's camera was on at t seconds. */
@@ -95,11 +119,16 @@ export class ConsultationPlayer {
     this.clock.className = 'consultation-time';
     this.download = document.createElement('button');
     this.download.type = 'button';
-    this.download.textContent = 'Download the original recording';
+    this.download.textContent = timeline.segments.length > 1 ? `Download the ${timeline.segments.length} original recordings` : 'Download the original recording';
     const controls = document.createElement('div');
     controls.className = 'consultation-controls';
     controls.append(this.playButton, this.seekBar, this.clock, this.download);
-    this.root.append(tiles, controls);
+    const note = document.createElement('p');
+    note.className = 'consultation-segments';
+    note.dataset.segments = String(Math.max(timeline.segments.length, 1));
+    note.textContent = segmentNote(timeline);
+    note.hidden = !note.textContent;
+    this.root.append(tiles, controls, note);
     container.replaceChildren(this.root);
     this.frame = requestAnimationFrame(() => this.tick());
   }
@@ -206,18 +235,20 @@ export class ConsultationPlayer {
       x.fig.dataset.video = on ? 'on' : 'off';
     }
     if (document.activeElement !== this.seekBar) this.seekBar.value = String(t);
-    const fmt = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
     this.clock.textContent = `${fmt(t)} / ${fmt(this.tl.durationS)}`;
   }
 
-  /** Saves the original signed WebM (fetched with the token, never a token in a URL). */
+  /** Saves the original signed WebM of every segment (fetched with the token, never a token in a URL). */
   async saveOriginal(headers) {
-    const blob = await (await fetchOK(this.tl.original, headers)).blob();
-    const a = document.createElement('a');
-    a.href = URL.createObjectURL(blob);
-    a.download = `consultation-${this.tl.id}.webm`;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    const parts = this.tl.segments.length ? this.tl.segments : [{ id: this.tl.id, original: this.tl.original }];
+    for (const [i, g] of parts.entries()) {
+      const blob = await (await fetchOK(g.original, headers)).blob();
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(blob);
+      a.download = parts.length > 1 ? `consultation-${this.tl.id}-part${i + 1}.webm` : `consultation-${this.tl.id}.webm`;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    }
   }
 
   destroy() {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medcall/medcall/signaling/signaltest/netns"
+)
+
+// TestNetworkChangeBrowser is TestNetworkChangeGoClient with the moving
+// patient in real headless Chromium on the demo page (e2e/netchange.mjs,
+// inside the patient's namespace, over HTTPS): the page's medcall.js
+// notices the change by itself, resumes on a new signaling socket and
+// restarts ICE on both connections (the script checks both have new ICE
+// credentials); audio energy comes back at the page and at the clinician
+// (a Go client on the internet), who never sees the patient leave; the
+// recording is one file noting each restart. One change in CI
+// (MEDCALL_NETCHANGE_N for more, as deploy/netchange.sh does).
+func TestNetworkChangeBrowser(t *testing.T) {
+	node := needBrowser(t)
+	changes := 1
+	if os.Getenv("MEDCALL_NETCHANGE_N") != "" {
+		changes = netChanges()
+	}
+	ca, cert, key := newTestCertFiles(t, 1, netns.ServerPublicIP)
+	w, data, stop := natWorld(t, "h13i-b-", false, "--tls-cert", cert, "--tls-key", key)
+	cid := "c-ncb"
+	base := "https://" + netns.ServerPublicIP + ":" + nsHTTPPort
+	pat := mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", cid, "--rec")
+	doc := mintCmd(t, "--data", data, "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", cid, "--rec")
+	dc, _ := startPeer(t, w.Inet, "clinician", peerConfig{URL: "wss" + strings.TrimPrefix(base, "https") + "/v1/signal",
+		Token: doc, Peer: "p-1", CA: ca.file, KeepAudio: true})
+
+	artifacts := os.Getenv("MEDCALL_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "medcall-artifacts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := w.Client.Command(ctx, node, "netchange.mjs")
+	cmd.Dir = e2eDir
+	cmd.Env = append(os.Environ(), "MEDCALL_URL="+base, "MEDCALL_TOKEN="+pat, "MEDCALL_CHROMIUM="+chromiumPath(),
+		"MEDCALL_ARTIFACTS="+artifacts, fmt.Sprintf("MEDCALL_CHANGES=%d", changes))
+	cmd.Stderr = tbLog{t, "node stderr: "}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr, heardPackets, passed := netns.ClientIP, uint64(0), false
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) >= 2 && f[0] == "CHECKPOINT":
+			answer := "ok"
+			switch f[1] {
+			case "hear_patient":
+				got := dc.do(fmt.Sprintf("wait audio %d", heardPackets+100))
+				heardPackets, _ = strconv.ParseUint(got[2], 10, 64)
+			case "move":
+				next := "10.9.2." + strconv.Itoa(20+atoi(f[2]))
+				at := time.Now()
+				moveClient(t, w, addr, next)
+				addr = next
+				answer += " " + strconv.FormatInt(at.UnixNano(), 10)
+			case "heard":
+				h := dc.do("heard " + f[2])
+				after, _ := strconv.ParseFloat(h[1], 64)
+				before, _ := strconv.ParseFloat(h[2], 64)
+				if after < before-6 || after < -45 {
+					t.Errorf("the clinician hears the browser patient at %.1f dBFS after the change, %.1f dBFS before", after, before)
+				}
+				answer += " " + strconv.FormatInt(nsDiff(f[2], h[0]).Milliseconds(), 10)
+			case "leave":
+				if got := dc.do("churn"); got[0] != "1" || got[1] != "0" {
+					t.Errorf("the clinician saw the browser patient join %s times and leave %s times, want 1 and 0", got[0], got[1])
+				}
+				m := nsScrape(t, w.Server, nsAdmin)
+				for _, s := range []string{`medcall_ice_restarts_total{pc="publish"}`, `medcall_ice_restarts_total{pc="subscribe"}`} {
+					if m[s] < float64(changes) {
+						t.Errorf("%s = %v, want at least %d", s, m[s], changes)
+					}
+				}
+				dc.do("leave")
+			default:
+				answer = "fail unknown checkpoint " + f[1]
+			}
+			_, _ = fmt.Fprintln(stdin, answer)
+		case len(f) >= 1 && f[0] == "E2E" && len(f) == 2 && f[1] == "PASS":
+			passed = true
+		default:
+			t.Log("node: " + sc.Text())
+		}
+	}
+	_ = stdin.Close()
+	if err := cmd.Wait(); err != nil || !passed {
+		t.Fatalf("the browser patient failed (exit: %v); see the node output above and %s", err, artifacts)
+	}
+	stop()
+	checkNetChangeRecording(t, data, cid, changes)
+}

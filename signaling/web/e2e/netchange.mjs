@@ -1,0 +1,168 @@
+// A patient in headless Chromium on the demo page whose network changes
+// mid-call, run inside the patient's network namespace by
+// cmd/medcall/netchange_browser_test.go. The page (medcall.js) must notice
+// by itself, resume on a new signaling socket and restart ICE; this script
+// only watches what the page hears.
+//
+// Environment:
+//   MEDCALL_URL        the server's public base URL (https://PUBLIC-IP:PORT)
+//   MEDCALL_TOKEN      the patient's join token (typed into the page; never in a URL)
+//   MEDCALL_CHROMIUM   the browser (default /usr/bin/chromium)
+//   MEDCALL_CHANGES    how many times the Go test changes the address (default 1)
+//   MEDCALL_ARTIFACTS  directory for a screenshot on failure
+//
+// Output protocol (stdout, one line each):
+//   RESULT <name> <values>    a measurement, logged by the Go test
+//   CHECKPOINT <step> [args]  the Go test does its part ("hear_patient", "move",
+//                             "heard T", "leave" before the page hangs up) and
+//                             answers "ok [values]" on stdin
+//   E2E PASS                  the end
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as pathJoin } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const base = process.env.MEDCALL_URL;
+const token = process.env.MEDCALL_TOKEN;
+if (!base || !token) throw new Error('MEDCALL_URL and MEDCALL_TOKEN must be set');
+const changes = Number(process.env.MEDCALL_CHANGES || '1');
+const artifacts = process.env.MEDCALL_ARTIFACTS || pathJoin(tmpdir(), 'medcall-artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+const stdin = createInterface({ input: process.stdin });
+const answers = [];
+const waiters = [];
+stdin.on('line', (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
+const nextAnswer = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => waiters.push(r)));
+
+async function checkpoint(step, ...args) {
+  console.log(`CHECKPOINT ${step} ${args.join(' ')}`.trim());
+  const a = await nextAnswer();
+  if (!a.startsWith('ok')) throw new Error(`step ${step}: ${a}`);
+  return a.split(' ').slice(1);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Every RTCPeerConnection the page makes, kept for getStats.
+const capturePCs = () => {
+  const Orig = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.__iceLog = [];
+  window.RTCPeerConnection = function (...a) {
+    const pc = new Orig(...a);
+    const n = window.__pcs.push(pc);
+    pc.addEventListener('iceconnectionstatechange', () => window.__iceLog.push(`${Date.now()} pc${n} ${pc.iceConnectionState}`));
+    return pc;
+  };
+  const OrigWS = window.WebSocket;
+  window.WebSocket = function (...a) {
+    const ws = new OrigWS(...a);
+    window.__iceLog.push(`${Date.now()} ws open`);
+    ws.addEventListener('close', (e) => window.__iceLog.push(`${Date.now()} ws close ${e.code}`));
+    return ws;
+  };
+  window.WebSocket.prototype = OrigWS.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  window.RTCPeerConnection.prototype = Orig.prototype;
+};
+
+/** Inbound audio packets and energy over the page's open connections, and their ICE credentials. */
+const heard = (page) => page.evaluate(async () => {
+  const out = { packets: 0, energy: 0, ufrags: [] };
+  for (const pc of window.__pcs) {
+    if (pc.connectionState === 'closed') continue;
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        out.packets += s.packetsReceived || 0;
+        out.energy += s.totalAudioEnergy || 0;
+      }
+    });
+    const d = pc.localDescription;
+    const m = d && /a=ice-ufrag:(\S+)/.exec(d.sdp);
+    if (m) out.ufrags.push(m[1]);
+  }
+  return out;
+});
+
+/**
+ * Waits until the clinician's audio flows again after `since` (ms): at least
+ * 25 packets and rising energy within half a second. Returns when the flow
+ * came back (the first sample of that window with new packets).
+ */
+async function audioBack(page, since) {
+  const samples = [];
+  const end = Date.now() + 30000;
+  while (Date.now() < end) {
+    const s = await heard(page);
+    samples.push({ t: Date.now(), ...s });
+    const after = samples.filter((x) => x.t >= since);
+    for (let i = 1; i < after.length; i++) {
+      if (after[i].packets <= after[i - 1].packets) continue;
+      const w = after.filter((x) => x.t >= after[i - 1].t && x.t <= after[i - 1].t + 500);
+      const last = w[w.length - 1];
+      if (last.t - after[i - 1].t >= 450 && last.packets - after[i - 1].packets >= 25 && last.energy > after[i - 1].energy) {
+        return { at: after[i].t, energy: last.energy - after[i - 1].energy, ufrags: last.ufrags };
+      }
+    }
+    await sleep(50);
+  }
+  throw new Error('the clinician\'s audio did not come back within 30 s of the change');
+}
+
+let browser = null;
+let page = null;
+
+async function main() {
+  browser = await chromium.launch({
+    executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--ignore-certificate-errors'],
+  });
+  const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], ignoreHTTPSErrors: true });
+  page = await ctx.newPage();
+  await page.addInitScript(capturePCs);
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.log(`page ${m.type()}: ${m.text()}`); });
+  await page.goto(base + '/');
+  await page.fill('#token', token);
+  await page.click('#join-button');
+  await page.waitForSelector('#call:not([hidden])', { timeout: 20000 });
+  await audioBack(page, Date.now());
+  await checkpoint('hear_patient');
+
+  for (let i = 1; i <= changes; i++) {
+    await sleep(2000); // a steady call before each change
+    const before = await heard(page);
+    const [atNs] = await checkpoint('move', i);
+    const at = Number(atNs) / 1e6;
+    const back = await audioBack(page, at);
+    const [clinicianBack] = await checkpoint('heard', atNs);
+    const restarted = back.ufrags.filter((u) => !before.ufrags.includes(u)).length;
+    const log = await page.evaluate(() => window.__iceLog.splice(0));
+    console.log(`RESULT events ${log.filter((l) => Number(l.split(' ')[0]) >= at - 100).map((l) => `+${Number(l.split(' ')[0]) - Math.round(at)}ms:${l.split(' ').slice(1).join('_')}`).join(' ')}`);
+    console.log(`RESULT change ${i} page_hears_ms=${(back.at - at).toFixed(0)} clinician_hears_ms=${clinicianBack} energy=${back.energy.toFixed(5)} new_ice_credentials=${restarted}`);
+    if (restarted < 2) throw new Error(`change ${i}: ${restarted} of the page's connections have new ICE credentials, want 2 (an ICE restart on both)`);
+  }
+  console.log(`RESULT status ${await page.textContent('#status').catch(() => '?')}`);
+  await checkpoint('leave'); // the clinician checks it never saw the patient leave, then leaves
+  await page.click('#hangup-button');
+  await page.waitForSelector('#ended:not([hidden])');
+}
+
+let code = 0;
+try {
+  await main();
+  console.log('E2E PASS');
+} catch (err) {
+  console.error(`E2E FAIL: ${err && err.stack ? err.stack : err}`);
+  code = 1;
+  if (page) await page.screenshot({ path: pathJoin(artifacts, 'netchange-failure.png'), fullPage: true }).catch(() => {});
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  stdin.close();
+}
+process.exit(code);
