@@ -183,8 +183,9 @@ func TestQualityRandomLoss(t *testing.T) {
 	asked := after["medcall_nack_packets_total"] - before["medcall_nack_packets_total"]
 	stale := after["medcall_nack_packets_stale_total"] - before["medcall_nack_packets_stale_total"]
 	sent, _ := between(ps, t0, end)
-	t.Logf("5%% loss both ways (%d packets lost towards the patient, %d from): clinician sends %.0f kbit/s; patient: %s; NACKed %.0f, stale %.0f, resent %.0f (%.2f per lost packet)",
-		lostDown, lostUp, sent.sentKbps(), p, asked, stale, resent, resent/float64(max(lostDown, 1)))
+	seen, _ := between(ws, t0, end)
+	t.Logf("5%% loss both ways (%d packets lost towards the patient, %d from): clinician sends %.0f kbit/s; patient: %s; NACKed %.0f, stale %.0f, resent %.0f (%.2f per lost packet; the patient counted %.0f retransmissions received)",
+		lostDown, lostUp, sent.sentKbps(), p, asked, stale, resent, resent/float64(max(lostDown, 1)), seen.delta("rtxReceived"))
 	if lostDown == 0 {
 		t.Fatal("the impairment lost nothing")
 	}

@@ -40,7 +40,7 @@ const capturePCs = () => {
 const sample = (page) => page.evaluate(async () => {
   const o = {
     t: Date.now(), framesDecoded: 0, freezeCount: 0, freezeSec: 0, videoPacketsLost: 0, videoPacketsReceived: 0,
-    videoBytesReceived: 0, nackSent: 0, audioPacketsLost: 0, audioPacketsReceived: 0, concealed: 0, samples: 0,
+    videoBytesReceived: 0, nackSent: 0, rtxReceived: 0, audioPacketsLost: 0, audioPacketsReceived: 0, concealed: 0, samples: 0,
     videoBytesSent: 0, audioBytesSent: 0, retransmittedBytesSent: 0, framesEncoded: 0, available: 0, width: 0, sentWidth: 0,
   };
   for (const pc of window.__pcs) {
@@ -54,6 +54,7 @@ const sample = (page) => page.evaluate(async () => {
         o.videoPacketsReceived += s.packetsReceived || 0;
         o.videoBytesReceived += s.bytesReceived || 0;
         o.nackSent += s.nackCount || 0;
+        o.rtxReceived += s.retransmittedPacketsReceived || 0;
         o.width = Math.max(o.width, s.frameWidth || 0);
       }
       if (s.type === 'inbound-rtp' && s.kind === 'audio') {
