@@ -106,3 +106,16 @@ func TestREDOnlyForOpusWhereNegotiated(t *testing.T) {
 		}
 	}
 }
+
+// TestREDAudioTakesTwoReserves: a subscriber's audio wrapped in RED costs
+// its link two Opus frames per packet, so the rate control reserves twice
+// for it before video gets a share.
+func TestREDAudioTakesTwoReserves(t *testing.T) {
+	plain, wrapped := &Receiver{kind: KindAudio}, &Receiver{kind: KindAudio}
+	red := &DownTrack{}
+	red.red.Store(newREDEncoder(111))
+	p := &Participant{subs: map[*Receiver]*DownTrack{plain: {}, wrapped: red}}
+	if audio, video := p.subscriptionCounts(); audio != 3 || video != 0 {
+		t.Errorf("subscriptionCounts = %d audio reserves, %d video; want 3 (one plain, two for RED) and 0", audio, video)
+	}
+}
