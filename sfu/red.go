@@ -18,7 +18,8 @@ import (
 // sending plain Opus (their connections do not negotiate RED), so the
 // recorder and subscribers without RED (the Go client) get plain Opus as
 // before. RED costs the subscriber's link one more Opus frame per packet
-// (~32 kbit/s), which its rate control sees as audio it sends.
+// (~32 kbit/s), for which the rate control reserves a second audio share
+// (subscriptionCounts).
 
 // RED's MIME type (pion has no constant for it) and its payload type in
 // subscribe offers (Chromium's).
