@@ -43,13 +43,12 @@ type link struct {
 	// asked for packets too old to resend.
 	onStale atomic.Pointer[func(ssrc uint32)] // bytes of RTP sent on the connection
 
-	mu     sync.Mutex // guards the cap and the last step's time and bytes
-	cap    capState
-	capBps atomic.Uint64 // cap.bps, for the pacer's hot path
-
-	losses   lossReports // what the subscriber reports lost, per stream (lossreport.go)
+	mu       sync.Mutex // guards the cap and the last step's time and bytes
+	cap      capState
 	stepAt   time.Time
 	stepSent uint64
+
+	losses lossReports // what the subscriber reports lost, per stream (lossreport.go)
 }
 
 type gccEstimator struct{ cc.BandwidthEstimator }
@@ -210,7 +209,6 @@ func (l *link) stepCap(now time.Time) {
 	// Before its first delay update GCC's usage reads "overuse" (its zero value).
 	overuse := usage == "overuse" && delayTarget > 0
 	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, loss > congestedLoss, l.ceiling)
-	l.capBps.Store(l.cap.bps)
 }
 
 // links holds a link per peer connection from the moment pion builds the
@@ -237,19 +235,19 @@ func (ls *links) take(pc *webrtc.PeerConnection) *link {
 	return l.(*link)
 }
 
-// addBandwidthEstimation registers, ahead of pion's defaults, GCC (with a
-// pacer of medcall's own that paces video only on a capped link, pacer.go;
-// otherwise the SFU forwards as it receives and steers the publishers),
+// addBandwidthEstimation registers, ahead of pion's defaults, GCC (without a
+// pacer: the SFU forwards as it receives and steers the publishers instead;
+// a pacer at the link's cap was tried and froze no less, see
+// docs/quality.md),
 // the transport-wide sequence numbers the subscriber's feedback refers to,
 // and an observer of the subscriber's feedback that also guards the NACK
 // responder (nackguard.go).
 func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls *links, maxBitrate int, metrics *Metrics) error {
 	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		p := newLinkPacer()
-		e, err := gcc.NewSendSideBWE(gcc.SendSideBWEPacer(p),
+		e, err := gcc.NewSendSideBWE(gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
 			gcc.SendSideBWEInitialBitrate(maxBitrate), gcc.SendSideBWEMaxBitrate(maxBitrate),
 			gcc.SendSideBWEMinBitrate(minVideoBitrate/2))
-		return &nackBudget{SendSideBWE: e, pacer: p}, err
+		return &nackBudget{SendSideBWE: e}, err
 	})
 	if err != nil {
 		return err
@@ -258,7 +256,6 @@ func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls 
 		b := e.(*nackBudget)
 		b.l = ls.get(id)
 		b.l.gcc.Store(&gccEstimator{b.SendSideBWE})
-		b.pacer.l.Store(b.l)
 	})
 	ir.Add(f)
 	ls.ceiling = uint64(maxBitrate)

@@ -79,8 +79,7 @@ func filterNack(n *rtcp.TransportLayerNack, log *sentLog, now int64) (asked, kep
 // The link reads the real estimator (Unwrap).
 type nackBudget struct {
 	*gcc.SendSideBWE
-	l     *link
-	pacer *linkPacer // pacer.go
+	l *link
 }
 
 // GetTargetBitrate is the retransmission budget of the link, in bits/s.
