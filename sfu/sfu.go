@@ -136,13 +136,14 @@ func New(cfg Config) (*SFU, error) {
 		}
 		se.SetICETimeouts(disc, failed, 2*time.Second)
 	}
+	s.links.downLoss = s.downstreamLoss
 	m, pub, sub, err := newMediaEngine(cfg, &s.links)
 	if err != nil {
 		s.closeNetwork()
 		return nil, err
 	}
-	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(pub))
-	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(sub))
+	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.pub), webrtc.WithInterceptorRegistry(pub))
+	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.sub), webrtc.WithInterceptorRegistry(sub))
 	return s, nil
 }
 
