@@ -56,7 +56,8 @@ type Config struct {
 	// held by another node (e.g. after a partition); it should end it here
 	// so its participants reconnect and meet on that node.
 	// It is also called when this node could not renew the lease of a
-	// consultation running here in time (Node.fence).
+	// consultation running here in time (Node.fence), and for each one
+	// still running when the node leaves, before its placement is released.
 	Lost   func(cid string)
 	Logger *slog.Logger
 }
@@ -195,12 +196,20 @@ func (n *Node) Run(ctx context.Context) {
 	}
 }
 
-// leave removes the node record and releases every placement the node
-// holds, so the next join of each consultation places it on another node.
+// leave removes the node record, ends the consultations still running here
+// (a drain that timed out) and then releases every placement the node
+// holds, so the next join of each consultation places it on another node:
+// a placement is released only once its copy here has ended.
 func (n *Node) leave(ctx context.Context) {
 	_ = n.cfg.Redis.Del(ctx, keyNode+n.cfg.ID).Err()
+	hosted := n.cfg.Hosted()
+	if n.cfg.Lost != nil {
+		for _, cid := range hosted {
+			n.cfg.Lost(cid)
+		}
+	}
 	placed, _ := n.cfg.Redis.SMembers(ctx, keyHosted+n.cfg.ID).Result()
-	for _, cid := range union(placed, n.cfg.Hosted()) {
+	for _, cid := range union(placed, hosted) {
 		_ = releaseScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, n.cfg.ID, cid).Err()
 	}
 }
