@@ -99,7 +99,7 @@ func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, rec *recorder.Rec
 	}
 	counterFunc(reg, "cluster_placements_total", "Consultations placed by joins entering this node (on any node).", nil, u64(&n.Counters.Placements))
 	counterFunc(reg, "cluster_redirects_total", "Joins entering this node redirected to the node hosting their consultation.", nil, u64(&n.Counters.Redirects))
-	counterFunc(reg, "cluster_leases_lost_total", "Consultations running here whose placement another node held; ended here.", nil, u64(&n.Counters.LeasesLost))
+	counterFunc(reg, "cluster_leases_lost_total", "Consultations ended here because another node held their placement or this node could not renew their lease in time.", nil, u64(&n.Counters.LeasesLost))
 	counterFunc(reg, "cluster_segment_handovers_total", "Recordings started here that continue a segment recorded on another node.", nil, u64(&n.Counters.Handovers))
 	counterFunc(reg, "cluster_leases_reclaimed_total", "Placements of consultations running here re-taken after Redis lost them.", nil, u64(&n.Counters.Reclaimed))
 	ctx, cancel := context.WithCancel(context.Background())

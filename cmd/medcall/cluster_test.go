@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -229,6 +230,56 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 	}
 	checkClusterReplay(t, r, pairs, moved)
+}
+
+// TestClusterNodePaused: the node hosting a consultation is stopped
+// (SIGSTOP, as a starved machine stops scheduling it) past its node
+// record's life but not its lease. A clinician joining meanwhile through
+// the other node is told to wait (unavailable), not placed there; once the
+// host runs again the retrying clinician is sent to it and hears the patient.
+func TestClusterNodePaused(t *testing.T) {
+	r := startClusterRig(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tok := func(role, sub string) string {
+		return mintCmd(t, "--data", r.data[0], "--role", role, "--sub", sub, "--pid", "p-1", "--cid", "c-1")
+	}
+	pat, _, err := client.DialRetry(ctx, client.Options{URL: r.url(0), Token: tok("patient", "p-1"), AudioFile: "../../testdata/audio.ogg"}, client.DefaultBackoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pat.Close)
+	host, other := 0, 1
+	if pat.URL() == r.url(1) {
+		host, other = 1, 0
+	}
+	proc := r.nodes[host].cmd.Process
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.Signal(syscall.SIGCONT) })
+	time.Sleep(4 * time.Second) // the host's record (3 s) is gone, its lease (10 s) is not
+	var pe *client.ProtocolError
+	if doc, err := client.Dial(ctx, client.Options{URL: r.url(other), Token: tok("clinician", "d-1")}); !errors.As(err, &pe) || pe.Code != "unavailable" {
+		if err == nil {
+			t.Fatalf("while its host was stopped c-1's clinician joined on %s, its patient is on %s", doc.URL(), pat.URL())
+		}
+		t.Fatalf("a join while the host is stopped: %v, want unavailable", err)
+	}
+	if err := proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	doc, _, err := client.DialRetry(ctx, client.Options{URL: r.url(other), Token: tok("clinician", "d-1")}, client.DefaultBackoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(doc.Close)
+	if doc.URL() != pat.URL() {
+		t.Fatalf("c-1: patient on %s, clinician on %s", pat.URL(), doc.URL())
+	}
+	if _, err := doc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= 10 }); err != nil {
+		t.Fatalf("the clinician never heard the patient: %v", err)
+	}
 }
 
 // recordedPairs makes the participants of n recorded consultations (tokens

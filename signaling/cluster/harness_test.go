@@ -66,6 +66,13 @@ func newCluster(t testing.TB, n int) *testCluster {
 // startNode starts one more node and waits until it is registered.
 func (c *testCluster) startNode() *node {
 	c.t.Helper()
+	return c.startNodeOn(c.rdb)
+}
+
+// startNodeOn starts one more node whose membership (heartbeat, leases,
+// placement) talks to Redis through rdb, and waits until it is registered.
+func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
+	c.t.Helper()
 	lp := &lazyPlacer{}
 	audit := &cluster.Audit{Redis: c.rdb}
 	env := signaltest.Start(c.t, sfu.Config{Bindings: &cluster.Bindings{Redis: c.rdb}}, func(s *signaling.Server) {
@@ -78,7 +85,7 @@ func (c *testCluster) startNode() *node {
 		}
 	})
 	env.Keys = c.keys // Mint signs with the cluster's key
-	n, err := cluster.New(cluster.Config{Redis: c.rdb, URL: env.URL, Hosted: env.SFU.Hosted,
+	n, err := cluster.New(cluster.Config{Redis: rdb, URL: env.URL, Hosted: env.SFU.Hosted,
 		Lost: func(cid string) { env.SFU.End(cid, signaling.ByeShutdown) }})
 	if err != nil {
 		c.t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,9 +24,9 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultLease     = 8 * time.Second // a dead node's placements move within this
-	DefaultHeartbeat = time.Second     // a node record lives 3 heartbeats
-	DefaultGrace     = 5 * time.Second // a placement waits this long for its first join
+	DefaultLease     = 10 * time.Second // a dead node's placements move within this (docs/cluster.md, "Leases")
+	DefaultHeartbeat = time.Second      // a node record lives 3 heartbeats; leases are renewed each beat
+	DefaultGrace     = 5 * time.Second  // a placement waits this long for its first join
 )
 
 // Config configures a Node.
@@ -39,7 +40,10 @@ type Config struct {
 	URL string
 	// Zone, if set, is preferred when placing a consultation that joins here.
 	Zone string
-	// Lease is how long a placement holds without renewal; 0 means DefaultLease.
+	// Lease is how long a placement holds without renewal; 0 means
+	// DefaultLease. The node itself stops serving a consultation one
+	// Heartbeat before its lease can have expired in Redis (Node.fence), so
+	// it must be more than two Heartbeats.
 	Lease time.Duration
 	// Heartbeat is how often the node record and leases are renewed; the
 	// record expires after three missed beats. 0 means DefaultHeartbeat.
@@ -51,6 +55,9 @@ type Config struct {
 	// Lost is called for a consultation running here whose placement is
 	// held by another node (e.g. after a partition); it should end it here
 	// so its participants reconnect and meet on that node.
+	// It is also called when this node could not renew the lease of a
+	// consultation running here in time (Node.fence), and for each one
+	// still running when the node leaves, before its placement is released.
 	Lost   func(cid string)
 	Logger *slog.Logger
 }
@@ -64,6 +71,13 @@ type Counters struct {
 type Node struct {
 	cfg      Config
 	draining atomic.Bool
+	fencing  sync.Mutex // one fence at a time, so a consultation is ended once
+	mu       sync.Mutex
+	// held is, per consultation placed here, when this node's lease on it
+	// ends by the node's own clock: a renewal sent at t holds until
+	// t + Lease - Heartbeat, before Redis (which starts the lease when the
+	// renewal arrives, after t) can let another node take it. Guarded by mu.
+	held map[string]time.Time
 	// Counters are exported as metrics.
 	Counters Counters
 }
@@ -94,13 +108,16 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
+	if cfg.Lease <= 2*cfg.Heartbeat {
+		return nil, fmt.Errorf("cluster: a lease (%v) must be longer than two heartbeats (%v)", cfg.Lease, cfg.Heartbeat)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Participants == nil {
 		cfg.Participants = func() int { return 0 }
 	}
-	return &Node{cfg: cfg}, nil
+	return &Node{cfg: cfg, held: map[string]time.Time{}}, nil
 }
 
 // ID is the node's id.
@@ -114,25 +131,35 @@ func (n *Node) Drain(ctx context.Context) error {
 }
 
 // Place implements signaling.Placer: "" when cid runs (or is now placed)
-// here, else the URL of the node hosting it. With Redis unreachable a
-// consultation already running here stays here; others are refused.
+// here, else the URL of the node hosting it. A consultation whose node
+// holds its lease but stopped heartbeating is not moved until the lease is
+// gone: the join is refused for now (the client retries). With Redis
+// unreachable a consultation running here stays here while this node's
+// lease on it lasts; others are refused.
 func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 	lease := n.cfg.Lease.Milliseconds()
-	res, err := placeScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, lease, cid, n.cfg.Zone).StringSlice()
+	sent := time.Now()
+	res, err := placeScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, lease, cid, n.cfg.Zone, n.cfg.ID).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return "", errors.New("cluster: no live node can take a consultation")
 	}
 	if err != nil {
-		if slices.Contains(n.cfg.Hosted(), cid) {
+		if n.holds(cid, time.Now()) && slices.Contains(n.cfg.Hosted(), cid) {
 			return "", nil
 		}
 		return "", fmt.Errorf("cluster: place consultation: %w", err)
 	}
-	if res[2] == "1" {
-		n.Counters.Placements.Add(1)
-	}
-	if res[0] == n.cfg.ID {
+	switch {
+	case res[0] == n.cfg.ID:
+		if res[2] == "1" {
+			n.Counters.Placements.Add(1)
+		}
+		n.hold(cid, sent)
 		return "", nil
+	case res[2] == "1":
+		n.Counters.Placements.Add(1)
+	case res[2] == "2":
+		return "", fmt.Errorf("cluster: consultation %s is held by node %s, which stopped heartbeating; it moves when the lease ends (at most %v)", cid, res[0], n.cfg.Lease)
 	}
 	var r Record
 	if err := json.Unmarshal([]byte(res[1]), &r); err != nil || r.URL == "" {
@@ -149,6 +176,9 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 func (n *Node) Run(ctx context.Context) {
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go n.watch(wctx)
 	for {
 		bctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
 		if err := n.beat(bctx); err != nil && ctx.Err() == nil {
@@ -166,51 +196,67 @@ func (n *Node) Run(ctx context.Context) {
 	}
 }
 
-// leave removes the node record and releases every placement the node
-// holds, so the next join of each consultation places it on another node.
+// leave removes the node record, ends the consultations still running here
+// (a drain that timed out) and then releases every placement the node
+// holds, so the next join of each consultation places it on another node:
+// a placement is released only once its copy here has ended.
 func (n *Node) leave(ctx context.Context) {
 	_ = n.cfg.Redis.Del(ctx, keyNode+n.cfg.ID).Err()
+	hosted := n.cfg.Hosted()
+	if n.cfg.Lost != nil {
+		for _, cid := range hosted {
+			n.cfg.Lost(cid)
+		}
+	}
 	placed, _ := n.cfg.Redis.SMembers(ctx, keyHosted+n.cfg.ID).Result()
-	for _, cid := range union(placed, n.cfg.Hosted()) {
+	for _, cid := range union(placed, hosted) {
 		_ = releaseScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, n.cfg.ID, cid).Err()
 	}
 }
 
-// beat publishes the node record and renews every lease it holds.
+// beat publishes the node record and renews, in one round trip, the lease
+// of every consultation running here that this node still holds.
 func (n *Node) beat(ctx context.Context) error {
+	n.fence(time.Now())
 	hosted := n.cfg.Hosted()
+	sent := time.Now()
+	here := make([]string, 0, len(hosted))
+	for _, cid := range hosted {
+		if n.holds(cid, sent) {
+			here = append(here, cid)
+		}
+	}
 	rec, _ := json.Marshal(Record{ID: n.cfg.ID, URL: n.cfg.URL, Zone: n.cfg.Zone, Draining: n.draining.Load(),
 		Consultations: len(hosted), Participants: n.cfg.Participants()})
-	ttl := 3 * n.cfg.Heartbeat
-	pipe := n.cfg.Redis.TxPipeline()
-	pipe.Set(ctx, keyNode+n.cfg.ID, rec, ttl)
-	pipe.SAdd(ctx, keyNodes, n.cfg.ID)
-	pipe.PExpire(ctx, keyHosted+n.cfg.ID, 10*n.cfg.Lease)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("cluster: publish node record: %w", err)
+	args := []any{n.cfg.ID, n.cfg.Lease.Milliseconds(), DefaultGrace.Milliseconds(), rec, (3 * n.cfg.Heartbeat).Milliseconds()}
+	for _, cid := range here {
+		args = append(args, cid)
 	}
-	placed, err := n.cfg.Redis.SMembers(ctx, keyHosted+n.cfg.ID).Result()
+	res, err := beatScript.Run(ctx, n.cfg.Redis, []string{keyNode + n.cfg.ID}, args...).StringSlice()
 	if err != nil {
-		return fmt.Errorf("cluster: read placements: %w", err)
+		return fmt.Errorf("cluster: heartbeat and lease renewal: %w", err)
 	}
-	for _, cid := range union(hosted, placed) {
-		here := "0"
-		if slices.Contains(hosted, cid) {
-			here = "1"
-		}
-		r, err := renewScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, n.cfg.ID, n.cfg.Lease.Milliseconds(), here, cid, DefaultGrace.Milliseconds()).Int()
-		if err != nil {
-			return fmt.Errorf("cluster: renew lease: %w", err)
-		}
-		switch r {
-		case 0:
+	for i := 0; i+1 < len(res); i += 2 {
+		cid, code := res[i], res[i+1]
+		switch code {
+		case "1", "2":
+			if slices.Contains(here, cid) {
+				n.hold(cid, sent)
+			}
+			if code == "2" {
+				n.Counters.Reclaimed.Add(1)
+			}
+		case "0":
+			n.drop(cid)
 			n.Counters.LeasesLost.Add(1)
 			n.cfg.Logger.Warn("cluster: another node holds a consultation running here; ending it here", "consultation", cid)
 			if n.cfg.Lost != nil {
 				n.cfg.Lost(cid)
 			}
-		case 2:
-			n.Counters.Reclaimed.Add(1)
+		case "3":
+			n.drop(cid)
+		default:
+			return fmt.Errorf("cluster: heartbeat: unexpected lease state %q for %s", code, cid)
 		}
 	}
 	return nil

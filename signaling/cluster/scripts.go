@@ -14,17 +14,27 @@ const (
 )
 
 // placeScript returns the node hosting KEYS[1]'s consultation, placing it
-// first when it has no live host: on the live, undrained node with the
-// fewest hosted consultations, preferring nodes of zone ARGV[3]. It returns
-// {node id, node record, "1" when placed now} or false when no node can
-// take it.
-// ARGV: 1 lease ms, 2 cid, 3 zone.
+// first when it has no placement: on the live, undrained node with the
+// fewest hosted consultations, preferring nodes of zone ARGV[3]. A
+// placement moves only when its lease is gone: while the lease lives the
+// consultation stays with its node even when that node's record expired (a
+// node starved of CPU or cut from Redis still serves it until its own lease
+// clock runs out, see Node.fence), and the join is told to wait. When the
+// caller (ARGV[4]) holds the lease the join renews it.
+// It returns {node id, node record, "1" placed now | "0" already placed |
+// "2" placed on a node not answering} or false when no node can take it.
+// ARGV: 1 lease ms, 2 cid, 3 zone, 4 calling node id.
 var placeScript = redis.NewScript(`
 local owner = redis.call('GET', KEYS[1])
 if owner then
+  if owner == ARGV[4] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    redis.call('SADD', 'medcall:hosted:' .. owner, ARGV[2])
+  end
   local raw = redis.call('GET', 'medcall:node:' .. owner)
   if raw then return {owner, raw, '0'} end
-  redis.call('SREM', 'medcall:hosted:' .. owner, ARGV[2])
+  if owner == ARGV[4] then return {owner, '', '0'} end
+  return {owner, '', '2'}
 end
 local best, bestLoad, bestRaw, bestZone = nil, nil, nil, false
 for _, id in ipairs(redis.call('SMEMBERS', 'medcall:nodes')) do
@@ -48,40 +58,55 @@ redis.call('SADD', 'medcall:hosted:' .. best, ARGV[2])
 return {best, bestRaw, '1'}
 `)
 
-// renewScript keeps node ARGV[1]'s lease on KEYS[1]'s consultation.
-// ARGV: 1 node id, 2 lease ms, 3 "1" when the consultation runs here,
-// 4 cid, 5 grace ms (how long a placement may wait for its first join).
-// Returns 1 renewed (or still waiting for its first join), 2 re-claimed (the
-// placement was gone, e.g. Redis lost it), 3 forgotten (it ended here or its
-// client never came), 0 lost (another node holds it while it runs here).
-var renewScript = redis.NewScript(`
-local hosted = 'medcall:hosted:' .. ARGV[1]
-local owner = redis.call('GET', KEYS[1])
-if not owner then
-  if ARGV[3] == '1' then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-    redis.call('SADD', hosted, ARGV[4])
-    return 2
+// beatScript is one heartbeat of node ARGV[1], in one round trip so a
+// loaded node renews every lease or none: it publishes the node record
+// (ARGV[4], for ARGV[5] ms) and renews the lease (ARGV[2] ms) of each
+// consultation running on the node (ARGV[6...]) or placed on it.
+// It returns {cid, code, ...}: 1 renewed (or still waiting for its first
+// join), 2 re-claimed (the placement was gone, e.g. Redis lost it), 3
+// forgotten (it ended here or its client never came in ARGV[3] ms), 0 lost
+// (another node holds it while it runs here).
+var beatScript = redis.NewScript(`
+local id, lease, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local hosted = 'medcall:hosted:' .. id
+redis.call('SET', 'medcall:node:' .. id, ARGV[4], 'PX', ARGV[5])
+redis.call('SADD', 'medcall:nodes', id)
+local here, all = {}, {}
+for i = 6, #ARGV do here[ARGV[i]] = true; all[ARGV[i]] = true end
+for _, cid in ipairs(redis.call('SMEMBERS', hosted)) do all[cid] = true end
+local out = {}
+for cid in pairs(all) do
+  local key = 'medcall:place:' .. cid
+  local owner = redis.call('GET', key)
+  local code
+  if not owner then
+    if here[cid] then
+      redis.call('SET', key, id, 'PX', lease)
+      redis.call('SADD', hosted, cid)
+      code = 2
+    else
+      redis.call('SREM', hosted, cid)
+      code = 3
+    end
+  elseif owner ~= id then
+    redis.call('SREM', hosted, cid)
+    if here[cid] then code = 0 else code = 3 end
+  elseif here[cid] then
+    redis.call('PEXPIRE', key, lease)
+    redis.call('SADD', hosted, cid)
+    code = 1
+  elseif redis.call('PTTL', key) < lease - grace then
+    redis.call('DEL', key)
+    redis.call('SREM', hosted, cid)
+    code = 3
+  else
+    code = 1
   end
-  redis.call('SREM', hosted, ARGV[4])
-  return 3
+  table.insert(out, cid)
+  table.insert(out, tostring(code))
 end
-if owner ~= ARGV[1] then
-  redis.call('SREM', hosted, ARGV[4])
-  if ARGV[3] == '1' then return 0 end
-  return 3
-end
-if ARGV[3] == '1' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('SADD', hosted, ARGV[4])
-  return 1
-end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) - tonumber(ARGV[5]) then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', hosted, ARGV[4])
-  return 3
-end
-return 1
+redis.call('PEXPIRE', hosted, 10 * lease)
+return out
 `)
 
 // releaseScript gives up node ARGV[1]'s placement of KEYS[1]'s consultation
