@@ -2,6 +2,8 @@ package signaling
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -12,6 +14,11 @@ import (
 type Placer interface {
 	Place(ctx context.Context, cid string) (redirect string, err error)
 }
+
+// ErrPlacementWait, wrapped by a Placer's error, says the join must wait
+// for the consultation's node (a retry will succeed): logged as a warning,
+// not an error.
+var ErrPlacementWait = errors.New("placement: wait for the consultation's node")
 
 // placeTimeout bounds how long a join waits for its placement.
 const placeTimeout = 3 * time.Second
@@ -28,7 +35,13 @@ func (s *session) place(id, cid string, refuse func(code, text string)) (done, c
 	defer cancel()
 	url, err := s.srv.Placer.Place(ctx, cid)
 	if err != nil {
-		s.srv.log().Error("placement failed", "consultation", cid, "err", err)
+		// A silent host's lease running out is expected after a node
+		// loss (the client retries); anything else is an operator's matter.
+		level := slog.LevelError
+		if errors.Is(err, ErrPlacementWait) {
+			level = slog.LevelWarn
+		}
+		s.srv.log().Log(context.Background(), level, "placement failed", "consultation", cid, "err", err)
 		refuse(CodeUnavailable, "no node can take this consultation now; try again shortly")
 		return true, false
 	}

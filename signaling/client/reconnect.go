@@ -12,7 +12,8 @@ import (
 type Backoff struct{ Min, Max time.Duration }
 
 // DefaultBackoff starts at 100 ms and waits at most 1 s: a lost node's
-// consultations are placed anew within about 3 s (docs/cluster.md).
+// consultations are placed anew once their leases end, within about 10 s
+// (docs/cluster.md).
 var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: time.Second}
 
 // DialRetry dials until a join succeeds, ctx ends or the server refuses the

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/medcall/medcall/signaling"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -130,6 +131,10 @@ func (n *Node) Drain(ctx context.Context) error {
 	return n.beat(ctx)
 }
 
+// ErrHostSilent: the consultation's node holds its lease but stopped
+// heartbeating; a join waits (the client retries) until the lease ends.
+var ErrHostSilent = fmt.Errorf("cluster: the hosting node is silent (%w)", signaling.ErrPlacementWait)
+
 // Place implements signaling.Placer: "" when cid runs (or is now placed)
 // here, else the URL of the node hosting it. A consultation whose node
 // holds its lease but stopped heartbeating is not moved until the lease is
@@ -159,7 +164,7 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 	case res[2] == "1":
 		n.Counters.Placements.Add(1)
 	case res[2] == "2":
-		return "", fmt.Errorf("cluster: consultation %s is held by node %s, which stopped heartbeating; it moves when the lease ends (at most %v)", cid, res[0], n.cfg.Lease)
+		return "", fmt.Errorf("%w: consultation %s is held by node %s, which stopped heartbeating; it moves when the lease ends (at most %v)", ErrHostSilent, cid, res[0], n.cfg.Lease)
 	}
 	var r Record
 	if err := json.Unmarshal([]byte(res[1]), &r); err != nil || r.URL == "" {
