@@ -94,6 +94,25 @@ func TestAssets(t *testing.T) {
 	}
 }
 
+// TestClientImportsServed checks every module the browser client imports
+// (static/medcall.js and the modules beside it) is served next to it under
+// /client/, so `import ... from '/client/medcall.js'` loads in a page.
+func TestClientImportsServed(t *testing.T) {
+	h := web.Handler(web.Options{})
+	mods := clientModules(t)
+	if len(mods) < 2 {
+		t.Fatalf("found no imports in medcall.js (%v): is the import pattern stale?", mods)
+	}
+	for _, f := range mods {
+		p := path.Join(path.Dir(web.ClientPath), f)
+		w := serve(h, "GET", p, "", nil)
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
+			t.Errorf("GET %s: status %d, Content-Type %q; medcall.js imports %s: add it to routes in web.go",
+				p, w.Code, w.Header().Get("Content-Type"), f)
+		}
+	}
+}
+
 func checkSecurityHeaders(t *testing.T, what string, h http.Header) {
 	t.Helper()
 	csp := h.Get("Content-Security-Policy")
