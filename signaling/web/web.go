@@ -59,6 +59,8 @@ var routes = map[string]string{
 	"/tokens.js":  "static/tokens.js",
 	"/view.js":    "static/view.js",
 	ClientPath:    "static/medcall.js",
+	// Imported by app.js.
+	"/recordings.js": "static/recordings.js",
 	// The modules medcall.js imports as './NAME.js' (and they from each
 	// other); TestClientImportsServed keeps this list complete.
 	"/client/remote.js":    "static/remote.js",

@@ -61,6 +61,7 @@ func TestAssets(t *testing.T) {
 		{web.ClientPath, "text/javascript; charset=utf-8", "export class MedcallClient"},
 		{"/style.css", "text/css; charset=utf-8", ".tile"},
 		{"/tokens.js", "text/javascript; charset=utf-8", "export function tokenClaims"},
+		{"/recordings.js", "text/javascript; charset=utf-8", "export function parseRecordings"},
 		{"/view.js", "text/javascript; charset=utf-8", "export function attach"},
 		{"/client/remote.js", "text/javascript; charset=utf-8", "export class RemoteMedia"},
 		{"/config.json", "application/json", `"dev":false`},

@@ -34,7 +34,6 @@
 // (network change, ICE restart, resume, rejoin), remote.js (remote media),
 // netwatch.js (stalled media), stats.js (stats()). Apps import only this one.
 
-
 import { RemoteMedia } from './remote.js';
 import { watchTransports } from './netwatch.js';
 import { MedcallError, ClientErrorCodes, asMedcallError } from './protocol.js';
