@@ -22,6 +22,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
 import { createInterface } from 'node:readline';
+import { loadDemo } from './pageload.mjs';
 
 const base = process.env.MEDCALL_URL;
 const token = process.env.MEDCALL_TOKEN;
@@ -131,19 +132,9 @@ async function main() {
   await page.addInitScript(capturePCs);
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error' && !(m.location().url || '').includes('/v1/recordings')) pageErrors.push(m.text()); });
-  // Chromium aborts a navigation with ERR_NETWORK_CHANGED when an interface of
-  // the namespace settles (e.g. an IPv6 address appearing) just as it starts;
-  // that is the test's network being built, not the server: load once more.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await page.goto(base + '/');
-      break;
-    } catch (e) {
-      if (attempt >= 3 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
-      console.error(`page load ${attempt}: ${String(e).split('\n')[0]}; retrying`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
+  await loadDemo(page, base + '/');
+  // A load retried because the network settled logged its failed fetches; they are not the page's errors.
+  pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((m) => !m.includes('ERR_NETWORK_CHANGED')));
   check(!page.url().includes('token'), 'a token is in the URL');
 
   // 1. Join with the pre-negotiated video transceiver; first audio from the clinician.
