@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path"
 	"regexp"
 	"strings"
@@ -110,6 +111,16 @@ func TestClientImportsServed(t *testing.T) {
 		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
 			t.Errorf("GET %s: status %d, Content-Type %q; medcall.js imports %s: add it to routes in web.go",
 				p, w.Code, w.Header().Get("Content-Type"), f)
+		}
+	}
+	// The README tells people hosting the client elsewhere which files to serve.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range mods {
+		if !strings.Contains(string(readme), "`"+f+"`") {
+			t.Errorf("README.md does not name the client module `%s` among the files to serve", f)
 		}
 	}
 }
