@@ -70,6 +70,7 @@ var routes = map[string]string{
 	"/client/negotiate.js": "static/negotiate.js",
 	"/client/recovery.js":  "static/recovery.js",
 	"/client/stats.js":     "static/stats.js",
+	"/client/media.js":     "static/media.js",
 }
 
 var contentTypes = map[string]string{

@@ -32,7 +32,8 @@
 // codes, MedcallError), signaling.js (the socket, requests and replies, the
 // server's messages), negotiate.js (the two peer connections), recovery.js
 // (network change, ICE restart, resume, rejoin), remote.js (remote media),
-// netwatch.js (stalled media), stats.js (stats()). Apps import only this one.
+// netwatch.js (stalled media), media.js (microphone and camera), stats.js
+// (stats()). Apps import only this one.
 
 import { RemoteMedia } from './remote.js';
 import { watchTransports } from './netwatch.js';
@@ -40,6 +41,7 @@ import { MedcallError, ClientErrorCodes, asMedcallError } from './protocol.js';
 import { signalingMethods, defaultURL } from './signaling.js';
 import { negotiationMethods, PUBLISH, SUBSCRIBE } from './negotiate.js';
 import { recoveryMethods } from './recovery.js';
+import { mediaMethods } from './media.js';
 import { StatsTally } from './stats.js';
 
 export { PROTOCOL_VERSION, ClientRequests, ServerMessages, Replies, ErrorCodes, ClientErrorCodes, MedcallError } from './protocol.js';
@@ -339,37 +341,6 @@ export class MedcallClient extends EventTarget {
     this._remote.clear();
   }
 
-  // ---- local media ----
-
-  _localMediaStream() {
-    if (!this.localStream) this.localStream = new MediaStream();
-    return this.localStream;
-  }
-
-  async _microphone() {
-    if (this._mic && this._mic.readyState === 'live') return this._mic;
-    const s = await getMedia({ audio: this.opts.audio });
-    this._mic = s.getAudioTracks()[0];
-    this._localMediaStream().addTrack(this._mic);
-    return this._mic;
-  }
-
-  async _camera() {
-    // A reconnect turns video back on with the camera that is still open.
-    if (this._cam && this._cam.readyState === 'live') return this._cam;
-    const s = await getMedia({ video: this.opts.video });
-    this._cam = s.getVideoTracks()[0];
-    this._localMediaStream().addTrack(this._cam);
-    return this._cam;
-  }
-
-  _stopCamera() {
-    if (!this._cam) return;
-    this._cam.stop();
-    if (this.localStream) this.localStream.removeTrack(this._cam);
-    this._cam = null;
-  }
-
   // ---- helpers ----
 
   _serialMedia(fn) {
@@ -402,18 +373,8 @@ export class MedcallClient extends EventTarget {
   }
 }
 
-/** @param {MediaStreamConstraints} c */
-async function getMedia(c) {
-  try {
-    return await navigator.mediaDevices.getUserMedia(c);
-  } catch (err) {
-    const what = c.video ? 'camera' : 'microphone';
-    throw new MedcallError(ClientErrorCodes.MEDIA, `could not open the ${what}: ${err && err.name ? err.name : err}`, { cause: err });
-  }
-}
-
 // The private methods of each concern, installed as the class's own would be (not enumerable).
-for (const methods of [signalingMethods, negotiationMethods, recoveryMethods]) {
+for (const methods of [signalingMethods, negotiationMethods, recoveryMethods, mediaMethods]) {
   for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(methods))) {
     Object.defineProperty(MedcallClient.prototype, name, { ...d, enumerable: false });
   }
