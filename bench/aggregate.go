@@ -94,6 +94,7 @@ func aggregate(res *Result, calls []*callResult, checks []recordingCheck) {
 			res.SendPace.Mean += p / float64(len(pace))
 		}
 	}
+	res.Fairness = fairness(calls)
 	res.Join = Summarize(joins)
 	res.Upgrade = summarizeAll(upgrades)
 	res.Jitter = summarizeAll(jitter)
@@ -153,6 +154,7 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		last := samples[len(samples)-1]
 		f.DroppedWriteErrors = last.DroppedWrite - base.DroppedWrite
 		f.RecorderOverflows = last.RecorderOverflows - base.RecorderOverflows
+		f.SocketDrops = last.SocketDrops - base.SocketDrops
 	}
 	return f
 }

@@ -24,6 +24,9 @@ type sample struct {
 	DroppedWrite float64
 	// RecorderOverflows counts packets the recorder queues dropped.
 	RecorderOverflows float64
+	// SocketDrops counts datagrams the kernel dropped on the server's UDP
+	// port (medcall_udp_receive_drops_total; 0 when it has none).
+	SocketDrops float64
 }
 
 // parseMetrics reads the Prometheus text format into the figures the bench
@@ -63,6 +66,8 @@ func parseMetrics(text string) (sample, error) {
 			s.Forwarded += v
 		case "medcall_rtp_packets_received_total":
 			s.Received += v
+		case "medcall_udp_receive_drops_total":
+			s.SocketDrops += v
 		case "medcall_recorder_queue_overflows_total":
 			s.RecorderOverflows += v
 		case "medcall_packets_dropped_total":

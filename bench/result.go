@@ -32,6 +32,9 @@ type Result struct {
 	Jitter  map[string]Summary `json:"jitter_ms"`  // by kind: each stream's RFC 3550 jitter at the end
 	Delay   map[string]Summary `json:"delay_ms"`   // by kind: send to receive of each frame's first packet
 
+	// Fairness is how loss fell on the consultations (fairness.go).
+	Fairness Fairness `json:"fairness"`
+
 	// SendPace is how close the simulated participants kept to real time
 	// (audio packets sent over those due; 1 is real time). Well under 1
 	// means the bench machine, not the server, was the limit.
@@ -98,6 +101,9 @@ type ServerFigures struct {
 	RecorderOverflows         float64 `json:"recorder_queue_overflows"`
 	ScrapeErrors              int     `json:"scrape_errors"`
 	Profile                   string  `json:"profile,omitempty"`
+	// SocketDrops is what the kernel dropped on the server's UDP port over
+	// the run, its buffer full: lost before the server could read it.
+	SocketDrops float64 `json:"udp_socket_drops"`
 }
 
 // RecordingFigures say what became of the recordings.
@@ -144,6 +150,12 @@ func (r *Result) Figures() []Figure {
 		add("media", k+" loss", "%", 100*r.Loss[k].Fraction)
 		add("media", k+" packets expected", "", float64(r.Loss[k].Expected))
 	}
+	add("media", "worst consultation loss", "%", 100*r.Fairness.WorstFraction)
+	for _, k := range sortedKeys(r.Fairness.WorstByKind) {
+		add("media", "worst consultation "+k+" loss", "%", 100*r.Fairness.WorstByKind[k])
+	}
+	add("media", "consultation loss p95", "%", 100*r.Fairness.P95Fraction)
+	add("media", "consultations losing > 1 %", "", float64(r.Fairness.Over1Percent))
 	for _, k := range sortedKeys(r.Jitter) {
 		add("media", k+" jitter p50", "ms", r.Jitter[k].P50)
 		add("media", k+" jitter p95", "ms", r.Jitter[k].P95)
@@ -165,6 +177,7 @@ func (r *Result) Figures() []Figure {
 	add("server", "goroutines per consultation", "", s.GoroutinesPerConsultation)
 	add("server", "write-error drops", "", s.DroppedWriteErrors)
 	add("server", "recorder queue overflows", "", s.RecorderOverflows)
+	add("server", "UDP socket drops", "", s.SocketDrops)
 	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
 	add("bench", "send pace mean", "", r.SendPace.Mean)
 	add("bench", "send pace min", "", r.SendPace.Min)
@@ -225,6 +238,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if fr := r.Fairness; fr.Consultations > 0 {
+		fmt.Fprintf(w, "loss per consultation: worst %s %.3f %%%s, p95 %.3f %%, %d of %d over 1 %%\n",
+			fr.Worst, 100*fr.WorstFraction, kindList(fr.WorstByKind), 100*fr.P95Fraction, fr.Over1Percent, fr.Consultations)
+	}
 	writeSpread(w, r.Nodes)
 	s := r.Server
 	fmt.Fprintf(w, "\nserver (its own /metrics, %s window of %.1f s):\n", s.Window, s.WindowSeconds)
@@ -232,7 +249,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
 		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
 	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
-	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.ScrapeErrors)
+	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, UDP socket drops %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.SocketDrops, s.ScrapeErrors)
 	if r.ElapsedSeconds > 0 {
 		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",
 			r.BenchCPUSeconds, r.BenchCPUSeconds/r.ElapsedSeconds, r.SendPace.Mean, r.SendPace.Min)
@@ -252,6 +269,18 @@ func (r *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "error:", e)
 	}
 	return nil
+}
+
+// kindList reads " (audio 1.000 %, video 0.000 %)" for a loss by kind.
+func kindList(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s %.3f %%", k, 100*m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func ms(v float64) string {

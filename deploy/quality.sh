@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The call-quality scenarios (cmd/medcall/quality_test.go): two real
 # Chromium pages in network namespaces, the patient's downlink limited to
-# 500 kbit/s, or 5% of packets lost both ways. Run with MEDCALL_QUALITY=1
+# 500 kbit/s, 5% of packets lost both ways, or 100 ± 30 ms each way (a 200 ms
+# round trip with jitter, the user-space impairer). Run with MEDCALL_QUALITY=1
 # (15 s each by default); this runs them for
 # ${MEDCALL_QUALITY_SECONDS:-120} s, ${RUNS:-3} times, and keeps the logs
 # (publisher bitrate per second, decoded fps and freezes) under ${OUT:-/tmp/medcall-quality}.

@@ -50,10 +50,15 @@ func videoTiming(frames []frameRef, tracks []spoolTrack) map[uint16]float64 {
 		}
 		// A whole number of milliseconds (the file's timestamp unit), so
 		// frames at least one slot apart are in different slots whatever the
-		// grid's phase; 3% shorter than the typical interval, so capture
-		// jitter of a few ms does not bring frames within a slot of each
-		// other and the rare moves (spaceOut) are absorbed by the next frame.
-		slot := max(int64(0.97*1000/r), 1)
+		// grid's phase; at least 1% shorter than the typical interval, so
+		// the frames' average spacing leaves room and the rare moves
+		// (spaceOut) are absorbed within a few frames. Tools read this as
+		// the frame rate: 30.3 fps for 30, 15.15 for 15. It cannot be exact
+		// with millisecond timestamps and a camera's jitter: a slot of
+		// exactly one frame interval leaves no room, and ffmpeg's decoding
+		// grid then puts two frames in one slot ("non monotonically
+		// increasing dts"), which Chromium's own MediaRecorder files show.
+		slot := max(int64(0.99*1000/r+1e-9), 1)
 		rates[id] = 1000 / float64(slot)
 		spaceOut(frames, idx, slot)
 	}

@@ -53,8 +53,18 @@ func (it *item) release() {
 // queue is the bounded hand-off between the SFU's forwarding goroutine and a
 // track goroutine. It implements sfu.TrackSink. WriteRTP and OnRTCP never
 // block: when the queue is full the packet is dropped and counted.
+//
+// Its ring grows (by doubling, up to size) only as far as the track
+// goroutine falls behind and is let go when it catches up: a channel of
+// size items would hold 72 KiB per track for the whole call, used only in
+// bursts.
 type queue struct {
-	ch      chan item
+	mu      sync.Mutex
+	ring    []item // len 0 or a power of two ≥ minQueueRing, at most size rounded up
+	head    int
+	n       int
+	size    int
+	wake    chan struct{} // one pending signal that items are queued
 	done    chan struct{}
 	once    sync.Once
 	clock   func() time.Time
@@ -69,7 +79,8 @@ type queue struct {
 
 func newQueue(size int, clock func() time.Time, total *atomic.Uint64, log *slog.Logger, name string) *queue {
 	return &queue{
-		ch:      make(chan item, size),
+		size:    size,
+		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		clock:   clock,
 		total:   total,
@@ -100,9 +111,7 @@ func (q *queue) WriteRTP(pkt *rtp.Packet) {
 		ts:      pkt.Timestamp,
 		marker:  pkt.Marker,
 	}
-	select {
-	case q.ch <- it:
-	default:
+	if !q.push(it) {
 		it.release()
 		q.overflow()
 	}
@@ -125,11 +134,60 @@ func (q *queue) OnRTCP(sr *rtcp.SenderReport) {
 		// order across all of a sender's tracks.
 		it.srOffset = q.srOffset(sr.NTPTime, now)
 	}
-	select {
-	case q.ch <- it:
-	default:
+	if !q.push(it) {
 		q.overflow()
 	}
+}
+
+// minQueueRing is the ring a queue starts with once something is queued.
+const minQueueRing = 16
+
+// push appends it unless size items are queued, and wakes the track goroutine.
+func (q *queue) push(it item) bool {
+	q.mu.Lock()
+	if q.n >= q.size {
+		q.mu.Unlock()
+		return false
+	}
+	if q.n == len(q.ring) {
+		ring := make([]item, max(minQueueRing, 2*len(q.ring)))
+		for i := range q.n {
+			ring[i] = q.ring[(q.head+i)&(len(q.ring)-1)]
+		}
+		q.ring, q.head = ring, 0
+	}
+	q.ring[(q.head+q.n)&(len(q.ring)-1)] = it
+	q.n++
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// queued is how many items wait.
+func (q *queue) queued() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// pop takes the oldest item; ok is false when none is queued. An emptied
+// ring larger than the minimum is let go.
+func (q *queue) pop() (it item, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		return item{}, false
+	}
+	i := q.head & (len(q.ring) - 1)
+	it, q.ring[i] = q.ring[i], item{}
+	q.head, q.n = i+1, q.n-1
+	if q.n == 0 && len(q.ring) > minQueueRing {
+		q.ring, q.head = nil, 0
+	}
+	return it, true
 }
 
 // Close tells the track goroutine to drain what is queued and finish.

@@ -47,8 +47,9 @@ func (u *unwrap32) peek(v uint32) int64 {
 }
 
 // reorderSize is the number of sequence numbers the reorder buffer can hold.
-// A power of two so the slot index is a mask.
-const reorderSize = 512
+// A power of two so the slot index is a mask. A gap is given up once
+// reorderMaxLate newer packets are held, so twice that is room enough.
+const reorderSize = 2 * reorderMaxLate
 
 type reorderSlot struct {
 	ext   int64

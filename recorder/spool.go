@@ -105,8 +105,15 @@ type spoolWriter struct {
 	closed  bool
 }
 
+// spoolBuffer is a spool writer's buffer. A consultation's media (two
+// participants' Opus and video, ~45 KB/s at the bench's rates) fills it a
+// few times a second between the syncs, so a write reaches the file every
+// few hundred milliseconds; 64 KiB per recording cost more memory than it
+// saved syscalls.
+const spoolBuffer = 16 << 10
+
 func newSpoolWriter(f spoolFile) (*spoolWriter, error) {
-	w := &spoolWriter{f: f, bw: bufio.NewWriterSize(f, 64<<10)}
+	w := &spoolWriter{f: f, bw: bufio.NewWriterSize(f, spoolBuffer)}
 	if _, err := w.bw.WriteString(spoolMagic); err != nil {
 		return nil, err
 	}

@@ -81,22 +81,20 @@ func (t *track) run() {
 		}
 	}()
 	for {
-		select {
-		case it := <-t.q.ch:
+		for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
 			t.handle(it)
+		}
+		select {
+		case <-t.q.wake:
 		case <-t.holdExpired():
 			t.releaseHeld()
 		case <-t.q.done:
-			for {
-				select {
-				case it := <-t.q.ch:
-					t.handle(it)
-				default:
-					t.releaseHeld()
-					t.reorder.flush(t.emitFn, t.lostFn)
-					return
-				}
+			for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
+				t.handle(it)
 			}
+			t.releaseHeld()
+			t.reorder.flush(t.emitFn, t.lostFn)
+			return
 		}
 	}
 }

@@ -161,11 +161,36 @@ func TestQueueOverflowNeverBlocks(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("WriteRTP blocked on a full queue")
 	}
-	if q.drops.Load() != 7 || total.Load() != 7 || len(q.ch) != 4 {
-		t.Errorf("drops %d total %d queued %d; want 7 7 4", q.drops.Load(), total.Load(), len(q.ch))
+	if q.drops.Load() != 7 || total.Load() != 7 || q.queued() != 4 {
+		t.Errorf("drops %d total %d queued %d; want 7 7 4", q.drops.Load(), total.Load(), q.queued())
 	}
 	q.Close()
 	q.WriteRTP(rtpPacket(99)) // after Close: ignored, no panic
+}
+
+// A queue's memory follows its backlog: the ring grows while the track
+// goroutine is behind, items come out in order, and an emptied ring is let go.
+func TestQueueRingFollowsTheBacklog(t *testing.T) {
+	var total atomic.Uint64
+	q := newQueue(1024, time.Now, &total, discardLogger(), "patient/video")
+	for round := range 2 {
+		for i := range 100 {
+			q.WriteRTP(rtpPacket(uint16(i)))
+		}
+		if len(q.ring) != 128 {
+			t.Errorf("round %d: 100 queued in a ring of %d, want 128", round, len(q.ring))
+		}
+		for i := range 100 {
+			it, ok := q.pop()
+			if !ok || it.seq != uint16(i) {
+				t.Fatalf("round %d: pop %d gave %d (ok %v)", round, i, it.seq, ok)
+			}
+			it.release()
+		}
+		if _, ok := q.pop(); ok || q.ring != nil {
+			t.Errorf("round %d: drained queue still pops or holds a ring of %d", round, len(q.ring))
+		}
+	}
 }
 
 // Every prefix of a spool reads as the records that are whole in it.

@@ -47,6 +47,8 @@ type link struct {
 	cap      capState
 	stepAt   time.Time
 	stepSent uint64
+
+	losses lossReports // what the subscriber reports lost, per stream (lossreport.go)
 }
 
 type gccEstimator struct{ cc.BandwidthEstimator }
@@ -54,12 +56,15 @@ type gccEstimator struct{ cc.BandwidthEstimator }
 // capState is a link's congestion cap in bits/s (zero means none), how
 // many observations in a row saw delay overuse or loss (one or two alone
 // may be a scheduling hiccup or a burst of random loss, so congestion
-// counts from the third, 100 ms apart), and how many observations ago the
-// cap was last cut.
+// counts from the third, 100 ms apart), how many observations ago the
+// cap was last cut, and the knee: the cap the last cut set, where the link
+// was last found full, near which the cap grows slowly (zero once the cap
+// has grown well past it: the link has room it did not have then).
 type capState struct {
 	bps      uint64
 	strikes  int
 	sinceCut int
+	knee     uint64
 }
 
 const (
@@ -69,11 +74,20 @@ const (
 	// It is GCC's own threshold: below it, loss is the radio's, not the
 	// rate's, and cutting would not help (NACKs and FEC do).
 	congestedLoss = 0.1
-	// capGrowth per capInterval without congestion: about 10% a second.
-	capGrowth = 1.01
+	// capGrowth per capInterval without congestion: about 10% a second,
+	// and kneeGrowth, about 1% a second, from the knee to kneeSpan times
+	// it. Growing fast through the rate at which the link was last full
+	// fills its queue again within seconds (a freeze every ~10 s on a
+	// 500 kbit/s link); growing slowly there lets GCC see the queue build
+	// as delay before it overflows.
+	capGrowth  = 1.01
+	kneeGrowth = 1.001
+	kneeSpan   = 1.25
 	// cutHold observations pass between two cuts: the loss and delay a
-	// cut answers take a moment to clear, and must not be answered twice.
-	cutHold = 5
+	// cut answers take a moment to clear (the link's queue drains, the
+	// publisher's encoder settles on the new rate, about a second), and
+	// must not be answered twice.
+	cutHold = 10
 	// maxCut is the deepest one cut goes (a fraction of the cap before it):
 	// a measurement taken while the publisher was already slowing down must
 	// not send video to the floor.
@@ -81,13 +95,15 @@ const (
 )
 
 // step moves the cap on by one observation: the link's bandwidth as
-// measured now (linkTarget), whether GCC sees delay overuse or loss, and
-// the ceiling. It is additive-increase, multiplicative-decrease on GCC's
-// congestion signals: congestion cuts the cap to the measurement (at most
-// by maxCut, at most once per cutHold), quiet lets it grow by capGrowth,
-// and at the ceiling it is lifted. GCC's own target between congestions
-// is no measure here: the SFU never probes, so it follows what was sent.
-func (c capState) step(measured uint64, overuse, loss bool, ceiling uint64) capState {
+// measured now (linkTarget), what the SFU was sending on it, whether GCC
+// sees delay overuse or loss, and the ceiling. It is additive-increase,
+// multiplicative-decrease on GCC's congestion signals: congestion cuts the
+// cap to the measurement (at most by maxCut of the cap, or of what was
+// being sent when there was none, at most once per cutHold), quiet lets
+// it grow by capGrowth (kneeGrowth near the knee), and at the ceiling it
+// is lifted. GCC's own target between congestions is no measure here: the
+// SFU never probes, so it follows what was sent.
+func (c capState) step(measured, sending uint64, overuse, loss bool, ceiling uint64) capState {
 	c.sinceCut++
 	if overuse || loss {
 		c.strikes++
@@ -100,20 +116,28 @@ func (c capState) step(measured uint64, overuse, loss bool, ceiling uint64) capS
 		}
 		prev := c.bps
 		if prev == 0 {
-			prev = ceiling
+			prev = min(max(sending, measured), ceiling)
 		}
 		cut := max(min(measured, prev), uint64(maxCut*float64(prev)), 1)
 		if cut >= ceiling {
 			return c
 		}
-		c.bps, c.sinceCut = cut, 0
+		c.bps, c.sinceCut, c.knee = cut, 0, cut
 		return c
 	}
 	if c.bps == 0 {
 		return c
 	}
-	if c.bps = uint64(float64(c.bps) * capGrowth); c.bps >= ceiling {
-		c.bps = 0
+	growth := capGrowth
+	if c.knee > 0 && c.bps >= c.knee {
+		growth = kneeGrowth
+	}
+	c.bps = uint64(float64(c.bps) * growth)
+	if float64(c.bps) > kneeSpan*float64(c.knee) {
+		c.knee = 0
+	}
+	if c.bps >= ceiling {
+		c.bps, c.knee = 0, 0
 	}
 	return c
 }
@@ -154,6 +178,8 @@ func (l *link) observe(pkts []rtcp.Packet, now time.Time) {
 		case *rtcp.TransportLayerCC:
 			l.feedbackAt.Store(now.UnixNano())
 			l.stepCap(now)
+		case *rtcp.ReceiverReport:
+			l.losses.note(p.Reports, now)
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			l.remb.Store(uint64(p.Bitrate))
 			l.rembAt.Store(now.UnixNano())
@@ -182,7 +208,7 @@ func (l *link) stepCap(now time.Time) {
 	delayTarget, _ := st["delayTargetBitrate"].(int)
 	// Before its first delay update GCC's usage reads "overuse" (its zero value).
 	overuse := usage == "overuse" && delayTarget > 0
-	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), overuse, loss > congestedLoss, l.ceiling)
+	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, loss > congestedLoss, l.ceiling)
 }
 
 // links holds a link per peer connection from the moment pion builds the
@@ -191,6 +217,8 @@ func (l *link) stepCap(now time.Time) {
 type links struct {
 	m       sync.Map // pc id -> *link
 	ceiling uint64
+	// downLoss is SFU.downstreamLoss, set before any connection exists.
+	downLoss func(pcID string, ssrc uint32) uint8
 }
 
 func (ls *links) get(id string) *link {
@@ -208,7 +236,9 @@ func (ls *links) take(pc *webrtc.PeerConnection) *link {
 }
 
 // addBandwidthEstimation registers, ahead of pion's defaults, GCC (without a
-// pacer: the SFU forwards as it receives and steers the publishers instead),
+// pacer: the SFU forwards as it receives and steers the publishers instead;
+// a pacer at the link's cap was tried and froze no less, see
+// docs/quality.md),
 // the transport-wide sequence numbers the subscriber's feedback refers to,
 // and an observer of the subscriber's feedback that also guards the NACK
 // responder (nackguard.go).
@@ -232,6 +262,9 @@ func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls 
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 		return err
 	}
+	// The subscriber sends transport-cc feedback only where it is negotiated.
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
 	ir.Add(linkObserverFactory{ls, metrics})
 	return nil
 }

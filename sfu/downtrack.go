@@ -31,6 +31,7 @@ type DownTrack struct {
 	// (upgrade.go) but this subscriber's decoder: set when it binds, and
 	// by Receiver.event when a paused track resumes.
 	resync atomic.Bool
+	red    atomic.Pointer[redEncoder] // audio: wrapped in RED where negotiated (red.go)
 
 	// Forwarding-goroutine state.
 	started   bool
@@ -69,8 +70,13 @@ func (d *DownTrack) Kind() webrtc.RTPCodecType {
 // publisher's codec among the negotiated ones and asks the publisher for a
 // keyframe so the new subscriber can start decoding at once.
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	mime := d.recv.mime()
-	for _, c := range ctx.CodecParameters() {
+	mime, codecs := d.recv.mime(), ctx.CodecParameters()
+	d.red.Store(nil)
+	if red, primary, ok := redFor(mime, codecs); ok {
+		mime, codecs = red.MimeType, []webrtc.RTPCodecParameters{red}
+		d.red.Store(newREDEncoder(primary))
+	}
+	for _, c := range codecs {
 		if strings.EqualFold(c.MimeType, mime) {
 			d.resync.Store(d.recv.kind == KindVideo)
 			d.bound.Store(&binding{w: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
@@ -138,7 +144,11 @@ func (d *DownTrack) writeRTP(pkt *rtp.Packet, keyframe bool, m *Metrics) bool {
 	// the subscriber's interceptors add their own.
 	h.Extension, h.Extensions, h.ExtensionProfile = false, nil, 0
 	h.Padding, h.PaddingSize = false, 0
-	if _, err := b.w.WriteRTP(h, pkt.Payload); err != nil {
+	payload := pkt.Payload
+	if red := d.red.Load(); red != nil {
+		payload = red.encode(pkt)
+	}
+	if _, err := b.w.WriteRTP(h, payload); err != nil {
 		m.DroppedWriteError.Add(1)
 		return false
 	}

@@ -106,16 +106,7 @@ func nackRound(t *testing.T, cfg Config) (lost []uint16, resent map[uint16]bool)
 	want = len(lost)
 	mu.Unlock()
 
-	nack, err := rtcp.Marshal([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(lost)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := chain.BindRTCPReader(interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		return copy(b, nack), a, nil
-	}))
-	if _, _, err := r.Read(make([]byte, 1500), nil); err != nil {
-		t.Fatal(err)
-	}
+	readNACK(t, chain, ssrc, lost)
 	// The responder resends on its own goroutine. Wait for every resend, or
 	// long enough to be sure the missing ones are not coming.
 	select {
@@ -213,4 +204,19 @@ func buildChain(t *testing.T, cfg Config, pc PC) interceptor.Interceptor {
 	}
 	t.Cleanup(func() { _ = chain.Close() })
 	return chain
+}
+
+// readNACK hands the chain a NACK from the subscriber for seqs of ssrc.
+func readNACK(t *testing.T, chain interceptor.Interceptor, ssrc uint32, seqs []uint16) {
+	t.Helper()
+	nack, err := rtcp.Marshal([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := chain.BindRTCPReader(interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		return copy(b, nack), a, nil
+	}))
+	if _, _, err := r.Read(make([]byte, 1500), nil); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -102,7 +102,9 @@ func (o *linkObserver) BindLocalStream(info *interceptor.StreamInfo, w intercept
 	log := &sentLog{}
 	o.logs.Store(info.SSRC, log)
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		again := log.sent(h.SequenceNumber, time.Now().UnixNano())
+		// A packet on the RTX stream (rtx.go) is a retransmission with a
+		// sequence number of that stream's own.
+		again := h.SSRC != info.SSRC || log.sent(h.SequenceNumber, time.Now().UnixNano())
 		n, err := w.Write(h, payload, a)
 		o.l.sent.Add(uint64(n))
 		if again && err == nil {

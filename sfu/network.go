@@ -97,6 +97,7 @@ func (s *SFU) listenUDP(ip net.IP) error {
 			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", port, err)
 		}
 		setSocketBuffers(conn, s.socketBuffer(), s.log)
+		s.udpConn = conn
 		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
 		return nil
 	}

@@ -105,18 +105,22 @@ const (
 	DirectionUpTarget = "up_target"
 )
 
-// subscriptionCounts is how many audio tracks p receives and how many video
-// tracks it receives that are flowing.
+// subscriptionCounts is how many audio reserves p's subscriptions take (one
+// per audio track, two for one wrapped in RED) and how many video tracks it
+// receives that are flowing.
 func (p *Participant) subscriptionCounts() (audio, video int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for r := range p.subs {
+	for r, d := range p.subs {
 		if r.kind == KindVideo {
 			if r.up.forwarding() {
 				video++
 			}
 		} else {
 			audio++
+			if d.red.Load() != nil {
+				audio++ // RED carries each Opus frame twice (red.go)
+			}
 		}
 	}
 	return audio, video

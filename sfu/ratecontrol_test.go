@@ -69,36 +69,55 @@ func TestCapStepsOnCongestionOnly(t *testing.T) {
 		overuse, loss bool
 		want          uint64
 	}
-	quiet := func(n int, from uint64) []obs {
+	// quiet is n observations without congestion from a cap of from,
+	// each growing it by growth.
+	quiet := func(n int, from uint64, growth float64) []obs {
 		var o []obs
 		for range n {
-			from = uint64(float64(from) * capGrowth)
+			from = uint64(float64(from) * growth)
 			o = append(o, obs{50_000, false, false, from})
 		}
 		return o
 	}
+	// lossy is n observations with loss measuring m, the cap staying at want.
+	lossy := func(n int, m, want uint64) []obs {
+		var o []obs
+		for range n {
+			o = append(o, obs{m, false, true, want})
+		}
+		return o
+	}
+	cut650 := []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000}}
+	// From the knee at 650 kbit/s the cap grows by kneeGrowth until it is
+	// past kneeSpan times the knee, then by capGrowth.
+	slow := quiet(1, 650_000, kneeGrowth)
+	for float64(slow[len(slow)-1].want) <= kneeSpan*650_000 {
+		slow = append(slow, quiet(1, slow[len(slow)-1].want, kneeGrowth)...)
+	}
+	pastKnee := append(append(append([]obs{}, cut650...), slow...), quiet(2, slow[len(slow)-1].want, capGrowth)...)
 	for _, tc := range []struct {
-		name  string
-		steps []obs
+		name    string
+		sending uint64 // what the SFU sends on the link at each observation
+		steps   []obs
 	}{
-		{"an uncongested link has no cap, whatever is measured", []obs{{80_000, false, false, 0}, {90_000, false, false, 0}}},
-		{"overuse once or twice is a hiccup", []obs{{300_000, true, false, 0}, {300_000, true, false, 0}, {300_000, false, false, 0}}},
-		{"three in a row cut to the measurement", []obs{{600_000, true, false, 0}, {600_000, true, false, 0}, {580_000, true, false, 580_000}}},
-		{"loss three times in a row cuts too", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000}}},
-		{"loss and overuse together count", []obs{{650_000, true, false, 0}, {650_000, false, true, 0}, {650_000, true, true, 650_000}}},
-		{"a cut goes at most half way", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, ceiling / 2}}},
-		{"one cut per hold, then the next", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000},
-			{400_000, false, true, 650_000}, {400_000, false, true, 650_000}, {400_000, false, true, 650_000},
-			{400_000, false, true, 650_000}, {400_000, false, true, 650_000}, {400_000, false, true, 400_000}}},
-		{"quiet grows the cap", append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {650_000, false, true, 650_000}}, quiet(5, 650_000)...)},
-		{"and lifts it at the ceiling", append(append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {980_000, false, true, 980_000}}, quiet(2, 980_000)...),
+		{"an uncongested link has no cap, whatever is measured", ceiling, []obs{{80_000, false, false, 0}, {90_000, false, false, 0}}},
+		{"overuse once or twice is a hiccup", ceiling, []obs{{300_000, true, false, 0}, {300_000, true, false, 0}, {300_000, false, false, 0}}},
+		{"three in a row cut to the measurement", ceiling, []obs{{600_000, true, false, 0}, {600_000, true, false, 0}, {580_000, true, false, 580_000}}},
+		{"loss three times in a row cuts too", ceiling, cut650},
+		{"loss and overuse together count", ceiling, []obs{{650_000, true, false, 0}, {650_000, false, true, 0}, {650_000, true, true, 650_000}}},
+		{"a cut goes at most half way", ceiling, []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, ceiling / 2}}},
+		{"the first cut goes at most half way from what was being sent", 600_000, []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, 300_000}}},
+		{"one cut per hold, then the next", ceiling, append(append(cut650, lossy(cutHold, 400_000, 650_000)...), obs{400_000, false, true, 400_000})},
+		{"quiet grows the cap slowly from the knee", ceiling, append(cut650, quiet(5, 650_000, kneeGrowth)...)},
+		{"and fast again once well past it", ceiling, pastKnee},
+		{"and lifts it at the ceiling", ceiling, append(append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {980_000, false, true, 980_000}}, quiet(20, 980_000, kneeGrowth)...),
 			obs{50_000, false, false, 0})},
-		{"congestion measuring above the ceiling sets no cap", []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {2 * ceiling, false, true, 0}}},
+		{"congestion measuring above the ceiling sets no cap", ceiling, []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {2 * ceiling, false, true, 0}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c capState
 			for i, o := range tc.steps {
-				c = c.step(o.measured, o.overuse, o.loss, ceiling)
+				c = c.step(o.measured, tc.sending, o.overuse, o.loss, ceiling)
 				if c.bps != o.want {
 					t.Fatalf("step %d (%+v): cap %d, want %d", i, o, c.bps, o.want)
 				}
@@ -144,16 +163,16 @@ func TestLinkEstimateUsesFreshFeedbackOnly(t *testing.T) {
 		l.observe([]rtcp.Packet{&rtcp.TransportLayerCC{}}, now.Add(time.Duration(i+1)*capInterval))
 	}
 	now = now.Add(3 * capInterval)
-	if got, ok := l.estimate(now); !ok || got != 500_000 {
-		t.Fatalf("after overuse three times: %d %v, want GCC's delay target 400000 cut at most by half: 500000", got, ok)
+	if got, ok := l.estimate(now); !ok || got != 400_000 {
+		t.Fatalf("after overuse three times: %d %v, want GCC's delay target 400000", got, ok)
 	}
 	l.observe([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 350_000}}, now)
 	if got, _ := l.estimate(now); got != 350_000 {
 		t.Fatalf("with a lower REMB: %d, want the smaller 350000", got)
 	}
 	l.observe([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 2_000_000}}, now)
-	if got, _ := l.estimate(now); got != 500_000 {
-		t.Fatalf("with a higher REMB: %d, want the smaller cap 500000", got)
+	if got, _ := l.estimate(now); got != 400_000 {
+		t.Fatalf("with a higher REMB: %d, want the smaller cap 400000", got)
 	}
 	if _, ok := l.estimate(now.Add(feedbackFresh + time.Second)); ok {
 		t.Fatal("stale feedback still constrains the publisher")

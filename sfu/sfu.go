@@ -49,9 +49,9 @@ type Config struct {
 	// MaxVideoBitrate is the ceiling, in bits/s, of the bitrate asked of a
 	// publisher's video; 0 means DefaultMaxVideoBitrate.
 	MaxVideoBitrate int
-	// NACKHistory is how many sent packets each video stream of a subscribe
-	// connection keeps to answer NACKs from, a power of two; 0 sizes it from
-	// MaxVideoBitrate (interceptors.go).
+	// NACKHistory is the most sent packets each video stream of a subscribe
+	// connection keeps to answer NACKs from (it keeps only the last 800 ms),
+	// a power of two; 0 sizes it from MaxVideoBitrate (interceptors.go).
 	NACKHistory uint16
 	// ICEDisconnectedTimeout and ICEFailedTimeout are pion's ICE timeouts:
 	// without connectivity a connection is disconnected after the first and
@@ -79,6 +79,10 @@ type SFU struct {
 	udpMux ice.UDPMux
 	links  links // subscribe connections' downlinks, until their Participant takes them
 	tcpMux ice.TCPMux
+
+	// udpConn is the UDP port's socket when the SFU opened it itself (bound
+	// to one address), for its drop count.
+	udpConn *net.UDPConn
 
 	mu            sync.Mutex
 	closed        bool
@@ -132,13 +136,14 @@ func New(cfg Config) (*SFU, error) {
 		}
 		se.SetICETimeouts(disc, failed, 2*time.Second)
 	}
+	s.links.downLoss = s.downstreamLoss
 	m, pub, sub, err := newMediaEngine(cfg, &s.links)
 	if err != nil {
 		s.closeNetwork()
 		return nil, err
 	}
-	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(pub))
-	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(sub))
+	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.pub), webrtc.WithInterceptorRegistry(pub))
+	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.sub), webrtc.WithInterceptorRegistry(sub))
 	return s, nil
 }
 

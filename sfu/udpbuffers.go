@@ -10,9 +10,13 @@ import (
 // UDP port. Every consultation's media shares that socket: with Linux's
 // default of about 208 KiB, a burst of keyframes from a few publishers, or a
 // moment in which the reader goroutine does not get a core, overflows it
-// and the kernel drops packets of every consultation alike. 4 MiB holds
-// about a quarter of a second of 150 consultations' media.
-const DefaultUDPSocketBuffer = 4 << 20
+// and the kernel drops packets of every consultation alike. The kernel
+// charges each datagram about 0.8 KiB (an Opus packet) to 2.3 KiB (a video
+// packet) against the buffer, so 150 consultations' media costs some
+// 26 MB/s of it: 16 MiB rides out a stall of about a second (4 MiB, a
+// quarter). Past net.core.rmem_max it needs CAP_NET_ADMIN (udpbuffers.go
+// asks with SO_RCVBUFFORCE) or the sysctl raised.
+const DefaultUDPSocketBuffer = 16 << 20
 
 // socketBuffer is the configured UDP socket buffer size.
 func (s *SFU) socketBuffer() int {
@@ -20,6 +24,18 @@ func (s *SFU) socketBuffer() int {
 		return DefaultUDPSocketBuffer
 	}
 	return s.cfg.UDPSocketBuffer
+}
+
+// UDPReceiveDrops is how many datagrams the kernel dropped on the UDP
+// port's socket because its receive buffer was full: media lost before
+// medcall could read it, for every consultation alike. ok is false when it
+// cannot be read: no --udp-port, the port bound on every interface (one
+// socket per address, opened by pion), or not Linux.
+func (s *SFU) UDPReceiveDrops() (drops uint64, ok bool) {
+	if s.udpConn == nil {
+		return 0, false
+	}
+	return socketDrops(s.udpConn)
 }
 
 // setSocketBuffers asks for size bytes of receive and send buffer on conn. The kernel caps the request at
@@ -34,6 +50,10 @@ func setSocketBuffers(conn *net.UDPConn, size int, log *slog.Logger) {
 	}
 	rcv, snd := socketBuffers(conn)
 	// Linux reports twice what was granted (the other half is its bookkeeping).
+	if rcv >= 0 && rcv/2 < size || snd >= 0 && snd/2 < size {
+		forceSocketBuffers(conn, size)
+		rcv, snd = socketBuffers(conn)
+	}
 	if rcv >= 0 && rcv/2 < size || snd >= 0 && snd/2 < size {
 		log.Warn("UDP socket buffers smaller than asked; raise net.core.rmem_max and net.core.wmem_max (sysctl) to let bursts through",
 			"asked", size, "receive", rcv/2, "send", snd/2)

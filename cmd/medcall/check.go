@@ -115,6 +115,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
 		r, err := probeOne(sctx, wsURL, tok, hc, p, servers)
 		cancel()
+		if errors.Is(err, errNotOffered) {
+			line(p.name, "-", "not offered by server")
+			continue
+		}
 		if err != nil {
 			line(p.name, "FAIL", fmt.Sprintf("%v within %v; %s", err, timeout, p.advice))
 			continue

@@ -81,4 +81,13 @@ func TestCheck(t *testing.T) {
 	if _, err := runCheckCmd("https://" + addr); err == nil || !strings.Contains(err.Error(), "token is needed") {
 		t.Errorf("check without a token: %v", err)
 	}
+
+	// A server without --tcp-port offers no TCP path: "-", not FAIL.
+	data2 := t.TempDir()
+	addr2, _, _ := startServe(t, data2, "--tls-cert", certFile, "--tls-key", keyFile)
+	tok2 := mintCmd(t, "--data", data2, "--role", "clinician", "--sub", "check", "--pid", "check", "--cid", "check")
+	out, err = runCheckCmd("--token", tok2, "--ca", ca.file, "--timeout", "3s", "https://"+addr2)
+	if l := checkLine(out, "TCP"); err != nil || !regexp.MustCompile(`^TCP +- +not offered by server$`).MatchString(l) {
+		t.Errorf("without --tcp-port: %v, TCP line %q\n%s", err, l, out)
+	}
 }

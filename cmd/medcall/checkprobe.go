@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,11 +180,17 @@ func (s *probeSession) probePath(ctx context.Context, types []webrtc.NetworkType
 	if err := s.send(ctx, signaling.Message{Type: signaling.TypeOffer, PC: string(sfu.PCPublish), SDP: offer.SDP}); err != nil {
 		return pathResult{}, err
 	}
+	// Whether the server offered a candidate of this path's transport at
+	// all: a TCP path to a server without --tcp-port is not offered, not
+	// failed.
+	tcp := slices.Contains(types, webrtc.NetworkTypeTCP4) && !relay
+	offered := !tcp
 	select {
 	case sdp := <-s.answer:
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
 			return pathResult{}, err
 		}
+		offered = offered || strings.Contains(sdp, " tcp ") || strings.Contains(sdp, " TCP ")
 	case err := <-s.failed:
 		return pathResult{}, fmt.Errorf("offer refused: %w", err)
 	case <-ctx.Done():
@@ -194,16 +202,23 @@ func (s *probeSession) probePath(ctx context.Context, types []webrtc.NetworkType
 			if !ok {
 				return pathResult{}, errors.New("the server closed the socket")
 			}
+			offered = offered || strings.Contains(strings.ToLower(c.Candidate), " tcp ")
 			_ = pc.AddICECandidate(c)
 			continue
 		case <-connected:
 		case <-ctx.Done():
+			if !offered {
+				return pathResult{}, errNotOffered
+			}
 			return pathResult{}, errors.New("no connection")
 		}
 		break
 	}
 	return selectedPath(ctx, pc)
 }
+
+// errNotOffered: the server gave no candidate of the path's transport.
+var errNotOffered = errors.New("not offered by server")
 
 // selectedPath describes the connected pair, waiting briefly for a
 // round-trip time measured by ICE's own connectivity checks.

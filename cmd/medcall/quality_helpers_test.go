@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ type qualityPage struct {
 
 	mu      sync.Mutex
 	samples []qsample
+	marks   map[string]float64 // UPGRADE, FIRSTFRAME: Unix ms
 	joined  chan struct{}
 	done    chan bool // true when the page hung up cleanly
 }
@@ -80,7 +82,7 @@ func startQualityPage(t *testing.T, ns *netns.NS, node, name, base, token, role,
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &qualityPage{t: t, name: name, cmd: cmd, in: in, joined: make(chan struct{}), done: make(chan bool, 1)}
+	p := &qualityPage{t: t, name: name, cmd: cmd, in: in, joined: make(chan struct{}), done: make(chan bool, 1), marks: map[string]float64{}}
 	go func() {
 		passed := false
 		sc := bufio.NewScanner(out)
@@ -96,6 +98,12 @@ func startQualityPage(t *testing.T, ns *netns.NS, node, name, base, token, role,
 					p.samples = append(p.samples, s)
 					p.mu.Unlock()
 				}
+			case strings.HasPrefix(l, "UPGRADE ") || strings.HasPrefix(l, "FIRSTFRAME "):
+				k, v, _ := strings.Cut(l, " ")
+				ms, _ := strconv.ParseFloat(v, 64)
+				p.mu.Lock()
+				p.marks[k] = ms
+				p.mu.Unlock()
 			case l == "E2E PASS":
 				passed = true
 			default:
@@ -134,6 +142,13 @@ func (p *qualityPage) snapshot() []qsample {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]qsample(nil), p.samples...)
+}
+
+// mark is when the page printed the event name (Unix ms), 0 if it has not.
+func (p *qualityPage) mark(name string) float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.marks[name]
 }
 
 // window is the change of counters between the first sample at or after from
@@ -232,5 +247,14 @@ func perceivedSeries(ss []qsample, start float64) string {
 	return perSecond(ss, start, func(from, to float64) (string, bool) {
 		p, ok := perceivedBetween(ss, from, to)
 		return fmt.Sprintf("%.0ffps/%.0f%%", p.fps, p.freezePct), ok
+	})
+}
+
+// encodedSeries is a publishing page's encoded fps and frame width per
+// second: what the encoder made of the rate it was given.
+func encodedSeries(ss []qsample, start float64) string {
+	return perSecond(ss, start, func(from, to float64) (string, bool) {
+		w, ok := between(ss, from, to)
+		return fmt.Sprintf("%.0ffps/%.0fw", w.rate("framesEncoded"), w.b["sentWidth"]), ok
 	})
 }

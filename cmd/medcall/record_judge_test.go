@@ -85,7 +85,7 @@ func judgeFrameRate(t *testing.T, who, file string, idx int, frames []vframe) {
 	slices.Sort(iv)
 	rate := 1 / iv[len(iv)/2]
 	t.Logf("RESULT framerate who=%s r_frame_rate=%s measured=%.2f", who, strings.TrimSpace(string(out)), rate)
-	if d == 0 || math.Abs(n/d-rate) > 0.1*rate {
+	if d == 0 || math.Abs(n/d-rate) > 0.05*rate {
 		t.Errorf("%s: ffprobe says r_frame_rate %s, the frames come at %.2f fps", who, strings.TrimSpace(string(out)), rate)
 	}
 }

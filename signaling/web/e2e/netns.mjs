@@ -22,7 +22,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
 import { createInterface } from 'node:readline';
-import { loadDemo } from './pageload.mjs';
+import { gotoSettled } from './settle.mjs';
 
 const base = process.env.MEDCALL_URL;
 const token = process.env.MEDCALL_TOKEN;
@@ -132,7 +132,7 @@ async function main() {
   await page.addInitScript(capturePCs);
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error' && !(m.location().url || '').includes('/v1/recordings')) pageErrors.push(m.text()); });
-  await loadDemo(page, base + '/');
+  await gotoSettled(page, base + '/', () => !!window.medcallDemo); // app.js and the client's modules have run
   // A load retried because the network settled logged its failed fetches; they are not the page's errors.
   pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((m) => !m.includes('ERR_NETWORK_CHANGED')));
   check(!page.url().includes('token'), 'a token is in the URL');

@@ -13,10 +13,13 @@
 //
 // Output (stdout, one line each):
 //   JOINED                   in the call (publish: video is being sent)
+//   UPGRADE <ms>             publish: Date.now() when the video button was clicked
+//   FIRSTFRAME <ms>          watch: Date.now() when the first video frame was decoded
 //   SAMPLE <json>            every 500 ms, the page's cumulative counters
 //   E2E PASS                 after "stop" on stdin: hung up cleanly
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
+import { gotoSettled } from './settle.mjs';
 
 const base = process.env.MEDCALL_URL;
 const token = process.env.MEDCALL_TOKEN;
@@ -37,8 +40,8 @@ const capturePCs = () => {
 const sample = (page) => page.evaluate(async () => {
   const o = {
     t: Date.now(), framesDecoded: 0, freezeCount: 0, freezeSec: 0, videoPacketsLost: 0, videoPacketsReceived: 0,
-    videoBytesReceived: 0, nackSent: 0, audioPacketsLost: 0, audioPacketsReceived: 0, concealed: 0, samples: 0,
-    videoBytesSent: 0, audioBytesSent: 0, retransmittedBytesSent: 0, framesEncoded: 0, available: 0, width: 0,
+    videoBytesReceived: 0, nackSent: 0, rtxReceived: 0, audioPacketsLost: 0, audioPacketsReceived: 0, concealed: 0, samples: 0,
+    videoBytesSent: 0, audioBytesSent: 0, retransmittedBytesSent: 0, framesEncoded: 0, available: 0, width: 0, sentWidth: 0,
   };
   for (const pc of window.__pcs) {
     const stats = await pc.getStats();
@@ -51,6 +54,7 @@ const sample = (page) => page.evaluate(async () => {
         o.videoPacketsReceived += s.packetsReceived || 0;
         o.videoBytesReceived += s.bytesReceived || 0;
         o.nackSent += s.nackCount || 0;
+        o.rtxReceived += s.retransmittedPacketsReceived || 0;
         o.width = Math.max(o.width, s.frameWidth || 0);
       }
       if (s.type === 'inbound-rtp' && s.kind === 'audio') {
@@ -63,6 +67,7 @@ const sample = (page) => page.evaluate(async () => {
         o.videoBytesSent += (s.bytesSent || 0) + (s.headerBytesSent || 0);
         o.retransmittedBytesSent += s.retransmittedBytesSent || 0;
         o.framesEncoded += s.framesEncoded || 0;
+        o.sentWidth = Math.max(o.sentWidth, s.frameWidth || 0);
       }
       if (s.type === 'outbound-rtp' && s.kind === 'audio') o.audioBytesSent += (s.bytesSent || 0) + (s.headerBytesSent || 0);
       if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) o.available = Math.max(o.available, s.availableOutgoingBitrate);
@@ -83,19 +88,35 @@ if (process.env.MEDCALL_VIDEO) args.push(`--use-file-for-fake-video-capture=${pr
 if (process.env.MEDCALL_AUDIO) args.push(`--use-file-for-fake-audio-capture=${process.env.MEDCALL_AUDIO}`);
 
 let browser = null;
+let page = null;
 let code = 0;
 try {
   browser = await chromium.launch({ executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium', headless: true, args });
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], ignoreHTTPSErrors: true });
-  const page = await ctx.newPage();
+  page = await ctx.newPage();
   await page.addInitScript(capturePCs);
-  await page.goto(base + '/');
+  page.on('console', (m) => { if (m.type() === 'error') console.error(`page console: ${m.text()}`); });
+  await gotoSettled(page, base + '/', () => !!window.medcallDemo); // app.js has started
   await page.fill('#token', token);
   await page.check('#prenegotiate');
   await page.click('#join-button');
   await page.waitForSelector('#call:not([hidden])', { timeout: 30000 });
-  if (role === 'publish') await page.click('#video-button');
+  if (role === 'publish') {
+    console.log(`UPGRADE ${Date.now()}`);
+    await page.click('#video-button');
+  }
   console.log('JOINED');
+  // Until the first frame, look every 50 ms: the upgrade's latency as seen here.
+  let firstFrame = role !== 'watch';
+  while (!stopping && !firstFrame) {
+    const s = await sample(page);
+    if (s.framesDecoded > 0) {
+      console.log(`FIRSTFRAME ${s.t}`);
+      firstFrame = true;
+    }
+    console.log(`SAMPLE ${JSON.stringify(s)}`);
+    await Promise.race([sleep(50), stopped]);
+  }
   while (!stopping) {
     console.log(`SAMPLE ${JSON.stringify(await sample(page))}`);
     await Promise.race([sleep(500), stopped]);
@@ -105,6 +126,7 @@ try {
   console.log('E2E PASS');
 } catch (err) {
   console.error(`E2E FAIL: ${err && err.stack ? err.stack : err}`);
+  if (page) console.error(`page text: ${(await page.innerText('body').catch(() => '')).replace(/\s+/g, ' ').slice(0, 600)}`);
   code = 1;
 } finally {
   if (browser) await browser.close().catch(() => {});

@@ -280,11 +280,14 @@ async function showStats() {
 // ---- start-up ----
 
 async function start() {
+  // Before anything is awaited: a Join pressed while /config.json is on its
+  // way (one round trip, long on a slow network) would otherwise submit the
+  // form the browser's way, putting the token in the address.
+  $('join-form').addEventListener('submit', join);
   try {
     const r = await fetch('/config.json', { cache: 'no-store' });
     if (r.ok) config = await r.json();
   } catch { /* not fatal: no dev features */ }
-  $('join-form').addEventListener('submit', join);
   $('token').addEventListener('input', tokenChanged);
   $('video-button').addEventListener('click', toggleVideo);
   $('mute-button').addEventListener('click', toggleMute);
