@@ -11,14 +11,42 @@ import (
 	"github.com/medcall/medcall/signaling"
 )
 
-// jsClient is static/medcall.js, the browser client.
+// jsImport matches a static import or re-export of a sibling module.
+var jsImport = regexp.MustCompile(`(?m)^(?:import|export) \{[^}]*\} from '\./([a-z]+\.js)';$`)
+
+// clientModules returns the files of the browser client: static/medcall.js
+// and every module it imports, directly or not, medcall.js first.
+func clientModules(t *testing.T) []string {
+	t.Helper()
+	files := []string{"medcall.js"}
+	for i := 0; i < len(files); i++ {
+		b, err := os.ReadFile("static/" + files[i])
+		if err != nil {
+			t.Fatalf("the browser client imports %s: %v", files[i], err)
+		}
+		for _, m := range jsImport.FindAllStringSubmatch(string(b), -1) {
+			if !slices.Contains(files, m[1]) {
+				files = append(files, m[1])
+			}
+		}
+	}
+	return files
+}
+
+// jsClient is the browser client's source: static/medcall.js and the
+// modules it imports, one after the other.
 func jsClient(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("static/medcall.js")
-	if err != nil {
-		t.Fatal(err)
+	var src strings.Builder
+	for _, f := range clientModules(t) {
+		b, err := os.ReadFile("static/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Write(b)
+		src.WriteString("\n")
 	}
-	return string(b)
+	return src.String()
 }
 
 // jsExport returns the body of `export const NAME = Object.freeze(...)`.

@@ -1,5 +1,5 @@
 // Package web serves medcall's browser client (static/medcall.js, an ES module
-// that speaks signaling/PROTOCOL.md) and the demo page that uses it, from
+// that speaks signaling/PROTOCOL.md, and the modules beside it that it imports) and the demo page that uses it, from
 // assets embedded in the binary. In development mode it also mints tokens for
 // loopback callers (POST /dev/token), so the demo works without a booking
 // backend.
@@ -59,10 +59,18 @@ var routes = map[string]string{
 	"/tokens.js":  "static/tokens.js",
 	"/view.js":    "static/view.js",
 	ClientPath:    "static/medcall.js",
-	// Imported by medcall.js as './remote.js'.
-	"/client/remote.js": "static/remote.js",
-	// Imported by medcall.js as './netwatch.js'.
-	"/client/netwatch.js": "static/netwatch.js",
+	// Imported by app.js.
+	"/recordings.js": "static/recordings.js",
+	// The modules medcall.js imports as './NAME.js' (and they from each
+	// other); TestClientImportsServed keeps this list complete.
+	"/client/remote.js":    "static/remote.js",
+	"/client/netwatch.js":  "static/netwatch.js",
+	"/client/protocol.js":  "static/protocol.js",
+	"/client/signaling.js": "static/signaling.js",
+	"/client/negotiate.js": "static/negotiate.js",
+	"/client/recovery.js":  "static/recovery.js",
+	"/client/stats.js":     "static/stats.js",
+	"/client/media.js":     "static/media.js",
 }
 
 var contentTypes = map[string]string{

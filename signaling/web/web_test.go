@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path"
 	"regexp"
 	"strings"
@@ -61,6 +62,7 @@ func TestAssets(t *testing.T) {
 		{web.ClientPath, "text/javascript; charset=utf-8", "export class MedcallClient"},
 		{"/style.css", "text/css; charset=utf-8", ".tile"},
 		{"/tokens.js", "text/javascript; charset=utf-8", "export function tokenClaims"},
+		{"/recordings.js", "text/javascript; charset=utf-8", "export function parseRecordings"},
 		{"/view.js", "text/javascript; charset=utf-8", "export function attach"},
 		{"/client/remote.js", "text/javascript; charset=utf-8", "export class RemoteMedia"},
 		{"/config.json", "application/json", `"dev":false`},
@@ -91,6 +93,35 @@ func TestAssets(t *testing.T) {
 	again := serve(h, "GET", web.ClientPath, "", func(r *http.Request) { r.Header.Set("If-None-Match", first.Header().Get("ETag")) })
 	if again.Code != http.StatusNotModified {
 		t.Errorf("conditional GET: status %d, want 304", again.Code)
+	}
+}
+
+// TestClientImportsServed checks every module the browser client imports
+// (static/medcall.js and the modules beside it) is served next to it under
+// /client/, so `import ... from '/client/medcall.js'` loads in a page.
+func TestClientImportsServed(t *testing.T) {
+	h := web.Handler(web.Options{})
+	mods := clientModules(t)
+	if len(mods) < 2 {
+		t.Fatalf("found no imports in medcall.js (%v): is the import pattern stale?", mods)
+	}
+	for _, f := range mods {
+		p := path.Join(path.Dir(web.ClientPath), f)
+		w := serve(h, "GET", p, "", nil)
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
+			t.Errorf("GET %s: status %d, Content-Type %q; medcall.js imports %s: add it to routes in web.go",
+				p, w.Code, w.Header().Get("Content-Type"), f)
+		}
+	}
+	// The README tells people hosting the client elsewhere which files to serve.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range mods {
+		if !strings.Contains(string(readme), "`"+f+"`") {
+			t.Errorf("README.md does not name the client module `%s` among the files to serve", f)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
 import { createInterface } from 'node:readline';
+import { gotoSettled } from './settle.mjs';
 
 const base = process.env.MEDCALL_URL;
 const token = process.env.MEDCALL_TOKEN;
@@ -127,7 +128,7 @@ async function main() {
   page = await ctx.newPage();
   await page.addInitScript(capturePCs);
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.log(`page ${m.type()}: ${m.text()}`); });
-  await page.goto(base + '/');
+  await gotoSettled(page, base + '/', () => !!window.medcallDemo); // app.js and the client's modules have run
   await page.fill('#token', token);
   await page.click('#join-button');
   await page.waitForSelector('#call:not([hidden])', { timeout: 20000 });
