@@ -369,6 +369,17 @@ async function main() {
     await shot(patient, 'replay-list-phone.png');
     await expectAccessible(patient, 'replay-list');
     await patient.click('#replay-list li:last-child button'); // the first call, with video
+    // Nothing plays by itself: the original plays when asked, and pauses the consultation player.
+    await poll('the recording is loaded, not playing', () => patient.evaluate(() => {
+      const v = document.getElementById('replay-player');
+      return v.readyState >= 1 && v.paused;
+    }));
+    await patient.evaluate(() => document.querySelector('#replay-consultation button.consultation-play')?.click());
+    await poll('the consultation player plays', () => patient.evaluate(() =>
+      document.querySelector('#replay-consultation button.consultation-play')?.textContent === 'Pause'));
+    await patient.evaluate(() => document.getElementById('replay-player').play());
+    await poll('the original plays and the consultation player pauses', () => patient.evaluate(() =>
+      document.querySelector('#replay-consultation button.consultation-play')?.textContent === 'Play'));
     await poll('the recording plays', () => patient.evaluate(() => {
       const v = document.getElementById('replay-player');
       return v.readyState >= 2 && v.duration > 1 && v.currentTime > 0;

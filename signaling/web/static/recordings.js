@@ -101,8 +101,27 @@ async function loadRecordings(ev) {
   }
 }
 
-/** Plays one recording: the API answers with the media (streamed) or with JSON {url} (a short-lived link). */
+/**
+ * One thing plays at a time: the original file (all tracks mixed) and the
+ * consultation player (each person in step) hold the same voices, so
+ * starting one pauses the other. Media events do not bubble: listen in the
+ * capture phase.
+ */
+function playOneAtATime() {
+  const original = $('replay-player');
+  const consultation = $('replay-consultation');
+  original.addEventListener('play', () => {
+    const b = consultation.querySelector('button.consultation-play');
+    if (b && b.textContent === 'Pause') b.click();
+  });
+  consultation.addEventListener('play', () => { if (!original.paused) original.pause(); }, true);
+}
+
+let exclusive = false;
+
+/** Loads one recording (not played until asked): the API answers with the media (streamed) or with JSON {url} (a short-lived link). */
 async function play(rec) {
+  if (!exclusive) { playOneAtATime(); exclusive = true; }
   const st = $('replay-status');
   const player = $('replay-player');
   st.textContent = 'Loading the recording…';
@@ -119,8 +138,7 @@ async function play(rec) {
     player.hidden = false;
     player.dataset.rid = rec.id;
     showConsultation($('replay-consultation'), rec.url, replayHeaders()).catch((err) => { st.textContent = `Could not show the whole consultation: ${err.message}.`; });
-    st.textContent = `Playing the recording of consultation ${rec.consultation}.`;
-    await player.play().catch(() => {});
+    st.textContent = `Showing the recording of consultation ${rec.consultation}: press Play.`;
   } catch (err) {
     st.textContent = `Could not play the recording: ${err.message}.`;
   }

@@ -105,6 +105,7 @@ export class ConsultationPlayer {
     });
     this.playButton = document.createElement('button');
     this.playButton.type = 'button';
+    this.playButton.className = 'consultation-play';
     this.playButton.textContent = 'Play';
     this.playButton.addEventListener('click', () => (this.playing ? this.pause() : this.play()));
     this.seekBar = document.createElement('input');
@@ -209,8 +210,11 @@ export class ConsultationPlayer {
       v.currentTime = t;
       v.playbackRate = 1;
     } else {
-      // Small drift is steered away by speed, which is hardly audible; a seek is not.
-      v.playbackRate = Math.abs(drift) < 0.005 ? 1 : 1 - Math.max(-0.1, Math.min(0.1, drift * 4));
+      // Small drift is steered away by speed (pitch is preserved, so it is
+      // hardly audible; a seek is not). Up to 25 % faster or slower: an
+      // element that started playing ~100 ms after the master (a
+      // loaded machine) is back in step within half a second.
+      v.playbackRate = Math.abs(drift) < 0.005 ? 1 : 1 - Math.max(-0.25, Math.min(0.25, drift * 8));
     }
     if (v.paused) await v.play().catch(() => {});
   }
