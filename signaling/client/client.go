@@ -12,10 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 
-	"github.com/coder/websocket"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/pion/ice/v4"
@@ -282,113 +280,6 @@ func newAPI(o Options) (*webrtc.API, *timeoutNet, error) {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), tn, nil
 }
 
-// negotiatePublish runs one offer/answer on the publish connection.
-func (c *Client) negotiatePublish(ctx context.Context) error { return c.offerPublish(ctx, nil) }
-
-// offerPublish runs one offer/answer on the publish connection with opts
-// (an ICE restart, icerestart.go).
-func (c *Client) offerPublish(ctx context.Context, opts *webrtc.OfferOptions) error {
-	offer, err := c.pub.CreateOffer(opts)
-	if err != nil {
-		return err
-	}
-	if err := c.pub.SetLocalDescription(offer); err != nil {
-		return err
-	}
-	c.countSDP()
-	reply, err := c.Request(ctx, signaling.Message{Type: signaling.TypeOffer, PC: string(sfu.PCPublish), SDP: offer.SDP})
-	if err != nil {
-		return err
-	}
-	c.countSDP()
-	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.SDP}); err != nil {
-		return err
-	}
-	c.flushCandidates(sfu.PCPublish)
-	return nil
-}
-
-// drainRTCP reads a sender's RTCP (pion's interceptors need it read) and
-// turns keyframe requests into a jump to the latest keyframe.
-func (c *Client) drainRTCP(s *webrtc.RTPSender, p *pump) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for {
-			pkts, _, err := s.ReadRTCP()
-			if err != nil {
-				return
-			}
-			if p != nil && hasKeyframeRequest(pkts) {
-				p.requestKeyframe()
-			}
-		}
-	}()
-}
-
-// Upgrade turns video on by the given path (signaling.PathPrenegotiated or
-// signaling.PathRenegotiate). Once a renegotiated video transceiver exists, a
-// later upgrade reuses it without SDP.
-func (c *Client) Upgrade(ctx context.Context, path string) error {
-	if c.video == nil {
-		return errors.New("client: no video file to upgrade with")
-	}
-	c.upMu.Lock()
-	defer c.upMu.Unlock()
-	switch path {
-	case signaling.PathPrenegotiated:
-		if !c.opts.Prenegotiate && !c.videoAdded {
-			return errors.New("client: the pre-negotiated path needs Options.Prenegotiate")
-		}
-	case signaling.PathRenegotiate:
-		if !c.videoAdded {
-			sender, err := c.pub.AddTrack(c.videoTrack)
-			if err != nil {
-				return err
-			}
-			c.videoSender, c.videoAdded, c.videoBound = sender, true, true
-			c.drainRTCP(sender, c.video)
-			if err := c.negotiatePublish(ctx); err != nil {
-				return err
-			}
-		}
-	default:
-		return fmt.Errorf("client: unknown upgrade path %q", path)
-	}
-	// The notice goes first so a re-upgrade is unmuted before its RTP arrives.
-	c.notify(signaling.Message{Type: signaling.TypeMedia, Video: ptr(true), Path: path})
-	if !c.videoBound {
-		if err := c.videoSender.ReplaceTrack(c.videoTrack); err != nil {
-			return err
-		}
-		c.videoBound = true
-	}
-	c.video.setOn(true)
-	return nil
-}
-
-// Downgrade turns video off; the transceiver stays for a fast re-upgrade.
-func (c *Client) Downgrade(ctx context.Context) error {
-	if c.video == nil {
-		return errors.New("client: no video")
-	}
-	c.upMu.Lock()
-	defer c.upMu.Unlock()
-	c.video.setOn(false)
-	_, err := c.Request(ctx, signaling.Message{Type: signaling.TypeMedia, Video: ptr(false)})
-	return err
-}
-
-// StopSending pauses every media pump without telling the server, as a
-// client does just before leaving so that nothing is in flight when it goes.
-func (c *Client) StopSending() {
-	for _, p := range []*pump{c.audio, c.video} {
-		if p != nil {
-			p.setOn(false)
-		}
-	}
-}
-
 // Subscriptions counts the tracks the server currently sends this client:
 // the subscribe connection's transceivers that are receiving.
 func (c *Client) Subscriptions() int {
@@ -432,69 +323,4 @@ func (c *Client) Close() {
 		_ = c.sub.Close()
 	}
 	c.wg.Wait()
-}
-
-// Request sends a request and waits for its reply; an error reply is a *ProtocolError.
-func (c *Client) Request(ctx context.Context, m signaling.Message) (signaling.Message, error) {
-	ch := make(chan signaling.Message, 1)
-	c.reqMu.Lock()
-	c.nextID++
-	m.ID = strconv.Itoa(c.nextID)
-	c.pending[m.ID] = ch
-	c.reqMu.Unlock()
-	defer func() {
-		c.reqMu.Lock()
-		delete(c.pending, m.ID)
-		c.reqMu.Unlock()
-	}()
-	sk := c.current()
-	if err := sk.write(ctx, c.opts.Trace, m); err != nil {
-		return signaling.Message{}, err
-	}
-	select {
-	case r := <-ch:
-		return asReply(r)
-	case <-ctx.Done():
-		return signaling.Message{}, ctx.Err()
-	case <-sk.gone:
-		// The server answers on the socket that carried the request.
-		return signaling.Message{}, ErrSocketReplaced
-	case <-c.ctx.Done():
-		// The reply may have come just before the server closed the socket
-		// (a leave is acked, then bye, then close): prefer it.
-		select {
-		case r := <-ch:
-			return asReply(r)
-		default:
-		}
-		return signaling.Message{}, errors.New("client: connection closed")
-	}
-}
-
-// asReply turns an error reply into a *ProtocolError.
-func asReply(r signaling.Message) (signaling.Message, error) {
-	if r.Type == signaling.TypeError {
-		return r, &ProtocolError{Code: r.Code, Message: r.Message}
-	}
-	return r, nil
-}
-
-// notify sends a request without waiting for its reply (which is discarded).
-func (c *Client) notify(m signaling.Message) {
-	c.reqMu.Lock()
-	c.nextID++
-	m.ID = strconv.Itoa(c.nextID)
-	c.reqMu.Unlock()
-	if err := c.write(c.ctx, m); err != nil {
-		c.log.Debug("send failed", "type", m.Type, "err", err)
-	}
-}
-
-func (c *Client) write(ctx context.Context, m signaling.Message) error {
-	return c.current().write(ctx, c.opts.Trace, m)
-}
-
-// WriteRaw sends bytes as they are, for tests of the server's input handling.
-func (c *Client) WriteRaw(ctx context.Context, b []byte) error {
-	return c.current().conn.Write(ctx, websocket.MessageText, b)
 }
