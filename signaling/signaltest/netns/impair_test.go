@@ -73,8 +73,8 @@ func probe(t *testing.T, c *net.UDPConn, to *net.UDPAddr, count, size int, inter
 }
 
 // TestImpairDelayAndJitter: 40 ms one way and 60 ± 20 ms the other make
-// round trips of 100 ms spread uniformly over ±20 ms (standard deviation
-// 20/√3 ≈ 11.5 ms), never shorter than 80 ms, with no packet lost and none
+// round trips of 100 ms spread uniformly over ±20 ms (the middle half
+// within 20 ms), never shorter than 80 ms, with no packet lost and none
 // out of order.
 func TestImpairDelayAndJitter(t *testing.T) {
 	_, a, b := impairedPair(t, netns.Impairment{Delay: 40 * time.Millisecond},
@@ -100,8 +100,12 @@ func TestImpairDelayAndJitter(t *testing.T) {
 	if math.Abs(mean-100) > 8 {
 		t.Errorf("mean round trip %.1f ms, want 100 ± 8 ms", mean)
 	}
-	if sd < 8 || sd > 16 {
-		t.Errorf("round trips spread with sd %.1f ms, want about 11.5 ms (8 to 16)", sd)
+	// The spread is judged by the interquartile range: ±20 ms of uniform
+	// jitter puts the middle half of the round trips within 20 ms, whatever
+	// one probe the loaded machine's scheduler held back (an outlier the
+	// impairer did not make, which the standard deviation would count).
+	if iqr := ms[3*len(ms)/4] - ms[len(ms)/4]; iqr < 14 || iqr > 28 {
+		t.Errorf("the middle half of the round trips spans %.1f ms (sd %.1f), want about 20 ms (14 to 28) from ±20 ms of jitter", iqr, sd)
 	}
 }
 
