@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,25 @@ func chromiumPath() string {
 		return p
 	}
 	return "/usr/bin/chromium"
+}
+
+// startPiped starts cmd with pipes for the checkpoint dialogue of a test
+// script: its stdin (the test's answers) and its stdout (RESULT and
+// CHECKPOINT lines).
+func startPiped(t testing.TB, cmd *exec.Cmd) (io.WriteCloser, io.ReadCloser) {
+	t.Helper()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return in, out
 }
 
 // needBrowserTool skips when a browser-test prerequisite is missing, except
@@ -90,17 +110,7 @@ func TestBrowser(t *testing.T) {
 	cmd.Env = append(os.Environ(), "MEDCALL_URL=http://"+addr, "MEDCALL_ARTIFACTS="+artifacts,
 		"MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_FFMPEG="+ffmpeg, "MEDCALL_E2E_REPLAY=1")
 	cmd.Stderr = logWriter{t, "node stderr: "}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	passed, replayed, schema := false, false, false
 	heard := map[string]bool{}
 	sc := bufio.NewScanner(stdout)

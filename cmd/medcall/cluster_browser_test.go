@@ -40,11 +40,7 @@ func TestBrowserFollowsRedirect(t *testing.T) {
 	cmd.Env = append(os.Environ(), "MEDCALL_URL=http://"+r.nodes[entry].addr, "MEDCALL_CHROMIUM="+chromiumPath(),
 		"MEDCALL_TOKEN="+mintCmd(t, "--data", r.data[0], "--role", "clinician", "--sub", "d-1", "--pid", "p-1", "--cid", "c-1"))
 	cmd.Stderr = logWriter{t, "node stderr: "}
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	sc := bufio.NewScanner(stdout)
 	joinedOn, passed := "", false
 	for sc.Scan() {

@@ -49,17 +49,7 @@ func TestNetworkChangeBrowser(t *testing.T) {
 	cmd.Env = append(os.Environ(), "MEDCALL_URL="+base, "MEDCALL_TOKEN="+pat, "MEDCALL_CHROMIUM="+chromiumPath(),
 		"MEDCALL_ARTIFACTS="+artifacts, fmt.Sprintf("MEDCALL_CHANGES=%d", changes))
 	cmd.Stderr = tbLog{t, "node stderr: "}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	addr, heardPackets, passed := netns.ClientIP, uint64(0), false
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {

@@ -238,18 +238,8 @@ func startPeer(t testing.TB, ns *netns.NS, name string, pc peerConfig) (*peerPro
 	t.Helper()
 	cfg, _ := json.Marshal(pc)
 	cmd := ns.Func(context.Background(), "participant", string(cfg))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd.Stderr = tbLog{t, name + ": "}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, out := startPiped(t, cmd)
 	p := &peerProc{t: t, name: name, in: in, lines: make(chan string, 16)}
 	go func() {
 		defer close(p.lines)

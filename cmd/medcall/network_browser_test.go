@@ -77,17 +77,7 @@ func browserPatient(t testing.TB, ns *netns.NS, node, base, token string, dc *pe
 	cmd.Env = append(os.Environ(), "MEDCALL_URL="+base, "MEDCALL_TOKEN="+token,
 		"MEDCALL_CHROMIUM="+chromiumPath(), "MEDCALL_ARTIFACTS="+artifacts, fmt.Sprintf("MEDCALL_JOINS=%d", joins))
 	cmd.Stderr = tbLog{t, "node stderr: "}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	results := map[string]string{}
 	passed := false
 	heard := uint64(0)

@@ -71,17 +71,7 @@ func startQualityPage(t *testing.T, ns *netns.NS, node, name, base, token, role,
 	cmd.Env = append(os.Environ(), "MEDCALL_URL="+base, "MEDCALL_TOKEN="+token, "MEDCALL_ROLE="+role,
 		"MEDCALL_VIDEO="+video, "MEDCALL_CHROMIUM="+chromiumPath())
 	cmd.Stderr = logWriter{t, name + " stderr: "}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, out := startPiped(t, cmd)
 	p := &qualityPage{t: t, name: name, cmd: cmd, in: in, joined: make(chan struct{}), done: make(chan bool, 1), marks: map[string]float64{}}
 	go func() {
 		passed := false

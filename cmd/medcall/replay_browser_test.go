@@ -288,18 +288,8 @@ func runReplayScript(t *testing.T, base, tok string, env map[string]string) (out
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd.Stderr = logWriter{t, "node stderr: "}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	fmt.Fprintln(stdin, tok)
 	passed := false
 	var out strings.Builder

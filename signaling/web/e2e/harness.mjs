@@ -5,7 +5,7 @@ import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
-import { createInterface } from 'node:readline';
+import { ask, endCheckpoints } from './checkpoint.mjs';
 import { TONES, makeTone } from './audio.mjs';
 import { routeSocket as routeChecked, watchPage } from './protocol.mjs';
 
@@ -26,16 +26,9 @@ const args = [
   '--autoplay-policy=document-user-activation-required',
 ];
 
-const stdin = createInterface({ input: process.stdin });
-const answers = [];
-const waiters = [];
-stdin.on('line', (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
-const nextAnswer = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => waiters.push(r)));
-
 /** Asks the Go test to check the SFU's counts. */
 export async function checkpointStats(consultations, participants) {
-  console.log(`CHECKPOINT stats ${consultations} ${participants}`);
-  const a = await nextAnswer();
+  const a = await ask('stats', consultations, participants);
   if (a !== 'ok') throw new Error(`server check (consultations=${consultations}, participants=${participants}): ${a}`);
 }
 
@@ -129,5 +122,5 @@ export async function diagnose() {
 
 export async function closeAll() {
   for (const b of browsers.values()) await b.close().catch(() => {});
-  stdin.close();
+  endCheckpoints();
 }

@@ -21,7 +21,7 @@ import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
-import { createInterface } from 'node:readline';
+import { checkpoint as ask, endCheckpoints } from './checkpoint.mjs';
 import { gotoSettled } from './settle.mjs';
 
 const base = process.env.MEDCALL_URL;
@@ -31,18 +31,7 @@ const changes = Number(process.env.MEDCALL_CHANGES || '1');
 const artifacts = process.env.MEDCALL_ARTIFACTS || pathJoin(tmpdir(), 'medcall-artifacts');
 mkdirSync(artifacts, { recursive: true });
 
-const stdin = createInterface({ input: process.stdin });
-const answers = [];
-const waiters = [];
-stdin.on('line', (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
-const nextAnswer = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => waiters.push(r)));
-
-async function checkpoint(step, ...args) {
-  console.log(`CHECKPOINT ${step} ${args.join(' ')}`.trim());
-  const a = await nextAnswer();
-  if (!a.startsWith('ok')) throw new Error(`step ${step}: ${a}`);
-  return a.split(' ').slice(1);
-}
+const checkpoint = (step, ...args) => ask('step', step, ...args);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -164,6 +153,6 @@ try {
   if (page) await page.screenshot({ path: pathJoin(artifacts, 'netchange-failure.png'), fullPage: true }).catch(() => {});
 } finally {
   if (browser) await browser.close().catch(() => {});
-  stdin.close();
+  endCheckpoints();
 }
 process.exit(code);

@@ -21,7 +21,7 @@ import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
-import { createInterface } from 'node:readline';
+import { checkpoint as ask, endCheckpoints } from './checkpoint.mjs';
 import { gotoSettled } from './settle.mjs';
 
 const base = process.env.MEDCALL_URL;
@@ -30,19 +30,8 @@ if (!base || !token) throw new Error('MEDCALL_URL and MEDCALL_TOKEN must be set'
 const artifacts = process.env.MEDCALL_ARTIFACTS || pathJoin(tmpdir(), 'medcall-artifacts');
 mkdirSync(artifacts, { recursive: true });
 
-const stdin = createInterface({ input: process.stdin });
-const answers = [];
-const waiters = [];
-stdin.on('line', (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
-const nextAnswer = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => waiters.push(r)));
-
 /** Asks the Go test to do the clinician's part of a step; returns its answer's values. */
-async function checkpoint(step, ...args) {
-  console.log(`CHECKPOINT ${step} ${args.join(' ')}`.trim());
-  const a = await nextAnswer();
-  if (!a.startsWith('ok')) throw new Error(`clinician step ${step}: ${a}`);
-  return a.split(' ').slice(1);
-}
+const checkpoint = (step, ...args) => ask('clinician step', step, ...args);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function check(cond, msg) { if (!cond) throw new Error(msg); }
@@ -202,6 +191,6 @@ try {
   if (pageErrors.length) console.error(`errors in the page:\n  ${pageErrors.join('\n  ')}`);
 } finally {
   if (browser) await browser.close().catch(() => {});
-  stdin.close();
+  endCheckpoints();
 }
 process.exit(code);
