@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,27 +43,38 @@ type link struct {
 	// onStale is called with the SSRC of an outgoing stream whose subscriber
 	// asked for packets too old to resend.
 	onStale atomic.Pointer[func(ssrc uint32)] // bytes of RTP sent on the connection
+	// onDrained is called when a link whose cap was cut while it dropped
+	// packets carries everything again: its subscriber lost video frames
+	// and needs a keyframe, and one asked for now gets through whole (one
+	// asked for while the queue still overflowed was lost with the rest).
+	onDrained atomic.Pointer[func()]
+	lossCut   bool // cut while dropping packets, not drained yet (guarded by mu)
 
-	mu       sync.Mutex // guards the cap and the last step's time and bytes
-	cap      capState
-	stepAt   time.Time
-	stepSent uint64
+	mu      sync.Mutex // guards the cap and the last step's time and bytes
+	cap     capState
+	stepAt  time.Time
+	history sendHistory
 
-	losses lossReports // what the subscriber reports lost, per stream (lossreport.go)
+	losses  lossReports  // what the subscriber reports lost, per stream (lossreport.go)
+	fbLoss  feedbackLoss // what its transport-cc feedback reports lost since the last step
+	lossWin lossWindow   // and over the last steps (guarded by mu)
 }
 
 type gccEstimator struct{ cc.BandwidthEstimator }
 
-// capState is a link's congestion cap in bits/s (zero means none), how
-// many observations in a row saw delay overuse or loss (one or two alone
-// may be a scheduling hiccup or a burst of random loss, so congestion
-// counts from the third, 100 ms apart), how many observations ago the
+// capState is a link's congestion cap in bits/s (zero means none), which
+// of the last four observations saw delay overuse or loss (one or two
+// alone may be a scheduling hiccup or a burst of random loss, so
+// congestion counts from the third of four, 100 ms apart; GCC's overuse
+// signal flickers, so one quiet observation between them must not start
+// the count again: that cost 0.6 s of overflowing queue on a 500 kbit/s
+// link), how many observations ago the
 // cap was last cut, and the knee: the cap the last cut set, where the link
 // was last found full, near which the cap grows slowly (zero once the cap
 // has grown well past it: the link has room it did not have then).
 type capState struct {
 	bps      uint64
-	strikes  int
+	recent   uint8 // bit i: the observation i steps ago was congested
 	sinceCut int
 	knee     uint64
 }
@@ -74,6 +86,12 @@ const (
 	// It is GCC's own threshold: below it, loss is the radio's, not the
 	// rate's, and cutting would not help (NACKs and FEC do).
 	congestedLoss = 0.1
+	// heavyLoss in the last few steps' feedback is a queue overflowing,
+	// whatever GCC's average says yet.
+	heavyLoss = 0.25
+	// drainedLoss is the loss in one step's feedback below which a link
+	// cut for dropping packets counts as drained.
+	drainedLoss = 0.02
 	// capGrowth per capInterval without congestion: about 10% a second,
 	// and kneeGrowth, about 1% a second, from the knee to kneeSpan times
 	// it. Growing fast through the rate at which the link was last full
@@ -88,10 +106,23 @@ const (
 	// publisher's encoder settles on the new rate, about a second), and
 	// must not be answered twice.
 	cutHold = 10
+	// A cut that landed well above the link (to below recutBelow of it) is
+	// corrected after recutHold observations: GCC's measurement was still
+	// falling when the first one was made, and a link whose queue overflows
+	// for another second freezes the video. While the measurement is that
+	// far below the cap the link is still full (a publisher already below
+	// the link drains its queue and ends the congestion).
+	recutHold  = 1
+	recutBelow = 0.8
 	// maxCut is the deepest one cut goes (a fraction of the cap before it):
 	// a measurement taken while the publisher was already slowing down must
-	// not send video to the floor.
-	maxCut = 0.5
+	// not send video to the floor. The first cut on a link may go deeper, to
+	// firstCut of what was being sent: nothing had slowed down, and a link
+	// found full at a third of the stream's rate (1.5 Mbit/s into 500
+	// kbit/s) must not be cut in two steps, over a second apart, while its
+	// queue overflows.
+	maxCut   = 0.5
+	firstCut = 0.25
 )
 
 // step moves the cap on by one observation: the link's bandwidth as
@@ -105,20 +136,21 @@ const (
 // SFU never probes, so it follows what was sent.
 func (c capState) step(measured, sending uint64, overuse, loss bool, ceiling uint64) capState {
 	c.sinceCut++
+	c.recent <<= 1
 	if overuse || loss {
-		c.strikes++
-	} else {
-		c.strikes = 0
+		c.recent |= 1
 	}
-	if congested := c.strikes >= 3; congested {
-		if c.bps != 0 && c.sinceCut <= cutHold {
+	c.recent &= 0b1111
+	if congested := c.recent&1 == 1 && bits.OnesCount8(c.recent) >= 3; congested {
+		if c.bps != 0 && c.sinceCut <= cutHold &&
+			(c.sinceCut <= recutHold || float64(measured) >= recutBelow*float64(c.bps)) {
 			return c
 		}
-		prev := c.bps
+		prev, deepest := c.bps, maxCut
 		if prev == 0 {
-			prev = min(max(sending, measured), ceiling)
+			prev, deepest = min(max(sending, measured), ceiling), firstCut
 		}
-		cut := max(min(measured, prev), uint64(maxCut*float64(prev)), 1)
+		cut := max(min(measured, prev), uint64(deepest*float64(prev)), 1)
 		if cut >= ceiling {
 			return c
 		}
@@ -142,16 +174,22 @@ func (c capState) step(measured, sending uint64, overuse, loss bool, ceiling uin
 	return c
 }
 
-// linkTarget is the link's bandwidth as measured now. On delay overuse it
-// is GCC's delay-based target (85% of what the subscriber acknowledged
-// receiving, lost packets excluded). On loss alone it is 85% of what got
-// through; GCC's loss-based part, without a pacer, halves again and again
-// down to the floor.
+// linkTarget is the link's bandwidth as measured now: GCC's delay-based
+// target (85% of what the subscriber acknowledged receiving, lost packets
+// excluded) on delay overuse, and on loss the smaller of that and 85% of
+// what got through of what was sent. GCC's target alone is no measure on
+// loss without overuse: between overuses it grows by 8%/s whatever gets
+// through. GCC's loss-based part, without a pacer, halves again and again
+// down to the floor, so it is not used.
 func linkTarget(overuse bool, delayTarget int, loss, sentBps float64) uint64 {
 	if overuse && delayTarget > 0 {
 		return uint64(delayTarget)
 	}
-	return uint64(max(0.85*sentBps*(1-min(max(loss, 0), 1)), 0))
+	through := uint64(max(0.85*sentBps*(1-min(max(loss, 0), 1)), 0))
+	if delayTarget > 0 {
+		return min(through, uint64(delayTarget))
+	}
+	return through
 }
 
 // estimate is the link's available bandwidth in bits/s, the smaller of the
@@ -176,6 +214,7 @@ func (l *link) observe(pkts []rtcp.Packet, now time.Time) {
 	for _, p := range pkts {
 		switch p := p.(type) {
 		case *rtcp.TransportLayerCC:
+			l.fbLoss.note(p)
 			l.feedbackAt.Store(now.UnixNano())
 			l.stepCap(now)
 		case *rtcp.ReceiverReport:
@@ -198,17 +237,33 @@ func (l *link) stepCap(now time.Time) {
 	if now.Sub(l.stepAt) < capInterval {
 		return
 	}
-	dt := now.Sub(l.stepAt).Seconds()
-	sent := l.sent.Load()
-	rate := float64(sent-l.stepSent) * 8 / dt
-	l.stepAt, l.stepSent = now, sent
+	l.stepAt = now
+	rate := l.history.add(now, l.sent.Load())
 	st := g.GetStats()
-	loss, _ := st["averageLoss"].(float64)
+	avgLoss, _ := st["averageLoss"].(float64)
+	received, lost := l.fbLoss.take()
+	loss, ok := l.lossWin.add(received, lost)
+	if !ok {
+		loss = avgLoss
+	}
+	// Heavy loss in the window is an overflowing queue at once; moderate
+	// loss only once GCC's slower average confirms it (random loss of a few
+	// percent can fill one window past congestedLoss).
+	lossy := loss > heavyLoss || avgLoss > congestedLoss
 	usage, _ := st["usage"].(string)
 	delayTarget, _ := st["delayTargetBitrate"].(int)
 	// Before its first delay update GCC's usage reads "overuse" (its zero value).
 	overuse := usage == "overuse" && delayTarget > 0
-	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, loss > congestedLoss, l.ceiling)
+	prev := l.cap.bps
+	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, lossy, l.ceiling)
+	if l.cap.sinceCut == 0 && l.cap.bps != prev && lossy {
+		l.lossCut = true
+	} else if l.lossCut && !overuse && received > 0 && float64(lost) < drainedLoss*float64(received+lost) {
+		l.lossCut = false
+		if f := l.onDrained.Load(); f != nil {
+			go (*f)()
+		}
+	}
 }
 
 // links holds a link per peer connection from the moment pion builds the

@@ -86,6 +86,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	p.link = c.s.links.take(p.sub)
 	stale := p.keyframeFor
 	p.link.onStale.Store(&stale)
+	drained := p.keyframesForAll
+	p.link.onDrained.Store(&drained)
 	p.pub.OnICECandidate(func(ic *webrtc.ICECandidate) {
 		if ic != nil {
 			sig.Candidate(PCPublish, ic.ToJSON())

@@ -27,7 +27,7 @@ const (
 	// Audio always goes first.
 	audioReserve = 48_000
 	// rateInterval is how often each publisher is told its target.
-	rateInterval = 200 * time.Millisecond
+	rateInterval = 100 * time.Millisecond
 )
 
 // videoShare is what a subscriber link of linkBps leaves for each of the
@@ -124,6 +124,25 @@ func (p *Participant) subscriptionCounts() (audio, video int) {
 		}
 	}
 	return audio, video
+}
+
+// keyframesForAll asks for a keyframe for every video p receives: its link
+// overflowed and has drained (bwe.go), so frames were lost and a keyframe
+// now gets through. It asks at once rather than when the subscriber's
+// NACKs for the lost frames grow stale, and after the keyframes asked for
+// while the link still overflowed were lost with everything else.
+func (p *Participant) keyframesForAll() {
+	p.mu.Lock()
+	var rs []*Receiver
+	for r := range p.subs {
+		if r.kind == KindVideo {
+			rs = append(rs, r)
+		}
+	}
+	p.mu.Unlock()
+	for _, r := range rs {
+		r.RequestKeyframe(KeyframeLossRecovery)
+	}
 }
 
 // keyframeFor asks for a keyframe for the downtrack p receives as ssrc: its

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,9 +106,13 @@ func TestCapStepsOnCongestionOnly(t *testing.T) {
 		{"three in a row cut to the measurement", ceiling, []obs{{600_000, true, false, 0}, {600_000, true, false, 0}, {580_000, true, false, 580_000}}},
 		{"loss three times in a row cuts too", ceiling, cut650},
 		{"loss and overuse together count", ceiling, []obs{{650_000, true, false, 0}, {650_000, false, true, 0}, {650_000, true, true, 650_000}}},
-		{"a cut goes at most half way", ceiling, []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, ceiling / 2}}},
-		{"the first cut goes at most half way from what was being sent", 600_000, []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, 300_000}}},
-		{"one cut per hold, then the next", ceiling, append(append(cut650, lossy(cutHold, 400_000, 650_000)...), obs{400_000, false, true, 400_000})},
+		{"one quiet observation between does not start the count again", ceiling, []obs{{600_000, true, false, 0}, {600_000, true, false, 0}, {600_000, false, false, 0}, {580_000, true, false, 580_000}}},
+		{"two quiet ones do", ceiling, []obs{{600_000, true, false, 0}, {600_000, true, false, 0}, {600_000, false, false, 0}, {600_000, false, false, 0}, {580_000, true, false, 0}}},
+		{"the first cut goes at most to a quarter of what was sent", ceiling, []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, ceiling / 4}}},
+		{"or of what was measured, when that was more", 600_000, []obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {100_000, false, true, 150_000}}},
+		{"a later cut goes at most half way", ceiling, append(append(cut650, lossy(cutHold, 600_000, 650_000)...), obs{100_000, false, true, 325_000})},
+		{"one cut per hold while the measurement stays near the cap, then the next", ceiling, append(append(cut650, lossy(cutHold, 600_000, 650_000)...), obs{600_000, false, true, 600_000})},
+		{"a cut that landed well above the link is corrected after recutHold", ceiling, append(append(cut650, lossy(recutHold, 400_000, 650_000)...), obs{400_000, false, true, 400_000})},
 		{"quiet grows the cap slowly from the knee", ceiling, append(cut650, quiet(5, 650_000, kneeGrowth)...)},
 		{"and fast again once well past it", ceiling, pastKnee},
 		{"and lifts it at the ceiling", ceiling, append(append([]obs{{650_000, false, true, 0}, {650_000, false, true, 0}, {980_000, false, true, 980_000}}, quiet(20, 980_000, kneeGrowth)...),
@@ -126,7 +131,7 @@ func TestCapStepsOnCongestionOnly(t *testing.T) {
 	}
 }
 
-func TestLinkTargetTrustsDelayOnOveruseAndWhatGotThroughOnLoss(t *testing.T) {
+func TestLinkTargetTrustsDelayOnOveruseAndTheLesserOnLoss(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		overuse    bool
@@ -135,7 +140,9 @@ func TestLinkTargetTrustsDelayOnOveruseAndWhatGotThroughOnLoss(t *testing.T) {
 		want       uint64
 	}{
 		{"overuse: GCC's delay-based target", true, 425_000, 0.3, 1_400_000, 425_000},
-		{"loss alone: 85% of what got through", false, 92_000, 0.6, 1_400_000, 476_000},
+		{"loss alone: 85% of what got through", false, 900_000, 0.6, 1_400_000, 476_000},
+		{"loss alone: GCC's target when that is less", false, 400_000, 0.6, 1_400_000, 400_000},
+		{"loss before a delay target: what got through", false, 0, 0.6, 1_400_000, 476_000},
 		{"overuse before a delay target: what got through", true, 0, 0, 500_000, 425_000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +183,56 @@ func TestLinkEstimateUsesFreshFeedbackOnly(t *testing.T) {
 	}
 	if _, ok := l.estimate(now.Add(feedbackFresh + time.Second)); ok {
 		t.Fatal("stale feedback still constrains the publisher")
+	}
+}
+
+// twcc is a transport-cc feedback reporting received packets arrived and
+// lost packets missing (in that order).
+func twcc(received, lost uint16) *rtcp.TransportLayerCC {
+	fb := &rtcp.TransportLayerCC{PacketStatusCount: received + lost}
+	if received > 0 {
+		fb.PacketChunks = append(fb.PacketChunks, &rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: received})
+	}
+	if lost > 0 {
+		fb.PacketChunks = append(fb.PacketChunks, &rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: lost})
+	}
+	return fb
+}
+
+func TestLinkAsksForKeyframesOnceAnOverflowHasDrained(t *testing.T) {
+	now := time.Now()
+	l := &link{ceiling: 1_500_000}
+	l.gcc.Store(&gccEstimator{&fakeGCC{target: 400_000, usage: "normal"}})
+	var drained atomic.Int32
+	f := func() { drained.Add(1) }
+	l.onDrained.Store(&f)
+	feed := func(received, lost uint16) {
+		now = now.Add(capInterval)
+		l.sent.Add(150_000) // 1.2 Mbit/s
+		l.observe([]rtcp.Packet{twcc(received, lost)}, now)
+	}
+	for range 3 {
+		feed(50, 50) // a full queue drops half
+	}
+	if got, ok := l.estimate(now); !ok || got != 400_000 {
+		t.Fatalf("after three lossy steps: %d %v, want a cut to GCC's target 400000", got, ok)
+	}
+	feed(50, 50)
+	time.Sleep(10 * time.Millisecond) // onDrained runs on its own goroutine
+	if drained.Load() != 0 {
+		t.Fatal("keyframes asked for while the link still drops packets")
+	}
+	feed(100, 0)
+	for deadline := time.Now().Add(time.Second); drained.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := drained.Load(); n != 1 {
+		t.Fatalf("onDrained called %d times once the link carried everything, want 1", n)
+	}
+	feed(100, 0)
+	time.Sleep(10 * time.Millisecond)
+	if n := drained.Load(); n != 1 {
+		t.Fatalf("onDrained called %d times, want once per overflow", n)
 	}
 }
 
