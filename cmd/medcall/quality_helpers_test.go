@@ -236,7 +236,8 @@ func bitrateSeries(ss []qsample, start float64) string {
 func perceivedSeries(ss []qsample, start float64) string {
 	return perSecond(ss, start, func(from, to float64) (string, bool) {
 		p, ok := perceivedBetween(ss, from, to)
-		return fmt.Sprintf("%.0ffps/%.0f%%", p.fps, p.freezePct), ok
+		w, _ := between(ss, from, to)
+		return fmt.Sprintf("%.0ffps/%.0f%%/%.0fk/%.0fp", p.fps, p.freezePct, w.delta("keyFrames"), w.delta("pliSent")), ok
 	})
 }
 

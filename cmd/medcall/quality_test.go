@@ -109,7 +109,7 @@ func TestQualityConstrainedDownlink(t *testing.T) {
 	ps := pub.snapshot()
 	t.Logf("clinician's send rate, kbit/s per second from the limit: %s", bitrateSeries(ps, t0))
 	t.Logf("clinician's encoded fps/frame width per second from the limit: %s", encodedSeries(ps, t0))
-	t.Logf("patient's decoded fps/frozen share per second from the limit: %s", perceivedSeries(watch.snapshot(), t0))
+	t.Logf("patient's decoded fps/frozen share/keyframes/PLIs sent per second from the limit: %s", perceivedSeries(watch.snapshot(), t0))
 	m := nsScrape(t, w.Server, nsAdmin)
 	t.Logf("server: NACKed packets %v, stale %v, retransmissions %v, PLI received %v sent %v, FIR %v", m["medcall_nack_packets_total"],
 		m["medcall_nack_packets_stale_total"], m["medcall_retransmissions_total"], m["medcall_rtcp_plis_received_total"], m["medcall_rtcp_plis_sent_total"], m["medcall_rtcp_firs_received_total"])
@@ -174,7 +174,7 @@ func TestQualityRandomLoss(t *testing.T) {
 	ps, ws := pub.snapshot(), watch.snapshot()
 	t.Logf("clinician's send rate, kbit/s per second from the loss: %s", bitrateSeries(ps, t0))
 	t.Logf("clinician's encoded fps/frame width per second from the loss: %s", encodedSeries(ps, t0))
-	t.Logf("patient's decoded fps/frozen share per second: %s", perceivedSeries(ws, t0))
+	t.Logf("patient's decoded fps/frozen share/keyframes/PLIs sent per second: %s", perceivedSeries(ws, t0))
 	p, ok := perceivedBetween(ws, t0, end)
 	if !ok {
 		t.Fatal("no samples from the patient")
@@ -225,7 +225,7 @@ func TestQualityDelayJitter(t *testing.T) {
 	srv := m[`medcall_upgrade_latency_seconds_sum{path="prenegotiated"}`] / max(m[`medcall_upgrade_latency_seconds_count{path="prenegotiated"}`], 1)
 	t.Logf("upgrade under 200 ms RTT ± 30 ms: click to the patient's first decoded frame %.0f ms; server (notice to keyframe forwarded) %.0f ms", first-click, 1000*srv)
 	t.Logf("clinician's send rate, kbit/s per second: %s", bitrateSeries(ps, t0))
-	t.Logf("patient's decoded fps/frozen share per second: %s", perceivedSeries(ws, t0))
+	t.Logf("patient's decoded fps/frozen share/keyframes/PLIs sent per second: %s", perceivedSeries(ws, t0))
 	p, ok := perceivedBetween(ws, t0, end)
 	if !ok {
 		t.Fatal("no samples from the patient")

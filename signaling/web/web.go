@@ -71,6 +71,7 @@ var routes = map[string]string{
 	"/client/recovery.js":  "static/recovery.js",
 	"/client/stats.js":     "static/stats.js",
 	"/client/media.js":     "static/media.js",
+	"/client/sendscale.js": "static/sendscale.js",
 }
 
 var contentTypes = map[string]string{

@@ -41,13 +41,15 @@ const sample = (page) => page.evaluate(async () => {
   const o = {
     t: Date.now(), framesDecoded: 0, freezeCount: 0, freezeSec: 0, videoPacketsLost: 0, videoPacketsReceived: 0,
     videoBytesReceived: 0, nackSent: 0, rtxReceived: 0, audioPacketsLost: 0, audioPacketsReceived: 0, concealed: 0, samples: 0,
-    videoBytesSent: 0, audioBytesSent: 0, retransmittedBytesSent: 0, framesEncoded: 0, available: 0, width: 0, sentWidth: 0,
+    keyFrames: 0, pliSent: 0, videoBytesSent: 0, audioBytesSent: 0, retransmittedBytesSent: 0, framesEncoded: 0, available: 0, width: 0, sentWidth: 0,
   };
   for (const pc of window.__pcs) {
     const stats = await pc.getStats();
     stats.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
         o.framesDecoded += s.framesDecoded || 0;
+        o.keyFrames += s.keyFramesDecoded || 0;
+        o.pliSent += s.pliCount || 0;
         o.freezeCount += s.freezeCount || 0;
         o.freezeSec += s.totalFreezesDuration || 0;
         o.videoPacketsLost += s.packetsLost || 0;
@@ -95,7 +97,10 @@ try {
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], ignoreHTTPSErrors: true });
   page = await ctx.newPage();
   await page.addInitScript(capturePCs);
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`page console: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`page console: ${m.text()}`);
+    else if (m.text().startsWith('SENDSCALE ')) console.error(`${m.text()} at ${Date.now()}`);
+  });
   await gotoSettled(page, base + '/', () => !!window.medcallDemo); // app.js has started
   await page.fill('#token', token);
   await page.check('#prenegotiate');
@@ -105,6 +110,8 @@ try {
     console.log(`UPGRADE ${Date.now()}`);
     await page.click('#video-button');
   }
+  // The publisher's resolution steps (sendscale.js), for the test's log.
+  await page.evaluate(() => window.medcallDemo.client.addEventListener('sendscale', (e) => console.log(`SENDSCALE ${e.detail.scale} ${e.detail.why}`)));
   console.log('JOINED');
   // Until the first frame, look every 50 ms: the upgrade's latency as seen here.
   let firstFrame = role !== 'watch';

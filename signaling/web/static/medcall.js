@@ -37,6 +37,7 @@
 
 import { RemoteMedia } from './remote.js';
 import { watchTransports } from './netwatch.js';
+import { adaptSendResolution } from './sendscale.js';
 import { MedcallError, ClientErrorCodes, asMedcallError } from './protocol.js';
 import { signalingMethods, defaultURL } from './signaling.js';
 import { negotiationMethods, PUBLISH, SUBSCRIBE } from './negotiate.js';
@@ -75,6 +76,8 @@ export { PROTOCOL_VERSION, ClientRequests, ServerMessages, Replies, ErrorCodes, 
  * - `audioblocked` {participant}: the autoplay policy refused to play remote audio; call resumeAudio() from a click
  * - `audiounblocked` {participant}: that audio plays after all (resumeAudio(), or the browser allowed it later)
  * - `media` {audio, video, path?}: what this client now sends
+ * - `sendscale` {scale, why}: the camera's send resolution was stepped (scaleResolutionDownBy `scale`)
+ *   because the network cannot carry the current one, or can carry more again (sendscale.js)
  * - `reconnecting` {attempt, error}, `reconnected` {}: a rejoin from scratch (others saw this participant leave)
  * - `restarted` {resumed}: the network changed and ICE restarted on both connections, over a new
  *   signaling socket if `resumed`; the others saw nothing (PROTOCOL.md "Network change")
@@ -124,6 +127,7 @@ export class MedcallClient extends EventTarget {
     this._resume = ''; // joined.resume: takes this participant over on a new socket
     this._restarting = false; // a network-change restart is running
     this._stopWatch = () => {}; // stops netwatch.js's stall detector
+    this._stopScale = () => {}; // stops sendscale.js's resolution steps
   }
 
   /**
@@ -318,6 +322,9 @@ export class MedcallClient extends EventTarget {
     this._stopWatch = watchTransports(() => [this._pub, this._sub], () => {
       if (gen === this._generation && !this._closing && this.opts.reconnect) this._networkChanged(true);
     });
+    this._stopScale = adaptSendResolution(() => this._videoSender, {
+      onStep: (scale, why) => this._emit('sendscale', { scale, why }),
+    });
     await this._publishAudio();
     this._setState('joined');
     const detail = { consultation: joined.consultation, participant: joined.participant, participants: joined.participants || [], recording: this.recording };
@@ -329,6 +336,7 @@ export class MedcallClient extends EventTarget {
   _teardown() {
     this._generation++;
     this._stopWatch();
+    this._stopScale();
     this._failPending(new MedcallError(ClientErrorCodes.CLOSED, 'connection closed'));
     if (this._ws) { this._ws.onclose = null; this._ws.onmessage = null; this._ws.close(1000); this._ws = null; }
     for (const pc of [this._pub, this._sub]) if (pc) { pc.onicecandidate = null; pc.ontrack = null; pc.oniceconnectionstatechange = null; pc.close(); }
