@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"log/slog"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -37,7 +39,8 @@ type link struct {
 	remb       atomic.Uint64
 	rembAt     atomic.Int64
 
-	ceiling uint64 // GCC's maximum; a cap that grows to it is lifted
+	ceiling uint64       // GCC's maximum; a cap that grows to it is lifted
+	log     *slog.Logger // nil logs nothing
 
 	sent atomic.Uint64
 	// onStale is called with the SSRC of an outgoing stream whose subscriber
@@ -48,7 +51,16 @@ type link struct {
 	// and needs a keyframe, and one asked for now gets through whole (one
 	// asked for while the queue still overflowed was lost with the rest).
 	onDrained atomic.Pointer[func()]
-	lossCut   bool // cut while dropping packets, not drained yet (guarded by mu)
+	// onOverflow is called when the cap is cut well below what the link
+	// carries (below overflowCut of it): the link's queue is about to
+	// overflow with what is already on its way.
+	onOverflow atomic.Pointer[func()]
+	// nackSince (unix nanos): packets sent before it are not resent. Set
+	// at an overflow cut: the video sent until then is dropped by the
+	// link or undecodable, and resending it would keep the link's queue
+	// full when the keyframe that resumes the video comes.
+	nackSince atomic.Int64
+	lossCut   bool // dropped packets around a cut, not drained yet (guarded by mu)
 
 	mu      sync.Mutex // guards the cap and the last step's time and bytes
 	cap     capState
@@ -89,6 +101,9 @@ const (
 	// heavyLoss in the last few steps' feedback is a queue overflowing,
 	// whatever GCC's average says yet.
 	heavyLoss = 0.25
+	// overflowCut: a cut below this share of what the link was carrying
+	// leaves it a queue that overflows (onOverflow).
+	overflowCut = 0.7
 	// drainedLoss is the loss in one step's feedback below which a link
 	// cut for dropping packets counts as drained.
 	drainedLoss = 0.02
@@ -256,9 +271,22 @@ func (l *link) stepCap(now time.Time) {
 	overuse := usage == "overuse" && delayTarget > 0
 	prev := l.cap.bps
 	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, lossy, l.ceiling)
-	if l.cap.sinceCut == 0 && l.cap.bps != prev && lossy {
+	if l.cap.sinceCut == 0 && l.cap.bps != prev && l.log != nil {
+		l.log.Debug("downlink cut", "bps", l.cap.bps, "from", prev, "sending", uint64(rate),
+			"loss", math.Round(loss*1000)/1000, "overuse", overuse, "delay_target", delayTarget)
+	}
+	if l.cap.sinceCut == 0 && l.cap.bps != prev && float64(l.cap.bps) < overflowCut*rate {
+		l.nackSince.Store(now.UnixNano())
+		if f := l.onOverflow.Load(); f != nil {
+			go (*f)()
+		}
+	}
+	stepLossy := received+lost > 0 && float64(lost) >= drainedLoss*float64(received+lost)
+	if l.cap.bps != 0 && l.cap.sinceCut <= cutHold && stepLossy {
+		// Dropping packets around a cut (the first is often made on delay
+		// alone, just before the queue overflows).
 		l.lossCut = true
-	} else if l.lossCut && !overuse && received > 0 && float64(lost) < drainedLoss*float64(received+lost) {
+	} else if l.lossCut && !overuse && received > 0 && !stepLossy {
 		l.lossCut = false
 		if f := l.onDrained.Load(); f != nil {
 			go (*f)()
@@ -274,10 +302,11 @@ type links struct {
 	ceiling uint64
 	// downLoss is SFU.downstreamLoss, set before any connection exists.
 	downLoss func(pcID string, ssrc uint32) uint8
+	log      *slog.Logger // the SFU's; nil logs nothing
 }
 
 func (ls *links) get(id string) *link {
-	l, _ := ls.m.LoadOrStore(id, &link{ceiling: ls.ceiling})
+	l, _ := ls.m.LoadOrStore(id, &link{ceiling: ls.ceiling, log: ls.log})
 	return l.(*link)
 }
 

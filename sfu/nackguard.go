@@ -48,22 +48,24 @@ func (s *sentLog) sent(seq uint16, now int64) (again bool) {
 	return false
 }
 
-// fresh reports whether seq was sent within maxAge of now.
-func (s *sentLog) fresh(seq uint16, now int64, maxAge time.Duration) bool {
+// fresh reports whether seq was sent within maxAge of now and not before
+// since (unix nanos).
+func (s *sentLog) fresh(seq uint16, now, since int64, maxAge time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := seq % sentLogSize
-	return s.at[i] != 0 && s.seq[i] == seq && now-s.at[i] <= int64(maxAge)
+	return s.at[i] != 0 && s.seq[i] == seq && now-s.at[i] <= int64(maxAge) && s.at[i] >= since
 }
 
-// filterNack keeps in n only the sequence numbers log says are fresh and
-// returns how many were asked for and how many were kept.
-func filterNack(n *rtcp.TransportLayerNack, log *sentLog, now int64) (asked, kept int) {
+// filterNack keeps in n only the sequence numbers log says are fresh (and
+// sent since since) and returns how many were asked for and how many were
+// kept.
+func filterNack(n *rtcp.TransportLayerNack, log *sentLog, now, since int64) (asked, kept int) {
 	var keep []uint16
 	for _, p := range n.Nacks {
 		for _, seq := range p.PacketList() {
 			asked++
-			if log.fresh(seq, now, maxNackAge) {
+			if log.fresh(seq, now, since, maxNackAge) {
 				keep = append(keep, seq)
 			}
 		}
@@ -128,7 +130,7 @@ func (o *linkObserver) guardNacks(pkts []rtcp.Packet, now time.Time) {
 		if !ok {
 			continue
 		}
-		asked, kept := filterNack(n, v.(*sentLog), now.UnixNano())
+		asked, kept := filterNack(n, v.(*sentLog), now.UnixNano(), o.l.nackSince.Load())
 		o.m.NACKedPackets.Add(uint64(asked))
 		o.m.NACKStale.Add(uint64(asked - kept))
 		if kept < asked {

@@ -20,7 +20,7 @@ func TestSentLogTellsRetransmissionsApart(t *testing.T) {
 	if l.sent(10+sentLogSize, now+2) {
 		t.Error("a new packet in 10's slot counted as a retransmission")
 	}
-	if l.fresh(10, now+3, time.Second) {
+	if l.fresh(10, now+3, 0, time.Second) {
 		t.Error("10 is fresh after its slot was reused")
 	}
 }
@@ -33,17 +33,19 @@ func TestFilterNackRefusesWhatTheSubscriberCannotUse(t *testing.T) {
 	}
 	now := t0 + int64(25*50*time.Millisecond) // 1.25 s after 65530 was sent
 	for _, tc := range []struct {
-		name string
-		ask  []uint16
-		keep []uint16
+		name  string
+		since int64
+		ask   []uint16
+		keep  []uint16
 	}{
-		{"fresh packets are kept", []uint16{15, 16, 18}, []uint16{15, 16, 18}},
-		{"packets older than maxNackAge are refused", []uint16{65531, 65535, 0, 10, 12}, []uint16{10, 12}},
-		{"packets never sent are refused", []uint16{20, 500}, nil},
+		{"fresh packets are kept", 0, []uint16{15, 16, 18}, []uint16{15, 16, 18}},
+		{"packets older than maxNackAge are refused", 0, []uint16{65531, 65535, 0, 10, 12}, []uint16{10, 12}},
+		{"packets never sent are refused", 0, []uint16{20, 500}, nil},
+		{"packets sent before an overflow cut are refused", t0 + int64(22*50*time.Millisecond), []uint16{15, 16, 18}, []uint16{16, 18}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &rtcp.TransportLayerNack{Nacks: rtcp.NackPairsFromSequenceNumbers(tc.ask)}
-			asked, kept := filterNack(n, &l, now)
+			asked, kept := filterNack(n, &l, now, tc.since)
 			var got []uint16
 			for _, p := range n.Nacks {
 				got = append(got, p.PacketList()...)

@@ -88,6 +88,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	p.link.onStale.Store(&stale)
 	drained := p.keyframesForAll
 	p.link.onDrained.Store(&drained)
+	overflow := p.pauseVideoForKeyframe
+	p.link.onOverflow.Store(&overflow)
 	p.pub.OnICECandidate(func(ic *webrtc.ICECandidate) {
 		if ic != nil {
 			sig.Candidate(PCPublish, ic.ToJSON())

@@ -126,6 +126,38 @@ func (p *Participant) subscriptionCounts() (audio, video int) {
 	return audio, video
 }
 
+// overflowKeyframeDelay is how long after a deep cut the keyframe that
+// resumes a paused video is asked for: the REMB that tells the publisher the
+// lower rate goes out within rateInterval, and a keyframe encoded before the
+// encoder has the new rate is as large as the stream was.
+const overflowKeyframeDelay = 2 * rateInterval
+
+// pauseVideoForKeyframe stops forwarding the video p receives until its
+// next keyframe and asks for that keyframe once the publisher has been told
+// the lower rate. Its link was just cut far below what it carried
+// (bwe.go): frames queued or on their way will overflow it and be lost, and
+// every frame after a lost one is undecodable until a keyframe anyway.
+// Forwarding them only keeps the queue full, so the audio behind them is
+// lost too and the keyframe that ends the freeze arrives late or broken.
+// Sequence numbers stay continuous (DownTrack.requestResync), so the
+// subscriber asks for nothing that was never sent.
+func (p *Participant) pauseVideoForKeyframe() {
+	p.mu.Lock()
+	var rs []*Receiver
+	for r, d := range p.subs {
+		if r.kind == KindVideo {
+			d.requestResync()
+			rs = append(rs, r)
+		}
+	}
+	p.mu.Unlock()
+	time.AfterFunc(overflowKeyframeDelay, func() {
+		for _, r := range rs {
+			r.RequestKeyframe(KeyframeLossRecovery)
+		}
+	})
+}
+
 // keyframesForAll asks for a keyframe for every video p receives: its link
 // overflowed and has drained (bwe.go), so frames were lost and a keyframe
 // now gets through. It asks at once rather than when the subscriber's

@@ -236,6 +236,42 @@ func TestLinkAsksForKeyframesOnceAnOverflowHasDrained(t *testing.T) {
 	}
 }
 
+func TestLinkOverflowCutPausesVideoAndRefusesOldNACKs(t *testing.T) {
+	now := time.Now()
+	l := &link{ceiling: 1_500_000}
+	g := &fakeGCC{target: 900_000, usage: "overuse"}
+	l.gcc.Store(&gccEstimator{g})
+	var overflows atomic.Int32
+	f := func() { overflows.Add(1) }
+	l.onOverflow.Store(&f)
+	step := func() {
+		now = now.Add(capInterval)
+		l.sent.Add(15_000) // 1.2 Mbit/s
+		l.observe([]rtcp.Packet{twcc(100, 0)}, now)
+	}
+	for range 4 {
+		step()
+	}
+	if got, _ := l.estimate(now); got != 900_000 {
+		t.Fatalf("cap %d, want GCC's 900000", got)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if overflows.Load() != 0 || l.nackSince.Load() != 0 {
+		t.Fatal("a cut to 3/4 of what the link carried was taken for an overflow")
+	}
+	g.target = 400_000 // the link is a third of what it carries: re-cut at once, at most by half
+	step()
+	if got, _ := l.estimate(now); got != 450_000 {
+		t.Fatalf("cap %d after the measurement fell to 400000, want 450000", got)
+	}
+	for deadline := time.Now().Add(time.Second); overflows.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if overflows.Load() != 1 || l.nackSince.Load() != now.UnixNano() {
+		t.Fatalf("after a cut to 3/8: onOverflow called %d times, NACKs refused before %d; want once and %d", overflows.Load(), l.nackSince.Load(), now.UnixNano())
+	}
+}
+
 func TestNewRefusesACeilingBelowTheFloor(t *testing.T) {
 	_, err := New(Config{MaxVideoBitrate: 50_000, ListenIP: []byte{127, 0, 0, 1}})
 	if err == nil || !strings.Contains(err.Error(), "--max-video-bitrate") {

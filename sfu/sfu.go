@@ -137,6 +137,7 @@ func New(cfg Config) (*SFU, error) {
 		se.SetICETimeouts(disc, failed, 2*time.Second)
 	}
 	s.links.downLoss = s.downstreamLoss
+	s.links.log = s.log
 	m, pub, sub, err := newMediaEngine(cfg, &s.links)
 	if err != nil {
 		s.closeNetwork()

@@ -17,9 +17,10 @@
 
 const STEPS = [1, 1.5, 2, 3, 4];
 // BITS_PER_PIXEL is what a frame needs for a picture worth watching: 640x480
-// at 30 fps needs 370 kbit/s, at 1.5 times smaller 160 kbit/s. Below that
-// an encoder drops frames rather than lower its quality further.
-const BITS_PER_PIXEL = 0.04;
+// at 30 fps needs 460 kbit/s, 427x320 205 kbit/s, 320x240 115 kbit/s. Below
+// that an encoder drops frames rather than lower its quality further (a
+// noisy 427x320 picture at 174 kbit/s: 4-8 fps).
+const BITS_PER_PIXEL = 0.05;
 // A step up waits for a target UP_MARGIN above what the larger picture needs.
 const UP_MARGIN = 1.3;
 const MIN_WIDTH = 160;
