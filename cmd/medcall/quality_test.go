@@ -18,17 +18,6 @@ func qualityDuration() time.Duration {
 	return 15 * time.Second
 }
 
-// needQualityRun skips the quality scenarios unless MEDCALL_QUALITY is set
-// (deploy/quality.sh sets it). They judge what a person perceives on an
-// impaired network against the thresholds of issue 13, and on a machine
-// shared with other loads (load average above 15 on 2 cores) they do not
-// yet pass reliably: see the README's Testing section.
-func needQualityRun(t *testing.T) {
-	if os.Getenv("MEDCALL_QUALITY") == "" {
-		t.Skip("call-quality scenarios run with MEDCALL_QUALITY=1 (bash deploy/quality.sh)")
-	}
-}
-
 // qualityCall is a call between two real Chromium pages in the standard
 // World: the clinician on the internet publishes noisy 640x480 video (about
 // 1 Mbit/s and more when allowed) and the patient, behind its home router,
@@ -45,7 +34,6 @@ func qualityCall(t *testing.T, prefix string, linkKbps float64, second bool) (w 
 // anyone joins, so the whole call, its upgrade included, crosses it.
 func qualityCallWith(t *testing.T, prefix string, linkKbps float64, second bool, impair func(*netns.World)) (w *netns.World, pub, watch *qualityPage, nurse *peerProc) {
 	t.Helper()
-	needQualityRun(t)
 	node := needQualityTools(t)
 	video := noisyCamera(t)
 	ca, cert, key := newTestCertFiles(t, 1, netns.ServerPublicIP)
