@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/medcall/medcall/bench"
 	"github.com/medcall/medcall/signaling/signaltest/netns"
 )
 
@@ -21,7 +23,10 @@ import (
 // restarts ICE on both connections (the script checks both have new ICE
 // credentials); audio energy comes back at the page and at the clinician
 // (a Go client on the internet), who never sees the patient leave; the
-// recording is one file noting each restart. One change in CI
+// recording is one file noting each restart. Then the clinician goes quiet
+// (sends nothing): the page notices the silence and restarts nothing (its
+// timeline, and the server's restart count). It logs how long each side
+// took to hear the other again, with p50/p95. One change in CI
 // (MEDCALL_NETCHANGE_N for more, as deploy/netchange.sh does).
 func TestNetworkChangeBrowser(t *testing.T) {
 	node := needBrowser(t)
@@ -51,6 +56,9 @@ func TestNetworkChangeBrowser(t *testing.T) {
 	cmd.Stderr = tbLog{t, "node stderr: "}
 	stdin, stdout := startPiped(t, cmd)
 	addr, heardPackets, passed := netns.ClientIP, uint64(0), false
+	var pageHears, clinicianHears []time.Duration // per change: when each side heard the other again
+	restarts := map[string]float64{}              // the server's restart counts when the clinician went quiet
+	restartSeries := []string{`medcall_ice_restarts_total{pc="publish"}`, `medcall_ice_restarts_total{pc="subscribe"}`}
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -75,14 +83,23 @@ func TestNetworkChangeBrowser(t *testing.T) {
 					t.Errorf("the clinician hears the browser patient at %.1f dBFS after the change, %.1f dBFS before", after, before)
 				}
 				answer += " " + strconv.FormatInt(nsDiff(f[2], h[0]).Milliseconds(), 10)
+			case "quiet":
+				m := nsScrape(t, w.Server, nsAdmin)
+				for _, s := range restartSeries {
+					restarts[s] = m[s]
+					if m[s] < float64(changes) {
+						t.Errorf("%s = %v, want at least %d", s, m[s], changes)
+					}
+				}
+				dc.do("quiet")
 			case "leave":
 				if got := dc.do("churn"); got[0] != "1" || got[1] != "0" {
 					t.Errorf("the clinician saw the browser patient join %s times and leave %s times, want 1 and 0", got[0], got[1])
 				}
 				m := nsScrape(t, w.Server, nsAdmin)
-				for _, s := range []string{`medcall_ice_restarts_total{pc="publish"}`, `medcall_ice_restarts_total{pc="subscribe"}`} {
-					if m[s] < float64(changes) {
-						t.Errorf("%s = %v, want at least %d", s, m[s], changes)
+				for _, s := range restartSeries {
+					if m[s] != restarts[s] {
+						t.Errorf("%s went from %v to %v while the clinician was only quiet: a needless ICE restart", s, restarts[s], m[s])
 					}
 				}
 				dc.do("leave")
@@ -94,12 +111,40 @@ func TestNetworkChangeBrowser(t *testing.T) {
 			passed = true
 		default:
 			t.Log("node: " + sc.Text())
+			if len(f) >= 4 && f[0] == "RESULT" && f[1] == "change" {
+				pageHears = append(pageHears, resultMS(f, "page_hears_ms"))
+				clinicianHears = append(clinicianHears, resultMS(f, "clinician_hears_ms"))
+			}
 		}
 	}
+	logPercentiles(t, "the page hears the clinician again", pageHears)
+	logPercentiles(t, "the clinician hears the page again", clinicianHears)
 	_ = stdin.Close()
 	if err := cmd.Wait(); err != nil || !passed {
 		t.Fatalf("the browser patient failed (exit: %v); see the node output above and %s", err, artifacts)
 	}
 	stop()
 	checkNetChangeRecording(t, data, cid, changes)
+}
+
+// resultMS is the value of "key=N" (milliseconds) among a RESULT line's fields.
+func resultMS(f []string, key string) time.Duration {
+	for _, kv := range f {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return time.Duration(atoi(v)) * time.Millisecond
+		}
+	}
+	return 0
+}
+
+// logPercentiles logs how long after each change of address media came back
+// in one direction, and their p50, p95 and maximum.
+func logPercentiles(t *testing.T, what string, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	t.Logf("%s after each change: %v", what, d)
+	d = slices.Sorted(slices.Values(d))
+	t.Logf("%s, %d changes: p50 %v p95 %v max %v", what, len(d),
+		bench.Percentile(d, 50), bench.Percentile(d, 95), d[len(d)-1])
 }

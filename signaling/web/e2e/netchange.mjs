@@ -14,7 +14,8 @@
 // Output protocol (stdout, one line each):
 //   RESULT <name> <values>    a measurement, logged by the Go test
 //   CHECKPOINT <step> [args]  the Go test does its part ("hear_patient", "move",
-//                             "heard T", "leave" before the page hangs up) and
+//                             "heard T", "quiet": the clinician stops sending,
+//                             "leave" before the page hangs up) and
 //                             answers "ok [values]" on stdin
 //   E2E PASS                  the end
 import { chromium } from 'playwright-core';
@@ -44,6 +45,8 @@ const capturePCs = () => {
     const pc = new Orig(...a);
     const n = window.__pcs.push(pc);
     pc.addEventListener('iceconnectionstatechange', () => window.__iceLog.push(`${Date.now()} pc${n} ${pc.iceConnectionState}`));
+    pc.addEventListener('icecandidate', (e) => window.__iceLog.push(`${Date.now()} pc${n} candidate ${e.candidate ? e.candidate.address : 'end'}`));
+    pc.addEventListener('signalingstatechange', () => window.__iceLog.push(`${Date.now()} pc${n} ${pc.signalingState}`));
     return pc;
   };
   const OrigWS = window.WebSocket;
@@ -51,6 +54,10 @@ const capturePCs = () => {
     const ws = new OrigWS(...a);
     window.__iceLog.push(`${Date.now()} ws open`);
     ws.addEventListener('close', (e) => window.__iceLog.push(`${Date.now()} ws close ${e.code}`));
+    ws.addEventListener('open', () => window.__iceLog.push(`${Date.now()} ws opened`));
+    ws.addEventListener('message', (e) => window.__iceLog.push(`${Date.now()} ws got ${JSON.parse(e.data).type}`));
+    const send = ws.send.bind(ws);
+    ws.send = (d) => { window.__iceLog.push(`${Date.now()} ws sent ${JSON.parse(d).type}`); send(d); };
     return ws;
   };
   window.WebSocket.prototype = OrigWS.prototype;
@@ -102,6 +109,19 @@ async function audioBack(page, since) {
   throw new Error('the clinician\'s audio did not come back within 30 s of the change');
 }
 
+/**
+ * What the page did since `since` (ms), oldest first, as "+MSms:what": its
+ * sockets and connections (capturePCs) and the client's own steps (the
+ * "medcall: ..." marks on its performance timeline). Forgets them.
+ */
+const timeline = async (page, since) => (await page.evaluate(() => {
+  const marks = performance.getEntriesByType('mark').filter((m) => m.name.startsWith('medcall: '));
+  performance.clearMarks();
+  return window.__iceLog.splice(0).concat(marks.map((m) => `${Math.round(performance.timeOrigin + m.startTime)} ${m.name}`));
+})).map((l) => [Number(l.split(' ')[0]), l.split(' ').slice(1).join('_')])
+  .filter(([t]) => t >= since - 100).sort((a, b) => a[0] - b[0])
+  .map(([t, what]) => `+${t - Math.round(since)}ms:${what}`);
+
 let browser = null;
 let page = null;
 
@@ -132,12 +152,31 @@ async function main() {
     const back = await audioBack(page, at);
     const [clinicianBack] = await checkpoint('heard', atNs);
     const restarted = back.ufrags.filter((u) => !before.ufrags.includes(u)).length;
-    const log = await page.evaluate(() => window.__iceLog.splice(0));
-    console.log(`RESULT events ${log.filter((l) => Number(l.split(' ')[0]) >= at - 100).map((l) => `+${Number(l.split(' ')[0]) - Math.round(at)}ms:${l.split(' ').slice(1).join('_')}`).join(' ')}`);
+    console.log(`RESULT events ${(await timeline(page, at)).join(' ')}`);
     console.log(`RESULT change ${i} page_hears_ms=${(back.at - at).toFixed(0)} clinician_hears_ms=${clinicianBack} energy=${back.energy.toFixed(5)} new_ice_credentials=${restarted}`);
     if (restarted < 2) throw new Error(`change ${i}: ${restarted} of the page's connections have new ICE credentials, want 2 (an ICE restart on both)`);
   }
   console.log(`RESULT status ${await page.textContent('#status').catch(() => '?')}`);
+
+  // The clinician goes quiet (sends nothing at all): the page's stall
+  // detector fires on its subscribe connection, finds the signaling socket
+  // answering and restarts nothing (the Go test checks the server's
+  // restart count did not move either).
+  await timeline(page, Date.now()); // forget what came before
+  const quietAt = Date.now();
+  const { ufrags } = await heard(page);
+  await checkpoint('quiet');
+  await sleep(3000);
+  const quiet = await timeline(page, quietAt);
+  console.log(`RESULT quiet ${quiet.filter((l) => !/candidate|ack/.test(l)).join(' ')}`);
+  if (!quiet.some((l) => l.includes('medcall:_socket_answers'))) {
+    throw new Error('the page never judged the clinician\'s silence (no stall, no socket check): the detector did not run');
+  }
+  const restarts = quiet.filter((l) => /socket_dead|resumed|restarted|ws_open/.test(l));
+  const changed = (await heard(page)).ufrags.filter((u) => !ufrags.includes(u));
+  if (restarts.length || changed.length) {
+    throw new Error(`the clinician only went quiet, yet the page restarted: ${restarts.join(' ')} new ICE credentials ${changed.length}`);
+  }
   await checkpoint('leave'); // the clinician checks it never saw the patient leave, then leaves
   await page.click('#hangup-button');
   await page.waitForSelector('#ended:not([hidden])');
