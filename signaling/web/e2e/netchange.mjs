@@ -10,6 +10,8 @@
 //   MEDCALL_CHROMIUM   the browser (default /usr/bin/chromium)
 //   MEDCALL_CHANGES    how many times the Go test changes the address (default 1)
 //   MEDCALL_ARTIFACTS  directory for a screenshot on failure
+//   MEDCALL_NETCHANGE_SAMPLES  if set, print the audio packet count of every
+//                      sample after each change (RESULT samples +MS:PACKETS)
 //
 // Output protocol (stdout, one line each):
 //   RESULT <name> <values>    a measurement, logged by the Go test
@@ -86,8 +88,10 @@ const heard = (page) => page.evaluate(async () => {
 
 /**
  * Waits until the clinician's audio flows again after `since` (ms): at least
- * 25 packets and rising energy within half a second. Returns when the flow
- * came back (the first sample of that window with new packets).
+ * 40 packets (Opus sends 50 a second) and rising energy within the next
+ * second, as the Go clinician judges the page's audio (45 in a second of
+ * exact arrival times). Returns when the flow came back: the first sample
+ * that saw its packets (an upper bound: samples are ~50 ms apart).
  */
 async function audioBack(page, since) {
   const samples = [];
@@ -98,9 +102,11 @@ async function audioBack(page, since) {
     const after = samples.filter((x) => x.t >= since);
     for (let i = 1; i < after.length; i++) {
       if (after[i].packets <= after[i - 1].packets) continue;
-      const w = after.filter((x) => x.t >= after[i - 1].t && x.t <= after[i - 1].t + 500);
+      const w = after.filter((x) => x.t >= after[i - 1].t && x.t <= after[i - 1].t + 1000);
       const last = w[w.length - 1];
-      if (last.t - after[i - 1].t >= 450 && last.packets - after[i - 1].packets >= 25 && last.energy > after[i - 1].energy) {
+      if (last.t - after[i - 1].t >= 950 && last.packets - after[i - 1].packets >= 40 && last.energy > after[i - 1].energy) {
+        const p0 = after[0].packets;
+        if (process.env.MEDCALL_NETCHANGE_SAMPLES) console.log(`RESULT samples ${after.filter((x) => x.t <= last.t).map((x) => `+${x.t - Math.round(since)}:${x.packets - p0}`).join(' ')}`);
         return { at: after[i].t, energy: last.energy - after[i - 1].energy, ufrags: last.ufrags };
       }
     }
