@@ -12,6 +12,8 @@
 //   MEDCALL_ARTIFACTS  directory for a screenshot on failure
 //   MEDCALL_NETCHANGE_SAMPLES  if set, print the audio packet count of every
 //                      sample after each change (RESULT samples +MS:PACKETS)
+//   MEDCALL_NETCHANGE_PAIRS    if set, print the publish connection's selected
+//                      candidate pair and its pairs' states for 4 s after each change
 //
 // Output protocol (stdout, one line each):
 //   RESULT <name> <values>    a measurement, logged by the Go test
@@ -128,6 +130,32 @@ const timeline = async (page, since) => (await page.evaluate(() => {
   .filter(([t]) => t >= since - 100).sort((a, b) => a[0] - b[0])
   .map(([t, what]) => `+${t - Math.round(since)}ms:${what}`);
 
+/** Debug: the publish connection's selected pair and its pairs' states every 100 ms for 4 s. */
+async function pairLog(page, at) {
+  const lines = [];
+  let last = '';
+  while (Date.now() < at + 4000) {
+    const d = await page.evaluate(async () => {
+      const pc = window.__pcs[0];
+      const st = await pc.getStats();
+      let sel = '';
+      const pairs = [];
+      st.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) {
+          const p = st.get(s.selectedCandidatePairId);
+          sel = p ? `${st.get(p.localCandidateId).address}/${p.state}` : '?';
+        }
+        if (s.type === 'candidate-pair') pairs.push(`${st.get(s.localCandidateId).address}:${s.state}${s.nominated ? '*' : ''}:${s.requestsSent}/${s.responsesReceived}`);
+      });
+      return `sel=${sel} ${pairs.join(',')}`;
+    });
+    if (d !== last) lines.push(`+${Date.now() - Math.round(at)}ms ${d}`);
+    last = d;
+    await sleep(100);
+  }
+  console.log(`RESULT pairs\n${lines.join('\n')}`);
+}
+
 let browser = null;
 let page = null;
 
@@ -155,6 +183,7 @@ async function main() {
     const before = await heard(page);
     const [atNs] = await checkpoint('move', i);
     const at = Number(atNs) / 1e6;
+    if (process.env.MEDCALL_NETCHANGE_PAIRS) void pairLog(page, at);
     const back = await audioBack(page, at);
     const [clinicianBack] = await checkpoint('heard', atNs);
     const restarted = back.ufrags.filter((u) => !before.ufrags.includes(u)).length;
@@ -172,13 +201,19 @@ async function main() {
   const quietAt = Date.now();
   const { ufrags } = await heard(page);
   await checkpoint('quiet');
-  await sleep(3000);
-  const quiet = await timeline(page, quietAt);
+  const quiet = [];
+  const judged = () => quiet.some((l) => l.includes('medcall:_socket_answers'));
+  while (!judged() && Date.now() < quietAt + 3000) {
+    await sleep(100);
+    quiet.push(...await timeline(page, quietAt));
+  }
+  await sleep(500); // a restart would start at once
+  quiet.push(...await timeline(page, quietAt));
   console.log(`RESULT quiet ${quiet.filter((l) => !/candidate|ack/.test(l)).join(' ')}`);
-  if (!quiet.some((l) => l.includes('medcall:_socket_answers'))) {
+  if (!judged()) {
     throw new Error('the page never judged the clinician\'s silence (no stall, no socket check): the detector did not run');
   }
-  const restarts = quiet.filter((l) => /socket_dead|resumed|restarted|ws_open/.test(l));
+  const restarts = quiet.filter((l) => /socket_dead|resumed|restart|ws_open/.test(l));
   const changed = (await heard(page)).ufrags.filter((u) => !ufrags.includes(u));
   if (restarts.length || changed.length) {
     throw new Error(`the clinician only went quiet, yet the page restarted: ${restarts.join(' ')} new ICE credentials ${changed.length}`);
