@@ -92,7 +92,10 @@ export const recoveryMethods = {
       this._offerPublish().then(() => mark('publish answered')),
       this._request('restart', { pc: SUBSCRIBE }).then(() => mark('subscribe restart acked')),
     ]);
-    const end = Date.now() + 3000;
+    // Chromium may take 2.5 s to use a new pair: on Linux it sees a new
+    // address 2 s after it appears, and it keeps a higher-ranked dead pair
+    // until that turns weak. Trying again sooner would only start over.
+    const end = Date.now() + 5000;
     for (const pc of [this._pub, this._sub]) {
       while (pc.remoteDescription && !(await onNewPair(pc))) {
         if (Date.now() > end) throw new MedcallError(ClientErrorCodes.TIMEOUT, 'no connection on the new network after an ICE restart');
@@ -140,7 +143,7 @@ export const recoveryMethods = {
 };
 
 /** Marks a step of a recovery on the page's performance timeline ("medcall: ..."), where tools and tests can see how long each took. */
-export function mark(step) { performance.mark(`medcall: ${step}`); }
+function mark(step) { performance.mark(`medcall: ${step}`); }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
