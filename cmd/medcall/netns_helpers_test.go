@@ -219,6 +219,9 @@ func participantCommand(ctx context.Context, c *client.Client, peer string, f []
 		return "candidates " + strings.Join(addrs, " "), nil
 	case f[0] == "leave":
 		return "leave", c.Leave(ctx)
+	case f[0] == "quiet": // goes quiet: sends nothing more, stays in the call
+		c.StopSending()
+		return "quiet", nil
 	case f[0] == "heard" || f[0] == "churn" || f[0] == "restarts":
 		return netChangeCommand(ctx, c, peer, f)
 	}

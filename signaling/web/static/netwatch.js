@@ -1,11 +1,12 @@
 // Notices a dead media path sooner than ICE does. After a network change a
 // browser may keep its ICE state "connected" for several seconds (Chromium
 // waits for its consent checks to time out) while nothing arrives any more.
-// A connection that was receiving media steadily (bytes on every tick) and
-// then receives nothing for `stallMs` is reported as stalled; medcall.js
-// then checks its signaling socket and restarts ICE only if that is dead
-// too (PROTOCOL.md "Network change"), so a peer who leaves or goes quiet
-// is no false alarm.
+// A connection that was receiving media steadily (bytes on every tick for
+// half a second: Opus sends 50 packets a second, so only a media stream
+// does that, not RTCP alone) and then receives nothing for `stallMs` is
+// reported as stalled; medcall.js then checks its signaling socket and
+// restarts ICE only if that is dead too (PROTOCOL.md "Network change"), so
+// a peer who leaves or goes quiet costs one ping, not a restart.
 
 /**
  * Watches the bytes each connection receives.
@@ -15,8 +16,9 @@
  * @returns {() => void} stops watching
  */
 export function watchTransports(pcs, onStall, opts = {}) {
-  const everyMs = opts.everyMs || 250;
-  const stallMs = opts.stallMs || 1000;
+  const everyMs = opts.everyMs || 100;
+  const stallMs = opts.stallMs || 500;
+  const steadyTicks = Math.ceil(500 / everyMs);
   /** @type {Map<RTCPeerConnection, {bytes: number, grew: number, since: number, fired: boolean}>} grew: ticks in a row with bytes */
   const seen = new Map();
   let busy = false;
@@ -34,8 +36,9 @@ export function watchTransports(pcs, onStall, opts = {}) {
           w.grew = w.fired ? 1 : w.grew + 1;
           w.since = now;
           w.fired = false;
-        } else if (w.grew >= 3 && !w.fired && now - w.since >= stallMs) {
+        } else if (w.grew >= steadyTicks && !w.fired && now - w.since >= stallMs) {
           w.fired = true;
+          performance.mark('medcall: stall');
           onStall(`nothing received for ${Math.round(now - w.since)} ms`);
         } else if (now - w.since >= stallMs) {
           w.grew = 0; // not steady: a trickle of reports, or a stream that ended
