@@ -142,7 +142,22 @@ const overflowKeyframeDelay = 2 * rateInterval
 // Sequence numbers stay continuous (DownTrack.requestResync), so the
 // subscriber asks for nothing that was never sent.
 func (p *Participant) pauseVideoForKeyframe() {
+	p.resyncVideo()
+	time.AfterFunc(overflowKeyframeDelay, func() {
+		// Again: a keyframe the publisher sent in between was encoded at
+		// the old rate, was lost in the overflowing queue, and must not
+		// resume the video.
+		for _, r := range p.resyncVideo() {
+			r.RequestKeyframe(KeyframeLossRecovery)
+		}
+	})
+}
+
+// resyncVideo makes every video downtrack of p wait for a keyframe and
+// returns their receivers.
+func (p *Participant) resyncVideo() []*Receiver {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	var rs []*Receiver
 	for r, d := range p.subs {
 		if r.kind == KindVideo {
@@ -150,12 +165,7 @@ func (p *Participant) pauseVideoForKeyframe() {
 			rs = append(rs, r)
 		}
 	}
-	p.mu.Unlock()
-	time.AfterFunc(overflowKeyframeDelay, func() {
-		for _, r := range rs {
-			r.RequestKeyframe(KeyframeLossRecovery)
-		}
-	})
+	return rs
 }
 
 // keyframesForAll asks for a keyframe for every video p receives: its link
