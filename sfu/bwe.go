@@ -271,14 +271,14 @@ func (l *link) stepCap(now time.Time) {
 	overuse := usage == "overuse" && delayTarget > 0
 	prev := l.cap.bps
 	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, lossy, l.ceiling)
-	if l.cap.sinceCut == 0 && l.cap.bps != prev && l.log != nil {
-		l.log.Debug("downlink cut", "bps", l.cap.bps, "from", prev, "sending", uint64(rate),
-			"loss", math.Round(loss*1000)/1000, "overuse", overuse, "delay_target", delayTarget)
-	}
-	if l.cap.sinceCut == 0 && l.cap.bps != prev && float64(l.cap.bps) < overflowCut*rate {
-		l.nackSince.Store(now.UnixNano())
-		if f := l.onOverflow.Load(); f != nil {
-			go (*f)()
+	if cut := l.cap.sinceCut == 0 && l.cap.bps != prev; cut {
+		if l.log != nil {
+			l.log.Debug("downlink cut", "bps", l.cap.bps, "from", prev, "sending", uint64(rate),
+				"loss", math.Round(loss*1000)/1000, "overuse", overuse, "delay_target", delayTarget)
+		}
+		if float64(l.cap.bps) < overflowCut*rate {
+			l.nackSince.Store(now.UnixNano())
+			fire(&l.onOverflow)
 		}
 	}
 	stepLossy := received+lost > 0 && float64(lost) >= drainedLoss*float64(received+lost)
@@ -288,9 +288,15 @@ func (l *link) stepCap(now time.Time) {
 		l.lossCut = true
 	} else if l.lossCut && !overuse && received > 0 && !stepLossy {
 		l.lossCut = false
-		if f := l.onDrained.Load(); f != nil {
-			go (*f)()
-		}
+		fire(&l.onDrained)
+	}
+}
+
+// fire runs the callback h holds, if any, on its own goroutine: the link's
+// lock is held and the callbacks take the Participant's.
+func fire(h *atomic.Pointer[func()]) {
+	if f := h.Load(); f != nil {
+		go (*f)()
 	}
 }
 

@@ -142,26 +142,28 @@ const overflowKeyframeDelay = 2 * rateInterval
 // Sequence numbers stay continuous (DownTrack.requestResync), so the
 // subscriber asks for nothing that was never sent.
 func (p *Participant) pauseVideoForKeyframe() {
-	p.resyncVideo()
+	p.videoReceivers(true)
 	time.AfterFunc(overflowKeyframeDelay, func() {
 		// Again: a keyframe the publisher sent in between was encoded at
 		// the old rate, was lost in the overflowing queue, and must not
 		// resume the video.
-		for _, r := range p.resyncVideo() {
+		for _, r := range p.videoReceivers(true) {
 			r.RequestKeyframe(KeyframeLossRecovery)
 		}
 	})
 }
 
-// resyncVideo makes every video downtrack of p wait for a keyframe and
-// returns their receivers.
-func (p *Participant) resyncVideo() []*Receiver {
+// videoReceivers returns the receivers of the video p subscribes to; with
+// resync, each of its downtracks first waits for a keyframe.
+func (p *Participant) videoReceivers(resync bool) []*Receiver {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var rs []*Receiver
 	for r, d := range p.subs {
 		if r.kind == KindVideo {
-			d.requestResync()
+			if resync {
+				d.requestResync()
+			}
 			rs = append(rs, r)
 		}
 	}
@@ -174,15 +176,7 @@ func (p *Participant) resyncVideo() []*Receiver {
 // NACKs for the lost frames grow stale, and after the keyframes asked for
 // while the link still overflowed were lost with everything else.
 func (p *Participant) keyframesForAll() {
-	p.mu.Lock()
-	var rs []*Receiver
-	for r := range p.subs {
-		if r.kind == KindVideo {
-			rs = append(rs, r)
-		}
-	}
-	p.mu.Unlock()
-	for _, r := range rs {
+	for _, r := range p.videoReceivers(false) {
 		r.RequestKeyframe(KeyframeLossRecovery)
 	}
 }

@@ -2,6 +2,7 @@
 // per side, each with its own fake microphone tone), pages, polling, the
 // checkpoint dialogue with the Go test, and diagnostics on failure.
 import { chromium } from 'playwright-core';
+import { FAKE_MEDIA_ARGS } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
@@ -19,9 +20,7 @@ export const PHONE = Object.freeze({ width: 390, height: 844 });
 export const DESKTOP = Object.freeze({ width: 1280, height: 800 });
 
 const args = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+  ...FAKE_MEDIA_ARGS, '--allow-loopback-in-peer-connection',
   // Desktop Chrome's policy: sound plays only after the user has interacted with the page.
   '--autoplay-policy=document-user-activation-required',
 ];

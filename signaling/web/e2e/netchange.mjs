@@ -23,6 +23,7 @@
 //                             answers "ok [values]" on stdin
 //   E2E PASS                  the end
 import { chromium } from 'playwright-core';
+import { FAKE_MEDIA_ARGS } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
@@ -163,9 +164,7 @@ async function main() {
   browser = await chromium.launch({
     executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--ignore-certificate-errors'],
+    args: [...FAKE_MEDIA_ARGS, '--ignore-certificate-errors'],
   });
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], ignoreHTTPSErrors: true });
   page = await ctx.newPage();

@@ -18,6 +18,7 @@
 //                                      the step and answers "ok [values]" or "fail ..." on stdin
 //   E2E PASS                           the end
 import { chromium } from 'playwright-core';
+import { FAKE_MEDIA_ARGS, capturePCs } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
@@ -46,14 +47,6 @@ async function poll(what, cond, timeout = 20000, every = 50) {
     await sleep(every);
   }
 }
-
-// Every RTCPeerConnection the page makes, kept for getStats.
-const capturePCs = () => {
-  const Orig = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (...a) { const pc = new Orig(...a); window.__pcs.push(pc); return pc; };
-  window.RTCPeerConnection.prototype = Orig.prototype;
-};
 
 /** What the page's connections say: inbound audio energy and packets, video frames, the selected pair. */
 const media = (page) => page.evaluate(async () => {
@@ -111,9 +104,7 @@ async function main() {
   browser = await chromium.launch({
     executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--ignore-certificate-errors'],
+    args: [...FAKE_MEDIA_ARGS, '--ignore-certificate-errors'],
   });
   // The test server's certificate is from a private test CA.
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'], ignoreHTTPSErrors: true });

@@ -18,6 +18,7 @@
 //   SAMPLE <json>            every 500 ms, the page's cumulative counters
 //   E2E PASS                 after "stop" on stdin: hung up cleanly
 import { chromium } from 'playwright-core';
+import { FAKE_MEDIA_ARGS, capturePCs } from './chromium.mjs';
 import { createInterface } from 'node:readline';
 import { gotoSettled } from './settle.mjs';
 
@@ -27,14 +28,6 @@ const role = process.env.MEDCALL_ROLE || 'watch';
 if (!base || !token) throw new Error('MEDCALL_URL and MEDCALL_TOKEN must be set');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Every RTCPeerConnection the page makes, kept for getStats.
-const capturePCs = () => {
-  const Orig = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (...a) { const pc = new Orig(...a); window.__pcs.push(pc); return pc; };
-  window.RTCPeerConnection.prototype = Orig.prototype;
-};
 
 /** Cumulative counters of the page's connections (W3C webrtc-stats names). */
 const sample = (page) => page.evaluate(async () => {
@@ -83,9 +76,7 @@ let stopping = false;
 const stopped = new Promise((r) => stdin.on('line', (l) => { if (l.trim() === 'stop') { stopping = true; r(); } }));
 stdin.on('close', () => { stopping = true; });
 
-const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-  '--ignore-certificate-errors'];
+const args = [...FAKE_MEDIA_ARGS, '--ignore-certificate-errors'];
 if (process.env.MEDCALL_VIDEO) args.push(`--use-file-for-fake-video-capture=${process.env.MEDCALL_VIDEO}`);
 if (process.env.MEDCALL_AUDIO) args.push(`--use-file-for-fake-audio-capture=${process.env.MEDCALL_AUDIO}`);
 

@@ -19,6 +19,7 @@
 //
 // Output (stdout): RESULT lines the Go test parses, then E2E PASS.
 import { chromium } from 'playwright-core';
+import { FAKE_MEDIA_ARGS } from './chromium.mjs';
 
 const mode = process.env.MEDCALL_MODE || 'call';
 const base = process.env.MEDCALL_URL;
@@ -37,9 +38,7 @@ async function poll(what, cond, timeout = 20000) {
 }
 
 const args = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+  ...FAKE_MEDIA_ARGS, '--allow-loopback-in-peer-connection',
   '--autoplay-policy=no-user-gesture-required',
 ];
 if (mode === 'call') {

@@ -8,15 +8,14 @@
 // Environment: MEDCALL_URL (http://entry), MEDCALL_TOKEN (a clinician's join
 // token), MEDCALL_CHROMIUM. Prints "RESULT joined_on <ws url>" then "E2E PASS".
 import { chromium } from 'playwright-core';
+import { FAKE_MEDIA_ARGS } from './chromium.mjs';
 
 const base = process.env.MEDCALL_URL;
 const token = process.env.MEDCALL_TOKEN;
 if (!base || !token) throw new Error('MEDCALL_URL and MEDCALL_TOKEN must be set');
 const browser = await chromium.launch({
   executablePath: process.env.MEDCALL_CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-    '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection'],
+  args: [...FAKE_MEDIA_ARGS, '--allow-loopback-in-peer-connection'],
 });
 try {
   // The demo page allows connect-src 'self' only; an app that lets its

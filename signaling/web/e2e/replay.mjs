@@ -20,6 +20,7 @@
 // stdout: RESULT lines; "CHECKPOINT frames RID" asks the Go test which frame
 // each stream holds when (it answers with a JSON file's path); "REPLAY PASS".
 import { chromium } from 'playwright-core';
+import { BASE_ARGS } from './chromium.mjs';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
@@ -32,10 +33,7 @@ const waiters = [];
 createInterface({ input: process.stdin }).on('line', (l) => (waiters.length ? waiters.shift()(l) : lines.push(l)));
 const nextLine = () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => waiters.push(r)));
 
-const args = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
-];
+const args = [...BASE_ARGS, '--autoplay-policy=no-user-gesture-required'];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const failures = [];
 const check = (cond, msg) => { if (!cond) failures.push(msg); };
