@@ -189,22 +189,12 @@ func (c capState) step(measured, sending uint64, overuse, loss bool, ceiling uin
 	return c
 }
 
-// linkTarget is the link's bandwidth as measured now: GCC's delay-based
-// target (85% of what the subscriber acknowledged receiving, lost packets
-// excluded) on delay overuse, and on loss the smaller of that and 85% of
-// what got through of what was sent. GCC's target alone is no measure on
-// loss without overuse: between overuses it grows by 8%/s whatever gets
-// through. GCC's loss-based part, without a pacer, halves again and again
-// down to the floor, so it is not used.
-func linkTarget(overuse bool, delayTarget int, loss, sentBps float64) uint64 {
-	if overuse && delayTarget > 0 {
-		return uint64(delayTarget)
-	}
-	through := uint64(max(0.85*sentBps*(1-min(max(loss, 0), 1)), 0))
-	if delayTarget > 0 {
-		return min(through, uint64(delayTarget))
-	}
-	return through
+// overflowing counts the two observations before this one as congested,
+// so that this one, congested too, cuts: a link whose queue overflows must
+// not wait for the third of four (0.2-0.4 s more of dropped video).
+func (c capState) overflowing() capState {
+	c.recent |= 0b11
+	return c
 }
 
 // estimate is the link's available bandwidth in bits/s, the smaller of the
@@ -263,8 +253,16 @@ func (l *link) stepCap(now time.Time) {
 	}
 	// Heavy loss in the window is an overflowing queue at once; moderate
 	// loss only once GCC's slower average confirms it (random loss of a few
-	// percent can fill one window past congestedLoss).
-	lossy := loss > heavyLoss || avgLoss > congestedLoss
+	// percent can fill one window past congestedLoss), and GCC's average
+	// alone never: it stays high for a second after the link stops losing,
+	// and cut a link whose video had just been paused (so little was sent)
+	// twice more, down to the floor.
+	lossy := loss > heavyLoss || (loss > congestedLoss && avgLoss > congestedLoss)
+	if r, ok := l.lossWin.overflowing(); ok {
+		// Two steps in a row that each lost most of what they carried: the
+		// link's queue overflows now, whether or not GCC saw it fill.
+		l.cap, loss, lossy = l.cap.overflowing(), r, true
+	}
 	usage, _ := st["usage"].(string)
 	delayTarget, _ := st["delayTargetBitrate"].(int)
 	// Before its first delay update GCC's usage reads "overuse" (its zero value).
@@ -276,7 +274,17 @@ func (l *link) stepCap(now time.Time) {
 			l.log.Debug("downlink cut", "bps", l.cap.bps, "from", prev, "sending", uint64(rate),
 				"loss", math.Round(loss*1000)/1000, "overuse", overuse, "delay_target", delayTarget)
 		}
-		if float64(l.cap.bps) < overflowCut*rate {
+		// What the link carried: the rate sent over the last second, or
+		// the cap before this cut when that is less (the publisher already
+		// follows it, and the second's average still holds what was sent
+		// before: a re-cut after an overflow was taken for another one,
+		// and the pause that followed threw away the keyframe that had
+		// just resumed the video).
+		carried := rate
+		if prev > 0 {
+			carried = min(rate, float64(prev))
+		}
+		if float64(l.cap.bps) < overflowCut*carried {
 			l.nackSince.Store(now.UnixNano())
 			fire(&l.onOverflow)
 		}

@@ -57,6 +57,30 @@ func (w *lossWindow) add(received, lost uint64) (loss float64, ok bool) {
 	return float64(l) / float64(r+l), true
 }
 
+// A link overflows when its last two steps each lost more than
+// overflowLoss of what they carried, with at least overflowPackets between
+// them. Random loss does not do that: at 5 % loss, two steps of ~18
+// packets each losing 8 happen about once in 10^11 steps.
+const (
+	overflowLoss    = 0.4
+	overflowPackets = 16
+)
+
+// overflowing reports whether the last two steps both lost more than
+// overflowLoss of their packets, and the loss over those two steps (what
+// the link carries now, without the steps before it filled).
+func (w *lossWindow) overflowing() (loss float64, ok bool) {
+	a, b := (w.i+lossSteps-1)%lossSteps, (w.i+lossSteps-2)%lossSteps
+	over := func(k int) bool {
+		return w.lost[k] > 0 && float64(w.lost[k]) > overflowLoss*float64(w.received[k]+w.lost[k])
+	}
+	r, l := w.received[a]+w.received[b], w.lost[a]+w.lost[b]
+	if r+l < overflowPackets || !over(a) || !over(b) {
+		return 0, false
+	}
+	return float64(l) / float64(r+l), true
+}
+
 // countFeedback reads the packet status chunks of fb: how many of its
 // PacketStatusCount packets arrived and how many did not. The last chunk
 // may hold more symbols than packets; those are padding.
@@ -120,4 +144,22 @@ func (h *sendHistory) add(now time.Time, sent uint64) float64 {
 		return 0
 	}
 	return float64(sent-h.sent[from]) * 8 / dt
+}
+
+// linkTarget is the link's bandwidth as measured now: GCC's delay-based
+// target (85% of what the subscriber acknowledged receiving, lost packets
+// excluded) on delay overuse, and on loss the smaller of that and 85% of
+// what got through of what was sent. GCC's target alone is no measure on
+// loss without overuse: between overuses it grows by 8%/s whatever gets
+// through. GCC's loss-based part, without a pacer, halves again and again
+// down to the floor, so it is not used.
+func linkTarget(overuse bool, delayTarget int, loss, sentBps float64) uint64 {
+	if overuse && delayTarget > 0 {
+		return uint64(delayTarget)
+	}
+	through := uint64(max(0.85*sentBps*(1-min(max(loss, 0), 1)), 0))
+	if delayTarget > 0 {
+		return min(through, uint64(delayTarget))
+	}
+	return through
 }

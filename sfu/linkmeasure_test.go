@@ -58,6 +58,29 @@ func TestFeedbackLossIsSinceTheLastTakeOverTheWindow(t *testing.T) {
 	}
 }
 
+func TestLossWindowOverflowsOnTwoStepsLosingMostPackets(t *testing.T) {
+	var w lossWindow
+	for _, s := range []struct {
+		received, lost uint64
+		want           bool
+		loss           float64
+	}{
+		{18, 0, false, 0},
+		{8, 10, false, 0},        // one step
+		{6, 12, true, 22.0 / 36}, // two in a row
+		{10, 8, true, 20.0 / 36},
+		{12, 6, false, 0}, // a third of the packets is not most
+		{2, 3, false, 0},  // too few packets to tell
+		{3, 4, false, 0},
+	} {
+		w.add(s.received, s.lost)
+		loss, ok := w.overflowing()
+		if ok != s.want || (ok && loss != s.loss) {
+			t.Fatalf("after a step of %d received, %d lost: overflowing %v at %.3f, want %v at %.3f", s.received, s.lost, ok, loss, s.want, s.loss)
+		}
+	}
+}
+
 func TestSendHistoryMeasuresOverAboutASecond(t *testing.T) {
 	var h sendHistory
 	t0 := time.Now()
@@ -82,5 +105,27 @@ func TestSendHistoryMeasuresOverAboutASecond(t *testing.T) {
 	}
 	if want := float64(10_000*8) / 0.1; r < want*0.99 || r > want*1.01 {
 		t.Fatalf("rate after the burst has left the window = %v, want %v", r, want)
+	}
+}
+
+func TestLinkTargetTrustsDelayOnOveruseAndTheLesserOnLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		overuse    bool
+		delay      int
+		loss, sent float64
+		want       uint64
+	}{
+		{"overuse: GCC's delay-based target", true, 425_000, 0.3, 1_400_000, 425_000},
+		{"loss alone: 85% of what got through", false, 900_000, 0.6, 1_400_000, 476_000},
+		{"loss alone: GCC's target when that is less", false, 400_000, 0.6, 1_400_000, 400_000},
+		{"loss before a delay target: what got through", false, 0, 0.6, 1_400_000, 476_000},
+		{"overuse before a delay target: what got through", true, 0, 0, 500_000, 425_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := linkTarget(tc.overuse, tc.delay, tc.loss, tc.sent); got != tc.want {
+				t.Errorf("linkTarget = %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

@@ -131,28 +131,6 @@ func TestCapStepsOnCongestionOnly(t *testing.T) {
 	}
 }
 
-func TestLinkTargetTrustsDelayOnOveruseAndTheLesserOnLoss(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		overuse    bool
-		delay      int
-		loss, sent float64
-		want       uint64
-	}{
-		{"overuse: GCC's delay-based target", true, 425_000, 0.3, 1_400_000, 425_000},
-		{"loss alone: 85% of what got through", false, 900_000, 0.6, 1_400_000, 476_000},
-		{"loss alone: GCC's target when that is less", false, 400_000, 0.6, 1_400_000, 400_000},
-		{"loss before a delay target: what got through", false, 0, 0.6, 1_400_000, 476_000},
-		{"overuse before a delay target: what got through", true, 0, 0, 500_000, 425_000},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := linkTarget(tc.overuse, tc.delay, tc.loss, tc.sent); got != tc.want {
-				t.Errorf("linkTarget = %d, want %d", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestLinkEstimateUsesFreshFeedbackOnly(t *testing.T) {
 	now := time.Now()
 	l := &link{ceiling: 1_000_000}
@@ -269,6 +247,54 @@ func TestLinkOverflowCutPausesVideoAndRefusesOldNACKs(t *testing.T) {
 	}
 	if overflows.Load() != 1 || l.nackSince.Load() != now.UnixNano() {
 		t.Fatalf("after a cut to 3/8: onOverflow called %d times, NACKs refused before %d; want once and %d", overflows.Load(), l.nackSince.Load(), now.UnixNano())
+	}
+	// A re-cut to 7/9 of that cap is no new overflow, though the last
+	// second's average still holds the 1.2 Mbit/s sent before.
+	since := l.nackSince.Load()
+	g.target = 350_000
+	step()
+	step()
+	if got, _ := l.estimate(now); got != 350_000 {
+		t.Fatalf("cap %d after the measurement fell to 350000, want 350000", got)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if overflows.Load() != 1 || l.nackSince.Load() != since {
+		t.Fatalf("a re-cut from 450000 to 350000 paused the video again (onOverflow called %d times)", overflows.Load())
+	}
+}
+
+func TestLinkCutsOnTheLossItsFeedbackShows(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		gccLoss    float64  // GCC's loss average; it never sees overuse here
+		lost       []uint16 // of 18 packets per step
+		cutAtStep  int      // -1: never
+		wantCutBps uint64
+	}{
+		// 1.2 Mbit/s into a link carrying 7 of 18 packets: 0.85 x 1.2 M x 7/18.
+		{"a queue that overflows: the second lossy step cuts, to what got through", 0, []uint16{0, 0, 0, 0, 0, 11, 11, 11}, 6, 396_666},
+		{"one lossy step is not enough", 0, []uint16{0, 0, 0, 0, 0, 11, 0, 0, 0, 0}, -1, 0},
+		{"random loss never cuts", 0, []uint16{1, 0, 2, 1, 0, 1, 3, 0, 1, 1, 2, 0}, -1, 0},
+		{"nor does GCC's average alone, once the link loses nothing", 0.3, []uint16{0, 0, 0, 0, 0, 0, 0, 0}, -1, 0},
+		{"moderate loss that GCC's average confirms does", 0.15, []uint16{0, 3, 3, 3, 3, 3, 3}, 4, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Now()
+			l := &link{ceiling: 1_500_000}
+			l.gcc.Store(&gccEstimator{&fakeGCC{target: 1_500_000, usage: "normal", loss: tc.gccLoss}})
+			for i, lost := range tc.lost {
+				now = now.Add(capInterval)
+				l.sent.Add(15_000) // 1.2 Mbit/s
+				l.observe([]rtcp.Packet{twcc(18-lost, lost)}, now)
+				got, cut := l.estimate(now)
+				switch {
+				case cut && i < tc.cutAtStep, cut && tc.cutAtStep < 0:
+					t.Fatalf("step %d (%d of 18 lost): cut to %d", i, lost, got)
+				case i == tc.cutAtStep && (!cut || (tc.wantCutBps != 0 && got != tc.wantCutBps)):
+					t.Fatalf("step %d (%d of 18 lost): cap %d %v, want a cut to %d", i, lost, got, cut, tc.wantCutBps)
+				}
+			}
+		})
 	}
 }
 
