@@ -105,16 +105,11 @@ func New(cfg Config) (*Server, error) {
 		}
 		return true
 	}
-	udp, err := net.ListenPacket("udp", cfg.Addr)
+	udp, tcp, err := listenBoth(cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("turn: listen UDP %s: %w (is another TURN server on the port?)", cfg.Addr, err)
+		return nil, err
 	}
 	s.udp = udp
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		udp.Close()
-		return nil, fmt.Errorf("turn: listen TCP %s: %w", cfg.Addr, err)
-	}
 	listeners := []pturn.ListenerConfig{{Listener: tcp, RelayAddressGenerator: gen, PermissionHandler: perm}}
 	if cfg.TLS != nil && cfg.TLSAddr != "" {
 		tl, err := tls.Listen("tcp", cfg.TLSAddr, cfg.TLS)
@@ -298,3 +293,25 @@ func (quietLogs) NewLogger(string) logging.LeveledLogger {
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// listenBoth listens on addr for UDP and on the same port for TCP. With
+// port 0 the system picks the UDP port, and that port may be in use for
+// TCP (an outgoing connection's ephemeral port): another is tried, up to
+// ten times.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for try := 1; ; try++ {
+		udp, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("turn: listen UDP %s: %w (is another TURN server on the port?)", addr, err)
+		}
+		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if port != "0" || try == 10 {
+			return nil, nil, fmt.Errorf("turn: listen TCP %s: %w", udp.LocalAddr(), err)
+		}
+	}
+}

@@ -450,3 +450,25 @@ func TestRelayBehindOneToOneNAT(t *testing.T) {
 		t.Fatal("the admin port was reachable through the public address")
 	}
 }
+
+func TestListenBothTakesOnePortForUDPAndTCP(t *testing.T) {
+	udp, tcp, err := listenBoth("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	defer tcp.Close()
+	if u, c := udp.LocalAddr().(*net.UDPAddr).Port, tcp.Addr().(*net.TCPAddr).Port; u != c || u == 0 {
+		t.Fatalf("UDP port %d, TCP port %d: want one port", u, c)
+	}
+	// A port given by the operator is never swapped for another: its TCP
+	// side taken is an error naming it.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if _, _, err := listenBoth(taken.Addr().String()); err == nil || !strings.Contains(err.Error(), "listen TCP "+taken.Addr().String()) {
+		t.Fatalf("listenBoth on a port whose TCP side is taken: %v, want an error naming it", err)
+	}
+}
