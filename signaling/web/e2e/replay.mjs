@@ -135,7 +135,11 @@ try {
         for (let bit = 0; bit < 10; bit++) if (row[(bit * 16 + 8) * 4] > 128) n |= 1 << bit;
         // Near a camera switch the placeholder may flip a display frame later: not judged there.
         const settled = videoOnAt(x.p, t - 0.1) === videoOnAt(x.p, t + 0.1);
-        return { label: x.p.label, barcode: n, cameraOn: videoOnAt(x.p, t), settled, placeholder: !x.ph.hidden, paused: x.video.paused };
+        // The first frames of a camera turned on mid-stream are presented
+        // up to 100 ms early (99 ms seen 106 ms after the switch in CI):
+        // frames are judged from 250 ms after it.
+        const fresh = videoOnAt(x.p, t) && !videoOnAt(x.p, t - 0.25);
+        return { label: x.p.label, barcode: n, cameraOn: videoOnAt(x.p, t), settled, fresh, placeholder: !x.ph.hidden, paused: x.video.paused };
       });
       const bins = new Float32Array(an.frequencyBinCount);
       an.getFloatFrequencyData(bins);
@@ -170,14 +174,14 @@ try {
     const lags = [];
     for (const x of m.tiles) {
       check(!x.settled || x.placeholder === !x.cameraOn, `${where}: ${x.label} at ${m.t.toFixed(2)} s: placeholder ${x.placeholder ? 'shown' : 'hidden'}, camera ${x.cameraOn ? 'on' : 'off'}`);
-      if (x.cameraOn && x.settled && frames[x.label]) {
+      if (x.cameraOn && x.settled && !x.fresh && frames[x.label]) {
         // The frame of that moment: at most 100 ms from the clock (a display
         // pipeline lags a little on a loaded machine) ...
         const off = offset(x.label, x.barcode, m.t);
         check(Math.abs(off) <= 0.1, `${where}: ${x.label} shows frame ${x.barcode}, which the recording holds ${Number.isFinite(off) ? (off * 1000).toFixed(0) + ' ms' : 'never'} away from ${m.t.toFixed(3)} s`);
         if (Number.isFinite(off)) { lags.push(off); worstLag = Math.max(worstLag, Math.abs(off)); }
         shown.push(`${x.label}_offset_ms=${Number.isFinite(off) ? (off * 1000).toFixed(0) : 'none'}`);
-      } else shown.push(`${x.label}=placeholder`);
+      } else shown.push(`${x.label}=${x.cameraOn ? 'not_judged' : 'placeholder'}`);
       if (playing) check(!x.paused, `${where}: ${x.label} is not playing`);
     }
     // ... and how far apart the participants are (judged by the caller).
