@@ -75,15 +75,12 @@ type link struct {
 type gccEstimator struct{ cc.BandwidthEstimator }
 
 // capState is a link's congestion cap in bits/s (zero means none), which
-// of the last four observations saw delay overuse or loss (one or two
-// alone may be a scheduling hiccup or a burst of random loss, so
-// congestion counts from the third of four, 100 ms apart; GCC's overuse
-// signal flickers, so one quiet observation between them must not start
-// the count again: that cost 0.6 s of overflowing queue on a 500 kbit/s
-// link), how many observations ago the
-// cap was last cut, and the knee: the cap the last cut set, where the link
-// was last found full, near which the cap grows slowly (zero once the cap
-// has grown well past it: the link has room it did not have then).
+// of the last four observations saw delay overuse or loss (one or two may
+// be a hiccup or random loss, so congestion counts from the third of four;
+// not three in a row: GCC's overuse signal flickers, and that cost 0.6 s
+// of overflowing queue at 500 kbit/s), how many observations ago the cap
+// was last cut, and the knee: the cap the last cut set, near which the cap
+// grows slowly (zero once it has grown well past it).
 type capState struct {
 	bps      uint64
 	recent   uint8 // bit i: the observation i steps ago was congested
