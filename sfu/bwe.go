@@ -139,17 +139,21 @@ const (
 
 // step moves the cap on by one observation: the link's bandwidth as
 // measured now (linkTarget), what the SFU was sending on it, whether GCC
-// sees delay overuse or loss, and the ceiling. It is additive-increase,
+// sees delay overuse or loss, whether the feedback shows the queue
+// overflowing (lossWindow.overflowing), and the ceiling. It is additive-increase,
 // multiplicative-decrease on GCC's congestion signals: congestion cuts the
 // cap to the measurement (at most by maxCut of the cap, or of what was
 // being sent when there was none, at most once per cutHold), quiet lets
 // it grow by capGrowth (kneeGrowth near the knee), and at the ceiling it
 // is lifted. GCC's own target between congestions is no measure here: the
 // SFU never probes, so it follows what was sent.
-func (c capState) step(measured, sending uint64, overuse, loss bool, ceiling uint64) capState {
+func (c capState) step(measured, sending uint64, overuse, loss, overflow bool, ceiling uint64) capState {
 	c.sinceCut++
 	c.recent <<= 1
-	if overuse || loss {
+	switch {
+	case overflow: // counts as three: an overflowing queue must not wait for the third of four
+		c.recent |= 0b111
+	case overuse || loss:
 		c.recent |= 1
 	}
 	c.recent &= 0b1111
@@ -183,14 +187,6 @@ func (c capState) step(measured, sending uint64, overuse, loss bool, ceiling uin
 	if c.bps >= ceiling {
 		c.bps, c.knee = 0, 0
 	}
-	return c
-}
-
-// overflowing counts the two observations before this one as congested,
-// so that this one, congested too, cuts: a link whose queue overflows must
-// not wait for the third of four (0.2-0.4 s more of dropped video).
-func (c capState) overflowing() capState {
-	c.recent |= 0b11
 	return c
 }
 
@@ -255,17 +251,18 @@ func (l *link) stepCap(now time.Time) {
 	// and cut a link whose video had just been paused (so little was sent)
 	// twice more, down to the floor.
 	lossy := loss > heavyLoss || (loss > congestedLoss && avgLoss > congestedLoss)
+	// Two steps in a row that each lost most of what they carried: the
+	// link's queue overflows now, whether or not GCC saw it fill.
+	overflow := false
 	if r, ok := l.lossWin.overflowing(); ok {
-		// Two steps in a row that each lost most of what they carried: the
-		// link's queue overflows now, whether or not GCC saw it fill.
-		l.cap, loss, lossy = l.cap.overflowing(), r, true
+		loss, overflow = r, true
 	}
 	usage, _ := st["usage"].(string)
 	delayTarget, _ := st["delayTargetBitrate"].(int)
 	// Before its first delay update GCC's usage reads "overuse" (its zero value).
 	overuse := usage == "overuse" && delayTarget > 0
 	prev := l.cap.bps
-	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, lossy, l.ceiling)
+	l.cap = l.cap.step(linkTarget(overuse, delayTarget, loss, rate), uint64(rate), overuse, lossy, overflow, l.ceiling)
 	if cut := l.cap.sinceCut == 0 && l.cap.bps != prev; cut {
 		if l.log != nil {
 			l.log.Debug("downlink cut", "bps", l.cap.bps, "from", prev, "sending", uint64(rate),

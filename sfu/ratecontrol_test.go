@@ -122,7 +122,7 @@ func TestCapStepsOnCongestionOnly(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var c capState
 			for i, o := range tc.steps {
-				c = c.step(o.measured, tc.sending, o.overuse, o.loss, ceiling)
+				c = c.step(o.measured, tc.sending, o.overuse, o.loss, false, ceiling)
 				if c.bps != o.want {
 					t.Fatalf("step %d (%+v): cap %d, want %d", i, o, c.bps, o.want)
 				}
