@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -46,6 +47,9 @@ type Participant struct {
 	sig      Signaler
 	pub, sub *webrtc.PeerConnection
 	link     *link // the subscribe connection's downlink (bwe.go)
+	// keyframesHeldUntil (unix nanos): until then keyframes for this
+	// subscriber are not asked for (pauseVideoForKeyframe asks at the end).
+	keyframesHeldUntil atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool
@@ -259,10 +263,14 @@ func (p *Participant) readSenderRTCP(d *DownTrack) {
 			switch pkt.(type) {
 			case *rtcp.PictureLossIndication:
 				m.PLIReceived.Add(1)
-				d.recv.RequestKeyframe(KeyframeSubscriber)
+				if !p.keyframesHeld() {
+					d.recv.RequestKeyframe(KeyframeSubscriber)
+				}
 			case *rtcp.FullIntraRequest:
 				m.FIRReceived.Add(1)
-				d.recv.RequestKeyframe(KeyframeSubscriber)
+				if !p.keyframesHeld() {
+					d.recv.RequestKeyframe(KeyframeSubscriber)
+				}
 			case *rtcp.TransportLayerNack:
 				m.NACKReceived.Add(1)
 			}
