@@ -43,6 +43,7 @@ type link struct {
 	log     *slog.Logger // nil logs nothing
 
 	sent atomic.Uint64
+	rate atomic.Uint64 // bits/s sent over the last second, as of the last step
 	// onStale is called with the SSRC of an outgoing stream whose subscriber
 	// asked for packets too old to resend.
 	onStale atomic.Pointer[func(ssrc uint32)] // bytes of RTP sent on the connection
@@ -237,6 +238,7 @@ func (l *link) stepCap(now time.Time) {
 	}
 	l.stepAt = now
 	rate := l.history.add(now, l.sent.Load())
+	l.rate.Store(uint64(rate))
 	st := g.GetStats()
 	avgLoss, _ := st["averageLoss"].(float64)
 	received, lost := l.fbLoss.take()

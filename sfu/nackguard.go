@@ -15,16 +15,21 @@ import (
 // trip, and keeps the bytes it resends within the rate its connection's
 // congestion controller reports. medcall narrows both:
 //   - the rate it reports to the responder is retransmitShare of the link's
-//     estimate (or of the ceiling while the link is uncongested), so repair
-//     never takes the bandwidth the media needs (nackBudget);
+//     estimate (while the link has no cap, uncappedShare of what it
+//     carries), so repair never takes the bandwidth the media needs
+//     (nackBudget);
 //   - a NACK for a packet sent more than maxNackAge ago is refused before the
 //     responder sees it: the subscriber's jitter buffer has given up on it,
 //     and what it needs is a keyframe, which is requested at once (throttled
 //     by the Receiver) rather than when the subscriber gets round to a PLI.
 const (
 	retransmitShare = 0.5
-	maxNackAge      = 800 * time.Millisecond
-	sentLogSize     = 1024
+	// uncappedShare of the link's rate is the budget while it has no cap:
+	// 5 % random loss needs a tenth of it at most.
+	uncappedShare       = 0.2
+	minRetransmitBudget = 64_000
+	maxNackAge          = 800 * time.Millisecond
+	sentLogSize         = 1024
 )
 
 // sentLog remembers when each of the last sentLogSize sequence numbers of
@@ -84,18 +89,27 @@ type nackBudget struct {
 	l *link
 }
 
-// GetTargetBitrate is the retransmission budget of the link, in bits/s.
+// GetTargetBitrate is the retransmission budget of the link, in bits/s:
+// retransmitShare of its cap, or while it has none, uncappedShare of what
+// it carried over the last second when its feedback measures that (at
+// least minRetransmitBudget, at most retransmitShare of the ceiling). A
+// link without a cap may be filling unnoticed, and half the ceiling's
+// worth of resends fills its queue twice as fast.
 func (b *nackBudget) GetTargetBitrate() int {
 	if b.l == nil {
 		return 0
 	}
-	bps := b.l.ceiling
 	b.l.mu.Lock()
-	if b.l.cap.bps > 0 {
-		bps = b.l.cap.bps
-	}
+	capped := b.l.cap.bps
 	b.l.mu.Unlock()
-	return int(retransmitShare * float64(bps))
+	if capped > 0 {
+		return int(retransmitShare * float64(capped))
+	}
+	budget := retransmitShare * float64(b.l.ceiling)
+	if r := b.l.rate.Load(); r > 0 { // measured: the subscriber sends transport-cc
+		budget = min(budget, max(uncappedShare*float64(r), minRetransmitBudget))
+	}
+	return int(budget)
 }
 
 // BindLocalStream records what a connection sends, for the NACK filter and the

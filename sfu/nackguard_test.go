@@ -56,3 +56,30 @@ func TestFilterNackRefusesWhatTheSubscriberCannotUse(t *testing.T) {
 		})
 	}
 }
+
+// The retransmission budget: half the cap; without a cap, a fifth of what
+// the link carried over the last second once its feedback measures that
+// (never below the floor, never above half the ceiling), else half the
+// ceiling.
+func TestNackBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cap, rate uint64
+		want      int
+	}{
+		{"a cut link: half its cap", 400_000, 1_000_000, 200_000},
+		{"no cap, nothing measured (no transport-cc): half the ceiling", 0, 0, 750_000},
+		{"no cap, 1 Mbit/s carried: a fifth of it", 0, 1_000_000, 200_000},
+		{"no cap, audio only: the floor", 0, 100_000, minRetransmitBudget},
+		{"no cap, carrying more than the ceiling: half the ceiling", 0, 5_000_000, 750_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &link{ceiling: 1_500_000}
+			l.cap.bps = tc.cap
+			l.rate.Store(tc.rate)
+			if got := (&nackBudget{l: l}).GetTargetBitrate(); got != tc.want {
+				t.Fatalf("budget %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -145,7 +145,7 @@ const overflowKeyframeDelay = 2 * rateInterval
 // Until the ask no keyframe is asked for on p's behalf (keyframesHeld): the
 // NACKs the cut refuses and the subscriber's own PLIs would ask at once,
 // for a keyframe encoded at the old rate, and in instrumented runs Chromium
-// then answered the one asked for at the right time only 1.1-1.5 s later
+// then answered the one asked for at the right time only 0.9-1.5 s later
 // (a freeze of 2 s instead of under 1).
 func (p *Participant) pauseVideoForKeyframe() {
 	p.keyframesHeldUntil.Store(time.Now().Add(overflowKeyframeDelay).UnixNano())

@@ -308,7 +308,7 @@ func TestNewRefusesACeilingBelowTheFloor(t *testing.T) {
 // An overflow pause asks for one keyframe, once the publisher has the lower
 // rate: until then neither the NACKs the cut refuses, nor a drained link,
 // nor the subscriber's own PLI ask for one encoded at the old rate (in
-// instrumented runs Chromium answered the right one 1.1-1.5 s late after
+// instrumented runs Chromium answered the right one 0.9-1.5 s late after
 // answering such an early one).
 func TestOverflowPauseHoldsKeyframeRequestsUntilItsAsk(t *testing.T) {
 	var plis atomic.Int32
