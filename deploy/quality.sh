@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/medcall-quality}
 mkdir -p "$out"
 for i in $(seq 1 "${RUNS:-3}"); do
-	MEDCALL_QUALITY_CONSTRAINED=1 MEDCALL_QUALITY_SECONDS=${MEDCALL_QUALITY_SECONDS:-120} \
+	MEDCALL_QUALITY_SECONDS=${MEDCALL_QUALITY_SECONDS:-120} \
 		go test -count=1 -timeout 30m -run 'TestQuality' -v ./cmd/medcall/ 2>&1 |
 		grep -v twcc_sender | tee "$out/run-$i.log" | grep -E 'quality_test|^(ok|FAIL|---)' || true
 done
