@@ -30,7 +30,8 @@ const feedbackFresh = 3 * time.Second
 // target on an uncongested link is no measure of its capacity (it follows
 // 1.5 times what was delivered, and from an audio-only start it would keep
 // video at the floor for half a minute). The link therefore has no cap
-// until GCC sees congestion (loss or delay overuse, three times in a row);
+// until it is congested (loss or delay overuse in three of the last four
+// observations, or an overflow);
 // from then on the cap moves as capState.step says, until it grows back to
 // the ceiling and is lifted.
 type link struct {
@@ -42,11 +43,11 @@ type link struct {
 	ceiling uint64       // GCC's maximum; a cap that grows to it is lifted
 	log     *slog.Logger // nil logs nothing
 
-	sent atomic.Uint64
+	sent atomic.Uint64 // bytes of RTP sent on the connection
 	rate atomic.Uint64 // bits/s sent over the last second, as of the last step
 	// onStale is called with the SSRC of an outgoing stream whose subscriber
 	// asked for packets too old to resend.
-	onStale atomic.Pointer[func(ssrc uint32)] // bytes of RTP sent on the connection
+	onStale atomic.Pointer[func(ssrc uint32)]
 	// onDrained is called when a link whose cap was cut while it dropped
 	// packets carries everything again: its subscriber lost video frames
 	// and needs a keyframe, and one asked for now gets through whole (one

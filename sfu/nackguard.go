@@ -10,8 +10,8 @@ import (
 	"github.com/pion/rtp"
 )
 
-// Loss repair without storms. pion's NACK responder answers a subscriber's
-// NACK from its packet buffer; it resends one packet at most once per round
+// Loss repair without storms. The NACK responder (nackresponder.go, which
+// keeps pion's rules) answers a subscriber's NACK from its packet history; it resends one packet at most once per round
 // trip, and keeps the bytes it resends within the rate its connection's
 // congestion controller reports. medcall narrows both:
 //   - the rate it reports to the responder is retransmitShare of the link's

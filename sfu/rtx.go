@@ -10,8 +10,8 @@ import (
 // RTX (RFC 4588): a subscriber that negotiates it (Chromium does) gets the
 // packets it NACKs resent on a stream of their own, with their own SSRC and
 // sequence numbers, so its loss, jitter and bandwidth statistics are not
-// confused by old packets arriving late on the media stream. pion's NACK
-// responder sends them once the subscriber's answer carries rtx (the
+// confused by old packets arriving late on the media stream. medcall's NACK
+// responder (nackresponder.go) sends them once the subscriber's answer carries rtx (the
 // offers the SFU makes on subscribe connections always propose it); a
 // subscriber without it (the Go client) gets retransmissions on the media
 // stream, as before.
