@@ -11,9 +11,10 @@ import (
 )
 
 // Loss repair without storms. The NACK responder (nackresponder.go, which
-// keeps pion's rules) answers a subscriber's NACK from its packet history; it resends one packet at most once per round
-// trip, and keeps the bytes it resends within the rate its connection's
-// congestion controller reports. medcall narrows both:
+// keeps pion's rules) answers a subscriber's NACK from its packet history;
+// it resends one packet at most once per round trip, and keeps the bytes it
+// resends within the rate its connection's congestion controller reports.
+// medcall narrows both:
 //   - the rate it reports to the responder is retransmitShare of the link's
 //     estimate (while the link has no cap, uncappedShare of what it
 //     carries), so repair never takes the bandwidth the media needs
