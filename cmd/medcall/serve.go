@@ -300,7 +300,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go func() { errc <- httpSrv.Serve(ln) }()
 	ready.serving.Store(true)
 	log.Info("medcall serving", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", cfg.data)
-	fmt.Fprintf(stdout, "medcall is serving on %s://%s (signaling at %s://%s/v1/signal), admin on http://%s\n",
+	// The banner goes out in one write: whoever reads it (a person, a test or
+	// a supervisor waiting for the serving line) sees it whole.
+	var banner strings.Builder
+	fmt.Fprintf(&banner, "medcall is serving on %s://%s (signaling at %s://%s/v1/signal), admin on http://%s\n",
 		scheme, ln.Addr(), wsScheme, ln.Addr(), adminLn.Addr())
 	if cfg.dev {
 		h, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -308,11 +311,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			h = "127.0.0.1" // /dev/token answers loopback names only
 		}
 		base := scheme + "://" + net.JoinHostPort(h, port)
-		fmt.Fprintf(stdout, "Development mode: open each link in its own browser window (the page mints its token; tokens never go in the address):\n  patient:   %s/?role=patient&cid=c-1&pid=p-1&rec=1\n  clinician: %s/?role=clinician&cid=c-1&pid=p-1&sub=d-1&rec=1\n", base, base)
+		fmt.Fprintf(&banner, "Development mode: open each link in its own browser window (the page mints its token; tokens never go in the address):\n  patient:   %s/?role=patient&cid=c-1&pid=p-1&rec=1\n  clinician: %s/?role=clinician&cid=c-1&pid=p-1&sub=d-1&rec=1\n", base, base)
 	}
 	if cfg.tokenKeys == "" {
-		fmt.Fprintf(stdout, "Mint development tokens with:\n  go run ./cmd/medcall token --data %s --role patient --sub p-2 --pid p-2 --cid c-2 --rec\n  go run ./cmd/medcall token --data %s --role clinician --sub d-1 --pid p-2 --cid c-2 --rec\n(a consultation's cid, pid and rec are fixed by its first join)\n", cfg.data, cfg.data)
+		fmt.Fprintf(&banner, "Mint development tokens with:\n  go run ./cmd/medcall token --data %s --role patient --sub p-2 --pid p-2 --cid c-2 --rec\n  go run ./cmd/medcall token --data %s --role clinician --sub d-1 --pid p-2 --cid c-2 --rec\n(a consultation's cid, pid and rec are fixed by its first join)\n", cfg.data, cfg.data)
 	}
+	_, _ = io.WriteString(stdout, banner.String())
 
 	var serveErr error
 	select {
