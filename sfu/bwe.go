@@ -48,6 +48,9 @@ type link struct {
 	// onStale is called with the SSRC of an outgoing stream whose subscriber
 	// asked for packets too old to resend.
 	onStale atomic.Pointer[func(ssrc uint32)]
+	// resendLost is the NACK responder's resend of a packet the
+	// subscriber's feedback reports lost (lossresend.go).
+	resendLost atomic.Pointer[func(ssrc uint32, seq uint16, copyAt int64, now time.Time) bool]
 	// onDrained is called when a link whose cap was cut while it dropped
 	// packets carries everything again: its subscriber lost video frames
 	// and needs a keyframe, and one asked for now gets through whole (one
@@ -354,22 +357,25 @@ func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls 
 	})
 	ir.Add(f)
 	ls.ceiling = uint64(maxBitrate)
+	// The observer sits nearer the wire than the transport-wide numbers
+	// are stamped: it notes each packet's number (lossresend.go).
+	ir.Add(linkObserverFactory{ls, metrics})
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 		return err
 	}
 	// The subscriber sends transport-cc feedback only where it is negotiated.
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
-	ir.Add(linkObserverFactory{ls, metrics})
 	return nil
 }
 
 // linkObserver feeds a connection's link with the feedback its subscriber sends.
 type linkObserver struct {
 	interceptor.NoOp
-	l    *link
-	m    *Metrics
-	logs sync.Map // ssrc -> *sentLog
+	l      *link
+	m      *Metrics
+	logs   sync.Map // ssrc -> *sentLog
+	copies sentCopies
 }
 
 func (o *linkObserver) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
@@ -385,6 +391,7 @@ func (o *linkObserver) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCP
 			now := time.Now()
 			o.l.observe(pkts, now)
 			o.guardNacks(pkts, now)
+			o.resendReported(pkts, now)
 		}
 		return n, a, nil
 	})

@@ -20,7 +20,9 @@ import (
 //   - subscribe (the SFU sends): bandwidth estimation and the NACK guard
 //     (bwe.go, nackguard.go), a NACK responder whose history holds what
 //     was sent in the NACK window, in at most nackResponderSize slots
-//     (nackresponder.go), and sender reports (subscribers' lip sync).
+//     (nackresponder.go), which also resends what the transport-cc
+//     feedback reports lost (lossresend.go), and sender reports
+//     (subscribers' lip sync).
 //
 // No stats interceptor: nothing in medcall reads pion's GetStats, and it
 // would keep a recorder per stream on both connections.

@@ -29,6 +29,9 @@ type Metrics struct {
 	// was refused by the retransmission budget or the once-per-RTT rule).
 	NACKedPackets, NACKStale            atomic.Uint64
 	Retransmissions, RetransmittedBytes atomic.Uint64
+	// FeedbackResends counts the resends that transport-cc feedback
+	// prompted without a NACK (lossresend.go); Retransmissions includes them.
+	FeedbackResends atomic.Uint64
 	// ICERestarts counts ICE restarts applied, by connection: [0] publish
 	// (the client re-offered with new credentials), [1] subscribe (the
 	// server re-offered at the client's request).

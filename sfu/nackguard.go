@@ -23,6 +23,9 @@ import (
 //     responder sees it: the subscriber's jitter buffer has given up on it,
 //     and what it needs is a keyframe, which is requested at once (throttled
 //     by the Receiver) rather than when the subscriber gets round to a PLI.
+//
+// What the subscriber's transport-cc feedback reports lost is resent too,
+// without waiting for a NACK it repeats only every 100 ms (lossresend.go).
 const (
 	retransmitShare = 0.5
 	// uncappedShare of the link's rate is the budget while it has no cap:
@@ -118,10 +121,16 @@ func (b *nackBudget) GetTargetBitrate() int {
 func (o *linkObserver) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	log := &sentLog{}
 	o.logs.Store(info.SSRC, log)
+	id := uint8(0)
+	if supportsNack(info) {
+		id = twccID(info)
+	}
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		// A packet on the RTX stream (rtx.go) is a retransmission with a
 		// sequence number of that stream's own.
-		again := h.SSRC != info.SSRC || log.sent(h.SequenceNumber, time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		again := h.SSRC != info.SSRC || log.sent(h.SequenceNumber, now)
+		o.copies.noteCopy(info, id, h, payload, now)
 		n, err := w.Write(h, payload, a)
 		o.l.sent.Add(uint64(n))
 		if again && err == nil {

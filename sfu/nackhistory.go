@@ -121,12 +121,36 @@ func (h *history) grow() {
 func (h *history) resend(seq uint16, now int64, spend func(size int) bool) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.started || seq-h.oldest > h.newest-h.oldest || !h.fresh(seq, now) {
+	if !h.holds(seq, now) {
 		return true
 	}
+	_, more := h.resendLocked(seq, now, spend)
+	return more
+}
+
+// resendLost is resend of a packet whose copy sent at copyAt was lost, if
+// no resend of it has started since; it reports whether it resent.
+func (h *history) resendLost(seq uint16, copyAt, now int64, spend func(size int) bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.holds(seq, now) || h.slot(seq).resentAt > copyAt {
+		return false
+	}
+	sent, _ := h.resendLocked(seq, now, spend)
+	return sent
+}
+
+// holds reports whether seq is held and fresh. Called locked.
+func (h *history) holds(seq uint16, now int64) bool {
+	return h.started && seq-h.oldest <= h.newest-h.oldest && h.fresh(seq, now)
+}
+
+// resendLocked is resend of a held, fresh packet: it reports whether it
+// wrote the packet and whether the budget has room for more. Called locked.
+func (h *history) resendLocked(seq uint16, now int64, spend func(size int) bool) (sent, more bool) {
 	s := h.slot(seq)
 	if s.resentAt != 0 && now-s.resentAt < int64(h.rtt+5*time.Millisecond) {
-		return true
+		return false, true
 	}
 	payload := *s.buf
 	hdr := s.hdr
@@ -138,17 +162,18 @@ func (h *history) resend(seq uint16, now int64, spend func(size int) bool) bool 
 		hdr.Padding, hdr.PaddingSize = false, 0
 	}
 	if !spend(hdr.MarshalSize() + len(payload)) {
-		return false
+		return false, false
 	}
 	if hdr.SSRC == h.rtxSSRC && h.rtxSSRC != 0 {
 		h.rtxSeq++
 	}
 	// Written under the lock: the copy must not be let go meanwhile, and a
 	// packet write takes microseconds.
-	if _, err := h.w.Write(&hdr, payload, nil); err == nil {
-		s.resentAt = now
+	if _, err := h.w.Write(&hdr, payload, nil); err != nil {
+		return false, true
 	}
-	return true
+	s.resentAt = now
+	return true, true
 }
 
 func (h *history) setRTT(rtt time.Duration) {

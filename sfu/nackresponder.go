@@ -37,7 +37,11 @@ type nackResponderFactory struct {
 }
 
 func (f nackResponderFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
-	return &nackResponder{maxSlots: int(f.maxSlots), budget: &nackBudget{l: f.ls.get(id)}, streams: map[uint32]*history{}}, nil
+	l := f.ls.get(id)
+	n := &nackResponder{maxSlots: int(f.maxSlots), budget: &nackBudget{l: l}, streams: map[uint32]*history{}}
+	resend := n.resendLost
+	l.resendLost.Store(&resend)
+	return n, nil
 }
 
 // nackResponder is one connection's responder.

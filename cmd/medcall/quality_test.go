@@ -170,10 +170,11 @@ func TestQualityRandomLoss(t *testing.T) {
 	resent := after["medcall_retransmissions_total"] - before["medcall_retransmissions_total"]
 	asked := after["medcall_nack_packets_total"] - before["medcall_nack_packets_total"]
 	stale := after["medcall_nack_packets_stale_total"] - before["medcall_nack_packets_stale_total"]
+	onFeedback := after["medcall_retransmissions_on_feedback_total"] - before["medcall_retransmissions_on_feedback_total"]
 	sent, _ := between(ps, t0, end)
 	seen, _ := between(ws, t0, end)
-	t.Logf("5%% loss both ways (%d packets lost towards the patient, %d from): clinician sends %.0f kbit/s; patient: %s; NACKed %.0f, stale %.0f, resent %.0f (%.2f per lost packet; the patient counted %.0f retransmissions received)",
-		lostDown, lostUp, sent.sentKbps(), p, asked, stale, resent, resent/float64(max(lostDown, 1)), seen.delta("rtxReceived"))
+	t.Logf("5%% loss both ways (%d packets lost towards the patient, %d from): clinician sends %.0f kbit/s; patient: %s; NACKed %.0f, stale %.0f, resent %.0f (%.0f of them on transport-cc feedback; %.2f per lost packet; the patient counted %.0f retransmissions received)",
+		lostDown, lostUp, sent.sentKbps(), p, asked, stale, resent, onFeedback, resent/float64(max(lostDown, 1)), seen.delta("rtxReceived"))
 	if lostDown == 0 {
 		t.Fatal("the impairment lost nothing")
 	}
