@@ -94,7 +94,7 @@ func newMetrics() *metrics {
 	counterFunc(reg, "nack_packets_total", "Packets subscribers asked to be resent.", nil, u64(&s.NACKedPackets))
 	counterFunc(reg, "nack_packets_stale_total", "Packets asked for too late to be of use, refused.", nil, u64(&s.NACKStale))
 	counterFunc(reg, "retransmissions_total", "Packets resent to subscribers.", nil, u64(&s.Retransmissions))
-	counterFunc(reg, "retransmissions_on_feedback_total", "Of those, resent because the subscriber's transport-cc feedback reported them lost, before any NACK asked again.", nil, u64(&s.FeedbackResends))
+	counterFunc(reg, "retransmissions_on_feedback_total", "Packets resent to subscribers (counted in retransmissions_total too) because their transport-cc feedback reported the packet, or its last resend, lost, with no resend of it started since.", nil, u64(&s.FeedbackResends))
 	counterFunc(reg, "retransmitted_bytes_total", "Bytes resent to subscribers.", nil, u64(&s.RetransmittedBytes))
 	counterFunc(reg, "rtcp_plis_sent_total", "PLIs sent to publishers.", nil, u64(&s.PLISent))
 	counterFunc(reg, "rtcp_plis_received_total", "PLIs received from subscribers.", nil, u64(&s.PLIReceived))
