@@ -389,6 +389,11 @@ async function main() {
       const v = document.getElementById('replay-player');
       return !v.seeking && v.currentTime >= v.duration / 2 - 0.5;
     }));
+    // And the other way round: the consultation player's Play pauses the original.
+    await patient.click('#replay-consultation button.consultation-play');
+    await poll('the consultation player plays and the original pauses', () => patient.evaluate(() =>
+      document.getElementById('replay-player').paused &&
+      document.querySelector('#replay-consultation button.consultation-play')?.textContent === 'Pause'));
     await patient2.click('#replay-load');
     await poll('p-2 sees no recordings', async () => (await patient2.textContent('#replay-status')) === 'No recordings.');
     console.log('RESULT replay ok=1');

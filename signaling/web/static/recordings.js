@@ -104,8 +104,10 @@ async function loadRecordings(ev) {
 /**
  * One thing plays at a time: the original file (all tracks mixed) and the
  * consultation player (each person in step) hold the same voices, so
- * starting one pauses the other. Media events do not bubble: listen in the
- * capture phase.
+ * starting one pauses the other. The consultation player is judged by its
+ * Play button, not by its elements' play events: those come a moment after
+ * the button, and one arriving after the original was started paused the
+ * original at once.
  */
 function playOneAtATime() {
   const original = $('replay-player');
@@ -114,7 +116,11 @@ function playOneAtATime() {
     const b = consultation.querySelector('button.consultation-play');
     if (b && b.textContent === 'Pause') b.click();
   });
-  consultation.addEventListener('play', () => { if (!original.paused) original.pause(); }, true);
+  // Capture phase: before the button's own handler turns Play into Pause.
+  consultation.addEventListener('click', (e) => {
+    const b = e.target instanceof Element ? e.target.closest('button.consultation-play') : null;
+    if (b && b.textContent === 'Play' && !original.paused) original.pause();
+  }, true);
 }
 
 let exclusive = false;
