@@ -81,30 +81,16 @@ func (w *lossWindow) overflowing() (loss float64, ok bool) {
 	return float64(l) / float64(r+l), true
 }
 
-// countFeedback reads the packet status chunks of fb: how many of its
-// PacketStatusCount packets arrived and how many did not. The last chunk
-// may hold more symbols than packets; those are padding.
+// countFeedback is how many of the packets fb reports arrived and how many
+// did not (walkFeedback, lossresend.go).
 func countFeedback(fb *rtcp.TransportLayerCC) (received, lost uint64) {
-	left := uint64(fb.PacketStatusCount)
-	add := func(symbol uint16, n uint64) {
-		n = min(n, left)
-		left -= n
-		if symbol == rtcp.TypeTCCPacketNotReceived {
-			lost += n
+	walkFeedback(fb, func(_ uint16, arrived bool) {
+		if arrived {
+			received++
 		} else {
-			received += n
+			lost++
 		}
-	}
-	for _, c := range fb.PacketChunks {
-		switch c := c.(type) {
-		case *rtcp.RunLengthChunk:
-			add(c.PacketStatusSymbol, uint64(c.RunLength))
-		case *rtcp.StatusVectorChunk:
-			for _, s := range c.SymbolList {
-				add(s, 1)
-			}
-		}
-	}
+	})
 	return received, lost
 }
 

@@ -81,8 +81,11 @@ func twccID(info *interceptor.StreamInfo) uint8 {
 // a transport-wide number. A packet on the RTX stream (rtx.go) carries its
 // original sequence number first in its payload.
 func (s *sentCopies) noteCopy(info *interceptor.StreamInfo, id uint8, h *rtp.Header, payload []byte, now int64) {
+	if id == 0 {
+		return
+	}
 	ext := h.GetExtension(id)
-	if id == 0 || len(ext) < 2 {
+	if len(ext) < 2 {
 		return
 	}
 	seq := h.SequenceNumber
@@ -96,7 +99,8 @@ func (s *sentCopies) noteCopy(info *interceptor.StreamInfo, id uint8, h *rtp.Hea
 }
 
 // walkFeedback calls f with each transport-wide sequence number fb reports
-// and whether it arrived.
+// and whether it arrived; the last chunk's symbols past PacketStatusCount
+// are padding.
 func walkFeedback(fb *rtcp.TransportLayerCC, f func(tseq uint16, arrived bool)) {
 	seq, left := fb.BaseSequenceNumber, int(fb.PacketStatusCount)
 	add := func(symbol uint16) {
