@@ -72,6 +72,12 @@ func newTrack(rec *recording, info sfu.TrackInfo, c codec, q *queue) *track {
 	return t
 }
 
+// drainEvery is how often a track goroutine takes what its queue holds when
+// the backlog has not woken it sooner. Packets carry their arrival time, so
+// the wait moves nothing in the recording; a crash loses at most this much
+// more than the spool's sync interval.
+const drainEvery = 100 * time.Millisecond
+
 // run is the track goroutine. It ends when the queue is closed and drained.
 func (t *track) run() {
 	defer close(t.done)
@@ -80,12 +86,15 @@ func (t *track) run() {
 			t.holdTimer.Stop()
 		}
 	}()
+	tick := time.NewTicker(drainEvery)
+	defer tick.Stop()
 	for {
 		for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
 			t.handle(it)
 		}
 		select {
 		case <-t.q.wake:
+		case <-tick.C:
 		case <-t.holdExpired():
 			t.releaseHeld()
 		case <-t.q.done:
