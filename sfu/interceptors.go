@@ -24,6 +24,9 @@ import (
 //     feedback reports lost (lossresend.go), and sender reports
 //     (subscribers' lip sync).
 //
+// Both chains end with attrsFactory, which lends each packet one attributes
+// map so the header and RTCP are parsed once per chain (attrpool.go).
+//
 // No stats interceptor: nothing in medcall reads pion's GetStats, and it
 // would keep a recorder per stream on both connections.
 
@@ -83,6 +86,7 @@ func newMediaEngine(cfg Config, ls *links) (e engines, pub, sub *interceptor.Reg
 	if err := webrtc.ConfigureTWCCSender(m, pub); err != nil {
 		return e, nil, nil, fmt.Errorf("sfu: transport-cc feedback: %w", err)
 	}
+	pub.Add(attrsFactory{}) // last: outermost (attrpool.go)
 
 	// Order matters on the subscribe side: the NACK guard (added by
 	// addBandwidthEstimation) reads each NACK before the responder does.
@@ -109,5 +113,6 @@ func newMediaEngine(cfg Config, ls *links) (e engines, pub, sub *interceptor.Reg
 		return e, nil, nil, fmt.Errorf("sfu: sender reports: %w", err)
 	}
 	sub.Add(sr)
+	sub.Add(attrsFactory{}) // last: outermost (attrpool.go)
 	return e, pub, sub, nil
 }

@@ -254,10 +254,17 @@ func (p *Participant) unsubscribe(r *Receiver) {
 // keyframe requests to the publisher (throttled there).
 func (p *Participant) readSenderRTCP(d *DownTrack) {
 	m := p.c.s.cfg.Metrics
+	buf := make([]byte, 1500)
 	for {
-		pkts, _, err := d.sender.ReadRTCP()
+		n, a, err := d.sender.Read(buf)
 		if err != nil {
 			return
+		}
+		// The interceptors parsed it already; the parse is cached in a.
+		pkts, err := a.GetRTCPPackets(buf[:n])
+		if err != nil {
+			putAttributes(a)
+			continue
 		}
 		for _, pkt := range pkts {
 			switch pkt.(type) {
@@ -275,6 +282,7 @@ func (p *Participant) readSenderRTCP(d *DownTrack) {
 				m.NACKReceived.Add(1)
 			}
 		}
+		putAttributes(a)
 	}
 }
 

@@ -249,14 +249,15 @@ func (r *Receiver) fanout(raw []byte, pkt *rtp.Packet, m *Metrics) {
 func (r *Receiver) readRTCP(rr *webrtc.RTPReceiver) {
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := rr.Read(buf)
+		n, a, err := rr.Read(buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				r.owner.c.s.log.Debug("rtcp read ended", "err", err)
 			}
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
+		pkts, err := a.GetRTCPPackets(buf[:n]) // parsed once by the chain (attrpool.go)
+		putAttributes(a)
 		if err != nil {
 			continue
 		}
