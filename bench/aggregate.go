@@ -156,5 +156,8 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		f.RecorderOverflows = last.RecorderOverflows - base.RecorderOverflows
 		f.SocketDrops = last.SocketDrops - base.SocketDrops
 	}
+	for _, x := range samples {
+		f.SchedP99Peak = max(f.SchedP99Peak, x.SchedP99)
+	}
 	return f
 }

@@ -27,6 +27,9 @@ type sample struct {
 	// SocketDrops counts datagrams the kernel dropped on the server's UDP
 	// port (medcall_udp_receive_drops_total; 0 when it has none).
 	SocketDrops float64
+	// SchedP99 is the server's scheduling latency p99 over its last 250 ms
+	// (medcall_scheduler_latency_p99_seconds; 0 when it has none).
+	SchedP99 float64
 }
 
 // parseMetrics reads the Prometheus text format into the figures the bench
@@ -68,6 +71,8 @@ func parseMetrics(text string) (sample, error) {
 			s.Received += v
 		case "medcall_udp_receive_drops_total":
 			s.SocketDrops += v
+		case "medcall_scheduler_latency_p99_seconds":
+			s.SchedP99 = v
 		case "medcall_recorder_queue_overflows_total":
 			s.RecorderOverflows += v
 		case "medcall_packets_dropped_total":

@@ -104,6 +104,10 @@ type ServerFigures struct {
 	// SocketDrops is what the kernel dropped on the server's UDP port over
 	// the run, its buffer full: lost before the server could read it.
 	SocketDrops float64 `json:"udp_socket_drops"`
+	// SchedP99Peak is the highest scheduling latency p99 (s) a scrape saw
+	// over the run: how long the server's goroutines waited for a CPU when
+	// it was shortest of one (sfu/schedlatency.go).
+	SchedP99Peak float64 `json:"scheduler_latency_p99_peak_seconds"`
 }
 
 // RecordingFigures say what became of the recordings.
@@ -178,6 +182,7 @@ func (r *Result) Figures() []Figure {
 	add("server", "write-error drops", "", s.DroppedWriteErrors)
 	add("server", "recorder queue overflows", "", s.RecorderOverflows)
 	add("server", "UDP socket drops", "", s.SocketDrops)
+	add("server", "scheduler latency p99 peak", "ms", 1000*s.SchedP99Peak)
 	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
 	add("bench", "send pace mean", "", r.SendPace.Mean)
 	add("bench", "send pace min", "", r.SendPace.Min)
@@ -250,6 +255,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
 	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
 	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, UDP socket drops %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.SocketDrops, s.ScrapeErrors)
+	fmt.Fprintf(w, "  scheduler latency p99, highest scrape: %.1f ms (how long the server's goroutines waited for a CPU)\n", 1000*s.SchedP99Peak)
 	if r.ElapsedSeconds > 0 {
 		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",
 			r.BenchCPUSeconds, r.BenchCPUSeconds/r.ElapsedSeconds, r.SendPace.Mean, r.SendPace.Min)
