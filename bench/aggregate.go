@@ -133,6 +133,9 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		a, b = samples[0], samples[len(samples)-1]
 	}
 	f.WindowSeconds = b.At.Sub(a.At).Seconds()
+	f.SchedP50 = quantileBetween(a.Sched, b.Sched, 0.5)
+	f.SchedP99 = quantileBetween(a.Sched, b.Sched, 0.99)
+	f.SchedOver10ms = shareOver(a.Sched, b.Sched, 0.0105)
 	f.CPUSeconds = b.CPU - a.CPU
 	f.PacketsForwarded = b.Forwarded - a.Forwarded
 	if f.WindowSeconds > 0 {
@@ -156,8 +159,6 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		f.RecorderOverflows = last.RecorderOverflows - base.RecorderOverflows
 		f.SocketDrops = last.SocketDrops - base.SocketDrops
 	}
-	for _, x := range samples {
-		f.SchedP99Peak = max(f.SchedP99Peak, x.SchedP99)
-	}
+
 	return f
 }

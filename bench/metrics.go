@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,9 +28,10 @@ type sample struct {
 	// SocketDrops counts datagrams the kernel dropped on the server's UDP
 	// port (medcall_udp_receive_drops_total; 0 when it has none).
 	SocketDrops float64
-	// SchedP99 is the server's scheduling latency p99 over its last 250 ms
-	// (medcall_scheduler_latency_p99_seconds; 0 when it has none).
-	SchedP99 float64
+	// Sched is the server's go_sched_latencies_seconds histogram (how long
+	// its runnable goroutines waited for a CPU), cumulative, by upper bound;
+	// nil when it has none.
+	Sched []bucket
 }
 
 // parseMetrics reads the Prometheus text format into the figures the bench
@@ -71,8 +73,12 @@ func parseMetrics(text string) (sample, error) {
 			s.Received += v
 		case "medcall_udp_receive_drops_total":
 			s.SocketDrops += v
-		case "medcall_scheduler_latency_p99_seconds":
-			s.SchedP99 = v
+		case "go_sched_latencies_seconds_bucket":
+			if le, ok := labelValue(line[:i], "le"); ok {
+				if ub, err := strconv.ParseFloat(le, 64); err == nil {
+					s.Sched = append(s.Sched, bucket{le: ub, n: v})
+				}
+			}
 		case "medcall_recorder_queue_overflows_total":
 			s.RecorderOverflows += v
 		case "medcall_packets_dropped_total":
@@ -87,6 +93,72 @@ func parseMetrics(text string) (sample, error) {
 		}
 	}
 	return s, nil
+}
+
+// labelValue is the value of label in a series like name{a="x",le="0.5"}.
+func labelValue(series, label string) (string, bool) {
+	_, rest, ok := strings.Cut(series, label+`="`)
+	if !ok {
+		return "", false
+	}
+	v, _, ok := strings.Cut(rest, `"`)
+	return v, ok
+}
+
+// bucket is one bucket of a cumulative Prometheus histogram.
+type bucket struct{ le, n float64 }
+
+// quantileBetween is the q-quantile of what a histogram counted from a to b
+// (two scrapes of the same series): the upper bound of the bucket it falls
+// in. 0 when nothing was counted or the scrapes do not match.
+func quantileBetween(a, b []bucket, q float64) float64 {
+	if len(b) == 0 || (len(a) != 0 && len(a) != len(b)) {
+		return 0
+	}
+	count := func(i int) float64 {
+		if len(a) == 0 {
+			return b[i].n
+		}
+		return b[i].n - a[i].n
+	}
+	total := count(len(b) - 1) // the +Inf bucket counts everything
+	if total <= 0 {
+		return 0
+	}
+	for i := range b {
+		if count(i) >= q*total {
+			if math.IsInf(b[i].le, 1) && i > 0 {
+				return b[i-1].le
+			}
+			return b[i].le
+		}
+	}
+	return 0
+}
+
+// shareOver is the share of what a histogram counted from a to b that fell
+// above limit, judged at the largest bucket bound not above limit.
+func shareOver(a, b []bucket, limit float64) float64 {
+	if len(b) == 0 || (len(a) != 0 && len(a) != len(b)) {
+		return 0
+	}
+	count := func(i int) float64 {
+		if len(a) == 0 {
+			return b[i].n
+		}
+		return b[i].n - a[i].n
+	}
+	total := count(len(b) - 1)
+	if total <= 0 {
+		return 0
+	}
+	under := 0.0
+	for i := range b {
+		if b[i].le <= limit {
+			under = count(i)
+		}
+	}
+	return 1 - under/total
 }
 
 // scrape fetches and parses admin/metrics.

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"fmt"
+	"math"
 	"testing"
 	"time"
 )
@@ -46,5 +48,37 @@ func TestSocketDropsOverTheRun(t *testing.T) {
 	end.At = time.Now()
 	if f := serverFigures([]sample{base, end}, base, nil, time.Time{}, 10); f.SocketDrops != 4000 {
 		t.Errorf("socket drops over the run %v, want 4000", f.SocketDrops)
+	}
+}
+
+// TestSchedulerLatencyOverTheWindow: the server's scheduler histogram is
+// read from /metrics and its quantiles taken over what the window added,
+// not over the server's whole life.
+func TestSchedulerLatencyOverTheWindow(t *testing.T) {
+	scrape := func(counts ...int) sample {
+		text := "process_cpu_seconds_total 1\nprocess_resident_memory_bytes 1e6\nmedcall_rtp_packets_forwarded_total{kind=\"audio\"} 10\n"
+		for i, le := range []string{"0.0009175039999999999", "0.010485759999999998", "0.11744051199999998", "+Inf"} {
+			text += fmt.Sprintf("go_sched_latencies_seconds_bucket{le=%q} %d\n", le, counts[i])
+		}
+		s, err := parseMetrics(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Before: 10,000 quick waits. The run adds 900 quick ones, 80 up to
+	// 10 ms, 15 up to 117 ms and 5 longer.
+	base, end := scrape(10000, 10000, 10000, 10000), scrape(10900, 10980, 10995, 11000)
+	end.At = base.At.Add(10 * time.Second)
+	f := serverFigures([]sample{base, end}, base, nil, time.Time{}, 10)
+	if f.SchedP50 != 0.0009175039999999999 || f.SchedP99 != 0.11744051199999998 {
+		t.Errorf("p50 %v p99 %v; want the 0.92 ms and 117 ms bounds", f.SchedP50, f.SchedP99)
+	}
+	if math.Abs(f.SchedOver10ms-0.02) > 1e-9 {
+		t.Errorf("share over 10 ms %v, want 0.02", f.SchedOver10ms)
+	}
+	// A server without the histogram reports zeros, not an error.
+	if s := scrape(0, 0, 0, 0); quantileBetween(nil, s.Sched, 0.99) != 0 {
+		t.Error("an empty histogram gave a quantile")
 	}
 }

@@ -104,10 +104,14 @@ type ServerFigures struct {
 	// SocketDrops is what the kernel dropped on the server's UDP port over
 	// the run, its buffer full: lost before the server could read it.
 	SocketDrops float64 `json:"udp_socket_drops"`
-	// SchedP99Peak is the highest scheduling latency p99 (s) a scrape saw
-	// over the run: how long the server's goroutines waited for a CPU when
-	// it was shortest of one (sfu/schedlatency.go).
-	SchedP99Peak float64 `json:"scheduler_latency_p99_peak_seconds"`
+	// SchedP50 and SchedP99 are quantiles of how long the server's
+	// runnable goroutines waited for a CPU over the window (s; the upper
+	// bound of the go_sched_latencies_seconds bucket they fall in).
+	SchedP50 float64 `json:"scheduler_latency_p50_seconds"`
+	SchedP99 float64 `json:"scheduler_latency_p99_seconds"`
+	// SchedOver10ms is the share of those waits longer than ~10 ms (the
+	// histogram's bound of 10.49 ms).
+	SchedOver10ms float64 `json:"scheduler_waits_over_10ms"`
 }
 
 // RecordingFigures say what became of the recordings.
@@ -182,7 +186,9 @@ func (r *Result) Figures() []Figure {
 	add("server", "write-error drops", "", s.DroppedWriteErrors)
 	add("server", "recorder queue overflows", "", s.RecorderOverflows)
 	add("server", "UDP socket drops", "", s.SocketDrops)
-	add("server", "scheduler latency p99 peak", "ms", 1000*s.SchedP99Peak)
+	add("server", "scheduler latency p50", "ms", 1000*s.SchedP50)
+	add("server", "scheduler latency p99", "ms", 1000*s.SchedP99)
+	add("server", "scheduler waits over 10 ms", "%", 100*s.SchedOver10ms)
 	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
 	add("bench", "send pace mean", "", r.SendPace.Mean)
 	add("bench", "send pace min", "", r.SendPace.Min)
@@ -255,7 +261,8 @@ func (r *Result) WriteTable(w io.Writer) error {
 		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
 	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
 	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, UDP socket drops %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.SocketDrops, s.ScrapeErrors)
-	fmt.Fprintf(w, "  scheduler latency p99, highest scrape: %.1f ms (how long the server's goroutines waited for a CPU)\n", 1000*s.SchedP99Peak)
+	fmt.Fprintf(w, "  waits for a CPU (go_sched_latencies_seconds, by bucket bound): p50 %.2g ms, p99 %.3g ms, %.2f %% over 10 ms\n",
+		1000*s.SchedP50, 1000*s.SchedP99, 100*s.SchedOver10ms)
 	if r.ElapsedSeconds > 0 {
 		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",
 			r.BenchCPUSeconds, r.BenchCPUSeconds/r.ElapsedSeconds, r.SendPace.Mean, r.SendPace.Min)

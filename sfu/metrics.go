@@ -32,10 +32,6 @@ type Metrics struct {
 	// FeedbackResends counts the resends that transport-cc feedback
 	// prompted without a NACK (lossresend.go); Retransmissions includes them.
 	FeedbackResends atomic.Uint64
-	// SchedLatencyP99 is the 99th percentile of how long runnable
-	// goroutines waited for a CPU over the last schedSample, in ns
-	// (schedlatency.go).
-	SchedLatencyP99 atomic.Int64
 	// ICERestarts counts ICE restarts applied, by connection: [0] publish
 	// (the client re-offered with new credentials), [1] subscribe (the
 	// server re-offered at the client's request).

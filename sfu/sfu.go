@@ -84,9 +84,6 @@ type SFU struct {
 	// to one address), for its drop count.
 	udpConn *net.UDPConn
 
-	schedStop chan struct{} // schedlatency.go
-	schedDone chan struct{}
-
 	mu            sync.Mutex
 	closed        bool
 	consultations map[string]*Consultation
@@ -148,12 +145,6 @@ func New(cfg Config) (*SFU, error) {
 	}
 	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.pub), webrtc.WithInterceptorRegistry(pub))
 	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.sub), webrtc.WithInterceptorRegistry(sub))
-	stop, done := make(chan struct{}), make(chan struct{})
-	s.schedStop, s.schedDone = stop, done
-	go func() {
-		defer close(done)
-		watchSchedLatency(stop, cfg.Metrics)
-	}()
 	return s, nil
 }
 
@@ -206,15 +197,6 @@ func (s *SFU) Close() {
 	}
 	s.wg.Wait()
 	s.closeNetwork()
-	s.mu.Lock()
-	if s.schedStop != nil {
-		close(s.schedStop)
-		s.schedStop = nil
-	}
-	s.mu.Unlock()
-	if s.schedDone != nil {
-		<-s.schedDone
-	}
 }
 
 // Stats is a point-in-time count for health and metrics.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +43,12 @@ func u64(a *atomic.Uint64) func() float64 { return func() float64 { return float
 
 func newMetrics() *metrics {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The Go collector's defaults plus the scheduler's latency histogram
+	// (go_sched_latencies_seconds): how long runnable goroutines waited for
+	// a CPU, the first sign that the server is short of one.
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/latencies:seconds$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &metrics{reg: reg, sfu: &sfu.Metrics{}}
 	f := prometheus.WrapRegistererWithPrefix("medcall_", reg)
 	newCV := func(name, help string, labels ...string) *prometheus.CounterVec {
@@ -96,7 +102,6 @@ func newMetrics() *metrics {
 	counterFunc(reg, "retransmissions_total", "Packets resent to subscribers.", nil, u64(&s.Retransmissions))
 	counterFunc(reg, "retransmissions_on_feedback_total", "Packets resent to subscribers (counted in retransmissions_total too) because their transport-cc feedback reported the packet, or its last resend, lost, with no resend of it started since.", nil, u64(&s.FeedbackResends))
 	counterFunc(reg, "retransmitted_bytes_total", "Bytes resent to subscribers.", nil, u64(&s.RetransmittedBytes))
-	gaugeFunc(reg, "scheduler_latency_p99_seconds", "99th percentile of how long the server's runnable goroutines waited for a CPU over the last 250 ms; well under 1 ms on a server with CPU to spare, tens of ms when it has none.", func() float64 { return float64(s.SchedLatencyP99.Load()) / 1e9 })
 	counterFunc(reg, "rtcp_plis_sent_total", "PLIs sent to publishers.", nil, u64(&s.PLISent))
 	counterFunc(reg, "rtcp_plis_received_total", "PLIs received from subscribers.", nil, u64(&s.PLIReceived))
 	counterFunc(reg, "rtcp_firs_received_total", "FIRs received from subscribers.", nil, u64(&s.FIRReceived))
