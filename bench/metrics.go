@@ -108,25 +108,34 @@ func labelValue(series, label string) (string, bool) {
 // bucket is one bucket of a cumulative Prometheus histogram.
 type bucket struct{ le, n float64 }
 
-// quantileBetween is the q-quantile of what a histogram counted from a to b
-// (two scrapes of the same series): the upper bound of the bucket it falls
-// in. 0 when nothing was counted or the scrapes do not match.
-func quantileBetween(a, b []bucket, q float64) float64 {
+// windowCounts is what a histogram counted from a to b (two scrapes of the
+// same series; a nil a is the server's start), by bucket, cumulative, and
+// the total; ok is false when nothing was counted or the scrapes differ.
+func windowCounts(a, b []bucket) (counts []float64, total float64, ok bool) {
 	if len(b) == 0 || (len(a) != 0 && len(a) != len(b)) {
-		return 0
+		return nil, 0, false
 	}
-	count := func(i int) float64 {
-		if len(a) == 0 {
-			return b[i].n
-		}
-		return b[i].n - a[i].n
-	}
-	total := count(len(b) - 1) // the +Inf bucket counts everything
-	if total <= 0 {
-		return 0
-	}
+	counts = make([]float64, len(b))
 	for i := range b {
-		if count(i) >= q*total {
+		counts[i] = b[i].n
+		if len(a) != 0 {
+			counts[i] -= a[i].n
+		}
+	}
+	total = counts[len(counts)-1] // the +Inf bucket counts everything
+	return counts, total, total > 0
+}
+
+// quantileBetween is the q-quantile of what a histogram counted from a to
+// b: the upper bound of the bucket it falls in (the lower one of +Inf); 0
+// when nothing was counted.
+func quantileBetween(a, b []bucket, q float64) float64 {
+	counts, total, ok := windowCounts(a, b)
+	if !ok {
+		return 0
+	}
+	for i, c := range counts {
+		if c >= q*total {
 			if math.IsInf(b[i].le, 1) && i > 0 {
 				return b[i-1].le
 			}
@@ -139,23 +148,14 @@ func quantileBetween(a, b []bucket, q float64) float64 {
 // shareOver is the share of what a histogram counted from a to b that fell
 // above limit, judged at the largest bucket bound not above limit.
 func shareOver(a, b []bucket, limit float64) float64 {
-	if len(b) == 0 || (len(a) != 0 && len(a) != len(b)) {
-		return 0
-	}
-	count := func(i int) float64 {
-		if len(a) == 0 {
-			return b[i].n
-		}
-		return b[i].n - a[i].n
-	}
-	total := count(len(b) - 1)
-	if total <= 0 {
+	counts, total, ok := windowCounts(a, b)
+	if !ok {
 		return 0
 	}
 	under := 0.0
-	for i := range b {
+	for i, c := range counts {
 		if b[i].le <= limit {
-			under = count(i)
+			under = c
 		}
 	}
 	return 1 - under/total
