@@ -20,8 +20,10 @@ import (
 // and takes it back when the chain returns. Nothing in the chains keeps the
 // map past the call (the RTP paths return nil attributes to medcall's
 // readers, which ignore them; the RTCP path returns the map to
-// Participant.readSenderRTCP, which reads the cached parse and gives it
-// back with putAttributes).
+// Participant.readSenderRTCP and Receiver.readRTCP, which read the cached
+// parse and give it back with putAttributes). That holds because the
+// bandwidth estimator's pacer is gcc's NoOpPacer (bwe.go), which writes at
+// once: a queueing pacer would keep the map past the call.
 type attrsFactory struct{}
 
 func (attrsFactory) NewInterceptor(string) (interceptor.Interceptor, error) {

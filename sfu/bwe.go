@@ -342,6 +342,7 @@ func (ls *links) take(pc *webrtc.PeerConnection) *link {
 // responder (nackguard.go).
 func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls *links, maxBitrate int, metrics *Metrics) error {
 	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		// NoOpPacer writes at once; attrpool.go relies on it.
 		e, err := gcc.NewSendSideBWE(gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
 			gcc.SendSideBWEInitialBitrate(maxBitrate), gcc.SendSideBWEMaxBitrate(maxBitrate),
 			gcc.SendSideBWEMinBitrate(minVideoBitrate/2))
