@@ -115,6 +115,12 @@ func windowCounts(a, b []bucket) (counts []float64, total float64, ok bool) {
 	if len(b) == 0 || (len(a) != 0 && len(a) != len(b)) {
 		return nil, 0, false
 	}
+	for i := range a {
+		if b[i].n < a[i].n {
+			a = nil // the server restarted in between: what b counted is all there is
+			break
+		}
+	}
 	counts = make([]float64, len(b))
 	for i := range b {
 		counts[i] = b[i].n

@@ -77,6 +77,13 @@ func TestSchedulerLatencyOverTheWindow(t *testing.T) {
 	if math.Abs(f.SchedOver10ms-0.02) > 1e-9 {
 		t.Errorf("share over 10 ms %v, want 0.02", f.SchedOver10ms)
 	}
+	// A server that restarted within the window: its counts start again,
+	// and what it counted since is what the window shows.
+	restarted := scrape(90, 98, 100, 100)
+	restarted.At = end.At.Add(time.Second)
+	if got := shareOver(end.Sched, restarted.Sched, 0.0105); math.Abs(got-0.02) > 1e-9 {
+		t.Errorf("after a restart: share over 10 ms %v, want 0.02", got)
+	}
 	// A server without the histogram reports zeros, not an error.
 	if s := scrape(0, 0, 0, 0); quantileBetween(nil, s.Sched, 0.99) != 0 {
 		t.Error("an empty histogram gave a quantile")

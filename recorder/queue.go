@@ -187,7 +187,8 @@ func (q *queue) queued() int {
 }
 
 // pop takes the oldest item; ok is false when none is queued. An emptied
-// ring larger than the minimum is let go.
+// ring larger than twice the wake-up backlog (what a track normally holds
+// between drains, keyframe bursts included) is let go.
 func (q *queue) pop() (it item, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -197,7 +198,7 @@ func (q *queue) pop() (it item, ok bool) {
 	i := q.head & (len(q.ring) - 1)
 	it, q.ring[i] = q.ring[i], item{}
 	q.head, q.n = i+1, q.n-1
-	if q.n == 0 && len(q.ring) > minQueueRing {
+	if q.n == 0 && len(q.ring) > max(minQueueRing, 2*q.wakeAt) {
 		q.ring, q.head = nil, 0
 	}
 	return it, true

@@ -96,6 +96,12 @@ func (t *track) run() {
 		case <-t.q.wake:
 		case <-tick.C:
 		case <-t.holdExpired():
+			// A sender report may wait in the queue (drained on the tick):
+			// take it first, so held packets are placed by it when it came
+			// in time.
+			for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
+				t.handle(it)
+			}
 			t.releaseHeld()
 		case <-t.q.done:
 			for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
