@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/medcall/medcall/signaling"
@@ -54,18 +55,55 @@ const turnDialTimeout = 10 * time.Second
 // timeoutNet is the standard network with a bounded TCP dial. pion dials
 // TURN-over-TCP/TLS servers with no timeout, and behind a firewall that
 // drops SYNs that held each peer connection's Close for minutes.
-type timeoutNet struct{ *stdnet.Net }
+//
+// It also makes the interface list safe to refresh while ICE agents read it:
+// stdnet.Net's UpdateInterfaces (RestartICE, on a network change) replaces
+// the list with no lock, while the agents of a connection still gathering
+// read it (found by the race detector when a test elsewhere on the machine
+// added an interface in the middle of a call).
+type timeoutNet struct {
+	*stdnet.Net
+	mu sync.RWMutex // guards the interface list
+}
 
 func newTimeoutNet() (*timeoutNet, error) {
 	n, err := stdnet.NewNet()
 	if err != nil {
 		return nil, err
 	}
-	return &timeoutNet{n}, nil
+	return &timeoutNet{Net: n}, nil
+}
+
+// UpdateInterfaces implements transport.Net.
+func (n *timeoutNet) UpdateInterfaces() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.Net.UpdateInterfaces()
+}
+
+// Interfaces implements transport.Net.
+func (n *timeoutNet) Interfaces() ([]*transport.Interface, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.Net.Interfaces()
+}
+
+// InterfaceByIndex implements transport.Net.
+func (n *timeoutNet) InterfaceByIndex(index int) (*transport.Interface, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.Net.InterfaceByIndex(index)
+}
+
+// InterfaceByName implements transport.Net.
+func (n *timeoutNet) InterfaceByName(name string) (*transport.Interface, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.Net.InterfaceByName(name)
 }
 
 // DialTCP implements transport.Net.
-func (n timeoutNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
+func (n *timeoutNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
 	d := net.Dialer{Timeout: turnDialTimeout}
 	if laddr != nil {
 		d.LocalAddr = laddr
