@@ -159,6 +159,5 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		f.RecorderOverflows = last.RecorderOverflows - base.RecorderOverflows
 		f.SocketDrops = last.SocketDrops - base.SocketDrops
 	}
-
 	return f
 }

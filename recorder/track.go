@@ -89,9 +89,7 @@ func (t *track) run() {
 	tick := time.NewTicker(drainEvery)
 	defer tick.Stop()
 	for {
-		for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
-			t.handle(it)
-		}
+		t.drain()
 		select {
 		case <-t.q.wake:
 		case <-tick.C:
@@ -99,18 +97,21 @@ func (t *track) run() {
 			// A sender report may wait in the queue (drained on the tick):
 			// take it first, so held packets are placed by it when it came
 			// in time.
-			for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
-				t.handle(it)
-			}
+			t.drain()
 			t.releaseHeld()
 		case <-t.q.done:
-			for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
-				t.handle(it)
-			}
+			t.drain()
 			t.releaseHeld()
 			t.reorder.flush(t.emitFn, t.lostFn)
 			return
 		}
+	}
+}
+
+// drain handles everything queued.
+func (t *track) drain() {
+	for it, ok := t.q.pop(); ok; it, ok = t.q.pop() {
+		t.handle(it)
 	}
 }
 
