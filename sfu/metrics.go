@@ -50,6 +50,11 @@ type Metrics struct {
 	// subscriber downlink's estimate (DirectionDown) and the video bitrate
 	// asked of a publisher (DirectionUpTarget), in bits/s.
 	OnBandwidthEstimate func(direction string, bps uint64)
+	// OnUDPQueueDelay, if set, observes how long each datagram waited in
+	// the UDP port's kernel queue before the server read it (ingress.go;
+	// --udp-port bound to one address, on Linux). It is called on the one
+	// goroutine reading the port, so it must be quick.
+	OnUDPQueueDelay func(d time.Duration)
 }
 
 func kindIndex(k Kind) int {

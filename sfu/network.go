@@ -97,8 +97,13 @@ func (s *SFU) listenUDP(ip net.IP) error {
 			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", port, err)
 		}
 		setSocketBuffers(conn, s.socketBuffer(), s.log)
+		in, err := newIngressConn(conn, s.cfg.Metrics.OnUDPQueueDelay)
+		if err != nil {
+			_ = conn.Close()
+			return err
+		}
 		s.udpConn = conn
-		s.udpMux = webrtc.NewICEUDPMux(nil, conn)
+		s.udpMux = webrtc.NewICEUDPMux(nil, in)
 		return nil
 	}
 	opts := []ice.UDPMuxFromPortOption{

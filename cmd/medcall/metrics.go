@@ -65,6 +65,13 @@ func newMetrics() *metrics {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"path"})
 	f.MustRegister(m.upgradeLatency)
+	queueDelay := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "udp_queue_delay_seconds",
+		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, Linux).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+	f.MustRegister(queueDelay)
+	m.sfu.OnUDPQueueDelay = func(d time.Duration) { queueDelay.Observe(d.Seconds()) }
 	m.uploadDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "upload_duration_seconds",
 		Help:    "Time from a finished recording to it and its manifest verified in the store.",

@@ -1,0 +1,106 @@
+package sfu
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// ingress.go: the UDP port's socket as pion's UDP mux reads it. Every
+// consultation's media arrives on this one socket and one goroutine (pion's
+// mux worker) reads it; on a saturated machine that goroutine waits for a
+// CPU like thousands of others, and the kernel queues what it has not read.
+//
+//   - Datagrams are read in batches (recvmmsg on Linux, ingress_linux.go):
+//     one system call takes whatever is queued, up to ingressBatch, where
+//     pion's reader makes one per datagram. The saving is largest exactly
+//     when the queue is long.
+//   - The kernel stamps each datagram on arrival (SO_TIMESTAMPNS), so how
+//     long it waited to be read is known: Metrics.OnUDPQueueDelay, exported
+//     as medcall_udp_queue_delay_seconds. That is the media delay an
+//     overloaded server adds before any of its own work.
+//
+// Tried and not kept: dropping RTP unread once it had waited too long
+// (video after 150 or 400 ms, audio after 500 or 1000 ms). Each dropped
+// video packet is a loss to the publisher's NACK generator and the
+// subscriber's decoder, so it came back as retransmissions and keyframes:
+// up to twice as many video packets were dropped as were sent, and video
+// loss at N=150 rose from about 2 % to 19-29 % (README, Performance).
+
+const (
+	ingressBatch = 32   // datagrams per recvmmsg
+	ingressMTU   = 8192 // pion's UDP mux reads up to this
+)
+
+// ingressMsg is one datagram of a batch.
+type ingressMsg struct {
+	buf     []byte
+	n       int
+	from    netip.AddrPort
+	arrived time.Time // the kernel's receive time; zero when not known
+}
+
+// ingressConn is the UDP port's socket with batched reads and shedding. It
+// implements net.PacketConn and pion's allocation-free AddrPortReaderWriter.
+type ingressConn struct {
+	*net.UDPConn
+	reader  batchReader // ingress_linux.go, ingress_other.go
+	onDelay func(time.Duration)
+
+	mu         sync.Mutex // one reader: pion's mux worker
+	msgs       []ingressMsg
+	next, have int
+	now        time.Time // when the batch was read
+	batches    uint64    // reads of the socket, for tests
+}
+
+// newIngressConn reads conn in batches; onDelay, if not nil, observes how
+// long each datagram waited in the kernel queue.
+func newIngressConn(conn *net.UDPConn, onDelay func(time.Duration)) (*ingressConn, error) {
+	c := &ingressConn{UDPConn: conn, onDelay: onDelay, msgs: make([]ingressMsg, ingressBatch)}
+	for i := range c.msgs {
+		c.msgs[i].buf = make([]byte, ingressMTU)
+	}
+	if err := c.reader.init(conn, c.msgs); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ReadFromAddrPort returns the next datagram.
+func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if c.next == c.have {
+			n, err := c.reader.read(c.msgs)
+			if err != nil {
+				return 0, netip.AddrPort{}, err
+			}
+			c.next, c.have, c.now = 0, n, time.Now()
+			c.batches++
+			continue
+		}
+		m := &c.msgs[c.next]
+		c.next++
+		if c.onDelay != nil && !m.arrived.IsZero() {
+			c.onDelay(max(c.now.Sub(m.arrived), 0))
+		}
+		return copy(b, m.buf[:m.n]), m.from, nil
+	}
+}
+
+// ReadFrom is ReadFromAddrPort for callers wanting a net.Addr.
+func (c *ingressConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
+
+// WriteToAddrPort sends as the socket does.
+func (c *ingressConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	return c.UDPConn.WriteToUDPAddrPort(b, to)
+}

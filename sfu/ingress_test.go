@@ -1,0 +1,124 @@
+package sfu
+
+import (
+	"bytes"
+	"encoding/binary"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// ingressPair is an ingressConn on loopback and a socket sending to it.
+func ingressPair(t *testing.T, onDelay func(time.Duration)) (*ingressConn, *net.UDPConn) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setSocketBuffers(conn, 4<<20, slog.New(slog.DiscardHandler))
+	in, err := newIngressConn(conn, onDelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	peer, err := net.DialUDP("udp4", nil, conn.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	return in, peer
+}
+
+func rtpBytes(ssrc uint32, seq uint16, size int) []byte {
+	b := make([]byte, size)
+	b[0], b[1] = 0x80, 96
+	binary.BigEndian.PutUint16(b[2:], seq)
+	binary.BigEndian.PutUint32(b[8:], ssrc)
+	return b
+}
+
+func send(t *testing.T, peer *net.UDPConn, pkts ...[]byte) {
+	t.Helper()
+	for _, p := range pkts {
+		if _, err := peer.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readAll reads n datagrams, failing after a few seconds without one.
+func readAll(t *testing.T, in *ingressConn, n int) ([][]byte, netip.AddrPort) {
+	t.Helper()
+	var got [][]byte
+	var from netip.AddrPort
+	buf := make([]byte, ingressMTU)
+	for len(got) < n {
+		_ = in.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, f, err := in.ReadFromAddrPort(buf)
+		if err != nil {
+			t.Fatalf("after %d of %d datagrams: %v", len(got), n, err)
+		}
+		got, from = append(got, bytes.Clone(buf[:k])), f
+	}
+	return got, from
+}
+
+func TestIngressReadsQueuedDatagramsInBatchesIntact(t *testing.T) {
+	in, peer := ingressPair(t, nil)
+	var sent [][]byte
+	for i := range 100 {
+		p := rtpBytes(uint32(i), uint16(i), 12+i*13)
+		if i == 50 {
+			p = rtpBytes(7, 7, 8000) // a datagram far above the MTU still comes whole
+		}
+		sent = append(sent, p)
+	}
+	send(t, peer, sent...)
+	time.Sleep(50 * time.Millisecond) // all queued before the first read
+	got, from := readAll(t, in, len(sent))
+	for i := range sent {
+		if !bytes.Equal(got[i], sent[i]) {
+			t.Fatalf("datagram %d: got %d bytes, sent %d (or different bytes)", i, len(got[i]), len(sent[i]))
+		}
+	}
+	if want := peer.LocalAddr().(*net.UDPAddr).AddrPort(); from != want {
+		t.Errorf("from %v, want the sender %v", from, want)
+	}
+	if runtime.GOOS == "linux" && in.batches > 4 {
+		t.Errorf("100 queued datagrams took %d reads of the socket, want at most 4 (batches of %d)", in.batches, ingressBatch)
+	}
+}
+
+// TestIngressMeasuresHowLongDatagramsWaited: each datagram's wait in the
+// kernel queue is observed from the kernel's receive time, so a datagram
+// left unread is seen to have waited, and one read at once is not.
+func TestIngressMeasuresHowLongDatagramsWaited(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("receive timestamps are read on Linux only")
+	}
+	var waits []time.Duration
+	in, peer := ingressPair(t, func(d time.Duration) { waits = append(waits, d) })
+	const queued = 500 * time.Millisecond
+	send(t, peer, rtpBytes(1, 1, 100), rtpBytes(1, 2, 100))
+	time.Sleep(queued)
+	readAll(t, in, 2)
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the reader is waiting by then
+		_, _ = peer.Write(rtpBytes(1, 3, 100))
+	}()
+	readAll(t, in, 1)
+	if len(waits) != 3 {
+		t.Fatalf("observed %d waits for 3 datagrams", len(waits))
+	}
+	for i, w := range waits[:2] {
+		if w < queued || w > queued+time.Second {
+			t.Errorf("datagram %d left %v in the queue: observed %v", i, queued, w)
+		}
+	}
+	if waits[2] > 250*time.Millisecond {
+		t.Errorf("a datagram read as it arrived is said to have waited %v", waits[2])
+	}
+}
