@@ -136,6 +136,12 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 	f.SchedP50 = quantileBetween(a.Sched, b.Sched, 0.5)
 	f.SchedP99 = quantileBetween(a.Sched, b.Sched, 0.99)
 	f.SchedOver10ms = shareOver(a.Sched, b.Sched, 0.0105)
+	if _, _, ok := windowCounts(a.Queue, b.Queue); ok {
+		f.QueueDelay = &QueueDelay{
+			P50: quantileBetween(a.Queue, b.Queue, 0.5), P99: quantileBetween(a.Queue, b.Queue, 0.99),
+			Over100ms: shareOver(a.Queue, b.Queue, 0.1),
+		}
+	}
 	f.CPUSeconds = b.CPU - a.CPU
 	f.PacketsForwarded = b.Forwarded - a.Forwarded
 	if f.WindowSeconds > 0 {

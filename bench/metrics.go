@@ -32,6 +32,10 @@ type sample struct {
 	// its runnable goroutines waited for a CPU), cumulative, by upper bound;
 	// nil when it has none.
 	Sched []bucket
+	// Queue is the server's medcall_udp_queue_delay_seconds histogram (how
+	// long datagrams waited in its UDP port's kernel queue), likewise; nil
+	// when it has none.
+	Queue []bucket
 }
 
 // parseMetrics reads the Prometheus text format into the figures the bench
@@ -74,11 +78,9 @@ func parseMetrics(text string) (sample, error) {
 		case "medcall_udp_receive_drops_total":
 			s.SocketDrops += v
 		case "go_sched_latencies_seconds_bucket":
-			if le, ok := labelValue(line[:i], "le"); ok {
-				if ub, err := strconv.ParseFloat(le, 64); err == nil {
-					s.Sched = append(s.Sched, bucket{le: ub, n: v})
-				}
-			}
+			s.Sched = appendBucket(s.Sched, line[:i], v)
+		case "medcall_udp_queue_delay_seconds_bucket":
+			s.Queue = appendBucket(s.Queue, line[:i], v)
 		case "medcall_recorder_queue_overflows_total":
 			s.RecorderOverflows += v
 		case "medcall_packets_dropped_total":
@@ -93,6 +95,16 @@ func parseMetrics(text string) (sample, error) {
 		}
 	}
 	return s, nil
+}
+
+// appendBucket adds the bucket series (name{...,le="0.5"}) counted n.
+func appendBucket(bs []bucket, series string, n float64) []bucket {
+	if le, ok := labelValue(series, "le"); ok {
+		if ub, err := strconv.ParseFloat(le, 64); err == nil {
+			return append(bs, bucket{le: ub, n: n})
+		}
+	}
+	return bs
 }
 
 // labelValue is the value of label in a series like name{a="x",le="0.5"}.

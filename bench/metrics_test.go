@@ -89,3 +89,34 @@ func TestSchedulerLatencyOverTheWindow(t *testing.T) {
 		t.Error("an empty histogram gave a quantile")
 	}
 }
+
+// TestUDPQueueDelayOverTheWindow: the server's UDP queue histogram is read
+// like the scheduler's, and is absent from the figures when the server has
+// none (no --udp-port).
+func TestUDPQueueDelayOverTheWindow(t *testing.T) {
+	scrape := func(counts ...int) sample {
+		text := "process_cpu_seconds_total 1\nprocess_resident_memory_bytes 1e6\nmedcall_rtp_packets_forwarded_total{kind=\"audio\"} 10\n"
+		for i, le := range []string{"0.001", "0.1", "1", "+Inf"} {
+			if counts != nil {
+				text += fmt.Sprintf("medcall_udp_queue_delay_seconds_bucket{le=%q} %d\n", le, counts[i])
+			}
+		}
+		s, err := parseMetrics(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The run adds 97 quick waits, 1 up to 100 ms and 2 up to a second.
+	base, end := scrape(50, 50, 50, 50), scrape(147, 148, 150, 150)
+	end.At = base.At.Add(10 * time.Second)
+	f := serverFigures([]sample{base, end}, base, nil, time.Time{}, 10)
+	if q := f.QueueDelay; q == nil || q.P50 != 0.001 || q.P99 != 1 || math.Abs(q.Over100ms-0.02) > 1e-9 {
+		t.Errorf("queue delay %+v; want p50 1 ms, p99 1 s, 2 %% over 100 ms", q)
+	}
+	none, none2 := scrape(), scrape()
+	none2.At = none.At.Add(10 * time.Second)
+	if f := serverFigures([]sample{none, none2}, none, nil, time.Time{}, 10); f.QueueDelay != nil {
+		t.Errorf("a server without the histogram: queue delay %+v, want none", f.QueueDelay)
+	}
+}

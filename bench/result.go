@@ -112,6 +112,18 @@ type ServerFigures struct {
 	// SchedOver10ms is the share of those waits longer than ~10 ms (the
 	// histogram's bound of 10.49 ms).
 	SchedOver10ms float64 `json:"scheduler_waits_over_10ms"`
+	// QueueDelay is how long datagrams waited in the server's UDP port's
+	// kernel queue over the window; nil when the server does not measure it.
+	QueueDelay *QueueDelay `json:"udp_queue_delay,omitempty"`
+}
+
+// QueueDelay summarizes medcall_udp_queue_delay_seconds over a window: its
+// quantiles (s, the upper bound of the bucket they fall in) and the share of
+// datagrams that waited more than 100 ms.
+type QueueDelay struct {
+	P50       float64 `json:"p50_seconds"`
+	P99       float64 `json:"p99_seconds"`
+	Over100ms float64 `json:"over_100ms"`
 }
 
 // RecordingFigures say what became of the recordings.
@@ -189,6 +201,11 @@ func (r *Result) Figures() []Figure {
 	add("server", "scheduler latency p50", "ms", 1000*s.SchedP50)
 	add("server", "scheduler latency p99", "ms", 1000*s.SchedP99)
 	add("server", "scheduler waits over 10 ms", "%", 100*s.SchedOver10ms)
+	if q := s.QueueDelay; q != nil {
+		add("server", "UDP queue delay p50", "ms", 1000*q.P50)
+		add("server", "UDP queue delay p99", "ms", 1000*q.P99)
+		add("server", "UDP queue waits over 100 ms", "%", 100*q.Over100ms)
+	}
 	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
 	add("bench", "send pace mean", "", r.SendPace.Mean)
 	add("bench", "send pace min", "", r.SendPace.Min)
@@ -263,6 +280,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, UDP socket drops %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.SocketDrops, s.ScrapeErrors)
 	fmt.Fprintf(w, "  waits for a CPU (go_sched_latencies_seconds, by bucket bound): p50 %.2g ms, p99 %.3g ms, %.2f %% over 10 ms\n",
 		1000*s.SchedP50, 1000*s.SchedP99, 100*s.SchedOver10ms)
+	if q := s.QueueDelay; q != nil {
+		fmt.Fprintf(w, "  waits in the UDP port's queue (medcall_udp_queue_delay_seconds, by bucket bound): p50 %.3g ms, p99 %.3g ms, %.2f %% over 100 ms\n",
+			1000*q.P50, 1000*q.P99, 100*q.Over100ms)
+	}
 	if r.ElapsedSeconds > 0 {
 		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",
 			r.BenchCPUSeconds, r.BenchCPUSeconds/r.ElapsedSeconds, r.SendPace.Mean, r.SendPace.Min)
