@@ -8,11 +8,12 @@ import (
 )
 
 // ingress.go: the UDP port's socket as pion's UDP mux reads it. Every
-// consultation's media arrives on this one socket and one goroutine (pion's
+// consultation's UDP media arrives on this one socket and one goroutine (pion's
 // mux worker) reads it; on a saturated machine that goroutine waits for a
 // CPU like thousands of others, and the kernel queues what it has not read.
 //
-//   - Datagrams are read in batches (recvmmsg on Linux, ingress_linux.go):
+//   - Datagrams are read in batches (recvmmsg on 64-bit Linux,
+//     ingress_linux.go; elsewhere one at a time, ingress_other.go):
 //     one system call takes whatever is queued, up to ingressBatch, where
 //     pion's reader makes one per datagram. The saving is largest exactly
 //     when the queue is long.
@@ -41,7 +42,7 @@ type ingressMsg struct {
 	arrived time.Time // the kernel's receive time; zero when not known
 }
 
-// ingressConn is the UDP port's socket with batched reads and shedding. It
+// ingressConn is the UDP port's socket with batched, timed reads. It
 // implements net.PacketConn and pion's allocation-free AddrPortReaderWriter.
 type ingressConn struct {
 	*net.UDPConn

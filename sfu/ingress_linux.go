@@ -1,7 +1,8 @@
+//go:build linux && (amd64 || arm64)
+
 package sfu
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -13,21 +14,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmsghdr is the kernel's struct mmsghdr: one message of recvmmsg.
+// mmsghdr is the kernel's struct mmsghdr: one message of recvmmsg. The
+// layout (64 bytes, the padding explicit) is that of 64-bit Linux, which is
+// why this file builds only there.
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
 	_   [4]byte
 }
 
+// batched says reads take up to ingressBatch datagrams with their receive times.
+const batched = true
+
 // timestampSpace is the control buffer one SCM_TIMESTAMPNS needs.
 var timestampSpace = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
 
 // batchReader reads up to ingressBatch datagrams per recvmmsg, each with the
-// kernel's receive time (SO_TIMESTAMPNS). Its arrays are fixed, so a read
-// allocates nothing.
+// kernel's receive time (SO_TIMESTAMPNS). Its arrays, results and the
+// function RawConn.Read calls are made once, so a read allocates nothing.
 type batchReader struct {
 	raw   syscall.RawConn
+	recv  func(fd uintptr) bool // one recvmmsg, setting got and errno
+	got   int
+	errno syscall.Errno
 	hdrs  [ingressBatch]mmsghdr
 	iovs  [ingressBatch]unix.Iovec
 	names [ingressBatch]unix.RawSockaddrInet6 // large enough for IPv4 too
@@ -40,14 +49,12 @@ func (r *batchReader) init(conn *net.UDPConn, msgs []ingressMsg) error {
 		return err
 	}
 	r.raw = raw
-	var serr error
+	// Without receive timestamps (a kernel refusing the option) datagrams
+	// are still read, their wait unknown: receiveTime finds no message.
 	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	}); err != nil {
 		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("sfu: receive timestamps on the UDP port: %w", serr)
 	}
 	for i := range r.hdrs {
 		r.iovs[i].Base = &msgs[i].buf[0]
@@ -57,6 +64,19 @@ func (r *batchReader) init(conn *net.UDPConn, msgs []ingressMsg) error {
 		h.Iov = &r.iovs[i]
 		h.SetIovlen(1)
 		h.Control = &r.ctl[i][0]
+	}
+	r.recv = func(fd uintptr) bool {
+		for {
+			got, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), ingressBatch, unix.MSG_DONTWAIT, 0, 0)
+			switch e {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // wait until readable
+			}
+			r.got, r.errno = int(got), e
+			return true
+		}
 	}
 	return nil
 }
@@ -70,27 +90,13 @@ func (r *batchReader) read(msgs []ingressMsg) (int, error) {
 		h.SetControllen(len(r.ctl[i]))
 		h.Flags = 0
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.raw.Read(func(fd uintptr) bool {
-		for {
-			got, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), ingressBatch, unix.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait until readable
-			}
-			n, errno = int(got), e
-			return true
-		}
-	})
-	if err != nil {
+	if err := r.raw.Read(r.recv); err != nil {
 		return 0, err
 	}
-	if errno != 0 {
-		return 0, os.NewSyscallError("recvmmsg", errno)
+	if r.errno != 0 {
+		return 0, os.NewSyscallError("recvmmsg", r.errno)
 	}
+	n := r.got
 	for i := 0; i < n; i++ {
 		m, h := &msgs[i], &r.hdrs[i]
 		m.n = int(h.len)
@@ -128,7 +134,7 @@ func receiveTime(ctl []byte) time.Time {
 		return time.Time{}
 	}
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
-	if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_TIMESTAMPNS {
+	if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_TIMESTAMPNS || int(h.Len) < unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
 		return time.Time{}
 	}
 	ts := (*unix.Timespec)(unsafe.Pointer(&ctl[unix.CmsgLen(0)]))

@@ -1,11 +1,14 @@
-//go:build !linux
+//go:build !(linux && (amd64 || arm64))
 
 package sfu
 
 import "net"
 
+// batched says reads take up to ingressBatch datagrams with their receive times.
+const batched = false
+
 // batchReader reads one datagram at a time where recvmmsg and receive
-// timestamps are not available: nothing is shed.
+// timestamps are not available: no queue delay is observed.
 type batchReader struct{ conn *net.UDPConn }
 
 func (r *batchReader) init(conn *net.UDPConn, _ []ingressMsg) error {

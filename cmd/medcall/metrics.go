@@ -67,7 +67,7 @@ func newMetrics() *metrics {
 	f.MustRegister(m.upgradeLatency)
 	queueDelay := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "udp_queue_delay_seconds",
-		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, Linux).",
+		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, 64-bit Linux).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	})
 	f.MustRegister(queueDelay)
