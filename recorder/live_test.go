@@ -293,21 +293,28 @@ func TestLiveFiftyRecordedConsultations(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
+	var wg, live sync.WaitGroup
+	live.Add(n)
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			up := sync.OnceFunc(live.Done)
+			defer up()
+			// Joins ten a second, as a clinic's would come, not all in one
+			// instant: every call is still up at once below.
+			time.Sleep(time.Duration(i) * 100 * time.Millisecond)
+			logs := &callLog{}
 			pid, cid := fmt.Sprintf("p%d", i), fmt.Sprintf("c%d", i)
-			pat, err := client.Dial(ctx, client.Options{URL: g.URL, Token: g.Patient(pid, cid, true), AudioFile: src[i], VideoFile: "../testdata/video.ivf", Prenegotiate: true, Logger: discardLogger()})
+			pat, err := client.Dial(ctx, client.Options{URL: g.URL, Token: g.Patient(pid, cid, true), AudioFile: src[i], VideoFile: "../testdata/video.ivf", Prenegotiate: true, Logger: logs.logger("patient")})
 			if err != nil {
-				t.Error(err)
+				t.Errorf("c%d: patient: %v\n%s", i, err, logs.tail())
 				return
 			}
 			defer pat.Close()
-			doc, err := client.Dial(ctx, client.Options{URL: g.URL, Token: g.Clinician("d"+pid, pid, cid, true), AudioFile: "../testdata/audio.ogg", Logger: discardLogger()})
+			doc, err := client.Dial(ctx, client.Options{URL: g.URL, Token: g.Clinician("d"+pid, pid, cid, true), AudioFile: "../testdata/audio.ogg", Logger: logs.logger("clinician")})
 			if err != nil {
-				t.Error(err)
+				t.Errorf("c%d: clinician: %v\n%s", i, err, logs.tail())
 				return
 			}
 			defer doc.Close()
@@ -315,16 +322,18 @@ func TestLiveFiftyRecordedConsultations(t *testing.T) {
 			// time: on a loaded machine a second may not be enough for the
 			// call to carry audio, or for the upgrade's keyframe to arrive.
 			if _, err := doc.WaitReceived(ctx, pid, "audio", func(s client.TrackStats) bool { return s.Packets >= 25 }); err != nil {
-				t.Errorf("c%d: no audio at the clinician: %v", i, err)
+				t.Errorf("c%d: no audio at the clinician: %v\n%s\n%s", i, err, callState(pat, doc, pid), logs.tail())
 				return
 			}
 			if err := pat.Upgrade(ctx, signaling.PathPrenegotiated); err != nil {
 				t.Error(err)
 			}
 			if _, err := doc.WaitReceived(ctx, pid, "video", func(s client.TrackStats) bool { return s.Keyframes > 0 }); err != nil {
-				t.Errorf("c%d: no video at the clinician after the upgrade: %v", i, err)
+				t.Errorf("c%d: no video at the clinician after the upgrade: %v\n%s\n%s", i, err, callState(pat, doc, pid), logs.tail())
 				return
 			}
+			up()
+			live.Wait() // all fifty calls carry video now
 			time.Sleep(2 * time.Second)
 			_ = pat.Leave(ctx)
 			_ = doc.Leave(ctx)
