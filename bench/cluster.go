@@ -58,8 +58,16 @@ func writeSpread(w io.Writer, nodes map[string]int) {
 	}
 	slices.Sort(urls)
 	even := float64(total) / float64(len(nodes))
-	fmt.Fprintf(w, "participants per node (%d nodes, %d participants):\n", len(nodes), total)
+	fmt.Fprintf(w, "participants per node (%d %s, %d participants):\n", len(nodes), plural(len(nodes), "node", "nodes"), total)
 	for _, u := range urls {
 		fmt.Fprintf(w, "  %-40s %5d  (%+.0f%% of even)\n", u, nodes[u], 100*(float64(nodes[u])-even)/even)
 	}
+}
+
+// plural is one or many as n says.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -114,7 +114,7 @@ func newMetrics() *metrics {
 	counterFunc(reg, "rtcp_firs_received_total", "FIRs received from subscribers.", nil, u64(&s.FIRReceived))
 	for r := range sfu.NumKeyframeReasons {
 		reason := prometheus.Labels{"reason": r.String()}
-		counterFunc(reg, "keyframe_requests_total", "Keyframe requests made of publishers' video, by reason (each is answered by a PLI, at once or throttled).", reason, u64(&s.KeyframeRequests[r]))
+		counterFunc(reg, "keyframe_requests_total", "Keyframe requests made of publishers' video, by reason; all pass one throttle per track, so one PLI (or a keyframe already on its way) answers several (rtcp_plis_sent_total counts the PLIs).", reason, u64(&s.KeyframeRequests[r]))
 		counterFunc(reg, "keyframe_requests_throttled_total", "Keyframe requests that sent no PLI at once: one already asked for, or the next, answers them.", reason, u64(&s.KeyframeRequestsThrottled[r]))
 	}
 	m.watchRate()
