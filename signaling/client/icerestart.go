@@ -74,11 +74,8 @@ func (c *Client) restartBoth(ctx context.Context) error {
 		cancel()
 		c.upMu.Unlock()
 		if err != nil {
-			// pion keeps the offer as its local description; a rollback lets
-			// the next offer start from stable.
-			if c.pub.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-				_ = c.pub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
-			}
+			// The offer stays the local description (pion cannot roll it
+			// back); the next offerPublish sends it again first.
 			return fmt.Errorf("client: publish ICE restart: %w", err)
 		}
 	}

@@ -23,6 +23,11 @@ func (c *Client) readLoop(sk *sock) {
 		_, data, err := sk.conn.Read(c.ctx)
 		if err != nil {
 			if c.current() == sk {
+				if c.ctx.Err() == nil {
+					// The server's close status and reason (a rate limit, a
+					// ping unanswered) say why the call ended.
+					c.log.Info("signaling socket closed; the call is over", "err", err)
+				}
 				c.cancel()
 			}
 			return

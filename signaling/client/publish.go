@@ -18,7 +18,20 @@ func (c *Client) negotiatePublish(ctx context.Context) error { return c.offerPub
 
 // offerPublish runs one offer/answer on the publish connection with opts
 // (an ICE restart, icerestart.go).
+//
+// pion cannot roll a local offer back (v4.2: have-local-offer refuses
+// SetLocal(rollback)), so an offer whose answer never came (the request
+// timed out, or the socket carrying it died) would leave the connection
+// unable to offer again, every later ICE restart or upgrade failing. That
+// offer is sent again first, as the server does with its subscribe offer
+// after a resume (sfu.Participant.ResendOffer), and its answer applied.
 func (c *Client) offerPublish(ctx context.Context, opts *webrtc.OfferOptions) error {
+	if pending := c.pub.PendingLocalDescription(); pending != nil && c.pub.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		c.log.Info("sending the publish offer that had no answer again")
+		if err := c.exchangePublish(ctx, pending.SDP); err != nil {
+			return err
+		}
+	}
 	offer, err := c.pub.CreateOffer(opts)
 	if err != nil {
 		return err
@@ -27,7 +40,13 @@ func (c *Client) offerPublish(ctx context.Context, opts *webrtc.OfferOptions) er
 		return err
 	}
 	c.countSDP()
-	reply, err := c.Request(ctx, signaling.Message{Type: signaling.TypeOffer, PC: string(sfu.PCPublish), SDP: offer.SDP})
+	return c.exchangePublish(ctx, offer.SDP)
+}
+
+// exchangePublish sends the publish offer already set as the local
+// description and applies the server's answer.
+func (c *Client) exchangePublish(ctx context.Context, offer string) error {
+	reply, err := c.Request(ctx, signaling.Message{Type: signaling.TypeOffer, PC: string(sfu.PCPublish), SDP: offer})
 	if err != nil {
 		return err
 	}
