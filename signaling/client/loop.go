@@ -3,9 +3,11 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/pion/rtcp"
@@ -23,9 +25,11 @@ func (c *Client) readLoop(sk *sock) {
 		_, data, err := sk.conn.Read(c.ctx)
 		if err != nil {
 			if c.current() == sk {
-				if c.ctx.Err() == nil {
+				var ce websocket.CloseError
+				if c.ctx.Err() == nil && !(errors.As(err, &ce) && ce.Reason == signaling.ByeLeft) {
 					// The server's close status and reason (a rate limit, a
-					// ping unanswered) say why the call ended.
+					// failed connection) say why the call ended; its answer
+					// to this client's own leave needs no word.
 					c.log.Info("signaling socket closed; the call is over", "err", err)
 				}
 				c.cancel()
