@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,6 +79,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.Server.ExtraArgs = append(cfg.Server.ExtraArgs, extra...)
 	}
+	for flag, f := range map[string]string{"--audio": cfg.AudioFile, "--video": cfg.VideoFile} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s: %w (the defaults are the repository's testdata: run the bench from its root, or give the file)", flag, err)
+		}
+	}
 	var live io.Writer
 	if bench.Interactive(stderr) {
 		live = stderr
@@ -94,6 +100,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		fmt.Fprintln(stdout, "result written to", *out)
+	}
+	if c := res.Consultations; c.Planned > 0 && c.Joined == 0 {
+		return fmt.Errorf("none of the %d consultations joined, so nothing was measured (the errors are listed above)", c.Planned)
 	}
 	return nil
 }

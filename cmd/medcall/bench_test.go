@@ -97,3 +97,33 @@ func TestBenchInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchFailsWhenNothingWasMeasured: a bench whose every join is refused
+// (tokens minted from another server's key, a wrong --data) still prints
+// its table, but exits with an error rather than as a run with figures;
+// and a missing fixture is refused before anything starts.
+func TestBenchFailsWhenNothingWasMeasured(t *testing.T) {
+	other := t.TempDir()
+	_, _, stopOther := startServe(t, other) // only to make a dev key under other
+	_ = stopOther()
+	addr, admin, stop := startServe(t, t.TempDir())
+	defer func() { _ = stop() }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := runBench(ctx, []string{"--url", "ws://" + addr + "/v1/signal", "--admin", "http://" + admin, "--data", other,
+		"--n", "1", "--duration", "3s", "--upgrade-after", "1s",
+		"--audio", "../../testdata/audio.ogg", "--video", "../../testdata/video.ivf"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "none of the 1 consultations joined") {
+		t.Errorf("every join refused: err %v, want 'none of the 1 consultations joined'\n%s", err, stdout.String())
+	}
+	t.Log(stdout.String())
+	if !strings.Contains(stdout.String(), "joined 0") {
+		t.Errorf("the table was not printed before the error:\n%s", stdout.String())
+	}
+	err = runBench(ctx, []string{"--url", "ws://" + addr + "/v1/signal", "--admin", "http://" + admin, "--data", other,
+		"--audio", filepath.Join(t.TempDir(), "missing.ogg")}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--audio") || !strings.Contains(err.Error(), "run the bench from its root") {
+		t.Errorf("a missing fixture: err %v, want one naming --audio and where the defaults are", err)
+	}
+}
