@@ -1,26 +1,15 @@
 package recorder
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling/client"
 )
 
 // callLog keeps one consultation's client logs, to show when it fails.
-type callLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *callLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type callLog struct{ syncLog }
 
 func (l *callLog) logger(who string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", who)
@@ -28,13 +17,11 @@ func (l *callLog) logger(who string) *slog.Logger {
 
 // tail is the last lines logged, at most about 4 KB.
 func (l *callLog) tail() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.b.Bytes()
-	if len(b) > 4096 {
-		b = b[len(b)-4096:]
+	s := l.String()
+	if len(s) > 4096 {
+		s = s[len(s)-4096:]
 	}
-	return "client log (tail):\n" + string(b)
+	return "client log (tail):\n" + s
 }
 
 // callState says what a consultation's two clients sent, received and
