@@ -163,7 +163,10 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		last := samples[len(samples)-1]
 		f.DroppedWriteErrors = last.DroppedWrite - base.DroppedWrite
 		f.RecorderOverflows = last.RecorderOverflows - base.RecorderOverflows
-		f.SocketDrops = last.SocketDrops - base.SocketDrops
+		if last.HasSocketDrops && base.HasSocketDrops {
+			d := last.SocketDrops - base.SocketDrops
+			f.SocketDrops = &d
+		}
 	}
 	return f
 }

@@ -26,8 +26,10 @@ type sample struct {
 	// RecorderOverflows counts packets the recorder queues dropped.
 	RecorderOverflows float64
 	// SocketDrops counts datagrams the kernel dropped on the server's UDP
-	// port (medcall_udp_receive_drops_total; 0 when it has none).
-	SocketDrops float64
+	// port (medcall_udp_receive_drops_total), when HasSocketDrops: the
+	// server exports it only when it reads one --udp-port socket.
+	SocketDrops    float64
+	HasSocketDrops bool
 	// Sched is the server's go_sched_latencies_seconds histogram (how long
 	// its runnable goroutines waited for a CPU), cumulative, by upper bound;
 	// nil when it has none.
@@ -77,6 +79,7 @@ func parseMetrics(text string) (sample, error) {
 			s.Received += v
 		case "medcall_udp_receive_drops_total":
 			s.SocketDrops += v
+			s.HasSocketDrops = true
 		case "go_sched_latencies_seconds_bucket":
 			s.Sched = appendBucket(s.Sched, line[:i], v)
 		case "medcall_udp_queue_delay_seconds_bucket":

@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,8 +48,43 @@ func TestSocketDropsOverTheRun(t *testing.T) {
 	}
 	base, end := scrape("120"), scrape("4120")
 	end.At = time.Now()
-	if f := serverFigures([]sample{base, end}, base, nil, time.Time{}, 10); f.SocketDrops != 4000 {
+	if f := serverFigures([]sample{base, end}, base, nil, time.Time{}, 10); f.SocketDrops == nil || *f.SocketDrops != 4000 {
 		t.Errorf("socket drops over the run %v, want 4000", f.SocketDrops)
+	}
+}
+
+// TestSocketDropsNotCountedAreNotZero: a server that does not export the
+// counter (no --udp-port) has its drops reported as not counted, never as
+// none, in the JSON (null) and in the table.
+func TestSocketDropsNotCountedAreNotZero(t *testing.T) {
+	s, err := parseMetrics("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 1e6\nmedcall_rtp_packets_forwarded_total{kind=\"audio\"} 10\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := s
+	end.At = time.Now()
+	r := &Result{Server: serverFigures([]sample{s, end}, s, nil, time.Time{}, 10)}
+	if r.Server.SocketDrops != nil {
+		t.Fatalf("socket drops %v from a server without the counter, want none", *r.Server.SocketDrops)
+	}
+	j, err := json.Marshal(r.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(j), `"udp_socket_drops":null`) {
+		t.Errorf("JSON %s: want udp_socket_drops null", j)
+	}
+	for _, f := range r.Figures() {
+		if f.Name == "UDP socket drops" {
+			t.Errorf("figure %+v listed for a server without the counter", f)
+		}
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "UDP socket drops not counted") {
+		t.Errorf("table does not say the drops were not counted:\n%s", b.String())
 	}
 }
 

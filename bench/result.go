@@ -102,8 +102,10 @@ type ServerFigures struct {
 	ScrapeErrors              int     `json:"scrape_errors"`
 	Profile                   string  `json:"profile,omitempty"`
 	// SocketDrops is what the kernel dropped on the server's UDP port over
-	// the run, its buffer full: lost before the server could read it.
-	SocketDrops float64 `json:"udp_socket_drops"`
+	// the run, its buffer full: lost before the server could read it. Nil
+	// (null) when the server does not count it: it was started without
+	// --udp-port, or with the port bound on every interface.
+	SocketDrops *float64 `json:"udp_socket_drops"`
 	// SchedP50 and SchedP99 are quantiles of how long the server's
 	// runnable goroutines waited for a CPU over the window (s; the upper
 	// bound of the go_sched_latencies_seconds bucket they fall in).
@@ -197,7 +199,9 @@ func (r *Result) Figures() []Figure {
 	add("server", "goroutines per consultation", "", s.GoroutinesPerConsultation)
 	add("server", "write-error drops", "", s.DroppedWriteErrors)
 	add("server", "recorder queue overflows", "", s.RecorderOverflows)
-	add("server", "UDP socket drops", "", s.SocketDrops)
+	if s.SocketDrops != nil {
+		add("server", "UDP socket drops", "", *s.SocketDrops)
+	}
 	add("server", "scheduler latency p50", "ms", 1000*s.SchedP50)
 	add("server", "scheduler latency p99", "ms", 1000*s.SchedP99)
 	add("server", "scheduler waits over 10 ms", "%", 100*s.SchedOver10ms)
@@ -277,7 +281,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
 		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
 	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
-	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, UDP socket drops %.0f, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, s.SocketDrops, s.ScrapeErrors)
+	drops := "not counted (the server reads no single --udp-port socket)"
+	if s.SocketDrops != nil {
+		drops = fmt.Sprintf("%.0f", *s.SocketDrops)
+	}
+	fmt.Fprintf(w, "  write-error drops %.0f, recorder queue overflows %.0f, UDP socket drops %s, scrape errors %d\n", s.DroppedWriteErrors, s.RecorderOverflows, drops, s.ScrapeErrors)
 	fmt.Fprintf(w, "  waits for a CPU (go_sched_latencies_seconds, by bucket bound): p50 %.2g ms, p99 %.3g ms, %.2f %% over 10 ms\n",
 		1000*s.SchedP50, 1000*s.SchedP99, 100*s.SchedOver10ms)
 	if q := s.QueueDelay; q != nil {

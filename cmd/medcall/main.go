@@ -16,6 +16,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -70,4 +72,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	usage(stderr)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// selfCommand is how a person runs this program again, for the commands its
+// hints print: "go run ./cmd/medcall" when it was started by go run (its
+// binary then lives in the go command's temporary build directory), else
+// the path it was started as (arg0, os.Args[0]).
+func selfCommand(arg0 string) string {
+	if strings.Contains(filepath.ToSlash(arg0), "/go-build") {
+		return "go run ./cmd/medcall"
+	}
+	return arg0
 }

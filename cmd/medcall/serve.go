@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -314,7 +315,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(&banner, "Development mode: open each link in its own browser window (the page mints its token; tokens never go in the address):\n  patient:   %s/?role=patient&cid=c-1&pid=p-1&rec=1\n  clinician: %s/?role=clinician&cid=c-1&pid=p-1&sub=d-1&rec=1\n", base, base)
 	}
 	if cfg.tokenKeys == "" {
-		fmt.Fprintf(&banner, "Mint development tokens with:\n  go run ./cmd/medcall token --data %s --role patient --sub p-2 --pid p-2 --cid c-2 --rec\n  go run ./cmd/medcall token --data %s --role clinician --sub d-1 --pid p-2 --cid c-2 --rec\n(a consultation's cid, pid and rec are fixed by its first join)\n", cfg.data, cfg.data)
+		me := selfCommand(os.Args[0])
+		fmt.Fprintf(&banner, "Mint development tokens with:\n  %s token --data %s --role patient --sub p-2 --pid p-2 --cid c-2 --rec\n  %s token --data %s --role clinician --sub d-1 --pid p-2 --cid c-2 --rec\n(a consultation's cid, pid and rec are fixed by its first join)\n", me, cfg.data, me, cfg.data)
 	}
 	_, _ = io.WriteString(stdout, banner.String())
 
