@@ -39,7 +39,14 @@ var errEnded = errors.New("consultation ended")
 // Join admits a participant to the consultation named by b, creating it if it
 // is not running. b is checked against the binding made by the first join.
 // A participant already present with the same id is replaced (a reconnect).
+//
+// A join that would start a consultation on a server hosting
+// Config.MaxConsultations is refused with ErrServerFull before its binding
+// is made.
 func (s *SFU) Join(b Binding, peer PeerInfo, sig Signaler) (*Participant, error) {
+	if !s.room(b.Consultation) {
+		return nil, ErrServerFull
+	}
 	if err := s.Bind(b); err != nil {
 		return nil, err
 	}
@@ -51,6 +58,16 @@ func (s *SFU) Join(b Binding, peer PeerInfo, sig Signaler) (*Participant, error)
 		}
 		c := s.consultations[b.Consultation]
 		if c == nil {
+			if !s.roomLocked() {
+				// Another join started one in between: the binding just
+				// made (or renewed) waits out its retention as if this
+				// consultation had run and ended.
+				s.mu.Unlock()
+				if err := s.cfg.Bindings.Finished(b.Consultation, time.Now()); err != nil {
+					s.log.Error("consultation binding: could not mark it finished", "consultation", b.Consultation, "err", err)
+				}
+				return nil, ErrServerFull
+			}
 			c = &Consultation{s: s, b: b, participants: map[string]*Participant{}}
 			s.consultations[b.Consultation] = c
 			s.wg.Add(1)
@@ -62,6 +79,19 @@ func (s *SFU) Join(b Binding, peer PeerInfo, sig Signaler) (*Participant, error)
 		}
 		return p, err
 	}
+}
+
+// room says whether a join to consultation cid may proceed: it runs here
+// already, or the server hosts fewer than Config.MaxConsultations.
+func (s *SFU) room(cid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.consultations[cid] != nil || s.roomLocked()
+}
+
+// roomLocked says whether one more consultation may start. Called with s.mu held.
+func (s *SFU) roomLocked() bool {
+	return s.cfg.MaxConsultations <= 0 || len(s.consultations) < s.cfg.MaxConsultations
 }
 
 func (c *Consultation) size() int {

@@ -15,6 +15,10 @@ func (s *SFU) Hosted() []string {
 	return ids
 }
 
+// MaxConsultations is how many consultations this SFU hosts at once (0: no
+// limit); a cluster publishes it so placement skips a full node.
+func (s *SFU) MaxConsultations() int { return s.cfg.MaxConsultations }
+
 // End closes one consultation: its participants get a bye with reason
 // (e.g. "shutdown" when another node now hosts it) and are removed. It
 // reports whether the consultation was here.

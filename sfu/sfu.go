@@ -20,7 +20,10 @@ import (
 var (
 	ErrBindingMismatch = errors.New("consultation is bound to a different patient or recording setting")
 	ErrFull            = errors.New("consultation is full")
-	ErrClosed          = errors.New("sfu is closed")
+	// ErrServerFull refuses a join that would start a consultation on a
+	// server already hosting Config.MaxConsultations.
+	ErrServerFull = errors.New("server hosts its most consultations")
+	ErrClosed     = errors.New("sfu is closed")
 )
 
 // Config configures an SFU. The zero value works: ephemeral UDP ports, all interfaces.
@@ -43,6 +46,14 @@ type Config struct {
 	Interfaces []string
 	// MaxParticipants per consultation; 0 means 4.
 	MaxParticipants int
+	// MaxConsultations is how many consultations the server hosts at once;
+	// 0 means no limit. A join that would start one more is refused
+	// (ErrServerFull); a join to a consultation already running here is
+	// not, so no consultation started here is left without its other
+	// party. It is the capacity a node keeps its media quality up to
+	// (measured with medcall bench), so overload refuses newcomers instead
+	// of degrading every call.
+	MaxConsultations int
 	// PLIInterval is the shortest time between two keyframe requests sent to one
 	// publisher; 0 means 500ms.
 	PLIInterval time.Duration

@@ -164,6 +164,10 @@ func (s *session) join(m Message) bool {
 	case errors.Is(err, sfu.ErrFull):
 		refuse(CodeConsultationFull, "the consultation has reached its participant limit")
 		return false
+	case errors.Is(err, sfu.ErrServerFull):
+		s.srv.log().Warn("join refused: this server hosts its most consultations (--max-consultations)")
+		refuse(CodeServerFull, "the server has no room for another consultation now; try again later")
+		return false
 	case errors.Is(err, sfu.ErrClosed):
 		refuse(CodeUnavailable, "the server is shutting down")
 		return false

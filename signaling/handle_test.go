@@ -272,3 +272,50 @@ func TestICEServersOnlyAfterJoinAndReleasedOnLeave(t *testing.T) {
 		t.Fatalf("%d credentials released after a leave and a drop, want 2", n)
 	}
 }
+
+// TestServerFullRefusesOnlyNewConsultations: a server with room for one
+// consultation (--max-consultations 1) refuses a join that would start a
+// second with server_full, binding nothing and leaving the socket usable,
+// while the running consultation takes a third participant and a rejoin
+// and its audio keeps flowing; once it ends, a new consultation starts.
+func TestServerFullRefusesOnlyNewConsultations(t *testing.T) {
+	e := newEnv(t, sfu.Config{MaxConsultations: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pat, doc := e.audioCall(ctx, "p1", "c1")
+
+	r := e.raw(ctx)
+	m := r.request(ctx, signaling.Message{Type: signaling.TypeJoin, ID: "j", Token: e.patient("p2", "c2")})
+	if m.Type != signaling.TypeError || m.Code != signaling.CodeServerFull || m.ID != "j" {
+		t.Fatalf("join starting a second consultation: %s %q (%s), want error %s", m.Type, m.Code, m.Message, signaling.CodeServerFull)
+	}
+	if m := r.request(ctx, signaling.Message{Type: signaling.TypePing, ID: "p"}); m.Type != signaling.TypePong {
+		t.Errorf("ping after server_full: %s %s, want pong: the socket stays usable", m.Type, m.Code)
+	}
+
+	guest := e.dial(ctx, e.mint(claims("g1", token.RoleGuest, "c1", "p1", false)), false)
+	defer guest.Close()
+	doc2 := e.dial(ctx, e.clinician("d1", "p1", "c1"), false) // d1 again: replaces doc
+	defer doc2.Close()
+	before, err := doc2.WaitReceived(ctx, "p1", "audio", atLeast(1))
+	if err != nil {
+		t.Fatalf("the rejoined clinician hears nothing of the patient: %v", err)
+	}
+	if _, err := doc2.WaitReceived(ctx, "p1", "audio", atLeast(before.Packets+50)); err != nil {
+		t.Fatalf("the patient's audio stopped flowing after the refusals: %v", err)
+	}
+
+	for _, c := range []*client.Client{pat, doc, guest, doc2} {
+		_ = c.Leave(ctx)
+	}
+	for len(e.SFU.Hosted()) > 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("c1 still hosted after every participant left: %v", e.SFU.Hosted())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// c2 for another patient: the refused join bound nothing (a binding of
+	// c2 to p2 would refuse this as binding_mismatch).
+	p3 := e.dial(ctx, e.patient("p3", "c2"), false)
+	defer p3.Close()
+}

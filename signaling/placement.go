@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/medcall/medcall/sfu"
 )
 
 // Placer decides which node of a cluster hosts a consultation. Place
@@ -34,6 +36,11 @@ func (s *session) place(id, cid string, refuse func(code, text string)) (done, c
 	ctx, cancel := context.WithTimeout(context.Background(), placeTimeout)
 	defer cancel()
 	url, err := s.srv.Placer.Place(ctx, cid)
+	if errors.Is(err, sfu.ErrServerFull) {
+		s.srv.log().Warn("join refused: every node hosts its most consultations (--max-consultations)")
+		refuse(CodeServerFull, "no node has room for another consultation now; try again later")
+		return true, false
+	}
 	if err != nil {
 		// A silent host's lease running out is expected after a node
 		// loss (the client retries); anything else is an operator's matter.

@@ -107,6 +107,7 @@ const (
 	CodeWrongConsultation = "wrong_consultation" // join names a consultation its token is not for
 	CodeBindingMismatch   = "binding_mismatch"   // cid already bound to another pid or rec
 	CodeConsultationFull  = "consultation_full"  // participant limit reached
+	CodeServerFull        = "server_full"        // no room for one more consultation (--max-consultations)
 	CodeBadSDP            = "bad_sdp"            // SDP unparseable or not acceptable
 	CodeBadCandidate      = "bad_candidate"      // ICE candidate refused
 	CodeBadRequest        = "bad_request"        // a required field is missing or out of range
@@ -142,7 +143,7 @@ var ServerMessages = []string{TypeJoined, TypeAnswer, TypeAck, TypePong, TypeErr
 var ErrorCodes = []string{
 	CodeBadMessage, CodeUnknownType, CodeTooLarge, CodeRateLimited, CodeNotJoined,
 	CodeAlreadyJoined, CodeTokenMissing, CodeTokenInvalid, CodeTokenExpired, CodeBadID,
-	CodeForbidden, CodeWrongConsultation, CodeBindingMismatch, CodeConsultationFull,
+	CodeForbidden, CodeWrongConsultation, CodeBindingMismatch, CodeConsultationFull, CodeServerFull,
 	CodeBadSDP, CodeBadCandidate, CodeBadRequest, CodeUnavailable, CodeInternal,
 	CodeResumeFailed,
 }

@@ -77,6 +77,7 @@ func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, rec *recorder.Rec
 	n, err := cluster.New(cluster.Config{
 		Redis: cr.rdb, ID: cr.cfg.nodeID, URL: cr.cfg.nodeURL, Zone: cr.cfg.zone,
 		Hosted:       s.Hosted,
+		Capacity:     s.MaxConsultations(),
 		Participants: func() int { return s.Stats().Participants },
 		Lost:         func(cid string) { s.End(cid, signaling.ByeShutdown) },
 		Logger:       cr.log,

@@ -31,7 +31,7 @@ type serveConfig struct {
 
 	addr, adminAddr, tokenKeys, logLevel, logFormat, origins string
 	webhookURL, webhookSecret                                string
-	udpPort, maxParticipants, maxMessage                     int
+	udpPort, maxParticipants, maxConsultations, maxMessage   int
 	maxVideoKbps                                             int
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
@@ -53,6 +53,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.net.flags(fs)
 	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
+	fs.IntVar(&c.maxConsultations, "max-consultations", 0, "consultations this server hosts at once (0: no limit); a join that would start one more is refused with server_full, one to a running consultation never is")
 	fs.IntVar(&c.maxVideoKbps, "max-video-bitrate", sfu.DefaultMaxVideoBitrate/1000, "ceiling of the video bitrate asked of each publisher, in kbit/s (it is lowered to what the slowest subscriber's downlink takes)")
 	fs.IntVar(&c.maxMessage, "max-message", 64<<10, "largest signaling message in bytes")
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
@@ -110,6 +111,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg, parseArgs := serveFlags(stderr)
 	if err := parseArgs(args); err != nil {
 		return err
+	}
+	if cfg.maxConsultations < 0 {
+		return fmt.Errorf("--max-consultations %d: give a number of consultations, or 0 for no limit", cfg.maxConsultations)
 	}
 	tuneGC()
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
@@ -214,15 +218,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	met.watchNetwork(&cfg.tls)
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	sfuCfg := sfu.Config{
-		Bindings:        binds,
-		ListenIP:        net.ParseIP(host),
-		UDPPort:         cfg.udpPort,
-		MaxParticipants: cfg.maxParticipants,
-		MaxVideoBitrate: cfg.maxVideoKbps * 1000,
-		ICEFailedGrace:  cfg.iceFailedGrace,
-		Taps:            taps,
-		Metrics:         met.sfu,
-		Logger:          log,
+		Bindings:         binds,
+		ListenIP:         net.ParseIP(host),
+		UDPPort:          cfg.udpPort,
+		MaxParticipants:  cfg.maxParticipants,
+		MaxConsultations: cfg.maxConsultations,
+		MaxVideoBitrate:  cfg.maxVideoKbps * 1000,
+		ICEFailedGrace:   cfg.iceFailedGrace,
+		Taps:             taps,
+		Metrics:          met.sfu,
+		Logger:           log,
 	}
 	err = cfg.net.apply(ctx, &sfuCfg, log)
 	var s *sfu.SFU

@@ -44,6 +44,9 @@ type testCluster struct {
 	rdb   *redis.Client
 	keys  *token.KeySet
 	nodes []*node
+	// capacity is each node started from now on's --max-consultations
+	// (0: no limit).
+	capacity int
 }
 
 func newCluster(t testing.TB, n int) *testCluster {
@@ -75,7 +78,7 @@ func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
 	c.t.Helper()
 	lp := &lazyPlacer{}
 	audit := &cluster.Audit{Redis: c.rdb}
-	env := signaltest.Start(c.t, sfu.Config{Bindings: &cluster.Bindings{Redis: c.rdb}}, func(s *signaling.Server) {
+	env := signaltest.Start(c.t, sfu.Config{Bindings: &cluster.Bindings{Redis: c.rdb}, MaxConsultations: c.capacity}, func(s *signaling.Server) {
 		s.Placer = lp
 		s.Verifier = &token.Verifier{Keys: c.keys.Public()}
 		s.Hooks.Audit = func(ev signaling.JoinAudit) {
@@ -85,7 +88,7 @@ func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
 		}
 	})
 	env.Keys = c.keys // Mint signs with the cluster's key
-	n, err := cluster.New(cluster.Config{Redis: rdb, URL: env.URL, Hosted: env.SFU.Hosted,
+	n, err := cluster.New(cluster.Config{Redis: rdb, URL: env.URL, Hosted: env.SFU.Hosted, Capacity: c.capacity,
 		Lost: func(cid string) { env.SFU.End(cid, signaling.ByeShutdown) }})
 	if err != nil {
 		c.t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/medcall/medcall/sfu"
 	"github.com/medcall/medcall/signaling"
 	"github.com/redis/go-redis/v9"
 )
@@ -51,6 +52,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Hosted lists the consultations running on this node (sfu.SFU.Hosted).
 	Hosted func() []string
+	// Capacity is how many consultations this node hosts at once
+	// (sfu.Config.MaxConsultations); 0 means no limit. Placement skips a
+	// node that holds Capacity placements.
+	Capacity int
 	// Participants counts the participants on this node, for the record.
 	Participants func() int
 	// Lost is called for a consultation running here whose placement is
@@ -91,6 +96,8 @@ type Record struct {
 	Draining      bool   `json:"draining,omitempty"`
 	Consultations int    `json:"consultations"`
 	Participants  int    `json:"participants"`
+	// Capacity is Config.Capacity: 0, or the placements the node takes.
+	Capacity int `json:"capacity,omitempty"`
 }
 
 // New makes a node; Run registers it.
@@ -147,6 +154,9 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 	res, err := placeScript.Run(ctx, n.cfg.Redis, []string{keyPlace + cid}, lease, cid, n.cfg.Zone, n.cfg.ID).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return "", errors.New("cluster: no live node can take a consultation")
+	}
+	if err == nil && len(res) == 3 && res[2] == "full" {
+		return "", fmt.Errorf("cluster: every live node hosts its most consultations: %w", sfu.ErrServerFull)
 	}
 	if err != nil {
 		if n.holds(cid, time.Now()) && slices.Contains(n.cfg.Hosted(), cid) {
@@ -232,7 +242,7 @@ func (n *Node) beat(ctx context.Context) error {
 		}
 	}
 	rec, _ := json.Marshal(Record{ID: n.cfg.ID, URL: n.cfg.URL, Zone: n.cfg.Zone, Draining: n.draining.Load(),
-		Consultations: len(hosted), Participants: n.cfg.Participants()})
+		Consultations: len(hosted), Participants: n.cfg.Participants(), Capacity: n.cfg.Capacity})
 	args := []any{n.cfg.ID, n.cfg.Lease.Milliseconds(), DefaultGrace.Milliseconds(), rec, (3 * n.cfg.Heartbeat).Milliseconds()}
 	for _, cid := range here {
 		args = append(args, cid)

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/medcall/medcall/signaling"
+	"github.com/medcall/medcall/signaling/client"
 )
 
 // TestPlacementSpreadsAndMeets: 60 two-party consultations, each participant
@@ -79,6 +81,75 @@ func TestPlacementSpreadsAndMeets(t *testing.T) {
 	}
 	if redirects == 0 {
 		t.Error("no join was redirected: entry nodes never differed from hosts")
+	}
+}
+
+// TestPlacementSkipsFullNodes: two nodes with room for one consultation
+// each (--max-consultations 1). A new consultation entering through the
+// full node is placed on the other; a third is refused with server_full on
+// any entry node, and nothing of it is left placed; a participant of a
+// running consultation is admitted through either node while both are
+// full; once a consultation ends its node takes the refused one.
+func TestPlacementSkipsFullNodes(t *testing.T) {
+	c := newCluster(t, 0)
+	c.capacity = 1
+	c.nodes = append(c.nodes, c.startNode(), c.startNode())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	k := c.keys0()
+	p1, err := c.join(ctx, c.nodes[0], k.Patient("p-1", "c-1", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, other := c.byURL(p1.URL()), c.nodes[0]
+	if full == other {
+		other = c.nodes[1]
+	}
+	p2, err := c.join(ctx, full, k.Patient("p-2", "c-2", false))
+	if err != nil {
+		t.Fatalf("second consultation through the full node: %v", err)
+	}
+	if p2.URL() != other.URL {
+		t.Fatalf("second consultation placed on %s, want the node with room %s", p2.URL(), other.URL)
+	}
+	for _, entry := range c.nodes {
+		_, err := c.join(ctx, entry, k.Patient("p-3", "c-3", false))
+		var pe *client.ProtocolError
+		if !errors.As(err, &pe) || pe.Code != signaling.CodeServerFull {
+			t.Fatalf("third consultation through %s: %v, want %s", entry.URL, err, signaling.CodeServerFull)
+		}
+	}
+	if n := c.rdb.Exists(ctx, "medcall:place:c-3").Val(); n != 0 {
+		t.Error("the refused consultation was left placed")
+	}
+	for _, entry := range c.nodes {
+		sub := "d-" + entry.node.ID()
+		d, err := c.join(ctx, entry, k.Clinician(sub, "p-1", "c-1", false))
+		if err != nil {
+			t.Fatalf("a clinician of the running c-1 through %s while both nodes are full: %v", entry.URL, err)
+		}
+		if d.URL() != full.URL {
+			t.Errorf("c-1's clinician joined on %s, want %s", d.URL(), full.URL)
+		}
+		d.Close()
+	}
+	p1.Close()
+	// c-1's placement is forgotten by a heartbeat of its node once it ended
+	// there: until then its node still counts it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p3, err := c.join(ctx, c.random(), k.Patient("p-3", "c-3", false))
+		if err == nil {
+			if p3.URL() != full.URL {
+				t.Errorf("c-3 placed on %s, want the node c-1 left, %s", p3.URL(), full.URL)
+			}
+			break
+		}
+		var pe *client.ProtocolError
+		if !errors.As(err, &pe) || pe.Code != signaling.CodeServerFull || time.Now().After(deadline) {
+			t.Fatalf("c-3 after c-1 ended: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -15,14 +15,16 @@ const (
 
 // placeScript returns the node hosting KEYS[1]'s consultation, placing it
 // first when it has no placement: on the live, undrained node with the
-// fewest hosted consultations, preferring nodes of zone ARGV[3]. A
+// fewest hosted consultations and room for one more (fewer than its
+// record's capacity, when it has one), preferring nodes of zone ARGV[3]. A
 // placement moves only when its lease is gone: while the lease lives the
 // consultation stays with its node even when that node's record expired (a
 // node starved of CPU or cut from Redis still serves it until its own lease
 // clock runs out, see Node.fence), and the join is told to wait. When the
 // caller (ARGV[4]) holds the lease the join renews it.
 // It returns {node id, node record, "1" placed now | "0" already placed |
-// "2" placed on a node not answering} or false when no node can take it.
+// "2" placed on a node not answering}, {"", "", "full"} when every live
+// undrained node is at its capacity, or false when there is no such node.
 // ARGV: 1 lease ms, 2 cid, 3 zone, 4 calling node id.
 var placeScript = redis.NewScript(`
 local owner = redis.call('GET', KEYS[1])
@@ -36,7 +38,7 @@ if owner then
   if owner == ARGV[4] then return {owner, '', '0'} end
   return {owner, '', '2'}
 end
-local best, bestLoad, bestRaw, bestZone = nil, nil, nil, false
+local best, bestLoad, bestRaw, bestZone, full = nil, nil, nil, false, false
 for _, id in ipairs(redis.call('SMEMBERS', 'medcall:nodes')) do
   local raw = redis.call('GET', 'medcall:node:' .. id)
   if not raw then
@@ -45,14 +47,20 @@ for _, id in ipairs(redis.call('SMEMBERS', 'medcall:nodes')) do
     local n = cjson.decode(raw)
     if not n.draining then
       local load = redis.call('SCARD', 'medcall:hosted:' .. id)
+      local cap = tonumber(n.capacity) or 0
       local inZone = (n.zone == ARGV[3])
-      if best == nil or (inZone and not bestZone) or (inZone == bestZone and (load < bestLoad or (load == bestLoad and id < best))) then
+      if cap > 0 and load >= cap then
+        full = true
+      elseif best == nil or (inZone and not bestZone) or (inZone == bestZone and (load < bestLoad or (load == bestLoad and id < best))) then
         best, bestLoad, bestRaw, bestZone = id, load, raw, inZone
       end
     end
   end
 end
-if not best then return false end
+if not best then
+  if full then return {'', '', 'full'} end
+  return false
+end
 redis.call('SET', KEYS[1], best, 'PX', ARGV[1])
 redis.call('SADD', 'medcall:hosted:' .. best, ARGV[2])
 return {best, bestRaw, '1'}
