@@ -2,18 +2,23 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/client"
 )
 
 // Error stages, the keys of Result.Errors.
 const (
-	stageJoin           = "join"
+	stageJoin = "join"
+	// stageServerFull is a join the server refused with server_full: it
+	// hosts its --max-consultations (the consultation never started).
+	stageServerFull     = "join_refused_server_full"
 	stageUpgrade        = "upgrade"
 	stageUpgradeTimeout = "upgrade_timeout"
 	stageDowngrade      = "downgrade"
@@ -96,7 +101,11 @@ func (c *call) dial(ctx context.Context, r *callResult, sub, role string) *clien
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		c.fail(r, stageJoin, fmt.Errorf("%s: %w", role, err))
+		stage := stageJoin
+		if pe := (*client.ProtocolError)(nil); errors.As(err, &pe) && pe.Code == signaling.CodeServerFull {
+			stage = stageServerFull
+		}
+		c.fail(r, stage, fmt.Errorf("%s: %w", role, err))
 		return nil
 	}
 	r.joins = append(r.joins, time.Since(t0))

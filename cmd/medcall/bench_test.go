@@ -127,3 +127,41 @@ func TestBenchFailsWhenNothingWasMeasured(t *testing.T) {
 		t.Errorf("a missing fixture: err %v, want one naming --audio and where the defaults are", err)
 	}
 }
+
+// TestBenchCountsServerFullApart: against a server capped at one
+// consultation (--max-consultations 1), a bench of two serves one and
+// reports the other as refused with server_full, not as a failed join;
+// the cap itself refuses a negative value.
+func TestBenchCountsServerFullApart(t *testing.T) {
+	data := t.TempDir()
+	addr, admin, stop := startServe(t, data, "--max-consultations", "1")
+	defer func() { _ = stop() }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "result.json")
+	var stdout, stderr bytes.Buffer
+	err := runBench(ctx, []string{"--url", "ws://" + addr + "/v1/signal", "--admin", "http://" + admin, "--data", data,
+		"--n", "2", "--duration", "3s", "--upgrade-after", "1s", "--out", out,
+		"--audio", "../../testdata/audio.ogg", "--video", "../../testdata/video.ivf"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	t.Log(stdout.String())
+	r, err := bench.ReadResult(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Consultations; c.Joined != 1 || c.Ended != 1 {
+		t.Errorf("consultations %+v, want 1 joined and ended", c)
+	}
+	if len(r.Errors) != 1 || r.Errors["join_refused_server_full"] != 1 {
+		t.Errorf("errors %v, want only join_refused_server_full 1", r.Errors)
+	}
+	if !strings.Contains(stdout.String(), "join_refused_server_full 1") {
+		t.Error("the table does not list the refusal")
+	}
+	err = run(ctx, []string{"serve", "--max-consultations", "-1", "--data", t.TempDir()}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--max-consultations -1") {
+		t.Errorf("serve --max-consultations -1: %v, want an error naming it", err)
+	}
+}
