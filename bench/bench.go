@@ -48,6 +48,11 @@ type Config struct {
 	// added automatically with InProcess).
 	ProfileFile    string `json:"profile_file,omitempty"`
 	ProfileSeconds int    `json:"profile_seconds,omitempty"`
+	// ClientLog, when set, is a file (created or truncated) that receives
+	// every participant's client log (ICE restarts, why a signaling socket
+	// closed) and each failed join, each line naming its consultation's
+	// index and the participant's role. Empty discards them.
+	ClientLog string `json:"client_log,omitempty"`
 
 	Server ServerConfig `json:"server"`
 }

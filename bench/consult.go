@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -65,6 +66,7 @@ type call struct {
 	run    string // run id, keeps ids unique across runs on one server
 	idx    int
 	events *progress
+	log    *slog.Logger // its participants' client logs (Config.ClientLog)
 }
 
 func (c *call) fail(r *callResult, stage string, err error) {
@@ -98,13 +100,14 @@ func (c *call) dial(ctx context.Context, r *callResult, sub, role string) *clien
 		AudioFile: c.cfg.AudioFile, VideoFile: c.cfg.VideoFile,
 		Prenegotiate: r.path == PathPrenegotiated, Fingerprint: true,
 		RelayOnly: c.cfg.Relay,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    c.log.With("role", role),
 	})
 	if err != nil {
 		stage := stageJoin
 		if pe := (*client.ProtocolError)(nil); errors.As(err, &pe) && pe.Code == signaling.CodeServerFull {
 			stage = stageServerFull
 		}
+		c.log.Warn("join failed", "role", role, "err", err)
 		c.fail(r, stage, fmt.Errorf("%s: %w", role, err))
 		return nil
 	}
@@ -230,4 +233,17 @@ func measure(from, to *client.Client, fromID, kind string) stream {
 		}
 	}
 	return s
+}
+
+// openClientLog opens path for the participants' client logs: a logger
+// writing there and its close, or one that discards when path is empty.
+func openClientLog(path string) (*slog.Logger, func(), error) {
+	if path == "" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil)), func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: --client-log: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(f, nil)), func() { _ = f.Close() }, nil
 }

@@ -30,6 +30,11 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Result, error) {
 	if cfg.ProfileFile != "" && cfg.Server.InProcess {
 		cfg.Server.ExtraArgs = append(cfg.Server.ExtraArgs, "--pprof")
 	}
+	clientLog, closeLog, err := openClientLog(cfg.ClientLog)
+	if err != nil {
+		return nil, err
+	}
+	defer closeLog()
 	srv, err := startServer(ctx, cfg.Server, cfg.Record)
 	if err != nil {
 		return nil, err
@@ -83,7 +88,7 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := &call{cfg: &cfg, srv: srv, run: runID, idx: i, events: ev}
+			cl := &call{cfg: &cfg, srv: srv, run: runID, idx: i, events: ev, log: clientLog.With("call", i)}
 			r := cl.execute(runCtx, at)
 			calls[i] = r
 			if r.ended.IsZero() {

@@ -33,6 +33,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "bench-result.json", "JSON result file (every figure and the parameters); empty writes none")
 	fs.StringVar(&cfg.ProfileFile, "cpuprofile", "", "write a CPU profile of the server over the steady state to this file (the server needs --pprof)")
 	fs.IntVar(&cfg.ProfileSeconds, "profile-seconds", 0, "longest CPU profile in seconds; 0 profiles the whole steady state")
+	fs.StringVar(&cfg.ClientLog, "client-log", "", "write every participant's client log (ICE restarts, why a socket closed) and each failed join to this file, each line with its consultation's index and role; empty discards them")
 	compare := fs.Bool("compare", false, "compare two result files given as arguments: medcall bench --compare a.json b.json")
 	fs.BoolVar(&cfg.Server.InProcess, "inprocess", false, "start a server as a child process (same binary, loopback, fresh data directory) and stop it at the end")
 	fs.StringVar(&cfg.Server.BinPath, "server-bin", "", "medcall binary for --inprocess; empty uses this one")
@@ -79,9 +80,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.Server.ExtraArgs = append(cfg.Server.ExtraArgs, extra...)
 	}
-	for flag, f := range map[string]string{"--audio": cfg.AudioFile, "--video": cfg.VideoFile} {
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("%s: %w (the defaults are the repository's testdata: run the bench from its root, or give the file)", flag, err)
+	for _, f := range [][2]string{{"--audio", cfg.AudioFile}, {"--video", cfg.VideoFile}} { // in order: one error, always the same
+		if _, err := os.Stat(f[1]); err != nil {
+			return fmt.Errorf("%s: %w (the defaults are the repository's testdata: run the bench from its root, or give the file)", f[0], err)
 		}
 	}
 	var live io.Writer

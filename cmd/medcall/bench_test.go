@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -112,7 +114,7 @@ func TestBenchFailsWhenNothingWasMeasured(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := runBench(ctx, []string{"--url", "ws://" + addr + "/v1/signal", "--admin", "http://" + admin, "--data", other,
-		"--n", "1", "--duration", "3s", "--upgrade-after", "1s",
+		"--n", "1", "--duration", "3s", "--upgrade-after", "1s", "--out", "",
 		"--audio", "../../testdata/audio.ogg", "--video", "../../testdata/video.ivf"}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "none of the 1 consultations joined") {
 		t.Errorf("every join refused: err %v, want 'none of the 1 consultations joined'\n%s", err, stdout.String())
@@ -130,18 +132,18 @@ func TestBenchFailsWhenNothingWasMeasured(t *testing.T) {
 
 // TestBenchCountsServerFullApart: against a server capped at one
 // consultation (--max-consultations 1), a bench of two serves one and
-// reports the other as refused with server_full, not as a failed join;
-// the cap itself refuses a negative value.
+// reports the other as refused with server_full, not as a failed join,
+// and --client-log names it; the cap itself refuses a negative value.
 func TestBenchCountsServerFullApart(t *testing.T) {
 	data := t.TempDir()
 	addr, admin, stop := startServe(t, data, "--max-consultations", "1")
 	defer func() { _ = stop() }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := filepath.Join(t.TempDir(), "result.json")
+	out, clog := filepath.Join(t.TempDir(), "result.json"), filepath.Join(t.TempDir(), "clients.log")
 	var stdout, stderr bytes.Buffer
 	err := runBench(ctx, []string{"--url", "ws://" + addr + "/v1/signal", "--admin", "http://" + admin, "--data", data,
-		"--n", "2", "--duration", "3s", "--upgrade-after", "1s", "--out", out,
+		"--n", "2", "--duration", "3s", "--upgrade-after", "1s", "--out", out, "--client-log", clog,
 		"--audio", "../../testdata/audio.ogg", "--video", "../../testdata/video.ivf"}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
@@ -159,6 +161,14 @@ func TestBenchCountsServerFullApart(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "join_refused_server_full 1") {
 		t.Error("the table does not list the refusal")
+	}
+	// The client log names the refused participant's call and role.
+	b, err := os.ReadFile(clog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`msg="join failed" call=[01] role=patient err=.*server_full`).Match(b) {
+		t.Errorf("--client-log has no line for the refused join:\n%s", b)
 	}
 	err = run(ctx, []string{"serve", "--max-consultations", "-1", "--data", t.TempDir()}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "--max-consultations -1") {
