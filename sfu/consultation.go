@@ -44,9 +44,11 @@ var errEnded = errors.New("consultation ended")
 // Config.MaxConsultations is refused with ErrServerFull before its binding
 // is made.
 func (s *SFU) Join(b Binding, peer PeerInfo, sig Signaler) (*Participant, error) {
-	if !s.room(b.Consultation) {
-		return nil, ErrServerFull
+	release, err := s.admit(b.Consultation)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	if err := s.Bind(b); err != nil {
 		return nil, err
 	}
@@ -57,17 +59,7 @@ func (s *SFU) Join(b Binding, peer PeerInfo, sig Signaler) (*Participant, error)
 			return nil, ErrClosed
 		}
 		c := s.consultations[b.Consultation]
-		if c == nil {
-			if !s.roomLocked() {
-				// Another join started one in between: the binding just
-				// made (or renewed) waits out its retention as if this
-				// consultation had run and ended.
-				s.mu.Unlock()
-				if err := s.cfg.Bindings.Finished(b.Consultation, time.Now()); err != nil {
-					s.log.Error("consultation binding: could not mark it finished", "consultation", b.Consultation, "err", err)
-				}
-				return nil, ErrServerFull
-			}
+		if c == nil { // admit counted it: no room check here
 			c = &Consultation{s: s, b: b, participants: map[string]*Participant{}}
 			s.consultations[b.Consultation] = c
 			s.wg.Add(1)
@@ -81,17 +73,47 @@ func (s *SFU) Join(b Binding, peer PeerInfo, sig Signaler) (*Participant, error)
 	}
 }
 
-// room says whether a join to consultation cid may proceed: it runs here
-// already, or the server hosts fewer than Config.MaxConsultations.
-func (s *SFU) room(cid string) bool {
+// admit lets a join of consultation cid go on: it runs here, another join
+// is starting it, or the server hosts fewer than Config.MaxConsultations
+// (counting those being started). From then until release, cid counts as
+// hosted, so joins starting other consultations meanwhile cannot take its
+// place (a join is refused before it binds, never after).
+func (s *SFU) admit(cid string) (release func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.consultations[cid] != nil || s.roomLocked()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.consultations[cid] == nil && s.starting[cid] == 0 && !s.roomLocked() {
+		return nil, ErrServerFull
+	}
+	if s.starting == nil {
+		s.starting = map[string]int{}
+	}
+	s.starting[cid]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.starting[cid]--; s.starting[cid] == 0 {
+			delete(s.starting, cid)
+		}
+	}, nil
 }
 
-// roomLocked says whether one more consultation may start. Called with s.mu held.
+// roomLocked says whether one more consultation may start: those hosted
+// and those joins are starting are fewer than Config.MaxConsultations.
+// Called with s.mu held.
 func (s *SFU) roomLocked() bool {
-	return s.cfg.MaxConsultations <= 0 || len(s.consultations) < s.cfg.MaxConsultations
+	if s.cfg.MaxConsultations <= 0 {
+		return true
+	}
+	n := len(s.consultations)
+	for cid := range s.starting {
+		if s.consultations[cid] == nil {
+			n++
+		}
+	}
+	return n < s.cfg.MaxConsultations
 }
 
 func (c *Consultation) size() int {

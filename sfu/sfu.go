@@ -48,9 +48,9 @@ type Config struct {
 	MaxParticipants int
 	// MaxConsultations is how many consultations the server hosts at once;
 	// 0 means no limit. A join that would start one more is refused
-	// (ErrServerFull); a join to a consultation already running here is
-	// not, so no consultation started here is left without its other
-	// party. It is the capacity a node keeps its media quality up to
+	// (ErrServerFull); a join to a consultation running here (someone is
+	// still in it) is not, so no consultation started here is left
+	// without its other party. It is the capacity a node keeps its media quality up to
 	// (measured with medcall bench), so overload refuses newcomers instead
 	// of degrading every call.
 	MaxConsultations int
@@ -98,7 +98,10 @@ type SFU struct {
 	mu            sync.Mutex
 	closed        bool
 	consultations map[string]*Consultation
-	wg            sync.WaitGroup // consultations' goroutines
+	// starting counts, per consultation id, the joins between their
+	// admission and their consultation running (consultation.go, admit).
+	starting map[string]int
+	wg       sync.WaitGroup // consultations' goroutines
 }
 
 // New builds an SFU and, with cfg.UDPPort, opens its UDP port.

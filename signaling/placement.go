@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/medcall/medcall/sfu"
@@ -37,7 +38,7 @@ func (s *session) place(id, cid string, refuse func(code, text string)) (done, c
 	defer cancel()
 	url, err := s.srv.Placer.Place(ctx, cid)
 	if errors.Is(err, sfu.ErrServerFull) {
-		s.srv.log().Warn("join refused: every node hosts its most consultations (--max-consultations)")
+		s.srv.full.note(s.srv.log(), "every node hosts its most consultations (--max-consultations)")
 		refuse(CodeServerFull, "no node has room for another consultation now; try again later")
 		return true, false
 	}
@@ -57,4 +58,28 @@ func (s *session) place(id, cid string, refuse func(code, text string)) (done, c
 	}
 	s.push(Message{Type: TypeRedirect, ID: id, URL: url}, true)
 	return true, true
+}
+
+// fullLog logs server_full refusals at most once a minute, with how many
+// there were since the last line: a flood of joins (valid tokens starting
+// consultations) must not flood the log too. medcall_joins_total counts
+// every one.
+type fullLog struct {
+	mu    sync.Mutex
+	last  time.Time
+	since int
+}
+
+func (f *fullLog) note(log *slog.Logger, why string) {
+	f.mu.Lock()
+	f.since++
+	now := time.Now()
+	if now.Sub(f.last) < time.Minute {
+		f.mu.Unlock()
+		return
+	}
+	n := f.since
+	f.last, f.since = now, 0
+	f.mu.Unlock()
+	log.Warn("joins refused with server_full: "+why, "refused", n, "logged", "at most once a minute")
 }

@@ -96,6 +96,7 @@ type Server struct {
 	Placer Placer
 
 	seats seatBook // resumable participants (resume.go)
+	full  fullLog  // server_full refusals, logged at most once a minute
 
 	mu       sync.Mutex
 	closing  bool

@@ -37,8 +37,9 @@ func TestDashboardAndAlertQueriesReturnData(t *testing.T) {
 	// The built-in TURN relay on loopback (it needs the one UDP media port),
 	// and every bench participant relayed through it, so the TURN panels
 	// show a real relay's traffic.
+	// A cap the bench stays under: its refusal counter exists from the start.
 	addr, admin, _ := startServe(t, data, "--udp-port", strconv.Itoa(freeUDPPort(t)), "--turn", "--turn-port", "0", "--turn-tls-port", "0",
-		"--redis-url", redistest.Start(t).URL())
+		"--redis-url", redistest.Start(t).URL(), "--max-consultations", "100")
 
 	rules, err := filepath.Abs("../../deploy/prometheus/alerts.yml")
 	if err != nil {

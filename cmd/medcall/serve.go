@@ -53,7 +53,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.net.flags(fs)
 	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
-	fs.IntVar(&c.maxConsultations, "max-consultations", 0, "consultations this server hosts at once (0: no limit); a join that would start one more is refused with server_full, one to a running consultation never is")
+	fs.IntVar(&c.maxConsultations, "max-consultations", 0, "consultations this server hosts at once (0: no limit); a join that would start one more is refused with server_full, one to a consultation someone is still in never is")
 	fs.IntVar(&c.maxVideoKbps, "max-video-bitrate", sfu.DefaultMaxVideoBitrate/1000, "ceiling of the video bitrate asked of each publisher, in kbit/s (it is lowered to what the slowest subscriber's downlink takes)")
 	fs.IntVar(&c.maxMessage, "max-message", 64<<10, "largest signaling message in bytes")
 	fs.Float64Var(&c.rate, "rate", 50, "signaling messages per second per socket (burst is twice this)")
@@ -139,6 +139,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen %s: %w", cfg.adminAddr, err)
 	}
 	met := newMetrics()
+	if cfg.maxConsultations > 0 {
+		// From 0, so the first refusal counts in increase() (MedcallAtCapacity).
+		met.joins.WithLabelValues(signaling.CodeServerFull)
+	}
 	// The admin listener answers first, so /healthz works at once even
 	// while the store is still being reached.
 	var ready readiness

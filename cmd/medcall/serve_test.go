@@ -284,3 +284,13 @@ func joinCall(t *testing.T, ctx context.Context, addr, patTok, docTok string, vi
 	t.Cleanup(dc.Close)
 	return pc, dc
 }
+
+// TestServeRefusesNegativeMaxConsultations: a negative cap is a mistake,
+// not "no limit": serve stops with an error naming the option.
+func TestServeRefusesNegativeMaxConsultations(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--max-consultations", "-1", "--data", t.TempDir()}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--max-consultations -1") {
+		t.Errorf("serve --max-consultations -1: %v, want an error naming it", err)
+	}
+}
