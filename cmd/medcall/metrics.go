@@ -130,6 +130,9 @@ func newMetrics() *metrics {
 func (m *metrics) watchSFU(s *sfu.SFU) {
 	gaugeFunc(m.reg, "consultations_active", "Consultations with at least one participant.", func() float64 { return float64(s.Stats().Consultations) })
 	gaugeFunc(m.reg, "participants_active", "Participants connected.", func() float64 { return float64(s.Stats().Participants) })
+	if n := s.MaxConsultations(); n > 0 {
+		gaugeFunc(m.reg, "consultations_max", "The --max-consultations cap: joins that would start one more consultation are refused with server_full.", func() float64 { return float64(n) })
+	}
 	if _, ok := s.UDPReceiveDrops(); ok {
 		counterFunc(m.reg, "udp_receive_drops_total", "Datagrams the kernel dropped on the UDP media port, its receive buffer full (every consultation's media alike).", nil,
 			func() float64 { n, _ := s.UDPReceiveDrops(); return float64(n) })
