@@ -100,10 +100,13 @@ func (s *SFU) admit(cid string) (release func(), err error) {
 	}, nil
 }
 
-// roomLocked says whether one more consultation may start: those hosted
-// and those joins are starting are fewer than Config.MaxConsultations.
-// Called with s.mu held.
+// roomLocked says whether one more consultation may start: the server is
+// not Config.Busy, and those hosted and those joins are starting are fewer
+// than Config.MaxConsultations. Called with s.mu held.
 func (s *SFU) roomLocked() bool {
+	if s.cfg.Busy != nil && s.cfg.Busy() {
+		return false
+	}
 	if s.cfg.MaxConsultations <= 0 {
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,5 +98,43 @@ func TestJoinRefusedBeforeBindingWhenFull(t *testing.T) {
 	}
 	if p, err := s.Join(Binding{Consultation: "c-b", Patient: "p-b"}, PeerInfo{ID: "p-b", Role: "patient"}, nopSig{}); err != nil || p == nil {
 		t.Fatalf("join starting c-b once c-a ended: %v", err)
+	}
+}
+
+// TestBusyServerRefusesOnlyNewConsultations: while Config.Busy says so, a
+// join that would start a consultation is refused with ErrServerFull
+// before it binds, and one to a running consultation is admitted; once it
+// says otherwise, new consultations start again.
+func TestBusyServerRefusesOnlyNewConsultations(t *testing.T) {
+	var busy atomic.Bool
+	g := &gateBindings{entered: make(chan struct{}), asked: map[string]bool{}}
+	s, err := New(Config{ListenIP: net.ParseIP("127.0.0.1"), Bindings: g, Busy: busy.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	join := func(cid, id, role string) error {
+		_, err := s.Join(Binding{Consultation: cid, Patient: "p-" + cid}, PeerInfo{ID: id, Role: role}, nopSig{})
+		return err
+	}
+	if err := join("c-a", "p-a", "patient"); err != nil {
+		t.Fatal(err)
+	}
+	busy.Store(true)
+	if !s.Busy() {
+		t.Error("SFU.Busy does not report Config.Busy")
+	}
+	if err := join("c-b", "p-b", "patient"); !errors.Is(err, ErrServerFull) {
+		t.Fatalf("join starting c-b while busy: %v, want ErrServerFull", err)
+	}
+	if g.wasAsked("c-b") {
+		t.Error("the refused join of c-b was bound")
+	}
+	if err := join("c-a", "d-a", "clinician"); err != nil {
+		t.Fatalf("join of the running c-a while busy: %v", err)
+	}
+	busy.Store(false)
+	if err := join("c-b", "p-b", "patient"); err != nil {
+		t.Fatalf("join starting c-b once no longer busy: %v", err)
 	}
 }

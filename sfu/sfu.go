@@ -54,6 +54,12 @@ type Config struct {
 	// (measured with medcall bench), so overload refuses newcomers instead
 	// of degrading every call.
 	MaxConsultations int
+	// Busy, if set, reports the server too loaded to start another
+	// consultation (serve --admit-cpu-wait): while it says so, a join that
+	// would start one is refused with ErrServerFull, as at
+	// MaxConsultations. It is called with the SFU's lock held and must be
+	// quick (an atomic load).
+	Busy func() bool
 	// PLIInterval is the shortest time between two keyframe requests sent to one
 	// publisher; 0 means 500ms.
 	PLIInterval time.Duration

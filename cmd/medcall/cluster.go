@@ -78,6 +78,7 @@ func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, rec *recorder.Rec
 		Redis: cr.rdb, ID: cr.cfg.nodeID, URL: cr.cfg.nodeURL, Zone: cr.cfg.zone,
 		Hosted:       s.Hosted,
 		Capacity:     s.MaxConsultations(),
+		Busy:         s.Busy,
 		Participants: func() int { return s.Stats().Participants },
 		Lost:         func(cid string) { s.End(cid, signaling.ByeShutdown) },
 		Logger:       cr.log,

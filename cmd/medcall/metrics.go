@@ -139,6 +139,16 @@ func (m *metrics) watchSFU(s *sfu.SFU) {
 	}
 }
 
+// watchCPUWait adds the series of --admit-cpu-wait.
+func (m *metrics) watchCPUWait(w *cpuWait) {
+	gaugeFunc(m.reg, "admission_cpu_starved", "1 while --admit-cpu-wait refuses joins that would start a consultation: the server's goroutines waited too long for a CPU over the last 10 s.", func() float64 {
+		if w.Busy() {
+			return 1
+		}
+		return 0
+	})
+}
+
 // watchRecording adds the recorder's and uploader's series.
 func (m *metrics) watchRecording(r *recording) {
 	st := func(f func(recorder.Stats) float64) func() float64 {

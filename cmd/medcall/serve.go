@@ -36,6 +36,7 @@ type serveConfig struct {
 	rate                                                     float64
 	shutdownTimeout                                          time.Duration
 	pingTimeout, iceFailedGrace, bindingRetention            time.Duration
+	admitCPUWait                                             time.Duration
 	pprof, dev, replay                                       bool
 	turn                                                     turnConfig
 }
@@ -53,6 +54,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.net.flags(fs)
 	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
+	fs.DurationVar(&c.admitCPUWait, "admit-cpu-wait", 0, "refuse joins that would start a consultation (server_full) while the server's goroutines wait longer than this for a CPU, 90th percentile over the last 10 s (0: off; a safety net beside --max-consultations, see README, Performance)")
 	fs.IntVar(&c.maxConsultations, "max-consultations", 0, "consultations this server hosts at once (0: no limit); a join that would start one more is refused with server_full, one to a consultation someone is still in never is")
 	fs.IntVar(&c.maxVideoKbps, "max-video-bitrate", sfu.DefaultMaxVideoBitrate/1000, "ceiling of the video bitrate asked of each publisher, in kbit/s (it is lowered to what the slowest subscriber's downlink takes)")
 	fs.IntVar(&c.maxMessage, "max-message", 64<<10, "largest signaling message in bytes")
@@ -114,6 +116,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.maxConsultations < 0 {
 		return fmt.Errorf("--max-consultations %d: give a number of consultations, or 0 for no limit", cfg.maxConsultations)
+	}
+	if cfg.admitCPUWait < 0 {
+		return fmt.Errorf("--admit-cpu-wait %v: give a wait such as 50ms, or 0 for off", cfg.admitCPUWait)
 	}
 	tuneGC()
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
@@ -232,6 +237,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Taps:             taps,
 		Metrics:          met.sfu,
 		Logger:           log,
+	}
+	if cfg.admitCPUWait > 0 {
+		w := &cpuWait{limit: cfg.admitCPUWait, log: log}
+		go w.run(ctx, time.Second)
+		sfuCfg.Busy = w.Busy
+		met.watchCPUWait(w)
 	}
 	err = cfg.net.apply(ctx, &sfuCfg, log)
 	var s *sfu.SFU

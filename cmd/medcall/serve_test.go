@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -285,12 +286,38 @@ func joinCall(t *testing.T, ctx context.Context, addr, patTok, docTok string, vi
 	return pc, dc
 }
 
-// TestServeRefusesNegativeMaxConsultations: a negative cap is a mistake,
-// not "no limit": serve stops with an error naming the option.
-func TestServeRefusesNegativeMaxConsultations(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"serve", "--max-consultations", "-1", "--data", t.TempDir()}, &stdout, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "--max-consultations -1") {
-		t.Errorf("serve --max-consultations -1: %v, want an error naming it", err)
+// TestServeRefusesNegativeAdmissionLimits: a negative cap or CPU wait is a
+// mistake, not "off": serve stops with an error naming the option.
+func TestServeRefusesNegativeAdmissionLimits(t *testing.T) {
+	for _, arg := range [][2]string{{"--max-consultations", "-1"}, {"--admit-cpu-wait", "-1ms"}} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"serve", arg[0], arg[1], "--data", t.TempDir()}, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), arg[0]+" "+arg[1]) {
+			t.Errorf("serve %s %s: %v, want an error naming it", arg[0], arg[1], err)
+		}
+	}
+}
+
+// TestServeAdmitCPUWaitRefusesNewConsultations: with a CPU wait no server
+// meets (--admit-cpu-wait 1ns), serve reports itself starved once its
+// watcher has a window and refuses a join that would start a consultation
+// with server_full.
+func TestServeAdmitCPUWaitRefusesNewConsultations(t *testing.T) {
+	data := t.TempDir()
+	addr, admin, stop := startServe(t, data, "--admit-cpu-wait", "1ns")
+	defer func() { _ = stop() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for scrape(t, admin)["medcall_admission_cpu_starved"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("medcall_admission_cpu_starved never became 1")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := joinOnce(ctx, addr, mintCmd(t, "--data", data, "--role", "patient", "--sub", "p-1", "--pid", "p-1", "--cid", "c-1"))
+	var pe *client.ProtocolError
+	if !errors.As(err, &pe) || pe.Code != signaling.CodeServerFull {
+		t.Fatalf("join while starved: %v, want %s", err, signaling.CodeServerFull)
 	}
 }

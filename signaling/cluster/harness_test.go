@@ -31,6 +31,7 @@ func (l *lazyPlacer) Place(ctx context.Context, cid string) (string, error) {
 // a cluster.Node on the shared Redis, bindings and audit in Redis.
 type node struct {
 	*signaltest.Env
+	busy  *atomic.Bool // what the node reports as sfu.SFU.Busy
 	node  *cluster.Node
 	audit *cluster.Audit
 	stop  context.CancelFunc
@@ -78,7 +79,8 @@ func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
 	c.t.Helper()
 	lp := &lazyPlacer{}
 	audit := &cluster.Audit{Redis: c.rdb}
-	env := signaltest.Start(c.t, sfu.Config{Bindings: &cluster.Bindings{Redis: c.rdb}, MaxConsultations: c.capacity}, func(s *signaling.Server) {
+	busy := &atomic.Bool{}
+	env := signaltest.Start(c.t, sfu.Config{Bindings: &cluster.Bindings{Redis: c.rdb}, MaxConsultations: c.capacity, Busy: busy.Load}, func(s *signaling.Server) {
 		s.Placer = lp
 		s.Verifier = &token.Verifier{Keys: c.keys.Public()}
 		s.Hooks.Audit = func(ev signaling.JoinAudit) {
@@ -88,7 +90,7 @@ func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
 		}
 	})
 	env.Keys = c.keys // Mint signs with the cluster's key
-	n, err := cluster.New(cluster.Config{Redis: rdb, URL: env.URL, Hosted: env.SFU.Hosted, Capacity: c.capacity,
+	n, err := cluster.New(cluster.Config{Redis: rdb, URL: env.URL, Hosted: env.SFU.Hosted, Capacity: c.capacity, Busy: env.SFU.Busy,
 		Lost: func(cid string) { env.SFU.End(cid, signaling.ByeShutdown) }})
 	if err != nil {
 		c.t.Fatal(err)
@@ -96,7 +98,7 @@ func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
 	audit.Node = n.ID()
 	lp.n.Store(n)
 	ctx, cancel := context.WithCancel(context.Background())
-	nd := &node{Env: env, node: n, audit: audit, stop: cancel, done: make(chan struct{})}
+	nd := &node{Env: env, busy: busy, node: n, audit: audit, stop: cancel, done: make(chan struct{})}
 	go func() { defer close(nd.done); n.Run(ctx) }()
 	c.t.Cleanup(nd.close)
 	deadline := time.Now().Add(5 * time.Second)

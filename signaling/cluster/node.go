@@ -56,6 +56,10 @@ type Config struct {
 	// (sfu.Config.MaxConsultations); 0 means no limit. Placement skips a
 	// node that holds Capacity placements.
 	Capacity int
+	// Busy, if set, reports the node too loaded to start another
+	// consultation (sfu.SFU.Busy); placement skips it while it says so
+	// (as of its last heartbeat).
+	Busy func() bool
 	// Participants counts the participants on this node, for the record.
 	Participants func() int
 	// Lost is called for a consultation running here whose placement is
@@ -98,6 +102,8 @@ type Record struct {
 	Participants  int    `json:"participants"`
 	// Capacity is Config.Capacity: 0, or the placements the node takes.
 	Capacity int `json:"capacity,omitempty"`
+	// Busy is Config.Busy at the heartbeat: no placements while true.
+	Busy bool `json:"busy,omitempty"`
 }
 
 // New makes a node; Run registers it.
@@ -247,7 +253,8 @@ func (n *Node) beat(ctx context.Context) error {
 		}
 	}
 	rec, _ := json.Marshal(Record{ID: n.cfg.ID, URL: n.cfg.URL, Zone: n.cfg.Zone, Draining: n.draining.Load(),
-		Consultations: len(hosted), Participants: n.cfg.Participants(), Capacity: n.cfg.Capacity})
+		Consultations: len(hosted), Participants: n.cfg.Participants(), Capacity: n.cfg.Capacity,
+		Busy: n.cfg.Busy != nil && n.cfg.Busy()})
 	args := []any{n.cfg.ID, n.cfg.Lease.Milliseconds(), DefaultGrace.Milliseconds(), rec, (3 * n.cfg.Heartbeat).Milliseconds()}
 	for _, cid := range here {
 		args = append(args, cid)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,6 +151,67 @@ func TestPlacementSkipsFullNodes(t *testing.T) {
 			t.Fatalf("c-3 after c-1 ended: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestPlacementSkipsBusyNodes: a node starved of CPU (sfu.SFU.Busy, serve
+// --admit-cpu-wait) takes no new consultation once its heartbeat says so,
+// whichever node a join enters through, while its running consultation
+// still admits its clinician; with every node busy a new consultation is
+// refused with server_full; once the node recovers it takes them again.
+func TestPlacementSkipsBusyNodes(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	k := c.keys0()
+	p1, err := c.join(ctx, c.nodes[0], k.Patient("p-1", "c-1", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, other := c.byURL(p1.URL()), c.nodes[0]
+	if busy == other {
+		other = c.nodes[1]
+	}
+	// setBusy sets what n reports and waits for a heartbeat to publish it.
+	setBusy := func(n *node, b bool) {
+		t.Helper()
+		n.busy.Store(b)
+		want := `"busy":true`
+		for {
+			rec := c.rdb.Get(ctx, "medcall:node:"+n.node.ID()).Val()
+			if strings.Contains(rec, want) == b {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("node record %s never said busy=%v", rec, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	setBusy(busy, true)
+	for i, entry := range []*node{busy, other, busy} {
+		cid := fmt.Sprintf("c-b%d", i)
+		p, err := c.join(ctx, entry, k.Patient("p-"+cid, cid, false))
+		if err != nil {
+			t.Fatalf("%s through %s: %v", cid, entry.URL, err)
+		}
+		if p.URL() != other.URL {
+			t.Errorf("%s placed on %s while it is busy, want %s", cid, p.URL(), other.URL)
+		}
+	}
+	if _, err := c.join(ctx, other, k.Clinician("d-1", "p-1", "c-1", false)); err != nil {
+		t.Fatalf("c-1's clinician while its node is busy: %v", err)
+	}
+	setBusy(other, true)
+	_, err = c.join(ctx, c.random(), k.Patient("p-x", "c-x", false))
+	var pe *client.ProtocolError
+	if !errors.As(err, &pe) || pe.Code != signaling.CodeServerFull {
+		t.Fatalf("a new consultation with every node busy: %v, want %s", err, signaling.CodeServerFull)
+	}
+	setBusy(busy, false)
+	setBusy(other, false)
+	if _, err := c.join(ctx, c.random(), k.Patient("p-x", "c-x", false)); err != nil {
+		t.Fatalf("a new consultation once the nodes recovered: %v", err)
 	}
 }
 

@@ -16,7 +16,8 @@ const (
 // placeScript returns the node hosting KEYS[1]'s consultation, placing it
 // first when it has no placement: on the live, undrained node with the
 // fewest hosted consultations and room for one more (fewer than its
-// record's capacity, when it has one), preferring nodes of zone ARGV[3]. A
+// record's capacity, when it has one, and not busy), preferring nodes of
+// zone ARGV[3]. A
 // placement moves only when its lease is gone: while the lease lives the
 // consultation stays with its node even when that node's record expired (a
 // node starved of CPU or cut from Redis still serves it until its own lease
@@ -24,7 +25,8 @@ const (
 // caller (ARGV[4]) holds the lease the join renews it.
 // It returns {node id, node record, "1" placed now | "0" already placed |
 // "2" placed on a node not answering}, {"", "", "full"} when every live
-// undrained node is at its capacity, or false when there is no such node.
+// undrained node is at its capacity or busy, or false when there is no
+// such node.
 // ARGV: 1 lease ms, 2 cid, 3 zone, 4 calling node id.
 var placeScript = redis.NewScript(`
 local owner = redis.call('GET', KEYS[1])
@@ -49,7 +51,7 @@ for _, id in ipairs(redis.call('SMEMBERS', 'medcall:nodes')) do
       local load = redis.call('SCARD', 'medcall:hosted:' .. id)
       local cap = tonumber(n.capacity) or 0
       local inZone = (n.zone == ARGV[3])
-      if cap > 0 and load >= cap then
+      if n.busy or (cap > 0 and load >= cap) then
         full = true
       elseif best == nil or (inZone and not bestZone) or (inZone == bestZone and (load < bestLoad or (load == bestLoad and id < best))) then
         best, bestLoad, bestRaw, bestZone = id, load, raw, inZone
