@@ -19,10 +19,6 @@ func (s *SFU) Hosted() []string {
 // limit); a cluster publishes it so placement skips a full node.
 func (s *SFU) MaxConsultations() int { return s.cfg.MaxConsultations }
 
-// Busy reports whether Config.Busy says the server is too loaded to start
-// another consultation; a cluster publishes it so placement skips the node.
-func (s *SFU) Busy() bool { return s.cfg.Busy != nil && s.cfg.Busy() }
-
 // End closes one consultation: its participants get a bye with reason
 // (e.g. "shutdown" when another node now hosts it) and are removed. It
 // reports whether the consultation was here.

@@ -55,9 +55,9 @@ type Config struct {
 	// of degrading every call.
 	MaxConsultations int
 	// Busy, if set, reports the server too loaded to start another
-	// consultation (serve --admit-cpu-wait): while it says so, a join that
-	// would start one is refused with ErrServerFull, as at
-	// MaxConsultations. It is called with the SFU's lock held and must be
+	// consultation (serve --admit-cpu-wait on a single node; a cluster's
+	// placement does this instead): while it says so, a join that would
+	// start one is refused with ErrServerFull, as at MaxConsultations. It is called with the SFU's lock held and must be
 	// quick (an atomic load).
 	Busy func() bool
 	// PLIInterval is the shortest time between two keyframe requests sent to one

@@ -165,7 +165,7 @@ func (s *session) join(m Message) bool {
 		refuse(CodeConsultationFull, "the consultation has reached its participant limit")
 		return false
 	case errors.Is(err, sfu.ErrServerFull):
-		s.srv.full.note(s.srv.log(), "this server hosts its most consultations (--max-consultations)")
+		s.srv.full.note(s.srv.log(), "this server is at capacity (--max-consultations, or short of CPU with --admit-cpu-wait)")
 		refuse(CodeServerFull, "the server has no room for another consultation now; try again later")
 		return false
 	case errors.Is(err, sfu.ErrClosed):

@@ -38,7 +38,7 @@ func (s *session) place(id, cid string, refuse func(code, text string)) (done, c
 	defer cancel()
 	url, err := s.srv.Placer.Place(ctx, cid)
 	if errors.Is(err, sfu.ErrServerFull) {
-		s.srv.full.note(s.srv.log(), "every node hosts its most consultations (--max-consultations)")
+		s.srv.full.note(s.srv.log(), "every node is at capacity (--max-consultations, or short of CPU with --admit-cpu-wait)")
 		refuse(CodeServerFull, "no node has room for another consultation now; try again later")
 		return true, false
 	}

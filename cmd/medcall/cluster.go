@@ -42,6 +42,9 @@ type clusterRun struct {
 	log      *slog.Logger
 	stop     context.CancelFunc
 	done     chan struct{}
+	// busy, if set, is --admit-cpu-wait's verdict, published in the node
+	// record so placement skips the node.
+	busy func() bool
 }
 
 // openCluster connects to --redis-url; it returns nil when none is set.
@@ -78,7 +81,7 @@ func (cr *clusterRun) start(s *sfu.SFU, sig *signaling.Server, rec *recorder.Rec
 		Redis: cr.rdb, ID: cr.cfg.nodeID, URL: cr.cfg.nodeURL, Zone: cr.cfg.zone,
 		Hosted:       s.Hosted,
 		Capacity:     s.MaxConsultations(),
-		Busy:         s.Busy,
+		Busy:         cr.busy,
 		Participants: func() int { return s.Stats().Participants },
 		Lost:         func(cid string) { s.End(cid, signaling.ByeShutdown) },
 		Logger:       cr.log,

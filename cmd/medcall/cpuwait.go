@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	rtmetrics "runtime/metrics"
@@ -23,6 +24,10 @@ const cpuWaitWindow = 10 * time.Second
 // waits over 10 ms at N=150 on two cores, where audio was seconds late; 2.6
 // % at N=50). A busy server refuses joins that would start a consultation
 // (server_full), as a full one does.
+//
+// The percentile is the upper bound of the runtime's bucket it falls in;
+// the buckets are about 19 % apart, so the server may turn busy from about
+// 0.84 × limit.
 type cpuWait struct {
 	limit time.Duration
 	log   *slog.Logger
@@ -32,37 +37,23 @@ type cpuWait struct {
 	read func(h *rtmetrics.Float64Histogram)
 
 	busy atomic.Bool
-	p90  atomic.Uint64 // math.Float64bits of the last window's p90, seconds
+	ring []rtmetrics.Float64Histogram // the window's reads, oldest first
+	// Transitions are logged at most once a minute (a percentile hovering
+	// at the limit flips every second): lastLog, and flips since then.
+	lastLog time.Time
+	flips   int
 }
 
 // Busy reports whether the server is too starved of CPU to start another
 // consultation.
 func (w *cpuWait) Busy() bool { return w.busy.Load() }
 
-// run samples every step until ctx ends; the window is the last
-// cpuWaitWindow/step samples.
+// run takes a step every step until ctx ends.
 func (w *cpuWait) run(ctx context.Context, step time.Duration) {
-	if w.read == nil {
-		w.read = readSchedLatencies
-	}
-	window := cpuWaitWindow
-	if w.window > 0 {
-		window = w.window
-	}
-	n := max(int(window/step), 1)
-	ring := make([]rtmetrics.Float64Histogram, 0, n+1)
 	t := time.NewTicker(step)
 	defer t.Stop()
 	for {
-		var h rtmetrics.Float64Histogram
-		w.read(&h)
-		ring = append(ring, h)
-		if len(ring) > n+1 {
-			ring = ring[1:]
-		}
-		if len(ring) > 1 {
-			w.observe(waitQuantile(&ring[0], &ring[len(ring)-1], 0.9))
-		}
+		w.step(step, time.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -71,20 +62,45 @@ func (w *cpuWait) run(ctx context.Context, step time.Duration) {
 	}
 }
 
-// observe takes one window's p90 (seconds; NaN when no goroutine waited)
-// and logs when the server turns busy or recovers.
-func (w *cpuWait) observe(p90 float64) {
-	w.p90.Store(math.Float64bits(p90))
+// step reads the histogram, keeps the window's reads (window/every steps),
+// and judges the window.
+func (w *cpuWait) step(every time.Duration, now time.Time) {
+	read, window := w.read, w.window
+	if read == nil {
+		read = readSchedLatencies
+	}
+	if window <= 0 {
+		window = cpuWaitWindow
+	}
+	var h rtmetrics.Float64Histogram
+	read(&h)
+	w.ring = append(w.ring, h)
+	if n := max(int(window/every), 1); len(w.ring) > n+1 {
+		w.ring = w.ring[len(w.ring)-n-1:]
+	}
+	if len(w.ring) > 1 {
+		w.observe(waitQuantile(&w.ring[0], &w.ring[len(w.ring)-1], 0.9), window, now)
+	}
+}
+
+// observe takes one window's p90 (seconds; NaN when no goroutine waited).
+func (w *cpuWait) observe(p90 float64, window time.Duration, now time.Time) {
 	busy := p90 > w.limit.Seconds()
 	if w.busy.Swap(busy) == busy {
 		return
 	}
+	w.flips++
+	if now.Sub(w.lastLog) < time.Minute {
+		return
+	}
+	p := fmt.Sprintf("%.1fms", p90*1e3) // NaN and +Inf print as words
 	if busy {
 		w.log.Warn("the server's goroutines wait too long for a CPU; joins that would start a consultation are refused with server_full until they do not",
-			"p90_ms", math.Round(p90*1e4)/10, "limit", w.limit.String(), "window", cpuWaitWindow.String())
+			"p90", p, "limit", w.limit.String(), "window", window.String(), "changes_since_last_line", w.flips)
 	} else {
-		w.log.Info("the server's goroutines get a CPU in time again; new consultations are admitted", "p90_ms", math.Round(p90*1e4)/10)
+		w.log.Info("the server's goroutines get a CPU in time again; new consultations are admitted", "p90", p, "changes_since_last_line", w.flips)
 	}
+	w.lastLog, w.flips = now, 0
 }
 
 func readSchedLatencies(h *rtmetrics.Float64Histogram) {

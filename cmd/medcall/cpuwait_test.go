@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"math"
 	rtmetrics "runtime/metrics"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,42 +37,53 @@ func TestWaitQuantileOverTheWindow(t *testing.T) {
 	}
 }
 
-// TestCPUWaitTurnsBusyAndBack: the watcher says busy once the window's p90
-// exceeds the limit, and admits again once the window holds quick waits
-// only.
+// TestCPUWaitTurnsBusyAndBack: stepped by hand over a window of five
+// steps, the watcher says busy once the window's p90 exceeds the limit,
+// stays busy while slow waits are in the window, and admits again once the
+// window holds quick waits only; its transitions are logged at most once a
+// minute.
 func TestCPUWaitTurnsBusyAndBack(t *testing.T) {
-	var mu sync.Mutex
 	var quick, slow uint64
-	w := &cpuWait{limit: 50 * time.Millisecond, window: 50 * time.Millisecond, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		read: func(h *rtmetrics.Float64Histogram) {
-			mu.Lock()
-			defer mu.Unlock()
-			*h = hist(quick, 0, 0, slow)
-		}}
-	add := func(q, s uint64) {
-		mu.Lock()
+	var logs strings.Builder
+	w := &cpuWait{limit: 50 * time.Millisecond, window: 50 * time.Millisecond, log: slog.New(slog.NewTextHandler(&logs, nil)),
+		read: func(h *rtmetrics.Float64Histogram) { *h = hist(quick, 0, 0, slow) }}
+	const every = 10 * time.Millisecond
+	now := time.Now()
+	step := func(q, s uint64) bool {
 		quick, slow = quick+q, slow+s
-		mu.Unlock()
+		now = now.Add(every)
+		w.step(every, now)
+		return w.Busy()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.run(ctx, 5*time.Millisecond)
-	until := func(want bool, feed func()) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for w.Busy() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("busy stayed %v", !want)
-			}
-			feed()
-			time.Sleep(time.Millisecond)
+	for i, tc := range []struct {
+		quick, slow uint64
+		busy        bool
+	}{
+		{100, 0, false}, // the first read: no window yet
+		{100, 0, false},
+		{0, 100, true}, // half the window's waits over 0.1 s
+		{100, 0, true}, // the slow waits stay in the window for 5 steps
+		{100, 0, true},
+		{100, 0, true},
+		{100, 0, true},
+		{100, 0, false}, // and then leave it
+		{0, 100, true},
+		{100, 0, true},
+		{100, 0, true},
+		{100, 0, true},
+		{100, 0, true},
+		{100, 0, false},
+	} {
+		if got := step(tc.quick, tc.slow); got != tc.busy {
+			t.Fatalf("step %d (+%d quick, +%d slow): busy %v, want %v", i, tc.quick, tc.slow, got, tc.busy)
 		}
 	}
-	until(true, func() { add(80, 20) }) // p90 in the 0.1 s-and-over bucket
-	until(false, func() { add(100, 0) })
-	until(true, func() { add(85, 15) })
-	add(95, 5) // p90 quick again, but the window still holds the slow ones
-	if !w.Busy() {
-		t.Error("admitted again before the slow waits left the window")
+	if n := strings.Count(logs.String(), "\n"); n != 1 {
+		t.Errorf("%d log lines for 4 changes within a minute, want 1:\n%s", n, logs.String())
+	}
+	now = now.Add(time.Minute)
+	step(0, 100)
+	if !strings.Contains(logs.String(), "changes_since_last_line=4") {
+		t.Errorf("a change a minute later does not say how many went unlogged:\n%s", logs.String())
 	}
 }

@@ -238,11 +238,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Metrics:          met.sfu,
 		Logger:           log,
 	}
+	var starved *cpuWait
 	if cfg.admitCPUWait > 0 {
-		w := &cpuWait{limit: cfg.admitCPUWait, log: log}
-		go w.run(ctx, time.Second)
-		sfuCfg.Busy = w.Busy
-		met.watchCPUWait(w)
+		starved = &cpuWait{limit: cfg.admitCPUWait, log: log}
+		met.watchCPUWait(starved)
+		if cl != nil {
+			// In a cluster placement alone refuses (the node record says
+			// busy): a local refusal, a heartbeat ahead of the record,
+			// would refuse a consultation just placed here while other
+			// nodes have room.
+			cl.busy = starved.Busy
+		} else {
+			sfuCfg.Busy = starved.Busy
+		}
 	}
 	err = cfg.net.apply(ctx, &sfuCfg, log)
 	var s *sfu.SFU
@@ -252,6 +260,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		closeListeners()
 		return err
+	}
+	if starved != nil {
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go starved.run(wctx, time.Second)
 	}
 	verifier := &token.Verifier{Keys: keys.Public()}
 	replayAPI, audit, err := newReplay(upCtx, cfg.data, rec, verifier, &replayOn, met, log)

@@ -31,7 +31,7 @@ func (l *lazyPlacer) Place(ctx context.Context, cid string) (string, error) {
 // a cluster.Node on the shared Redis, bindings and audit in Redis.
 type node struct {
 	*signaltest.Env
-	busy  *atomic.Bool // what the node reports as sfu.SFU.Busy
+	busy  *atomic.Bool // what the node reports busy (as serve --admit-cpu-wait: placement alone refuses)
 	node  *cluster.Node
 	audit *cluster.Audit
 	stop  context.CancelFunc
@@ -80,7 +80,7 @@ func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
 	lp := &lazyPlacer{}
 	audit := &cluster.Audit{Redis: c.rdb}
 	busy := &atomic.Bool{}
-	env := signaltest.Start(c.t, sfu.Config{Bindings: &cluster.Bindings{Redis: c.rdb}, MaxConsultations: c.capacity, Busy: busy.Load}, func(s *signaling.Server) {
+	env := signaltest.Start(c.t, sfu.Config{Bindings: &cluster.Bindings{Redis: c.rdb}, MaxConsultations: c.capacity}, func(s *signaling.Server) {
 		s.Placer = lp
 		s.Verifier = &token.Verifier{Keys: c.keys.Public()}
 		s.Hooks.Audit = func(ev signaling.JoinAudit) {
@@ -90,7 +90,7 @@ func (c *testCluster) startNodeOn(rdb *redis.Client) *node {
 		}
 	})
 	env.Keys = c.keys // Mint signs with the cluster's key
-	n, err := cluster.New(cluster.Config{Redis: rdb, URL: env.URL, Hosted: env.SFU.Hosted, Capacity: c.capacity, Busy: env.SFU.Busy,
+	n, err := cluster.New(cluster.Config{Redis: rdb, URL: env.URL, Hosted: env.SFU.Hosted, Capacity: c.capacity, Busy: busy.Load,
 		Lost: func(cid string) { env.SFU.End(cid, signaling.ByeShutdown) }})
 	if err != nil {
 		c.t.Fatal(err)
