@@ -166,7 +166,7 @@ func (s *session) join(m Message) bool {
 		return false
 	case errors.Is(err, sfu.ErrServerFull):
 		s.srv.full.note(s.srv.log(), "this server is at capacity (--max-consultations, or short of CPU with --admit-cpu-wait)")
-		refuse(CodeServerFull, "the server has no room for another consultation now; try again later")
+		refuse(CodeServerFull, "the server is at capacity; try again in a few minutes")
 		return false
 	case errors.Is(err, sfu.ErrClosed):
 		refuse(CodeUnavailable, "the server is shutting down")

@@ -39,7 +39,7 @@ func (s *session) place(id, cid string, refuse func(code, text string)) (done, c
 	url, err := s.srv.Placer.Place(ctx, cid)
 	if errors.Is(err, sfu.ErrServerFull) {
 		s.srv.full.note(s.srv.log(), "every node is at capacity (--max-consultations, or short of CPU with --admit-cpu-wait)")
-		refuse(CodeServerFull, "no node has room for another consultation now; try again later")
+		refuse(CodeServerFull, "every node is at capacity; try again in a few minutes")
 		return true, false
 	}
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	rtmetrics "runtime/metrics"
 	"sync/atomic"
 	"time"
+
+	"github.com/medcall/medcall/sfu"
 )
 
 // cpuWaitWindow is how far back --admit-cpu-wait looks: long enough that one
@@ -42,6 +44,27 @@ type cpuWait struct {
 	// at the limit flips every second): lastLog, and flips since then.
 	lastLog time.Time
 	flips   int
+}
+
+// wireCPUWait makes the --admit-cpu-wait watcher when limit is set (nil
+// otherwise) and hands its verdict to the cluster's placement or, on a
+// single node, to the SFU. The caller runs it once the SFU exists.
+func wireCPUWait(limit time.Duration, cl *clusterRun, sfuCfg *sfu.Config, met *metrics, log *slog.Logger) *cpuWait {
+	if limit <= 0 {
+		return nil
+	}
+	w := &cpuWait{limit: limit, log: log}
+	met.watchCPUWait(w)
+	if cl != nil {
+		// In a cluster placement alone refuses (the node record says
+		// busy): a local refusal, a heartbeat ahead of the record, would
+		// refuse a consultation just placed here while other nodes have
+		// room.
+		cl.busy = w.Busy
+	} else {
+		sfuCfg.Busy = w.Busy
+	}
+	return w
 }
 
 // Busy reports whether the server is too starved of CPU to start another

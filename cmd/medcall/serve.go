@@ -238,20 +238,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Metrics:          met.sfu,
 		Logger:           log,
 	}
-	var starved *cpuWait
-	if cfg.admitCPUWait > 0 {
-		starved = &cpuWait{limit: cfg.admitCPUWait, log: log}
-		met.watchCPUWait(starved)
-		if cl != nil {
-			// In a cluster placement alone refuses (the node record says
-			// busy): a local refusal, a heartbeat ahead of the record,
-			// would refuse a consultation just placed here while other
-			// nodes have room.
-			cl.busy = starved.Busy
-		} else {
-			sfuCfg.Busy = starved.Busy
-		}
-	}
+	starved := wireCPUWait(cfg.admitCPUWait, cl, &sfuCfg, met, log)
 	err = cfg.net.apply(ctx, &sfuCfg, log)
 	var s *sfu.SFU
 	if err == nil {
