@@ -41,8 +41,8 @@ var errEnded = errors.New("consultation ended")
 // A participant already present with the same id is replaced (a reconnect).
 //
 // A join that would start a consultation on a server hosting
-// Config.MaxConsultations is refused with ErrServerFull before its binding
-// is made.
+// Config.MaxConsultations, or while Config.Busy, is refused with
+// ErrServerFull before its binding is made.
 func (s *SFU) Join(b Binding, peer PeerInfo, sig Signaler) (*Participant, error) {
 	release, err := s.admit(b.Consultation)
 	if err != nil {

@@ -21,7 +21,7 @@ var (
 	ErrBindingMismatch = errors.New("consultation is bound to a different patient or recording setting")
 	ErrFull            = errors.New("consultation is full")
 	// ErrServerFull refuses a join that would start a consultation on a
-	// server already hosting Config.MaxConsultations.
+	// server already hosting Config.MaxConsultations, or Config.Busy.
 	ErrServerFull = errors.New("server hosts its most consultations")
 	ErrClosed     = errors.New("sfu is closed")
 )
@@ -50,15 +50,16 @@ type Config struct {
 	// 0 means no limit. A join that would start one more is refused
 	// (ErrServerFull); a join to a consultation running here (someone is
 	// still in it) is not, so no consultation started here is left
-	// without its other party. It is the capacity a node keeps its media quality up to
-	// (measured with medcall bench), so overload refuses newcomers instead
-	// of degrading every call.
+	// without its other party. It is the capacity a node keeps its media
+	// quality up to (measured with medcall bench), so overload refuses
+	// newcomers instead of degrading every call.
 	MaxConsultations int
 	// Busy, if set, reports the server too loaded to start another
 	// consultation (serve --admit-cpu-wait on a single node; a cluster's
 	// placement does this instead): while it says so, a join that would
-	// start one is refused with ErrServerFull, as at MaxConsultations. It is called with the SFU's lock held and must be
-	// quick (an atomic load).
+	// start one is refused with ErrServerFull, as at MaxConsultations. It
+	// is called with the SFU's lock held and must be quick (an atomic
+	// load).
 	Busy func() bool
 	// PLIInterval is the shortest time between two keyframe requests sent to one
 	// publisher; 0 means 500ms.
