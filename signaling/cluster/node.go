@@ -57,8 +57,8 @@ type Config struct {
 	// node that holds Capacity placements.
 	Capacity int
 	// Busy, if set, reports the node too loaded to start another
-	// consultation (sfu.SFU.Busy); placement skips it while it says so
-	// (as of its last heartbeat).
+	// consultation (serve --admit-cpu-wait); placement skips it while it
+	// says so (as of its last heartbeat).
 	Busy func() bool
 	// Participants counts the participants on this node, for the record.
 	Participants func() int
@@ -167,7 +167,7 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 		if n.holds(cid, time.Now()) && slices.Contains(n.cfg.Hosted(), cid) {
 			return "", nil
 		}
-		return "", fmt.Errorf("cluster: every live node hosts its most consultations: %w", sfu.ErrServerFull)
+		return "", fmt.Errorf("cluster: every live node is at its capacity or busy: %w", sfu.ErrServerFull)
 	}
 	if err != nil {
 		if n.holds(cid, time.Now()) && slices.Contains(n.cfg.Hosted(), cid) {

@@ -17,8 +17,7 @@ const (
 // first when it has no placement: on the live, undrained node with the
 // fewest hosted consultations and room for one more (fewer than its
 // record's capacity, when it has one, and not busy), preferring nodes of
-// zone ARGV[3]. A
-// placement moves only when its lease is gone: while the lease lives the
+// zone ARGV[3]. A placement moves only when its lease is gone: while the lease lives the
 // consultation stays with its node even when that node's record expired (a
 // node starved of CPU or cut from Redis still serves it until its own lease
 // clock runs out, see Node.fence), and the join is told to wait. When the
