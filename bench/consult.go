@@ -18,7 +18,8 @@ import (
 const (
 	stageJoin = "join"
 	// stageServerFull is a join the server refused with server_full: it
-	// hosts its --max-consultations (the consultation never started).
+	// is at capacity, --max-consultations or --admit-cpu-wait (the
+	// consultation never started).
 	stageServerFull     = "join_refused_server_full"
 	stageUpgrade        = "upgrade"
 	stageUpgradeTimeout = "upgrade_timeout"

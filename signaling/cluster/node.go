@@ -164,13 +164,13 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 	if err == nil && len(res) == 3 && res[2] == "full" {
 		// No placement, yet it may run here (Redis lost it; the next
 		// heartbeat claims it again): its people are not refused.
-		if n.holds(cid, time.Now()) && slices.Contains(n.cfg.Hosted(), cid) {
+		if n.runsHere(cid) {
 			return "", nil
 		}
 		return "", fmt.Errorf("cluster: every live node is at its capacity or busy: %w", sfu.ErrServerFull)
 	}
 	if err != nil {
-		if n.holds(cid, time.Now()) && slices.Contains(n.cfg.Hosted(), cid) {
+		if n.runsHere(cid) {
 			return "", nil
 		}
 		return "", fmt.Errorf("cluster: place consultation: %w", err)
@@ -193,6 +193,12 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 	}
 	n.Counters.Redirects.Add(1)
 	return r.URL, nil
+}
+
+// runsHere says whether cid runs on this node under a lease it still holds:
+// its joins are served here whatever Redis answers.
+func (n *Node) runsHere(cid string) bool {
+	return n.holds(cid, time.Now()) && slices.Contains(n.cfg.Hosted(), cid)
 }
 
 // Run keeps the node registered and its leases renewed until ctx ends,

@@ -85,6 +85,27 @@ func TestPlacementSpreadsAndMeets(t *testing.T) {
 	}
 }
 
+// placeFirst joins a patient with tok through the first node, on two
+// nodes: the client, the node it was placed on, and the other node.
+func (c *testCluster) placeFirst(ctx context.Context, tok string) (*client.Client, *node, *node) {
+	c.t.Helper()
+	p, err := c.join(ctx, c.nodes[0], tok)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	host, other := c.byURL(p.URL()), c.nodes[0]
+	if host == other {
+		other = c.nodes[1]
+	}
+	return p, host, other
+}
+
+// serverFull says whether err is a join refused with server_full.
+func serverFull(err error) bool {
+	var pe *client.ProtocolError
+	return errors.As(err, &pe) && pe.Code == signaling.CodeServerFull
+}
+
 // TestPlacementSkipsFullNodes: two nodes with room for one consultation
 // each (--max-consultations 1). A new consultation entering through the
 // full node is placed on the other; a third is refused with server_full on
@@ -98,14 +119,7 @@ func TestPlacementSkipsFullNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	k := c.keys0()
-	p1, err := c.join(ctx, c.nodes[0], k.Patient("p-1", "c-1", false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	full, other := c.byURL(p1.URL()), c.nodes[0]
-	if full == other {
-		other = c.nodes[1]
-	}
+	p1, full, other := c.placeFirst(ctx, k.Patient("p-1", "c-1", false))
 	p2, err := c.join(ctx, full, k.Patient("p-2", "c-2", false))
 	if err != nil {
 		t.Fatalf("second consultation through the full node: %v", err)
@@ -115,8 +129,7 @@ func TestPlacementSkipsFullNodes(t *testing.T) {
 	}
 	for _, entry := range c.nodes {
 		_, err := c.join(ctx, entry, k.Patient("p-3", "c-3", false))
-		var pe *client.ProtocolError
-		if !errors.As(err, &pe) || pe.Code != signaling.CodeServerFull {
+		if !serverFull(err) {
 			t.Fatalf("third consultation through %s: %v, want %s", entry.URL, err, signaling.CodeServerFull)
 		}
 	}
@@ -146,15 +159,14 @@ func TestPlacementSkipsFullNodes(t *testing.T) {
 			}
 			break
 		}
-		var pe *client.ProtocolError
-		if !errors.As(err, &pe) || pe.Code != signaling.CodeServerFull || time.Now().After(deadline) {
+		if !serverFull(err) || time.Now().After(deadline) {
 			t.Fatalf("c-3 after c-1 ended: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-// TestPlacementSkipsBusyNodes: a node starved of CPU (sfu.SFU.Busy, serve
+// TestPlacementSkipsBusyNodes: a node starved of CPU (serve
 // --admit-cpu-wait) takes no new consultation once its heartbeat says so,
 // whichever node a join enters through, while its running consultation
 // still admits its clinician; with every node busy a new consultation is
@@ -164,14 +176,7 @@ func TestPlacementSkipsBusyNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	k := c.keys0()
-	p1, err := c.join(ctx, c.nodes[0], k.Patient("p-1", "c-1", false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy, other := c.byURL(p1.URL()), c.nodes[0]
-	if busy == other {
-		other = c.nodes[1]
-	}
+	_, busy, other := c.placeFirst(ctx, k.Patient("p-1", "c-1", false))
 	// setBusy sets what n reports and waits for a heartbeat to publish it.
 	setBusy := func(n *node, b bool) {
 		t.Helper()
@@ -203,9 +208,8 @@ func TestPlacementSkipsBusyNodes(t *testing.T) {
 		t.Fatalf("c-1's clinician while its node is busy: %v", err)
 	}
 	setBusy(other, true)
-	_, err = c.join(ctx, c.random(), k.Patient("p-x", "c-x", false))
-	var pe *client.ProtocolError
-	if !errors.As(err, &pe) || pe.Code != signaling.CodeServerFull {
+	_, err := c.join(ctx, c.random(), k.Patient("p-x", "c-x", false))
+	if !serverFull(err) {
 		t.Fatalf("a new consultation with every node busy: %v, want %s", err, signaling.CodeServerFull)
 	}
 	setBusy(busy, false)
