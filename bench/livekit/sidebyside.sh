@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Side by side with LiveKit on this machine (README, Performance): the same
+# consultation script at the same N against LiveKit (this directory's
+# harness) and against medcall (medcall bench), alternating, ROUNDS times.
+#
+# Usage: bash bench/livekit/sidebyside.sh [N] [ROUNDS]   (from anywhere)
+# Needs the Go module proxy the first time, to build livekit-server
+# (v1.13.5, the version issue 16 measured) into bench/livekit/.bin.
+set -euo pipefail
+N=${1:-50}
+ROUNDS=${2:-2}
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+if [ ! -x "$here/.bin/server" ]; then
+  echo "building livekit-server v1.13.5 (once; a few minutes)" >&2
+  GOBIN="$here/.bin" go install github.com/livekit/livekit-server/cmd/server@v1.13.5
+fi
+(cd "$here" && go build -o "$work/lkbench" .)
+(cd "$root" && go build -o "$work/medcall" ./cmd/medcall)
+
+"$here/.bin/server" --config "$here/livekit.yaml" > "$work/livekit.log" 2>&1 &
+lk=$!
+secret=$(awk '/devkey:/{print $2}' "$here/livekit.yaml")
+sleep 2
+
+for r in $(seq "$ROUNDS"); do
+  echo "== LiveKit, N=$N, round $r"
+  (cd "$here" && "$work/lkbench" --n "$N" --secret "$secret" --pid "$lk" 2>>"$work/lkbench.log")
+  echo "== medcall, N=$N, round $r"
+  rm -rf "$work/data" && mkdir -p "$work/data"
+  "$work/medcall" serve --addr 127.0.0.1:7820 --admin-addr 127.0.0.1:7821 --data "$work/data" \
+    --log-level warn --udp-port 7822 > "$work/medcall.log" 2>&1 &
+  mc=$!
+  sleep 2
+  (cd "$root" && "$work/medcall" bench --url ws://127.0.0.1:7820/v1/signal --admin http://127.0.0.1:7821 \
+    --data "$work/data" --n "$N" --duration 30s --out "" 2>&1 |
+    grep -E '^consultations|^  (audio|video)  |^loss per|CPU per|bench CPU')
+  kill "$mc"; wait "$mc" 2>/dev/null || true
+done
