@@ -9,12 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 	"github.com/pion/dtls/v3/pkg/protocol/extension"
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -45,8 +48,18 @@ import (
 // ID up among its own implementations before the custom ones, so a custom
 // suite is only ever used under an ID pion does not implement.
 //
-// Nothing here is written anywhere: the master secret is held only until
-// the keys are derived, then zeroed.
+// medcall neither stores nor logs the master secret: the copy decoded from
+// the key log is cleared once the keys are derived (pion itself keeps its
+// own for the life of the connection). The keys are ready when the key log
+// is written, before the peer's Finished is checked: use them only once
+// the connection is connected. A handshake that fails after the
+// ServerHello never delivers keys; Keys then returns when its context ends.
+//
+// Cryptex (RFC 9335, encrypted RTP header extensions) is negotiated in the
+// SDP, not in DTLS, and pion negotiates it by default with peers that offer
+// it (pion's own, medcall's Go client); browsers do not today. Whoever
+// makes the SRTP contexts must set SRTPKeys' cryptex fields from the
+// connection's descriptions (cryptexModes).
 
 // SRTPKeys are one connection's SRTP master keys and salts: Local protects
 // what medcall sends, Remote what it receives.
@@ -54,14 +67,23 @@ type SRTPKeys struct {
 	Profile               srtp.ProtectionProfile
 	LocalKey, LocalSalt   []byte
 	RemoteKey, RemoteSalt []byte
+	// LocalCryptex: what medcall sends has its header extensions
+	// encrypted; RemoteCryptex: what it receives may have (cryptexModes).
+	LocalCryptex, RemoteCryptex bool
 }
 
 // Contexts returns SRTP contexts for sending (local) and receiving (remote).
 func (k SRTPKeys) Contexts() (local, remote *srtp.Context, err error) {
-	if local, err = srtp.CreateContext(k.LocalKey, k.LocalSalt, k.Profile); err != nil {
+	opts := func(cryptex bool) []srtp.ContextOption {
+		if cryptex {
+			return []srtp.ContextOption{srtp.Cryptex(srtp.CryptexModeEnabled)}
+		}
+		return nil
+	}
+	if local, err = srtp.CreateContext(k.LocalKey, k.LocalSalt, k.Profile, opts(k.LocalCryptex)...); err != nil {
 		return nil, nil, err
 	}
-	if remote, err = srtp.CreateContext(k.RemoteKey, k.RemoteSalt, k.Profile); err != nil {
+	if remote, err = srtp.CreateContext(k.RemoteKey, k.RemoteSalt, k.Profile, opts(k.RemoteCryptex)...); err != nil {
 		return nil, nil, err
 	}
 	return local, remote, nil
@@ -73,6 +95,7 @@ var errSRTPKeysClientRole = errors.New("sfu: SRTP keys: medcall is this connecti
 // handshake. Apply it to the SettingEngine of that connection's API only.
 type srtpKeyCapture struct {
 	mu      sync.Mutex
+	applied bool
 	hello   bool
 	random  [handshake.RandomLength]byte
 	suite   dtls.CipherSuiteID
@@ -86,8 +109,17 @@ func newSRTPKeyCapture() *srtpKeyCapture {
 	return &srtpKeyCapture{done: make(chan struct{})}
 }
 
-// apply makes se's connections report their handshake to c.
+// apply makes se's connections report their handshake to c. A capture
+// serves one connection: two sharing it would mix one's master secret with
+// the other's server random, so a second apply is refused.
 func (c *srtpKeyCapture) apply(se *webrtc.SettingEngine) error {
+	c.mu.Lock()
+	applied := c.applied
+	c.applied = true
+	c.mu.Unlock()
+	if applied {
+		return errors.New("sfu: SRTP keys: a capture serves one connection's setting engine only")
+	}
 	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 		return err
 	}
@@ -168,6 +200,12 @@ func (c *srtpKeyCapture) finish(keys SRTPKeys, err error) {
 // exportSRTPKeys is RFC 5764 section 4.2's key derivation for the DTLS
 // server.
 func exportSRTPKeys(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, profile srtp.ProtectionProfile) (SRTPKeys, error) {
+	switch profile { // the profiles pion's WebRTC runs (webrtc's srtpProtectionProfileFromDTLS)
+	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm,
+		srtp.ProtectionProfileAes128CmHmacSha1_80, srtp.ProtectionProfileNullHmacSha1_80:
+	default:
+		return SRTPKeys{}, fmt.Errorf("sfu: SRTP keys: profile %v is not one pion runs", profile)
+	}
 	keyLen, err1 := profile.KeyLen()
 	saltLen, err2 := profile.SaltLen()
 	if err := errors.Join(err1, err2); err != nil {
@@ -193,4 +231,60 @@ func prfHash(suite dtls.CipherSuiteID) func() hash.Hash {
 		return sha512.New384
 	}
 	return sha256.New
+}
+
+// cryptexModes is pion's RFC 9335 rule for a connection whose
+// RTPHeaderEncryptionPolicy is the default (negotiate): a description
+// declares that its sender accepts encrypted header extensions with
+// a=cryptex at session level, or on every RTP media section (itself or
+// through its BUNDLE group's first section). Medcall encrypts what it sends
+// when the remote description declares it, and accepts it when the local
+// one does.
+func cryptexModes(local, remote *webrtc.SessionDescription) (send, receive bool, err error) {
+	declares := func(d *webrtc.SessionDescription) (bool, error) {
+		if d == nil {
+			return false, nil
+		}
+		parsed, err := d.Unmarshal()
+		if err != nil {
+			return false, err
+		}
+		if _, ok := parsed.Attribute(sdp.AttrKeyCryptex); ok {
+			return true, nil
+		}
+		var tag *sdp.MediaDescription
+		var bundled []string
+		if g, ok := parsed.Attribute(sdp.AttrKeyGroup); ok && strings.HasPrefix(g, "BUNDLE ") {
+			bundled = strings.Fields(g)[1:]
+		}
+		for _, m := range parsed.MediaDescriptions {
+			if mid, _ := m.Attribute(sdp.AttrKeyMID); len(bundled) > 0 && mid == bundled[0] {
+				tag = m
+			}
+		}
+		rtp := 0
+		for _, m := range parsed.MediaDescriptions {
+			_, bundleOnly := m.Attribute("bundle-only")
+			if (m.MediaName.Port.Value == 0 && !bundleOnly) || m.MediaName.Media == "application" {
+				continue
+			}
+			rtp++
+			_, has := m.Attribute(sdp.AttrKeyCryptex)
+			mid, _ := m.Attribute(sdp.AttrKeyMID)
+			if !has && tag != nil && slices.Contains(bundled, mid) {
+				_, has = tag.Attribute(sdp.AttrKeyCryptex)
+			}
+			if !has {
+				return false, nil
+			}
+		}
+		return rtp > 0, nil
+	}
+	if send, err = declares(remote); err != nil {
+		return false, false, err
+	}
+	if receive, err = declares(local); err != nil {
+		return false, false, err
+	}
+	return send, receive, nil
 }

@@ -7,10 +7,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -52,7 +52,7 @@ func chromium(t *testing.T) string {
 // puts together open what Chromium's microphone sent and what pion sent it.
 func TestSRTPKeysOpenWhatChromiumSends(t *testing.T) {
 	bin := chromium(t)
-	p := newKeyPair(t, 0, 0) // its pion client stays unused
+	p := newKeyPair(t, 0, 0, webrtc.Configuration{}) // its pion client stays unused
 	down := opusTrack(t, "down")
 	if _, err := p.server.AddTrack(down); err != nil {
 		t.Fatal(err)
@@ -86,6 +86,9 @@ func TestSRTPKeysOpenWhatChromiumSends(t *testing.T) {
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+t.TempDir(), "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
 		"--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required", srv.URL)
+	// Its own process group, so its renderer and helper processes end with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,18 +109,14 @@ func TestSRTPKeysOpenWhatChromiumSends(t *testing.T) {
 	if err := p.server.SetRemoteDescription(answer.SessionDescription); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := p.capture.Keys(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("Chromium's connection: SRTP profile %v", keys.Profile)
+	keys := connectionKeys(t, p, ctx)
+	t.Logf("Chromium's connection: SRTP profile %v (pion, the DTLS server, chose it), cryptex send %v receive %v", keys.Profile, keys.LocalCryptex, keys.RemoteCryptex)
 	var in, out [][]byte
 	for seq := uint16(1); len(in) < 20 || len(out) < 20; seq++ {
 		if ctx.Err() != nil {
 			t.Fatalf("the socket saw %d SRTP datagrams from Chromium and %d to it, want 20 each", len(in), len(out))
 		}
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{0xf8, 0xff, 0xfe}} // Opus silence
-		if err := down.WriteRTP(pkt); err != nil {
+		if err := down.WriteRTP(withExtension(t, seq, []byte{0xf8, 0xff, 0xfe})); err != nil { // Opus silence
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)

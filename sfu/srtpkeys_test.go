@@ -63,7 +63,7 @@ type keyPair struct {
 	tee            *teeConn
 }
 
-func newKeyPair(t testing.TB, profile dtls.SRTPProtectionProfile, suite dtls.CipherSuiteID) *keyPair {
+func newKeyPair(t testing.TB, profile dtls.SRTPProtectionProfile, suite dtls.CipherSuiteID, clientCfg webrtc.Configuration) *keyPair {
 	t.Helper()
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -99,7 +99,7 @@ func newKeyPair(t testing.TB, profile dtls.SRTPProtectionProfile, suite dtls.Cip
 	if p.server, err = api(true).NewPeerConnection(webrtc.Configuration{}); err != nil {
 		t.Fatal(err)
 	}
-	if p.client, err = api(false).NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.client, err = api(false).NewPeerConnection(clientCfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.client.Close(); _ = p.server.Close() })
@@ -143,6 +143,31 @@ func opusTrack(t testing.TB, id string) *webrtc.TrackLocalStaticRTP {
 
 func marked(seq uint16) []byte { return fmt.Appendf(nil, "medcall srtp %05d", seq) }
 
+// connectionKeys are the capture's keys with the cryptex modes of the
+// server's descriptions.
+func connectionKeys(t testing.TB, p *keyPair, ctx context.Context) SRTPKeys {
+	t.Helper()
+	keys, err := p.capture.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.LocalCryptex, keys.RemoteCryptex, err = cryptexModes(p.server.LocalDescription(), p.server.RemoteDescription()); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// withExtension is a packet with a header extension, as real media has
+// (transport-cc, audio level): cryptex encrypts it.
+func withExtension(t testing.TB, seq uint16, payload []byte) *rtp.Packet {
+	t.Helper()
+	p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: payload}
+	if err := p.Header.SetExtension(5, []byte{0xca, 0xfe}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // decryptAll opens every datagram with ctx and returns the payloads.
 func decryptAll(t *testing.T, ctx *srtp.Context, dgrams [][]byte) map[string]bool {
 	t.Helper()
@@ -163,27 +188,33 @@ func decryptAll(t *testing.T, ctx *srtp.Context, dgrams [][]byte) map[string]boo
 
 // TestSRTPKeysOpenWhatPionSends: the keys put together from the key log
 // and the ServerHello open the SRTP pion itself sent and received on the
-// wire, in both directions, for every protection profile and both PRF
-// hashes; and a packet medcall encrypts itself with them, on a track pion
-// declared but never wrote, is played by the peer.
+// wire, header extensions and all, in both directions: for each of the
+// three profiles medcall offers (pion's defaults), both PRF hashes, with
+// cryptex negotiated (pion's default between pion peers) and without; and a
+// packet medcall encrypts itself with them, on a track pion declared but
+// never wrote, is played by the peer.
 func TestSRTPKeysOpenWhatPionSends(t *testing.T) {
+	noCryptex := webrtc.Configuration{RTPHeaderEncryptionPolicy: webrtc.RTPHeaderEncryptionPolicyDisable}
 	cases := []struct {
 		name    string
 		profile dtls.SRTPProtectionProfile
 		suite   dtls.CipherSuiteID
+		cfg     webrtc.Configuration
+		cryptex bool
 	}{
-		{"default", 0, 0},
-		{"aes128gcm", dtls.SRTP_AEAD_AES_128_GCM, 0},
-		{"aes256gcm-sha384", dtls.SRTP_AEAD_AES_256_GCM, dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
-		{"aes128cm-sha1-80", dtls.SRTP_AES128_CM_HMAC_SHA1_80, 0},
+		{"aes256gcm", dtls.SRTP_AEAD_AES_256_GCM, 0, webrtc.Configuration{}, true},
+		{"aes128gcm", dtls.SRTP_AEAD_AES_128_GCM, 0, webrtc.Configuration{}, true},
+		{"aes128cm-sha1-80", dtls.SRTP_AES128_CM_HMAC_SHA1_80, 0, webrtc.Configuration{}, true},
+		{"aes256gcm-sha384-prf", dtls.SRTP_AEAD_AES_256_GCM, dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, webrtc.Configuration{}, true},
+		{"aes128gcm-no-cryptex", dtls.SRTP_AEAD_AES_128_GCM, 0, noCryptex, false},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { srtpKeysRound(t, tc.profile, tc.suite) })
+		t.Run(tc.name, func(t *testing.T) { srtpKeysRound(t, tc.profile, tc.suite, tc.cfg, tc.cryptex) })
 	}
 }
 
-func srtpKeysRound(t *testing.T, profile dtls.SRTPProtectionProfile, suite dtls.CipherSuiteID) {
-	p := newKeyPair(t, profile, suite)
+func srtpKeysRound(t *testing.T, profile dtls.SRTPProtectionProfile, suite dtls.CipherSuiteID, cfg webrtc.Configuration, cryptex bool) {
+	p := newKeyPair(t, profile, suite, cfg)
 	up := opusTrack(t, "up")
 	if _, err := p.client.AddTrack(up); err != nil {
 		t.Fatal(err)
@@ -233,18 +264,17 @@ func srtpKeysRound(t *testing.T, profile dtls.SRTPProtectionProfile, suite dtls.
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	keys, err := p.capture.Keys(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if profile != 0 && keys.Profile != srtp.ProtectionProfile(profile) {
+	keys := connectionKeys(t, p, ctx)
+	if keys.Profile != srtp.ProtectionProfile(profile) {
 		t.Fatalf("profile %v, want %v", keys.Profile, profile)
+	}
+	if keys.LocalCryptex != cryptex || keys.RemoteCryptex != cryptex {
+		t.Fatalf("cryptex send %v receive %v, want %v", keys.LocalCryptex, keys.RemoteCryptex, cryptex)
 	}
 	const n = 20
 	for seq := uint16(1); seq <= n; seq++ {
 		for _, tr := range []*webrtc.TrackLocalStaticRTP{up, down} {
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: marked(seq)}
-			if err := tr.WriteRTP(pkt); err != nil {
+			if err := tr.WriteRTP(withExtension(t, seq, marked(seq))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -261,6 +291,17 @@ func srtpKeysRound(t *testing.T, profile dtls.SRTPProtectionProfile, suite dtls.
 	local, remote, err := keys.Contexts()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cryptex { // the keys alone, without the SDP's cryptex modes, do not open it
+		k := keys
+		k.RemoteCryptex = false
+		_, plainRemote, err := k.Contexts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plainRemote.DecryptRTP(nil, in[0], nil); err == nil {
+			t.Fatal("a cryptex packet opened without cryptex: the test's packets carry no header extension")
+		}
 	}
 	for dir, got := range map[string]map[string]bool{"received": decryptAll(t, remote, in), "sent": decryptAll(t, local, out)} {
 		for seq := uint16(1); seq <= n; seq++ {
@@ -299,7 +340,7 @@ func srtpKeysRound(t *testing.T, profile dtls.SRTPProtectionProfile, suite dtls.
 // TestSRTPKeysRefuseTheClientRole: when the peer makes medcall the DTLS
 // client, the capture says at once that it cannot have the keys.
 func TestSRTPKeysRefuseTheClientRole(t *testing.T) {
-	p := newKeyPair(t, 0, 0)
+	p := newKeyPair(t, 0, 0, webrtc.Configuration{})
 	if _, err := p.server.AddTrack(opusTrack(t, "down")); err != nil {
 		t.Fatal(err)
 	}
