@@ -64,4 +64,4 @@ go test -race -count=1 -timeout 40m "$@" ./cmd/medcall
 say "deployment checks (deploy/check: image, Kubernetes, compose, systemd, Prometheus rules)"
 (cd deploy/check && go vet ./... && go test -count=1 -timeout 15m "$@" ./...)
 say "the LiveKit side-by-side harness (bench/livekit, a module of its own)"
-(cd bench/livekit && go vet ./... && go test -count=1 "$@" ./...)
+(cd bench/livekit && go vet ./... && go test -race -count=1 -timeout 10m "$@" ./...)

@@ -5,7 +5,12 @@
 // loop at real-time pace, packetized alike) from the start and, after
 // --upgrade-after, video too; every room ends --duration after it started.
 // It counts what each participant receives of the other by RTP sequence
-// number and reads the server's CPU from /proc (--pid).
+// number, as medcall's Go client does (every packet, each SSRC from its
+// first sequence number to its highest), and reads the server's CPU from
+// /proc (--pid), also over the steady window medcall bench uses when the
+// script has one (every room joined and upgraded, none ended). Unlike
+// medcall's client, its senders do not jump back to a keyframe when asked
+// for one.
 //
 // It is a module of its own so medcall does not depend on LiveKit's SDK:
 //
@@ -107,33 +112,37 @@ func pump(ctx context.Context, c *clip, track *webrtc.TrackLocalStaticRTP, p rtp
 	}
 }
 
-// counter is what one participant received of one track.
+// counter is what one participant received of the other's track of one
+// kind, counted as medcall's Go client counts (signaling/client/stats.go):
+// expected runs from each SSRC's first sequence number to its highest
+// (a new SSRC starts a new sequence space), received counts every packet,
+// and the loss is expected minus received, at least 0 (bench/fairness.go).
 type counter struct {
-	mu             sync.Mutex
-	started        bool
-	first, highest uint64              // extended sequence numbers
-	seen           map[uint64]struct{} // a resent packet counts once
+	mu            sync.Mutex
+	ssrc          uint32
+	started       bool
+	base, highest uint64 // extended sequence numbers of this SSRC
+	before        uint64 // expected on earlier SSRCs
+	received      uint64
 }
 
-// delivered counts every packet received once, for the steady window.
+// delivered counts the packets received, for the steady window.
 var delivered atomic.Uint64
 
-func (c *counter) add(seq uint16) {
+func (c *counter) add(ssrc uint32, seq uint16) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.started {
-		c.started, c.first, c.highest = true, 1<<32+uint64(seq), 1<<32+uint64(seq)
-		c.seen = map[uint64]struct{}{}
+	if !c.started || ssrc != c.ssrc {
+		if c.started {
+			c.before += c.highest - c.base + 1
+		}
+		c.started, c.ssrc, c.base, c.highest = true, ssrc, 1<<32+uint64(seq), 1<<32+uint64(seq)
 	}
-	// Extend seq to the nearest of the highest so far: late packets from
-	// before a wrap stay before it.
+	// Extend seq to the cycle nearest the highest so far.
 	ext := uint64(int64(c.highest) + int64(int16(seq-uint16(c.highest))))
 	c.highest = max(c.highest, ext)
-	c.first = min(c.first, ext)
-	if _, dup := c.seen[ext]; !dup {
-		c.seen[ext] = struct{}{}
-		delivered.Add(1)
-	}
+	c.received++
+	delivered.Add(1)
 }
 
 func (c *counter) result() (expected, received uint64) {
@@ -142,13 +151,14 @@ func (c *counter) result() (expected, received uint64) {
 	if !c.started {
 		return 0, 0
 	}
-	return c.highest - c.first + 1, uint64(len(c.seen))
+	return c.before + c.highest - c.base + 1, c.received
 }
 
 type totals struct {
 	mu                 sync.Mutex
-	expected, received [2]uint64 // audio, video
+	expected, received [2]uint64 // audio, video; received at most expected per stream
 	over1              int       // rooms over 1 % loss
+	empty              int       // rooms in which nothing was received (not in over1, as in medcall bench)
 	rooms, failed      int
 }
 
@@ -173,7 +183,7 @@ func main() {
 		log.Fatal(err)
 	}
 	var tot totals
-	var sent atomic.Uint64
+	var sent [2]atomic.Uint64 // packets written: audio, video
 	cpu0, self0 := procCPU(*pid), procCPU(os.Getpid())
 	t0 := time.Now()
 	// The steady window, as medcall bench's: every room joined and
@@ -198,9 +208,9 @@ func main() {
 	fmt.Printf("rooms: planned %d, ran %d, failed %d; %v\n", *n, tot.rooms, tot.failed, wall.Round(time.Second))
 	for k, kind := range []string{"audio", "video"} {
 		e, r := tot.expected[k], tot.received[k]
-		fmt.Printf("  %-6s expected %8d received %8d lost %6d  %.3f %%\n", kind, e, r, e-r, 100*float64(e-r)/float64(max(e, 1)))
+		fmt.Printf("  %-6s expected %8d received %8d lost %6d  %.3f %%  (sent %d)\n", kind, e, r, e-r, 100*float64(e-r)/float64(max(e, 1)), sent[k].Load())
 	}
-	fmt.Printf("rooms over 1 %% loss: %d of %d\n", tot.over1, tot.rooms)
+	fmt.Printf("rooms over 1 %% loss: %d of %d (and %d that received nothing)\n", tot.over1, tot.rooms-tot.empty, tot.empty)
 	if w := <-steady; *pid != 0 && w[1].at.After(w[0].at) {
 		secs := w[1].at.Sub(w[0].at).Seconds()
 		cpuW, rxW := (w[1].cpu - w[0].cpu).Seconds(), w[1].rx-w[0].rx
@@ -211,13 +221,13 @@ func main() {
 	}
 	if *pid != 0 {
 		fmt.Printf("server CPU %.2f s, %.2f cores; %.1f µs per delivered packet (%d delivered, %d sent); this harness's CPU %.2f s\n",
-			cpu.Seconds(), cpu.Seconds()/wall.Seconds(), float64(cpu.Microseconds())/float64(max(rx, 1)), rx, sent.Load(), self.Seconds())
+			cpu.Seconds(), cpu.Seconds()/wall.Seconds(), float64(cpu.Microseconds())/float64(max(rx, 1)), rx, sent[0].Load()+sent[1].Load(), self.Seconds())
 	}
 }
 
 // room runs one consultation: two participants, audio from the start,
 // video after upg, leaving at dur.
-func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, tot *totals, sent *atomic.Uint64) {
+func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, tot *totals, sent *[2]atomic.Uint64) {
 	name := fmt.Sprintf("c-%d", i)
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
@@ -240,7 +250,7 @@ func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, 
 					if err != nil {
 						return
 					}
-					c.add(p.SequenceNumber)
+					c.add(p.SSRC, p.SequenceNumber)
 				}
 			}()
 		}
@@ -262,7 +272,7 @@ func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, 
 		}
 		sides[s] = sd
 	}
-	publish := func(sd *side, kind string, c *clip, p rtp.Payloader, rate uint32, mime string) {
+	publish := func(sd *side, kind string, c *clip, p rtp.Payloader, rate uint32, mime string, sent *atomic.Uint64) {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mime, ClockRate: rate}, kind, sd.room.LocalParticipant.Identity())
 		if err == nil {
 			_, err = sd.room.LocalParticipant.PublishTrack(tr, &lksdk.TrackPublicationOptions{Name: kind})
@@ -274,13 +284,13 @@ func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, 
 		go pump(ctx, c, tr, p, rate, sent)
 	}
 	for _, sd := range sides {
-		publish(sd, "audio", ac, &codecs.OpusPayloader{}, 48000, webrtc.MimeTypeOpus)
+		publish(sd, "audio", ac, &codecs.OpusPayloader{}, 48000, webrtc.MimeTypeOpus, &sent[0])
 	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(upg):
 		for _, sd := range sides {
-			publish(sd, "video", vc, &codecs.VP8Payloader{EnablePictureID: true}, 90000, webrtc.MimeTypeVP8)
+			publish(sd, "video", vc, &codecs.VP8Payloader{EnablePictureID: true}, 90000, webrtc.MimeTypeVP8, &sent[1])
 		}
 		<-ctx.Done()
 	}
@@ -292,12 +302,16 @@ func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, 
 		sd.room.Disconnect()
 		for k, c := range sd.got {
 			ke, kr := c.result()
+			kr = min(kr, ke)
 			tot.expected[k] += ke
 			tot.received[k] += kr
 			e, r = e+ke, r+kr
 		}
 	}
-	if e == 0 || float64(e-r) > 0.01*float64(e) {
+	switch {
+	case e == 0:
+		tot.empty++
+	case float64(e-r) > 0.01*float64(e):
 		tot.over1++
 	}
 }

@@ -12,7 +12,24 @@ ROUNDS=${2:-2}
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+# On failure the servers' and harness's logs stay for reading.
+cleanup() {
+  rc=$?
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ "$rc" -eq 0 ]; then rm -rf "$work"; else echo "failed; logs kept in $work" >&2; fi
+}
+trap cleanup EXIT
+
+# listening PORT: wait up to 10 s for a TCP listener on 127.0.0.1:PORT.
+listening() {
+  for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
 
 if [ ! -x "$here/.bin/server" ]; then
   echo "building livekit-server v1.13.5 (once; a few minutes)" >&2
@@ -24,7 +41,7 @@ fi
 "$here/.bin/server" --config "$here/livekit.yaml" > "$work/livekit.log" 2>&1 &
 lk=$!
 secret=$(awk '/devkey:/{print $2}' "$here/livekit.yaml")
-sleep 2
+listening 7880
 
 for r in $(seq "$ROUNDS"); do
   echo "== LiveKit, N=$N, round $r"
@@ -34,9 +51,9 @@ for r in $(seq "$ROUNDS"); do
   "$work/medcall" serve --addr 127.0.0.1:7820 --admin-addr 127.0.0.1:7821 --data "$work/data" \
     --log-level warn --udp-port 7822 > "$work/medcall.log" 2>&1 &
   mc=$!
-  sleep 2
+  listening 7821
   (cd "$root" && "$work/medcall" bench --url ws://127.0.0.1:7820/v1/signal --admin http://127.0.0.1:7821 \
-    --data "$work/data" --n "$N" --duration 30s --out "" 2>&1 |
-    grep -E '^consultations|^  (audio|video)  |^loss per|CPU per|bench CPU')
+    --data "$work/data" --n "$N" --duration 30s --rec=false --out "" 2>"$work/bench.log" |
+    grep -E '^consultations|\(packets\)|^  (audio|video)  |^loss per|^server \(|CPU per|^bench process')
   kill "$mc"; wait "$mc" 2>/dev/null || true
 done
