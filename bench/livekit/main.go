@@ -184,7 +184,7 @@ func main() {
 	}
 	var tot totals
 	var sent [2]atomic.Uint64 // packets written: audio, video
-	cpu0, self0 := procCPU(*pid), procCPU(os.Getpid())
+	cpu0, self0, rss0 := procCPU(*pid), procCPU(os.Getpid()), procRSS(*pid)
 	t0 := time.Now()
 	// The steady window, as medcall bench's: every room joined and
 	// upgraded (2 s allowed for it), none left yet.
@@ -216,6 +216,9 @@ func main() {
 		cpuW, rxW := (w[1].cpu - w[0].cpu).Seconds(), w[1].rx-w[0].rx
 		fmt.Printf("steady window %.1f s: server %.2f cores, %.0f packets delivered/s, %.1f µs per delivered packet\n",
 			secs, cpuW/secs, float64(rxW)/secs, cpuW*1e6/float64(max(rxW, 1)))
+		// As medcall bench: RSS at load less RSS before the first join, per consultation.
+		fmt.Printf("RSS per room %.0f KiB (%.1f MiB at the window's end, %.1f MiB before the first join)\n",
+			(float64(w[1].rss)-float64(rss0))/float64(*n)/1024, float64(w[1].rss)/(1<<20), float64(rss0)/(1<<20))
 	} else if *pid != 0 {
 		fmt.Println("steady window: none (every room ended before the last was upgraded)")
 	}
@@ -320,13 +323,14 @@ type sample struct {
 	at  time.Time
 	cpu time.Duration
 	rx  uint64
+	rss uint64 // bytes
 }
 
 // window samples the server's CPU and the packets delivered at from and to.
 func window(pid int, from, to time.Time) [2]sample {
 	take := func(t time.Time) sample {
 		time.Sleep(time.Until(t))
-		return sample{time.Now(), procCPU(pid), delivered.Load()}
+		return sample{time.Now(), procCPU(pid), delivered.Load(), procRSS(pid)}
 	}
 	if !to.After(from) {
 		return [2]sample{}
@@ -355,4 +359,20 @@ func procCPU(pid int) time.Duration {
 		log.Fatal(err)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ 100
+}
+
+// procRSS is a process's resident set from /proc, in bytes.
+func procRSS(pid int) uint64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var size, resident uint64
+	if _, err := fmt.Sscanf(string(b), "%d %d", &size, &resident); err != nil {
+		log.Fatal(err)
+	}
+	return resident * uint64(os.Getpagesize())
 }

@@ -38,14 +38,17 @@ fi
 (cd "$here" && go build -o "$work/lkbench" .)
 (cd "$root" && go build -o "$work/medcall" ./cmd/medcall)
 
-"$here/.bin/server" --config "$here/livekit.yaml" > "$work/livekit.log" 2>&1 &
-lk=$!
 secret=$(awk '/devkey:/{print $2}' "$here/livekit.yaml")
-listening 7880
 
+# Each round starts both servers afresh, so memory per consultation is
+# measured from the same start.
 for r in $(seq "$ROUNDS"); do
   echo "== LiveKit, N=$N, round $r"
+  "$here/.bin/server" --config "$here/livekit.yaml" >> "$work/livekit.log" 2>&1 &
+  lk=$!
+  listening 7880
   (cd "$here" && "$work/lkbench" --n "$N" --secret "$secret" --pid "$lk" 2>>"$work/lkbench.log")
+  kill "$lk"; wait "$lk" 2>/dev/null || true
   echo "== medcall, N=$N, round $r"
   rm -rf "$work/data" && mkdir -p "$work/data"
   "$work/medcall" serve --addr 127.0.0.1:7820 --admin-addr 127.0.0.1:7821 --data "$work/data" \
@@ -54,6 +57,6 @@ for r in $(seq "$ROUNDS"); do
   listening 7821
   (cd "$root" && "$work/medcall" bench --url ws://127.0.0.1:7820/v1/signal --admin http://127.0.0.1:7821 \
     --data "$work/data" --n "$N" --duration 30s --rec=false --out "" 2>"$work/bench.log" |
-    grep -E '^consultations|\(packets\)|^  (audio|video)  |^loss per|^server \(|CPU per|^bench process')
+    grep -E '^consultations|\(packets\)|^  (audio|video)  |^loss per|^server \(|CPU per|RSS per|^bench process')
   kill "$mc"; wait "$mc" 2>/dev/null || true
 done
