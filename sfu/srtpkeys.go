@@ -245,8 +245,10 @@ func cryptexModes(local, remote *webrtc.SessionDescription) (send, receive bool,
 		if d == nil {
 			return false, nil
 		}
-		parsed, err := d.Unmarshal()
-		if err != nil {
+		// Parsed afresh: SessionDescription.Unmarshal caches into a struct
+		// pion shares with its own goroutines.
+		parsed := &sdp.SessionDescription{}
+		if err := parsed.UnmarshalString(d.SDP); err != nil {
 			return false, err
 		}
 		if _, ok := parsed.Attribute(sdp.AttrKeyCryptex); ok {
