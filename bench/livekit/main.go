@@ -2,7 +2,8 @@
 // LiveKit server, for the side-by-side issue 16 asks for (README,
 // Performance): N one-to-one rooms started at --rate per second, each
 // participant sending the same Opus and VP8 fixtures as medcall bench (in a
-// loop at real-time pace, packetized alike) from the start and, after
+// loop at real-time pace, loaded by the client's own fixture package and
+// packetized alike) from the start and, after
 // --upgrade-after, video too; every room ends --duration after it started.
 // It counts what each participant receives of the other by RTP sequence
 // number, as medcall's Go client does (every packet, each SSRC from its
@@ -19,10 +20,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"github.com/medcall/medcall/signaling/client/fixture"
 	"log"
 	"os"
 	"sync"
@@ -34,72 +34,15 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
-	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 )
 
-type clip struct {
-	frames   [][]byte
-	interval time.Duration
-	samples  uint32
-}
-
-func loadOgg(path string) (*clip, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, _, err := oggreader.NewWith(f)
-	if err != nil {
-		return nil, err
-	}
-	c := &clip{interval: 20 * time.Millisecond, samples: 960}
-	for {
-		page, hdr, err := r.ParseNextPage()
-		if errors.Is(err, io.EOF) {
-			return c, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if hdr.GranulePosition != 0 {
-			c.frames = append(c.frames, page)
-		}
-	}
-}
-
-func loadIVF(path string) (*clip, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, hdr, err := ivfreader.NewWith(f)
-	if err != nil {
-		return nil, err
-	}
-	iv := time.Duration(float64(time.Second) * float64(hdr.TimebaseNumerator) / float64(hdr.TimebaseDenominator))
-	c := &clip{interval: iv, samples: uint32(90000 * iv / time.Second)}
-	for {
-		data, _, err := r.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
-			return c, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		c.frames = append(c.frames, data)
-	}
-}
-
 // pump sends c on track at real-time pace, looping, until ctx ends.
-func pump(ctx context.Context, c *clip, track *webrtc.TrackLocalStaticRTP, p rtp.Payloader, rate uint32, sent *atomic.Uint64) {
+func pump(ctx context.Context, c *fixture.Clip, track *webrtc.TrackLocalStaticRTP, p rtp.Payloader, rate uint32, sent *atomic.Uint64) {
 	pkz := rtp.NewPacketizer(1200, 0, 0, p, rtp.NewRandomSequencer(), rate)
-	t := time.NewTicker(c.interval)
+	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for i := 0; ; i++ {
-		for _, pkt := range pkz.Packetize(c.frames[i%len(c.frames)], c.samples) {
+		for _, pkt := range pkz.Packetize(c.Frames[i%len(c.Frames)].Data, c.Samples) {
 			if track.WriteRTP(pkt) == nil {
 				sent.Add(1)
 			}
@@ -174,11 +117,11 @@ func main() {
 	video := flag.String("video", "../../testdata/video.ivf", "VP8 in IVF")
 	pid := flag.Int("pid", 0, "the server's process id, for its CPU")
 	flag.Parse()
-	ac, err := loadOgg(*audio)
+	ac, err := fixture.LoadOgg(*audio)
 	if err != nil {
 		log.Fatal(err)
 	}
-	vc, err := loadIVF(*video)
+	vc, err := fixture.LoadIVF(*video)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -230,7 +173,7 @@ func main() {
 
 // room runs one consultation: two participants, audio from the start,
 // video after upg, leaving at dur.
-func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, tot *totals, sent *[2]atomic.Uint64) {
+func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *fixture.Clip, tot *totals, sent *[2]atomic.Uint64) {
 	name := fmt.Sprintf("c-%d", i)
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
@@ -275,7 +218,7 @@ func room(i int, url, key, secret string, dur, upg time.Duration, ac, vc *clip, 
 		}
 		sides[s] = sd
 	}
-	publish := func(sd *side, kind string, c *clip, p rtp.Payloader, rate uint32, mime string, sent *atomic.Uint64) {
+	publish := func(sd *side, kind string, c *fixture.Clip, p rtp.Payloader, rate uint32, mime string, sent *atomic.Uint64) {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mime, ClockRate: rate}, kind, sd.room.LocalParticipant.Identity())
 		if err == nil {
 			_, err = sd.room.LocalParticipant.PublishTrack(tr, &lksdk.TrackPublicationOptions{Name: kind})

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/medcall/medcall/signaling/client/fixture"
 	"log/slog"
 	"net"
 	"net/http"
@@ -178,7 +179,7 @@ func (c *Client) start(ctx context.Context) error {
 	go c.serverLoop()
 
 	if c.opts.AudioFile != "" {
-		clip, err := loadOgg(c.opts.AudioFile)
+		clip, err := fixture.LoadOgg(c.opts.AudioFile)
 		if err != nil {
 			return err
 		}
@@ -195,7 +196,7 @@ func (c *Client) start(ctx context.Context) error {
 		c.drainRTCP(sender, nil)
 	}
 	if c.opts.VideoFile != "" {
-		clip, err := loadIVF(c.opts.VideoFile)
+		clip, err := fixture.LoadIVF(c.opts.VideoFile)
 		if err != nil {
 			return err
 		}

@@ -2,104 +2,21 @@ package client
 
 import (
 	"errors"
-	"fmt"
+	"github.com/medcall/medcall/signaling/client/fixture"
 	"io"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
-	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 )
-
-// frame is one encoded media frame of a fixture.
-type frame struct {
-	data     []byte
-	keyframe bool
-}
-
-// clip is a fixture loaded into memory, played in a loop at real-time pace.
-type clip struct {
-	frames   []frame
-	interval time.Duration // time per frame
-	samples  uint32        // RTP clock ticks per frame
-}
-
-// loadOgg reads an Ogg Opus file with one packet per page (see testdata/make-fixtures.sh).
-func loadOgg(path string) (*clip, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, _, err := oggreader.NewWith(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	c := &clip{interval: 20 * time.Millisecond, samples: 960}
-	for {
-		page, hdr, err := r.ParseNextPage()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if hdr.GranulePosition == 0 { // OpusTags
-			continue
-		}
-		c.frames = append(c.frames, frame{data: page, keyframe: true})
-	}
-	if len(c.frames) == 0 {
-		return nil, fmt.Errorf("%s: no audio packets", path)
-	}
-	return c, nil
-}
-
-// loadIVF reads a VP8 IVF file.
-func loadIVF(path string) (*clip, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, hdr, err := ivfreader.NewWith(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if hdr.FourCC != "VP80" {
-		return nil, fmt.Errorf("%s: codec %q, want VP80", path, hdr.FourCC)
-	}
-	if hdr.TimebaseDenominator == 0 || hdr.TimebaseNumerator == 0 {
-		return nil, fmt.Errorf("%s: bad time base", path)
-	}
-	interval := time.Duration(float64(time.Second) * float64(hdr.TimebaseNumerator) / float64(hdr.TimebaseDenominator))
-	c := &clip{interval: interval, samples: uint32(90000 * interval / time.Second)}
-	for {
-		data, _, err := r.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		// VP8 frame tag: bit 0 of the first byte is 0 for a keyframe.
-		c.frames = append(c.frames, frame{data: data, keyframe: len(data) > 0 && data[0]&1 == 0})
-	}
-	if len(c.frames) == 0 || !c.frames[0].keyframe {
-		return nil, fmt.Errorf("%s: must start with a keyframe", path)
-	}
-	return c, nil
-}
 
 // pump sends a clip on a track at real-time pace, looping, while it is on.
 // A keyframe request makes it jump back to the latest keyframe.
 type pump struct {
-	clip  *clip
+	clip  *fixture.Clip
 	track *webrtc.TrackLocalStaticRTP
 	pkz   rtp.Packetizer
 	kind  string
@@ -116,7 +33,7 @@ type pump struct {
 	wake     chan struct{}
 }
 
-func newPump(c *clip, track *webrtc.TrackLocalStaticRTP, payloader rtp.Payloader, clockRate uint32, kind string, st *sendStats) *pump {
+func newPump(c *fixture.Clip, track *webrtc.TrackLocalStaticRTP, payloader rtp.Payloader, clockRate uint32, kind string, st *sendStats) *pump {
 	return &pump{
 		clip: c, track: track, kind: kind, stats: st, clockRate: clockRate,
 		pkz:  rtp.NewPacketizer(1200, 0, 0, payloader, rtp.NewRandomSequencer(), clockRate),
@@ -148,20 +65,20 @@ func (p *pump) requestKeyframe() {
 }
 
 // next returns the frame to send now, or nil when paused.
-func (p *pump) next() *frame {
+func (p *pump) next() *fixture.Frame {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.on {
 		return nil
 	}
 	if p.keyframe {
-		for p.pos > 0 && !p.clip.frames[p.pos].keyframe {
+		for p.pos > 0 && !p.clip.Frames[p.pos].Keyframe {
 			p.pos--
 		}
 		p.keyframe = false
 	}
-	f := &p.clip.frames[p.pos]
-	p.pos = (p.pos + 1) % len(p.clip.frames)
+	f := &p.clip.Frames[p.pos]
+	p.pos = (p.pos + 1) % len(p.clip.Frames)
 	return f
 }
 
@@ -203,17 +120,17 @@ func (p *pump) run(done <-chan struct{}) {
 			origin, k = now, 0
 			originTS = clockTS + uint32(now.Sub(clockOrigin).Seconds()*rate)
 		}
-		due := int64(now.Sub(origin) / p.clip.interval)
+		due := int64(now.Sub(origin) / p.clip.Interval)
 		if due-k >= maxCatchUp {
 			k = due
 		}
 		for ; k <= due; k++ {
-			if !p.send(originTS + uint32(k)*p.clip.samples) {
+			if !p.send(originTS + uint32(k)*p.clip.Samples) {
 				return
 			}
 		}
 		clockOrigin, clockTS = origin, originTS
-		timer.Reset(time.Until(origin.Add(time.Duration(k) * p.clip.interval)))
+		timer.Reset(time.Until(origin.Add(time.Duration(k) * p.clip.Interval)))
 	}
 }
 
@@ -230,7 +147,7 @@ func (p *pump) send(ts uint32) bool {
 		return true
 	}
 	now := time.Now()
-	for i, pkt := range p.pkz.Packetize(f.data, p.clip.samples) {
+	for i, pkt := range p.pkz.Packetize(f.Data, p.clip.Samples) {
 		pkt.Timestamp = ts
 		if p.dropRate > 0 && rand.Float64() < p.dropRate {
 			continue // lost on the way: never reaches pion, so it cannot be retransmitted
@@ -238,7 +155,7 @@ func (p *pump) send(ts uint32) bool {
 		// Counted before the write: a client in the same process may
 		// receive the packet before WriteRTP returns, and must never see
 		// a packet that is not yet among the sent ones.
-		p.stats.sent(pkt, p.kind == "video" && f.keyframe && i == 0, now)
+		p.stats.sent(pkt, p.kind == "video" && f.Keyframe && i == 0, now)
 		if err := p.track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 			return false
 		}
