@@ -48,6 +48,9 @@ type ingressConn struct {
 	*net.UDPConn
 	reader  batchReader // ingress_linux.go, ingress_other.go
 	onDelay func(time.Duration)
+	// take, if set, is offered each datagram first; what it takes, pion
+	// never reads (the own receive path, ownpath.go).
+	take func(b []byte, from netip.AddrPort) bool
 
 	mu         sync.Mutex // one reader: pion's mux worker
 	msgs       []ingressMsg
@@ -87,6 +90,9 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 		c.next++
 		if c.onDelay != nil && !m.arrived.IsZero() {
 			c.onDelay(max(c.now.Sub(m.arrived), 0))
+		}
+		if c.take != nil && c.take(m.buf[:m.n], m.from) {
+			continue
 		}
 		return copy(b, m.buf[:m.n]), m.from, nil
 	}

@@ -36,6 +36,9 @@ func (p *Participant) onConnectionState(pc PC, s webrtc.PeerConnectionState) {
 			p.close("connection_failed")
 		})
 	case webrtc.PeerConnectionStateConnected:
+		if pc == PCPublish && p.own != nil {
+			p.own.connected(p.pub, p.c.s.log)
+		}
 		if t := p.failing[pc]; t != nil {
 			t.Stop()
 			delete(p.failing, pc)

@@ -46,7 +46,8 @@ type Participant struct {
 	id, role string
 	sig      Signaler
 	pub, sub *webrtc.PeerConnection
-	link     *link // the subscribe connection's downlink (bwe.go)
+	own      *ownConn // the publish connection on the own receive path, or nil
+	link     *link    // the subscribe connection's downlink (bwe.go)
 	// keyframesHeldUntil (unix nanos): until then keyframes for this
 	// subscriber are not asked for (pauseVideoForKeyframe asks at the end).
 	keyframesHeldUntil atomic.Int64
@@ -79,12 +80,15 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 		failing:   map[PC]*time.Timer{},
 	}
 	var err error
-	if p.pub, err = c.s.pubAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.pub, p.own, err = c.s.newPublishConnection(); err != nil {
 		return nil, fmt.Errorf("sfu: publish connection: %w", err)
 	}
 	c.s.links.take(p.pub) // a publish connection sends no media to estimate for
 	if p.sub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		_ = p.pub.Close()
+		if p.own != nil {
+			p.own.close()
+		}
 		return nil, fmt.Errorf("sfu: subscribe connection: %w", err)
 	}
 	p.link = c.s.links.take(p.sub)
@@ -108,8 +112,8 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	})
 	p.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCPublish, s) })
 	p.sub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCSubscribe, s) })
-	c.s.watchSelectedPair(PCPublish, p.pub)
-	c.s.watchSelectedPair(PCSubscribe, p.sub)
+	c.s.watchSelectedPair(PCPublish, p.pub, p.own)
+	c.s.watchSelectedPair(PCSubscribe, p.sub, nil)
 	p.pub.OnTrack(p.onTrack)
 	return p, nil
 }
@@ -307,6 +311,9 @@ func (p *Participant) close(reason string) {
 		r.removeDown(d)
 	}
 	p.c.remove(p)
+	if p.own != nil {
+		p.own.close() // first: its interceptors write RTCP on p.pub
+	}
 	_ = p.pub.Close()
 	_ = p.sub.Close()
 	if reason != "" {

@@ -170,7 +170,11 @@ func (r *Receiver) start(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 	if r.kind == KindVideo {
 		go r.controlRate(stopRate)
 	}
-	r.forward(track)
+	if oc := r.owner.own; oc != nil {
+		r.forwardOwn(track, rr, oc) // ownconn.go
+	} else {
+		r.forward(track)
+	}
 	r.keys.deactivate()
 	close(stopRate)
 	_ = rr.Stop() // ends readRTCP if the track ended on its own
@@ -255,6 +259,9 @@ func (r *Receiver) readRTCP(rr *webrtc.RTPReceiver) {
 				r.owner.c.s.log.Debug("rtcp read ended", "err", err)
 			}
 			return
+		}
+		if oc := r.owner.own; oc != nil {
+			oc.feedRTCP(buf[:n]) // its receiver reports need the sender reports
 		}
 		pkts, err := a.GetRTCPPackets(buf[:n]) // parsed once by the chain (attrpool.go)
 		putAttributes(a)

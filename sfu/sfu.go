@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -75,6 +76,11 @@ type Config struct {
 	// without connectivity a connection is disconnected after the first and
 	// failed after both; 0 means pion's defaults (5s, 25s).
 	ICEDisconnectedTimeout, ICEFailedTimeout time.Duration
+	// OwnReceivePath has the UDP port's reader decrypt publishers' RTP and
+	// hand it to the forwarding goroutines itself, past pion's receive
+	// goroutines (ownpath.go). It needs UDPPort on one address (ListenIP
+	// set); otherwise pion delivers everything.
+	OwnReceivePath bool
 	// ICEFailedGrace is how long a failed connection may take to recover (an
 	// ICE restart) before its participant is removed; 0 means 5s.
 	ICEFailedGrace time.Duration
@@ -93,10 +99,17 @@ type SFU struct {
 	cfg    Config
 	api    *webrtc.API // subscribe connections
 	pubAPI *webrtc.API // publish connections (interceptors.go)
-	log    *slog.Logger
-	udpMux ice.UDPMux
-	links  links // subscribe connections' downlinks, until their Participant takes them
-	tcpMux ice.TCPMux
+	// The own receive path (ownpath.go), when on: its table, and what each
+	// publish connection's API is made of.
+	own        *ownPath
+	pubSE      webrtc.SettingEngine
+	pubME      *webrtc.MediaEngine
+	pubReg     *interceptor.Registry // the receive interceptors, run by ownConn.chain
+	ownPionReg *interceptor.Registry // what pion runs itself: the attributes pool
+	log        *slog.Logger
+	udpMux     ice.UDPMux
+	links      links // subscribe connections' downlinks, until their Participant takes them
+	tcpMux     ice.TCPMux
 
 	// udpConn is the UDP port's socket when the SFU opened it itself (bound
 	// to one address), for its drop count.
@@ -163,6 +176,11 @@ func New(cfg Config) (*SFU, error) {
 	if err != nil {
 		s.closeNetwork()
 		return nil, err
+	}
+	if s.own != nil { // the UDP port's reader is the ingress (network.go)
+		s.pubSE, s.pubME, s.pubReg = se, m.pub, pub
+		s.ownPionReg = &interceptor.Registry{}
+		s.ownPionReg.Add(attrsFactory{})
 	}
 	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.pub), webrtc.WithInterceptorRegistry(pub))
 	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m.sub), webrtc.WithInterceptorRegistry(sub))

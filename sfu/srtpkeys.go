@@ -72,18 +72,24 @@ type SRTPKeys struct {
 	LocalCryptex, RemoteCryptex bool
 }
 
-// Contexts returns SRTP contexts for sending (local) and receiving (remote).
+// srtpReplayWindow is the replay protection of the receiving context, in
+// packets: pion's SRTP session's default (a bare srtp.Context has none).
+const srtpReplayWindow = 64
+
+// Contexts returns SRTP contexts for sending (local) and receiving (remote,
+// with replay protection).
 func (k SRTPKeys) Contexts() (local, remote *srtp.Context, err error) {
-	opts := func(cryptex bool) []srtp.ContextOption {
+	opts := func(cryptex bool, more ...srtp.ContextOption) []srtp.ContextOption {
 		if cryptex {
-			return []srtp.ContextOption{srtp.Cryptex(srtp.CryptexModeEnabled)}
+			more = append(more, srtp.Cryptex(srtp.CryptexModeEnabled))
 		}
-		return nil
+		return more
 	}
 	if local, err = srtp.CreateContext(k.LocalKey, k.LocalSalt, k.Profile, opts(k.LocalCryptex)...); err != nil {
 		return nil, nil, err
 	}
-	if remote, err = srtp.CreateContext(k.RemoteKey, k.RemoteSalt, k.Profile, opts(k.RemoteCryptex)...); err != nil {
+	replay := []srtp.ContextOption{srtp.SRTPReplayProtection(srtpReplayWindow), srtp.SRTCPReplayProtection(srtpReplayWindow)}
+	if remote, err = srtp.CreateContext(k.RemoteKey, k.RemoteSalt, k.Profile, opts(k.RemoteCryptex, replay...)...); err != nil {
 		return nil, nil, err
 	}
 	return local, remote, nil

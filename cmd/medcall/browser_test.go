@@ -98,7 +98,10 @@ func TestBrowser(t *testing.T) {
 	ffmpeg, err := exec.LookPath("ffmpeg")
 	needBrowserTool(t, err == nil, "ffmpeg (makes each side's microphone tone)", "install it with: apt-get install -y ffmpeg")
 
-	addr, admin, _, _ := startServeOut(t, t.TempDir(), "--dev")
+	// The server runs on one UDP port with the own receive path, so this
+	// test (which listens at each side) covers it with a real browser; the
+	// other browser tests run pion's receive path.
+	addr, admin, _, _ := startServeOut(t, t.TempDir(), "--dev", "--udp-port", strconv.Itoa(freeUDPPort(t)), "--own-receive-path")
 	artifacts := os.Getenv("MEDCALL_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join(os.TempDir(), "medcall-artifacts")
@@ -157,6 +160,12 @@ func TestBrowser(t *testing.T) {
 	}
 	if !schema {
 		t.Error("the browser test did not check the signaling frames against the schema")
+	}
+	m := scrape(t, admin)
+	own, in := m["medcall_own_path_packets_total"], m[`medcall_rtp_packets_received_total{kind="audio"}`]+m[`medcall_rtp_packets_received_total{kind="video"}`]
+	t.Logf("own receive path: %.0f of %.0f RTP packets received", own, in)
+	if own < 0.9*in {
+		t.Errorf("the own receive path took %.0f of %.0f RTP packets received; want nearly all", own, in)
 	}
 }
 

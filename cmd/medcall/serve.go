@@ -37,7 +37,7 @@ type serveConfig struct {
 	shutdownTimeout                                          time.Duration
 	pingTimeout, iceFailedGrace, bindingRetention            time.Duration
 	admitCPUWait                                             time.Duration
-	pprof, dev, replay                                       bool
+	pprof, dev, replay, ownReceivePath                       bool
 	turn                                                     turnConfig
 }
 
@@ -51,6 +51,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.clusterConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
+	fs.BoolVar(&c.ownReceivePath, "own-receive-path", false, "decrypt publishers' RTP as the UDP port is read and hand it to forwarding directly, past pion's receive goroutines (needs --udp-port and --addr on one address; see docs/mediapath.md)")
 	c.net.flags(fs)
 	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
@@ -230,6 +231,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Bindings:         binds,
 		ListenIP:         net.ParseIP(host),
 		UDPPort:          cfg.udpPort,
+		OwnReceivePath:   cfg.ownReceivePath,
 		MaxParticipants:  cfg.maxParticipants,
 		MaxConsultations: cfg.maxConsultations,
 		MaxVideoBitrate:  cfg.maxVideoKbps * 1000,

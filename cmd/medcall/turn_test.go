@@ -12,20 +12,12 @@ import (
 	"github.com/medcall/medcall/sfu/turn/coturntest"
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/client"
+	"github.com/medcall/medcall/signaling/signaltest"
 	"github.com/pion/stun/v4"
 	pturn "github.com/pion/turn/v5"
 )
 
-// freeUDPPort returns a loopback UDP port free a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
+func freeUDPPort(t *testing.T) int { return signaltest.FreeUDPPort(t) }
 
 // turnURL is the first iceServers URL of a transport ("udp", "tcp").
 func turnURL(t *testing.T, j signaling.Message, transport string) string {

@@ -59,6 +59,10 @@ type Options struct {
 	// NoNetworkWatch turns off the automatic ICE restart on a network change
 	// (icerestart.go); RestartICE still works.
 	NoNetworkWatch bool
+	// TransportCC stamps what the client publishes with transport-wide
+	// sequence numbers, as browsers do, so the server sends transport-cc
+	// feedback for it (FeedbackReceived counts it).
+	TransportCC bool
 	// KeepAudio keeps every received audio packet with its arrival time, so
 	// a test can decode what a listener heard (AudioOgg).
 	KeepAudio bool
@@ -82,6 +86,8 @@ type Client struct {
 	pub    *webrtc.PeerConnection
 	sub    *webrtc.PeerConnection
 	joined signaling.Message
+	// feedback counts the server's RTCP about what this client publishes.
+	feedback feedbackCounts
 
 	reqMu   sync.Mutex
 	nextID  int
@@ -263,6 +269,11 @@ func newAPI(o Options) (*webrtc.API, *timeoutNet, error) {
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, nil, err
+	}
+	if o.TransportCC {
+		if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
+			return nil, nil, err
+		}
 	}
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

@@ -69,6 +69,7 @@ func (c *Client) drainRTCP(s *webrtc.RTPSender, p *pump) {
 			if err != nil {
 				return
 			}
+			c.feedback.count(pkts)
 			if p != nil && hasKeyframeRequest(pkts) {
 				p.requestKeyframe()
 			}

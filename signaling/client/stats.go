@@ -4,8 +4,10 @@ import (
 	"context"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -211,4 +213,39 @@ func (r *recvStats) wait(ctx context.Context, cond func(TrackStats) bool) (Track
 		case <-ch:
 		}
 	}
+}
+
+// Feedback counts the RTCP the server sent about what this client
+// publishes: receiver reports, NACKs and transport-wide congestion control
+// feedback (what a browser steers its encoder by). EchoedSenderReports
+// counts the reception reports that echo one of the client's sender
+// reports (LSR set), from which a sender tells its round-trip time.
+type Feedback struct {
+	ReceiverReports, EchoedSenderReports, NACKs, TransportCC uint64
+}
+
+type feedbackCounts struct{ rr, lsr, nack, twcc atomic.Uint64 }
+
+func (f *feedbackCounts) count(pkts []rtcp.Packet) {
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.ReceiverReport:
+			f.rr.Add(1)
+			for _, r := range p.Reports {
+				if r.LastSenderReport != 0 {
+					f.lsr.Add(1)
+				}
+			}
+		case *rtcp.TransportLayerNack:
+			f.nack.Add(1)
+		case *rtcp.TransportLayerCC:
+			f.twcc.Add(1)
+		}
+	}
+}
+
+// FeedbackReceived is what the server has sent about this client's media
+// so far.
+func (c *Client) FeedbackReceived() Feedback {
+	return Feedback{c.feedback.rr.Load(), c.feedback.lsr.Load(), c.feedback.nack.Load(), c.feedback.twcc.Load()}
 }

@@ -120,3 +120,14 @@ func (e *Env) Patient(pid, cid string, rec bool) string {
 func (e *Env) Clinician(sub, pid, cid string, rec bool) string {
 	return e.Mint(Claims(sub, token.RoleClinician, cid, pid, rec))
 }
+
+// FreeUDPPort returns a loopback UDP port free a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
