@@ -345,3 +345,26 @@ func TestOverflowPauseHoldsKeyframeRequestsUntilItsAsk(t *testing.T) {
 		t.Fatal("after the ask the downtrack does not wait for a keyframe")
 	}
 }
+
+// A REMB goes out at once when the target moves by more than 5 %, and
+// otherwise once a second.
+func TestREMBDue(t *testing.T) {
+	for _, c := range []struct {
+		target, sent uint64
+		age          time.Duration
+		want         bool
+	}{
+		{500_000, 0, 0, true},                   // the first
+		{500_000, 500_000, rateInterval, false}, // unchanged
+		{520_000, 500_000, rateInterval, false}, // +4 %
+		{530_000, 500_000, rateInterval, true},  // +6 %
+		{470_000, 500_000, rateInterval, true},  // -6 %
+		{480_000, 500_000, rateInterval, false}, // -4 %
+		{500_000, 500_000, rembRefresh, true},   // the refresh
+		{500_000, 500_000, rembRefresh - rateInterval, false},
+	} {
+		if got := rembDue(c.target, c.sent, c.age); got != c.want {
+			t.Errorf("rembDue(%d, %d, %v) = %v, want %v", c.target, c.sent, c.age, got, c.want)
+		}
+	}
+}
