@@ -60,11 +60,11 @@ func (s *SFU) newPublishConnection() (*webrtc.PeerConnection, *ownConn, error) {
 // connected starts taking the connection's RTP at the ingress, once: its
 // keys and selected pair are known by then (an ICE restart keeps the DTLS
 // session, and so the keys; a new pair comes through pairChanged).
-func (oc *ownConn) connected(pc *webrtc.PeerConnection, log interface{ Warn(string, ...any) }) {
+func (oc *ownConn) connected(pc *webrtc.PeerConnection, log interface{ Debug(string, ...any) }) {
 	oc.startOnce.Do(func() {
 		go func() {
 			if err := oc.start(pc); err != nil {
-				log.Warn("own receive path not taken; pion delivers this connection's media", "err", err)
+				log.Debug("own receive path not taken; pion delivers this connection's media", "err", err)
 			}
 		}()
 	})

@@ -177,6 +177,9 @@ func New(cfg Config) (*SFU, error) {
 		s.closeNetwork()
 		return nil, err
 	}
+	if cfg.OwnReceivePath && s.own == nil {
+		s.log.Debug("the own receive path needs UDPPort on one address; pion delivers all media")
+	}
 	if s.own != nil { // the UDP port's reader is the ingress (network.go)
 		s.pubSE, s.pubME, s.pubReg = se, m.pub, pub
 		s.ownPionReg = &interceptor.Registry{}

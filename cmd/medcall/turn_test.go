@@ -66,6 +66,9 @@ func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
 		t.Errorf("TURN metrics during a relayed call: active %v, to_sfu %v, to_client %v",
 			during[`medcall_turn_allocations_active`], during[toSFU], during[toClient])
 	}
+	// The relay's address is an ordinary remote address to the SFU: the own
+	// receive path (on by default) takes the relayed media too.
+	ownPathTookNearlyAll(t, during)
 	_ = pc.Leave(ctx)
 	_ = dc.Leave(ctx)
 	recordingComplete(t, data)
