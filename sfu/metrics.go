@@ -15,14 +15,15 @@ type Metrics struct {
 	DroppedMuted         atomic.Uint64 // arrived while the publisher said it was off
 	DroppedWriteError    atomic.Uint64 // subscriber transport refused the packet
 	// The own receive path (ownpath.go): RTP packets the UDP port's reader
-	// decrypted and queued itself, those it dropped with its queue full,
-	// and those that failed to decrypt (dropped too).
-	OwnPathPackets, OwnPathDropped, OwnPathDecryptErrors atomic.Uint64
-	PLISent, PLIReceived                                 atomic.Uint64
-	FIRReceived                                          atomic.Uint64
-	NACKReceived                                         atomic.Uint64 // from subscribers (answered by pion's responder)
-	NACKSent                                             atomic.Uint64 // to publishers (from pion's generator)
-	TracksPublished                                      [2]atomic.Uint64
+	// queued itself, those it dropped with a stream's queue full, those
+	// that failed to authenticate, and those seen before (both dropped
+	// too; a NACKed packet resent after all is one).
+	OwnPathPackets, OwnPathDropped, OwnPathDecryptErrors, OwnPathDuplicates atomic.Uint64
+	PLISent, PLIReceived                                                    atomic.Uint64
+	FIRReceived                                                             atomic.Uint64
+	NACKReceived                                                            atomic.Uint64 // from subscribers (answered by pion's responder)
+	NACKSent                                                                atomic.Uint64 // to publishers (from pion's generator)
+	TracksPublished                                                         [2]atomic.Uint64
 	// KeyframeRequests counts keyframe requests by reason
 	// (keyframerequest.go); KeyframeRequestsThrottled, those of them that
 	// sent no PLI at once (a PLI already asked for, or a later one, answers

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/transport/v5/replaydetector"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -64,7 +65,7 @@ func (oc *ownConn) connected(pc *webrtc.PeerConnection, log interface{ Debug(str
 	oc.startOnce.Do(func() {
 		go func() {
 			if err := oc.start(pc); err != nil {
-				log.Debug("own receive path not taken; pion delivers this connection's media", "err", err)
+				log.Debug("own receive path: pion delivers this connection's media (until an address is learned, if it may be)", "err", err)
 			}
 		}()
 	})
@@ -81,12 +82,7 @@ func (oc *ownConn) start(pc *webrtc.PeerConnection) error {
 	if err != nil {
 		return err
 	}
-	_, remote, err := keys.Contexts()
-	if err != nil {
-		return err
-	}
-	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil {
+	if _, _, err := keys.Contexts(); err != nil { // the profile is one srtp runs
 		return err
 	}
 	oc.amu.Lock()
@@ -94,7 +90,12 @@ func (oc *ownConn) start(pc *webrtc.PeerConnection) error {
 	if oc.closed {
 		return errors.New("closed")
 	}
-	oc.pc, oc.remote = pc, remote // before the table publishes oc to the ingress
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil {
+		return err
+	}
+	oc.pc = pc
+	oc.keys.Store(&keys) // before the table has an address of oc
 	oc.taken = true
 	return oc.follow(pair)
 }
@@ -123,7 +124,7 @@ func (oc *ownConn) follow(pair *webrtc.ICECandidatePair) error {
 	if err != nil {
 		return err
 	}
-	oc.path.add(oc, addr)
+	oc.path.add(oc, addr, true)
 	return nil
 }
 
@@ -174,19 +175,19 @@ func (oc *ownConn) close() {
 }
 
 // forwardOwn is Receiver.forward on the own path: the packets come from the
-// ingress (once it takes the stream) and from pion (before that, or when
-// it never does), pass through the connection's chain, and are fanned out
-// here.
+// ingress (once it takes the stream; decrypted here) and from pion (before
+// that, or when it never does), pass through the connection's chain, and
+// are fanned out here. One replay window covers both sources.
 func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver, oc *ownConn) {
 	m := r.owner.c.s.cfg.Metrics
 	info := ownStreamInfo(track, rr)
 	st := &ownStream{ch: make(chan *ownPacket, ownQueue)}
-	var cur *ownPacket
+	var cur []byte
 	in := oc.chain.BindRemoteStream(info, interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		if len(b) < cur.n {
+		if len(b) < len(cur) {
 			return 0, nil, io.ErrShortBuffer
 		}
-		return copy(b, cur.buf[:cur.n]), a, nil
+		return copy(b, cur), a, nil
 	}))
 	defer oc.chain.UnbindRemoteStream(info)
 	done := make(chan struct{})
@@ -204,26 +205,37 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 				ownPackets.Put(p)
 				return
 			}
-			p.n = n
+			p.n, p.encrypted = n, false
 			st.ch <- p // pion's buffers hold the rest meanwhile
 		}
 	}()
 	ssrc := info.SSRC
 	oc.hold(ssrc, st)
-	defer oc.release(ssrc)
-	buf := make([]byte, ownMTU)
+	defer oc.release(ssrc, st)
+	o := ownOpener{oc: oc, st: st, ssrc: ssrc, m: m, replay: replaydetector.WithWrap(srtpReplayWindow, 0xffff)}
+	buf, plain := make([]byte, ownMTU), make([]byte, ownMTU)
 	var pkt rtp.Packet
 	for {
 		select {
 		case p := <-st.ch:
-			cur = p
-			n, _, err := in.Read(buf, nil)
+			cur = o.open(p, plain) // may be p.buf itself: p goes back after the read
+			n, err := 0, io.EOF
+			if cur != nil {
+				n, _, err = in.Read(buf, nil)
+			}
 			ownPackets.Put(p)
 			if err == nil {
 				r.fanout(buf[:n], &pkt, m)
 			}
 		case <-done:
-			return
+			for { // what is left goes back to the pool
+				select {
+				case p := <-st.ch:
+					ownPackets.Put(p)
+				default:
+					return
+				}
+			}
 		}
 	}
 }

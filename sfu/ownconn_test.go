@@ -18,7 +18,7 @@ import (
 // the patient's audio and decodable video, and the receive interceptors,
 // now in medcall's own chain, still do their work: the patient gets
 // receiver reports that echo its sender reports, transport-cc feedback,
-// and NACKs for what it lost.
+// and NACKs for what it lost. After an ICE restart the path goes on.
 func TestOwnReceivePathCall(t *testing.T) {
 	m := &sfu.Metrics{}
 	env := signaltest.Start(t, sfu.Config{UDPPort: signaltest.FreeUDPPort(t), OwnReceivePath: true, Metrics: m})
@@ -53,6 +53,21 @@ func TestOwnReceivePathCall(t *testing.T) {
 	}
 	if n := m.OwnPathDecryptErrors.Load(); n != 0 {
 		t.Errorf("%d packets failed to decrypt", n)
+	}
+	// An ICE restart keeps the DTLS session, and so the keys: the path goes
+	// on taking the media.
+	if err := pat.RestartICE(ctx); err != nil {
+		t.Fatal(err)
+	}
+	own, in = m.OwnPathPackets.Load(), m.PacketsIn[0].Load()+m.PacketsIn[1].Load()
+	after := doc.Received("p-1", "audio").Packets + 100
+	if _, err := doc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= after }); err != nil {
+		t.Fatalf("no audio after an ICE restart: %v", err)
+	}
+	own, in = m.OwnPathPackets.Load()-own, m.PacketsIn[0].Load()+m.PacketsIn[1].Load()-in
+	t.Logf("after an ICE restart the own path took %d of %d RTP packets", own, in)
+	if own < in*9/10 {
+		t.Errorf("after an ICE restart the own receive path took %d of %d RTP packets; want nearly all", own, in)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {

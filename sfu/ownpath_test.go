@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
 )
 
-// ownRig is a path with one connection whose remote context decrypts what
-// peer encrypts.
+// ownRig is a path with one connection whose keys open what peer
+// encrypts.
 type ownRig struct {
 	path *ownPath
 	oc   *ownConn
@@ -19,21 +20,25 @@ type ownRig struct {
 	m    *Metrics
 }
 
+const (
+	rigUfrag = "srvufrag"
+	rigPwd   = "srvpassword0123456789012"
+)
+
 func newOwnRig(t *testing.T) *ownRig {
 	t.Helper()
-	key, salt := bytes.Repeat([]byte{7}, 16), bytes.Repeat([]byte{9}, 12)
-	mk := func(opts ...srtp.ContextOption) *srtp.Context {
-		c, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAeadAes128Gcm, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+	keys := SRTPKeys{Profile: srtp.ProtectionProfileAeadAes128Gcm,
+		LocalKey: bytes.Repeat([]byte{1}, 16), LocalSalt: bytes.Repeat([]byte{2}, 12),
+		RemoteKey: bytes.Repeat([]byte{7}, 16), RemoteSalt: bytes.Repeat([]byte{9}, 12)}
+	peer, err := srtp.CreateContext(keys.RemoteKey, keys.RemoteSalt, keys.Profile)
+	if err != nil {
+		t.Fatal(err)
 	}
-	g := &ownRig{m: &Metrics{}, peer: mk()}
+	g := &ownRig{m: &Metrics{}, peer: peer}
 	g.path = &ownPath{m: g.m}
 	g.oc = newOwnConn(g.path)
-	g.oc.remote = mk(srtp.SRTPReplayProtection(srtpReplayWindow))
-	g.path.setUfrag(g.oc, "srvufrag", "srvpassword0123456789012")
+	g.oc.keys.Store(&keys)
+	g.path.setUfrag(g.oc, rigUfrag, rigPwd)
 	return g
 }
 
@@ -62,10 +67,9 @@ func bindingRequest(t *testing.T, username, pwd string) []byte {
 	return m.Raw
 }
 
-var (
-	client1 = netip.MustParseAddrPort("192.0.2.10:5000")
-	client2 = netip.MustParseAddrPort("192.0.2.10:5002")
-)
+func addr(port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), port)
+}
 
 func (g *ownRig) owner(a netip.AddrPort) *ownConn {
 	if m := g.path.conns.Load(); m != nil {
@@ -75,116 +79,134 @@ func (g *ownRig) owner(a netip.AddrPort) *ownConn {
 }
 
 // A binding request names the connection (USERNAME) and is signed with its
-// password: only then is the address it came from the connection's.
+// password: only then is the address it came from the connection's. The
+// table keeps the selected pair's address and the most recently learned
+// ones, learning at most ownAddrs new ones a second; a learned address is
+// never taken from another connection.
 func TestOwnPathLearnsAddressesFromSignedSTUN(t *testing.T) {
 	g := newOwnRig(t)
+	signed := bindingRequest(t, rigUfrag+":cli", rigPwd)
+	response := bytes.Clone(signed)
+	response[0], response[1] = 0x01, 0x01 // a binding success response
 	for _, c := range []struct {
 		name string
 		b    []byte
 	}{
-		{"wrong password", bindingRequest(t, "srvufrag:cli", "not-the-password-at-all!")},
-		{"unknown username", bindingRequest(t, "other:cli", "srvpassword0123456789012")},
-		{"no colon", bindingRequest(t, "srvufrag", "srvpassword0123456789012")},
+		{"wrong password", bindingRequest(t, rigUfrag+":cli", "not-the-password-at-all!")},
+		{"unknown username", bindingRequest(t, "other:cli", rigPwd)},
+		{"no colon", bindingRequest(t, rigUfrag, rigPwd)},
+		{"not a request", response},
 		{"junk", []byte{0, 1, 0, 0, 0x21, 0x12}},
 	} {
-		if g.path.take(c.b, client1) {
+		if g.path.take(c.b, addr(5000)) {
 			t.Errorf("%s: STUN taken from pion", c.name)
 		}
-		if g.owner(client1) != nil {
+		if g.owner(addr(5000)) != nil {
 			t.Fatalf("%s: address learned", c.name)
 		}
 	}
-	if g.path.take(bindingRequest(t, "srvufrag:cli", "srvpassword0123456789012"), client1) {
-		t.Error("STUN taken from pion")
+	if g.path.take(signed, addr(5000)) || g.owner(addr(5000)) != g.oc {
+		t.Fatal("a signed binding request did not teach the address (or was taken from pion)")
 	}
-	if g.owner(client1) != g.oc {
-		t.Fatal("a signed binding request did not teach the address")
+	g.path.add(g.oc, addr(4000), true) // the selected pair's
+	// 5000 learned again is the most recent: the next ownAddrs-1 keep it.
+	for port := uint16(6000); port < 6000+ownAddrs-1; port++ {
+		g.path.take(signed, addr(port))
 	}
-	// The most recent ownAddrs addresses are kept.
-	for port := uint16(6000); port < 6000+ownAddrs; port++ {
-		g.path.take(bindingRequest(t, "srvufrag:cli", "srvpassword0123456789012"), netip.AddrPortFrom(client1.Addr(), port))
+	g.path.take(signed, addr(5000))
+	if g.path.take(signed, addr(6100)); g.owner(addr(6100)) != nil {
+		t.Errorf("%d new addresses learned within a second; want at most %d", ownAddrs+1, ownAddrs)
 	}
-	if g.owner(client1) != nil || g.owner(netip.AddrPortFrom(client1.Addr(), 6000)) != g.oc {
-		t.Errorf("the table keeps %v", *g.path.conns.Load())
+	g.oc.learnedSince = time.Time{} // a second later
+	g.path.take(signed, addr(6100))
+	if g.owner(addr(5000)) != g.oc || g.owner(addr(6000)) != nil || g.owner(addr(4000)) != g.oc {
+		t.Errorf("the table keeps %v (%v, pinned %v); want 6000, the least recent, evicted and the pair's address kept",
+			*g.path.conns.Load(), g.oc.addrs, g.oc.pinned)
 	}
-	// After an ICE restart only the new credentials count.
+	// Another connection: signed STUN from oc's address does not take it;
+	// its selected pair does, and oc's later eviction leaves it alone.
+	other := newOwnConn(g.path)
+	g.path.setUfrag(other, "ufrag2", "password2-0123456789012")
+	g.path.take(bindingRequest(t, "ufrag2:cli", "password2-0123456789012"), addr(5000))
+	if g.owner(addr(5000)) != g.oc {
+		t.Fatal("a learned address was taken from another connection")
+	}
+	g.path.add(other, addr(6100), true)
+	g.oc.learnedSince = time.Time{}
+	for port := uint16(7000); port < 7000+ownAddrs; port++ {
+		g.path.take(signed, addr(port))
+	}
+	if g.owner(addr(6100)) != other {
+		t.Error("a connection's eviction removed an address another connection holds")
+	}
+	// After an ICE restart the new credentials teach, the old ones no more.
 	g.path.setUfrag(g.oc, "newufrag", "newpassword0123456789012")
-	g.path.take(bindingRequest(t, "srvufrag:cli", "srvpassword0123456789012"), client2)
-	if g.owner(client2) != nil {
-		t.Error("the old credentials still teach addresses")
+	g.oc.learnedSince = time.Time{}
+	g.path.take(signed, addr(8000))
+	g.path.take(bindingRequest(t, "newufrag:cli", "newpassword0123456789012"), addr(8001))
+	if g.owner(addr(8000)) != nil || g.owner(addr(8001)) != g.oc {
+		t.Error("after new credentials, the old still teach or the new do not")
 	}
+	// Removed, the connection comes back neither by STUN nor by its pair.
 	g.path.remove(g.oc)
-	if len(*g.path.conns.Load()) != 0 || len(*g.path.ufrags.Load()) != 0 {
-		t.Error("a removed connection stays in the table")
+	g.path.take(bindingRequest(t, "newufrag:cli", "newpassword0123456789012"), addr(8002))
+	g.path.add(g.oc, addr(8003), true)
+	for a, c := range *g.path.conns.Load() {
+		if c == g.oc {
+			t.Errorf("a removed connection holds %v", a)
+		}
+	}
+	if _, ok := (*g.path.ufrags.Load())["newufrag"]; ok {
+		t.Error("a removed connection's credentials still teach")
 	}
 }
 
 // The ingress takes only RTP of a held stream from one of the connection's
-// addresses; it decrypts it, and drops what does not authenticate.
+// addresses, queued as it came; one packet in ownPionEvery is left to pion.
 func TestOwnPathTakesHeldStreams(t *testing.T) {
 	g := newOwnRig(t)
-	g.path.add(g.oc, client1)
+	g.path.add(g.oc, addr(5000), true)
 	st := &ownStream{ch: make(chan *ownPacket, 2)}
 	g.oc.hold(1111, st)
 
 	_, unheld := g.packet(t, 2222, 1)
-	if g.path.take(unheld, client1) {
+	if g.path.take(unheld, addr(5000)) {
 		t.Error("a stream not held was taken (pion must see a new stream's first packets)")
 	}
-	plain, wire := g.packet(t, 1111, 1)
-	if g.path.take(wire, client2) {
+	_, wire := g.packet(t, 1111, 1)
+	if g.path.take(wire, addr(5001)) {
 		t.Error("a packet from an address not the connection's was taken")
 	}
-	rtcp := bytes.Clone(wire)
-	rtcp[1] = 200 // a sender report's packet type
-	if g.path.take(rtcp, client1) {
-		t.Error("RTCP was taken")
-	}
-	if !g.path.take(wire, client1) {
-		t.Fatal("a held stream's packet was not taken")
-	}
-	if p := <-st.ch; !bytes.Equal(p.buf[:p.n], plain) {
-		t.Errorf("decrypted %x, want %x", p.buf[:p.n], plain)
-	}
-	if !g.path.take(wire, client1) || len(st.ch) != 0 || g.m.OwnPathDecryptErrors.Load() != 1 {
-		t.Error("a replayed packet was not dropped and counted")
-	}
-	_, forged := g.packet(t, 1111, 2)
-	forged[len(forged)-1] ^= 1
-	if !g.path.take(forged, client1) || len(st.ch) != 0 || g.m.OwnPathDecryptErrors.Load() != 2 {
-		t.Error("a forged packet was not dropped and counted")
-	}
-	for seq := uint16(3); seq < 6; seq++ {
-		_, w := g.packet(t, 1111, seq)
-		g.path.take(w, client1)
-	}
-	if g.m.OwnPathPackets.Load() != 3 || g.m.OwnPathDropped.Load() != 1 {
-		t.Errorf("queued %d, dropped %d; want 3 queued (of them 2 waiting) and 1 dropped on the full queue",
-			g.m.OwnPathPackets.Load(), g.m.OwnPathDropped.Load())
-	}
-}
-
-// A stream none of whose packets decrypt goes back to pion (its sequence
-// numbers wrapped before the ingress took it, so only pion knows the
-// rollover counter); one that has decrypted stays.
-func TestOwnPathReleasesAStreamThatNeverDecrypts(t *testing.T) {
-	g := newOwnRig(t)
-	g.path.add(g.oc, client1)
-	g.oc.hold(1111, &ownStream{ch: make(chan *ownPacket, ownQueue)})
-	g.oc.hold(3333, &ownStream{ch: make(chan *ownPacket, ownQueue)})
-	_, good := g.packet(t, 3333, 1)
-	g.path.take(good, client1)
-	for seq := range uint16(ownFailLimit) {
-		for _, ssrc := range []uint32{1111, 3333} {
-			_, w := g.packet(t, ssrc, 100+seq)
-			w[len(w)-1] ^= 1
-			g.path.take(w, client1)
+	for _, pt := range []byte{192, 200, 206, 223} {
+		rtcp := bytes.Clone(wire)
+		rtcp[1] = pt
+		if g.path.take(rtcp, addr(5000)) {
+			t.Errorf("RTCP (packet type %d) was taken", pt)
 		}
 	}
-	if g.oc.stream(1111) != nil {
-		t.Error("a stream that never decrypted is still taken")
+	if g.path.take(append(bytes.Clone(wire), make([]byte, ownMTU)...), addr(5000)) {
+		t.Error("a datagram larger than ownMTU was taken")
 	}
-	if g.oc.stream(3333) == nil {
-		t.Error("a stream that decrypted was given back on later failures")
+	if !g.path.take(wire, addr(5000)) {
+		t.Fatal("a held stream's packet was not taken")
+	}
+	if p := <-st.ch; !p.encrypted || !bytes.Equal(p.buf[:p.n], wire) {
+		t.Errorf("queued %x (encrypted %v), want the datagram as it came", p.buf[:p.n], p.encrypted)
+	}
+	g.path.take(wire, addr(5000))
+	g.path.take(wire, addr(5000))
+	g.path.take(wire, addr(5000))
+	if g.m.OwnPathPackets.Load() != 3 || g.m.OwnPathDropped.Load() != 1 {
+		t.Errorf("queued %d, dropped %d; want 3 queued and 1 dropped on the full queue",
+			g.m.OwnPathPackets.Load(), g.m.OwnPathDropped.Load())
+	}
+	<-st.ch
+	<-st.ch
+	st.seen = ownPionEvery - 1
+	if g.path.take(wire, addr(5000)) {
+		t.Errorf("packet %d of the stream was taken; every %dth is pion's", ownPionEvery, ownPionEvery)
+	}
+	if !g.path.take(wire, addr(5000)) {
+		t.Error("the packet after pion's was not taken")
 	}
 }

@@ -27,8 +27,9 @@ const (
 	// Audio always goes first.
 	audioReserve = 48_000
 	// rateInterval is how often each publisher's target is worked out; a
-	// REMB goes out when it moved by more than rembChange, else every
-	// rembRefresh (a browser keeps the last REMB as its cap). Writing one
+	// REMB goes out when it moved by more than rembChange, else at the
+	// first tick rembRefresh after the last (a browser keeps the last REMB
+	// as its cap). Writing one
 	// every rateInterval was 6 % of the server's CPU at N=50 (an SRTCP
 	// write each, 1,000 a second).
 	rateInterval = 100 * time.Millisecond

@@ -72,13 +72,27 @@ type SRTPKeys struct {
 	LocalCryptex, RemoteCryptex bool
 }
 
-// srtpReplayWindow is the replay protection of the receiving context, in
-// packets: pion's SRTP session's default (a bare srtp.Context has none).
-const srtpReplayWindow = 64
+// srtpReplayWindow is the replay protection of what medcall receives, in
+// packets (a bare srtp.Context has none). pion's SRTP session keeps 64,
+// but at N=150 a packet resent for a NACK after a kernel drop arrives
+// hundreds of packets late, and a 64-packet window refuses it as a replay;
+// 1,024 packets is 7 s of video at 150 packets/s.
+const srtpReplayWindow = 1024
+
+// receiver is Contexts without the replay window on the receiving side,
+// for a caller that keeps its own (ownOpener, whose window also covers
+// the packets pion decrypted).
+func (k SRTPKeys) receiver() (local, remote *srtp.Context, err error) {
+	return k.contexts(false)
+}
 
 // Contexts returns SRTP contexts for sending (local) and receiving (remote,
 // with replay protection).
 func (k SRTPKeys) Contexts() (local, remote *srtp.Context, err error) {
+	return k.contexts(true)
+}
+
+func (k SRTPKeys) contexts(replayWindow bool) (local, remote *srtp.Context, err error) {
 	opts := func(cryptex bool, more ...srtp.ContextOption) []srtp.ContextOption {
 		if cryptex {
 			more = append(more, srtp.Cryptex(srtp.CryptexModeEnabled))
@@ -88,7 +102,10 @@ func (k SRTPKeys) Contexts() (local, remote *srtp.Context, err error) {
 	if local, err = srtp.CreateContext(k.LocalKey, k.LocalSalt, k.Profile, opts(k.LocalCryptex)...); err != nil {
 		return nil, nil, err
 	}
-	replay := []srtp.ContextOption{srtp.SRTPReplayProtection(srtpReplayWindow), srtp.SRTCPReplayProtection(srtpReplayWindow)}
+	var replay []srtp.ContextOption
+	if replayWindow {
+		replay = []srtp.ContextOption{srtp.SRTPReplayProtection(srtpReplayWindow), srtp.SRTCPReplayProtection(srtpReplayWindow)}
+	}
 	if remote, err = srtp.CreateContext(k.RemoteKey, k.RemoteSalt, k.Profile, opts(k.RemoteCryptex, replay...)...); err != nil {
 		return nil, nil, err
 	}

@@ -100,10 +100,11 @@ func newMetrics() *metrics {
 		"garbage": &s.DroppedGarbage, "wait_keyframe": &s.DroppedWaitKeyframe,
 		"muted": &s.DroppedMuted, "write_error": &s.DroppedWriteError,
 		"own_path_queue_full": &s.OwnPathDropped, "own_path_decrypt_error": &s.OwnPathDecryptErrors,
+		"own_path_duplicate": &s.OwnPathDuplicates,
 	} {
 		counterFunc(reg, "packets_dropped_total", "Packets not forwarded, by reason.", prometheus.Labels{"reason": reason}, u64(c))
 	}
-	counterFunc(reg, "own_path_packets_total", "RTP packets the UDP port's reader decrypted and handed to forwarding itself, past pion's receive goroutines (--own-receive-path).", nil, u64(&s.OwnPathPackets))
+	counterFunc(reg, "own_path_packets_total", "RTP packets the UDP port's reader handed to forwarding itself, past pion's receive goroutines (--own-receive-path; the forwarding goroutine decrypts them).", nil, u64(&s.OwnPathPackets))
 	counterFunc(reg, "rtcp_nacks_sent_total", "NACKs sent to publishers.", nil, u64(&s.NACKSent))
 	counterFunc(reg, "rtcp_nacks_received_total", "NACKs received from subscribers.", nil, u64(&s.NACKReceived))
 	counterFunc(reg, "nack_packets_total", "Packets subscribers asked to be resent.", nil, u64(&s.NACKedPackets))

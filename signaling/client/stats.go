@@ -219,7 +219,8 @@ func (r *recvStats) wait(ctx context.Context, cond func(TrackStats) bool) (Track
 // publishes: receiver reports, NACKs and transport-wide congestion control
 // feedback (what a browser steers its encoder by). EchoedSenderReports
 // counts the reception reports that echo one of the client's sender
-// reports (LSR set), from which a sender tells its round-trip time.
+// reports (LSR set), from which a sender tells its round-trip time. A
+// compound report is counted by each sender that reads it.
 type Feedback struct {
 	ReceiverReports, EchoedSenderReports, NACKs, TransportCC uint64
 }

@@ -1,0 +1,93 @@
+package sfu
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/pion/transport/v5/replaydetector"
+)
+
+func newOpener(g *ownRig, st *ownStream, ssrc uint32) *ownOpener {
+	return &ownOpener{oc: g.oc, st: st, ssrc: ssrc, m: g.m, replay: replaydetector.WithWrap(srtpReplayWindow, 0xffff)}
+}
+
+func queued(b []byte, encrypted bool) *ownPacket {
+	p := &ownPacket{encrypted: encrypted}
+	p.n = copy(p.buf[:], b)
+	return p
+}
+
+// A stream's packets are opened with the connection's keys; what does not
+// authenticate and what was seen before, from the ingress or from pion,
+// is dropped and counted.
+func TestOwnOpenerDecryptsAndDropsReplays(t *testing.T) {
+	g := newOwnRig(t)
+	st := &ownStream{ch: make(chan *ownPacket, 1)}
+	g.oc.hold(1111, st)
+	o := newOpener(g, st, 1111)
+	plain := make([]byte, ownMTU)
+
+	p1, w1 := g.packet(t, 1111, 1)
+	if got := o.open(queued(w1, true), plain); !bytes.Equal(got, p1) {
+		t.Fatalf("opened %x, want %x", got, p1)
+	}
+	if o.open(queued(w1, true), plain) != nil || g.m.OwnPathDuplicates.Load() != 1 {
+		t.Error("a replayed packet was not dropped as a duplicate")
+	}
+	p2, w2 := g.packet(t, 1111, 2)
+	if got := o.open(queued(p2, false), plain); !bytes.Equal(got, p2) {
+		t.Errorf("a packet pion decrypted came out as %x, want %x", got, p2)
+	}
+	if o.open(queued(w2, true), plain) != nil || g.m.OwnPathDuplicates.Load() != 2 {
+		t.Error("a packet pion delivered was forwarded again from the ingress")
+	}
+	_, w3 := g.packet(t, 1111, 3)
+	w3[len(w3)-1] ^= 1
+	if o.open(queued(w3, true), plain) != nil || g.m.OwnPathDecryptErrors.Load() != 1 {
+		t.Error("a forged packet was not dropped and counted")
+	}
+	p3, w3 := g.packet(t, 1111, 3)
+	if got := o.open(queued(w3, true), plain); !bytes.Equal(got, p3) {
+		t.Error("the genuine packet after a forged one with its sequence number was refused")
+	}
+}
+
+// A stream whose packets fail to authenticate ownFailLimit times in a row
+// goes back to pion (its rollover counter is pion's to know); fewer, with
+// a good one between, do not.
+func TestOwnOpenerReleasesAfterFailuresInARow(t *testing.T) {
+	g := newOwnRig(t)
+	st := &ownStream{ch: make(chan *ownPacket, 1)}
+	g.oc.hold(1111, st)
+	o := newOpener(g, st, 1111)
+	plain := make([]byte, ownMTU)
+	forged := func(seq uint16) *ownPacket {
+		_, w := g.packet(t, 1111, seq)
+		w[len(w)-1] ^= 1
+		return queued(w, true)
+	}
+	for seq := uint16(1); seq < ownFailLimit; seq++ {
+		o.open(forged(seq), plain)
+	}
+	_, good := g.packet(t, 1111, 100)
+	if o.open(queued(good, true), plain) == nil {
+		t.Fatal("a genuine packet was refused")
+	}
+	for seq := uint16(101); seq < 100+ownFailLimit; seq++ {
+		o.open(forged(seq), plain)
+	}
+	if g.oc.stream(1111) != st {
+		t.Fatalf("released after %d failures in a row", ownFailLimit-1)
+	}
+	o.open(forged(200), plain)
+	if g.oc.stream(1111) != nil {
+		t.Errorf("still taken after %d failures in a row", ownFailLimit)
+	}
+	// A newer stream under the same SSRC is not released by the old one.
+	st2 := &ownStream{ch: make(chan *ownPacket, 1)}
+	g.oc.hold(1111, st2)
+	g.oc.release(1111, st)
+	if g.oc.stream(1111) != st2 {
+		t.Error("an old stream released the SSRC a newer stream holds")
+	}
+}
