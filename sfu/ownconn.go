@@ -12,7 +12,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/transport/v5/replaydetector"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -212,7 +211,7 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 	ssrc := info.SSRC
 	oc.hold(ssrc, st)
 	defer oc.release(ssrc, st)
-	o := ownOpener{oc: oc, st: st, ssrc: ssrc, m: m, replay: replaydetector.WithWrap(srtpReplayWindow, 0xffff)}
+	o := ownOpener{oc: oc, st: st, ssrc: ssrc, m: m}
 	buf, plain := make([]byte, ownMTU), make([]byte, ownMTU)
 	var pkt rtp.Packet
 	for {

@@ -3,12 +3,10 @@ package sfu
 import (
 	"bytes"
 	"testing"
-
-	"github.com/pion/transport/v5/replaydetector"
 )
 
 func newOpener(g *ownRig, st *ownStream, ssrc uint32) *ownOpener {
-	return &ownOpener{oc: g.oc, st: st, ssrc: ssrc, m: g.m, replay: replaydetector.WithWrap(srtpReplayWindow, 0xffff)}
+	return &ownOpener{oc: g.oc, st: st, ssrc: ssrc, m: g.m}
 }
 
 func queued(b []byte, encrypted bool) *ownPacket {
@@ -90,4 +88,40 @@ func TestOwnOpenerReleasesAfterFailuresInARow(t *testing.T) {
 	if g.oc.stream(1111) != st2 {
 		t.Error("an old stream released the SSRC a newer stream holds")
 	}
+}
+
+// The window accepts each sequence number once, across the wrap, refuses
+// what is older than srtpReplayWindow, and forgets what a jump passed.
+func TestSeqWindow(t *testing.T) {
+	var w seqWindow
+	want := func(seq uint16, ok bool) {
+		t.Helper()
+		if got := w.accept(seq); got != ok {
+			t.Errorf("accept(%d) = %v, want %v", seq, got, ok)
+		}
+	}
+	want(65530, true)
+	want(65530, false)
+	want(65535, true)
+	want(2, true) // across the wrap
+	want(65533, true)
+	want(65533, false)
+	want(65531, true)
+	want(2, false)
+	want(2+srtpReplayWindow-1, true)
+	want(2, false)     // still in the window, and seen
+	want(65535, false) // older than the window
+	want(3, true)      // in the window, not seen
+	want(3+2*srtpReplayWindow, true)
+	want(3+srtpReplayWindow+1, true) // in the window, never seen
+
+	// A jump shorter than the window frees the slots it passes over: seq 0
+	// and seq srtpReplayWindow share one.
+	w = seqWindow{}
+	for seq := uint16(0); seq < 6; seq++ {
+		want(seq, true)
+	}
+	want(srtpReplayWindow+3, true)
+	want(srtpReplayWindow, true)
+	want(5, false) // older than the window now
 }
