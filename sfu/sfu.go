@@ -76,10 +76,11 @@ type Config struct {
 	// without connectivity a connection is disconnected after the first and
 	// failed after both; 0 means pion's defaults (5s, 25s).
 	ICEDisconnectedTimeout, ICEFailedTimeout time.Duration
-	// OwnReceivePath has the UDP port's reader decrypt publishers' RTP and
-	// hand it to the forwarding goroutines itself, past pion's receive
-	// goroutines (ownpath.go). It needs UDPPort on one address (ListenIP
-	// set); otherwise pion delivers everything.
+	// OwnReceivePath has the UDP port's reader hand publishers' RTP
+	// straight to the forwarding goroutines, which decrypt it, past pion's
+	// receive goroutines (ownpath.go). It needs UDPPort on one address
+	// (ListenIP a specific IP, so one socket); otherwise pion delivers
+	// everything.
 	OwnReceivePath bool
 	// ICEFailedGrace is how long a failed connection may take to recover (an
 	// ICE restart) before its participant is removed; 0 means 5s.
@@ -177,8 +178,11 @@ func New(cfg Config) (*SFU, error) {
 		s.closeNetwork()
 		return nil, err
 	}
-	if cfg.OwnReceivePath && s.own == nil {
-		s.log.Debug("the own receive path needs UDPPort on one address; pion delivers all media")
+	switch {
+	case s.own != nil:
+		s.log.Info("own receive path on: the UDP port's reader hands publishers' RTP to forwarding itself")
+	case cfg.OwnReceivePath && cfg.UDPPort != 0:
+		s.log.Info("own receive path off: it needs the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion delivers all media")
 	}
 	if s.own != nil { // the UDP port's reader is the ingress (network.go)
 		s.pubSE, s.pubME, s.pubReg = se, m.pub, pub

@@ -51,7 +51,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.clusterConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
-	fs.BoolVar(&c.ownReceivePath, "own-receive-path", true, "with --udp-port and --addr on one address, decrypt publishers' RTP as the port is read and hand it to forwarding directly, past pion's receive goroutines (docs/mediapath.md); =false leaves it all to pion")
+	fs.BoolVar(&c.ownReceivePath, "own-receive-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), the port's reader hands publishers' RTP straight to the forwarding goroutines, which decrypt it, past pion's receive goroutines (docs/mediapath.md); off without those two; =false leaves it all to pion")
 	c.net.flags(fs)
 	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
