@@ -64,7 +64,7 @@ func (oc *ownConn) connected(pc *webrtc.PeerConnection, log interface{ Debug(str
 	oc.startOnce.Do(func() {
 		go func() {
 			if err := oc.start(pc); err != nil {
-				log.Debug("own receive path: pion delivers this connection's media (until an address is learned, if it may be)", "err", err)
+				log.Debug("own receive path not taken for this connection; pion delivers its media", "err", err)
 			}
 		}()
 	})
@@ -227,7 +227,8 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 				r.fanout(buf[:n], &pkt, m)
 			}
 		case <-done:
-			for { // what is left goes back to the pool
+			oc.release(ssrc, st) // first, so the ingress queues no more
+			for {                // what is left goes back to the pool
 				select {
 				case p := <-st.ch:
 					ownPackets.Put(p)

@@ -20,6 +20,26 @@ type ownOpener struct {
 	hdr    rtp.Header
 	replay seqWindow
 	failed int // in a row
+	// The rollover counter of the highest sequence number accepted so far
+	// (from either source), for the context's first packet: pion may have
+	// delivered the stream across a wrap before the ingress took it.
+	roc  uint32
+	last uint16
+}
+
+// rocOf is the rollover counter of seq, judged from the highest accepted.
+func (o *ownOpener) rocOf(seq uint16) uint32 {
+	if !o.replay.started {
+		return 0
+	}
+	d := int16(seq - o.last)
+	switch {
+	case d > 0 && seq < o.last:
+		return o.roc + 1
+	case d < 0 && seq > o.last && o.roc > 0:
+		return o.roc - 1
+	}
+	return o.roc
 }
 
 // open returns p's RTP packet in plain (a packet pion decrypted as it is),
@@ -31,15 +51,16 @@ func (o *ownOpener) open(p *ownPacket, plain []byte) []byte {
 			if k := o.oc.keys.Load(); k != nil {
 				_, o.ctx, _ = k.receiver()
 			}
-			if o.ctx == nil {
+			if o.ctx == nil || len(raw) < 12 {
 				return nil
 			}
+			o.ctx.SetROC(o.ssrc, o.rocOf(binary.BigEndian.Uint16(raw[2:4])))
 		}
 		out, err := o.ctx.DecryptRTP(plain[:0], raw, &o.hdr)
 		if err != nil || len(out) == 0 || &out[0] != &plain[0] { // not one of ours, or larger than any
 			o.m.OwnPathDecryptErrors.Add(1)
-			if o.failed++; o.failed >= ownFailLimit {
-				o.oc.release(o.ssrc, o.st) // pion knows the rollover counter
+			if o.failed++; o.failed == ownFailLimit {
+				o.oc.release(o.ssrc, o.st) // once: pion knows the rollover counter
 			}
 			return nil
 		}
@@ -48,9 +69,14 @@ func (o *ownOpener) open(p *ownPacket, plain []byte) []byte {
 	if len(raw) < 4 {
 		return nil
 	}
-	if !o.replay.accept(binary.BigEndian.Uint16(raw[2:4])) {
+	seq := binary.BigEndian.Uint16(raw[2:4])
+	roc := o.rocOf(seq)
+	if !o.replay.accept(seq) {
 		o.m.OwnPathDuplicates.Add(1)
 		return nil
+	}
+	if o.replay.highest == seq {
+		o.roc, o.last = roc, seq
 	}
 	return raw
 }

@@ -125,3 +125,23 @@ func TestSeqWindow(t *testing.T) {
 	want(srtpReplayWindow, true)
 	want(5, false) // older than the window now
 }
+
+// pion delivered the stream's first packets across a sequence wrap before
+// the ingress took it: the stream's context starts at the rollover
+// counter those packets reached, so the next packet opens.
+func TestOwnOpenerStartsAtTheRolloverCounterPionReached(t *testing.T) {
+	g := newOwnRig(t)
+	st := &ownStream{ch: make(chan *ownPacket, 1)}
+	o := newOpener(g, st, 1111)
+	plain := make([]byte, ownMTU)
+	for _, seq := range []uint16{65533, 65534, 65535, 0, 1} {
+		p, _ := g.packet(t, 1111, seq) // the peer's context counts the wrap
+		if o.open(queued(p, false), plain) == nil {
+			t.Fatalf("pion's packet %d refused", seq)
+		}
+	}
+	p2, w2 := g.packet(t, 1111, 2)
+	if got := o.open(queued(w2, true), plain); !bytes.Equal(got, p2) {
+		t.Fatalf("the first packet from the ingress after a wrap pion saw did not open (%d failures)", g.m.OwnPathDecryptErrors.Load())
+	}
+}

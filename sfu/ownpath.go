@@ -22,8 +22,10 @@ import (
 // (ingress.go), which reads every datagram of the port anyway, hands a
 // publish connection's RTP straight to the stream's forwarding goroutine,
 // which decrypts it (ownconn.go, forwardOwn): one hand-off instead of four,
-// and no more work on the port's one reader than pion's mux does (a
-// lookup and a copy), so the reader keeps up as well under overload.
+// and for RTP no more work on the port's one reader than pion's mux does (a
+// lookup and a copy), so the reader keeps up under overload. (It also
+// decodes each STUN binding request, and checks the signature of those
+// naming a publish connection.)
 //
 // What stays with pion: ICE (STUN), DTLS, all RTCP, each new stream's
 // first packets (pion announces a track, OnTrack, on its first packet; the
@@ -31,8 +33,7 @@ import (
 // packet in ownPionEvery of each taken stream, so that pion's rollover
 // counter stays current should the stream ever go back to it. Liveness is
 // unchanged in kind: pion's ICE agent judges the selected pair by the STUN
-// it receives, and sends a keepalive request every 2 s when it has
-// received nothing else.
+// it receives, and pings the selected pair every 2 s.
 //
 // Each publish connection's receive interceptors (NACK generator, receiver
 // reports, transport-cc feedback, the loss reporter and NACK counter,
@@ -47,8 +48,9 @@ import (
 // A connection's packets are taken once its SRTP keys (srtpkeys.go:
 // medcall is the DTLS server of its publish connections) and an address
 // of it are known. Without them (medcall the DTLS client, a pair over
-// ICE-TCP, the UDP port on several sockets) pion delivers everything, and
-// the chain still sees it all.
+// ICE-TCP) pion delivers everything, and the chain still sees it all. With
+// the UDP port on several sockets (or none) there is no own path at all:
+// pion's connections keep their own interceptors.
 
 // ownMTU is the largest datagram the ingress takes; pion gets larger ones
 // (and the Receiver counts them as garbage, as before).
@@ -118,8 +120,8 @@ func (o *ownPath) add(oc *ownConn, addr netip.AddrPort, pinned bool) {
 		old = *p
 	}
 	owner := old[addr]
-	if owner != nil && owner != oc && !pinned {
-		return
+	if !pinned && (addr == oc.pinned || owner != nil && owner != oc) {
+		return // the pair's address is not a learned one; another's stays its
 	}
 	if !pinned {
 		// A participant signing STUN from ever new ports could otherwise

@@ -171,6 +171,11 @@ func New(cfg Config) (*SFU, error) {
 		}
 		se.SetICETimeouts(disc, failed, 2*time.Second)
 	}
+	// pion's SRTP session refuses as a replay what is more than 64 packets
+	// older than the newest; at N=150 NACKed packets resent after a kernel
+	// drop arrive later than that. Its window is the own path's
+	// (srtpkeys.go), so the two paths judge alike.
+	se.SetSRTPReplayProtectionWindow(srtpReplayWindow)
 	s.links.downLoss = s.downstreamLoss
 	s.links.log = s.log
 	m, pub, sub, err := newMediaEngine(cfg, &s.links)

@@ -73,10 +73,11 @@ type SRTPKeys struct {
 }
 
 // srtpReplayWindow is the replay protection of what medcall receives, in
-// packets (a bare srtp.Context has none). pion's SRTP session keeps 64,
-// but at N=150 a packet resent for a NACK after a kernel drop arrives
-// hundreds of packets late, and a 64-packet window refuses it as a replay;
-// 1,024 packets is 7 s of video at 150 packets/s.
+// packets (a bare srtp.Context has none), on the own path and, through the
+// SettingEngine, in pion's sessions. pion's default is 64, but at N=150 a
+// packet resent for a NACK after a kernel drop arrives hundreds of packets
+// late, and a 64-packet window refuses it as a replay; 1,024 packets is
+// 7 s of video at 150 packets/s.
 const srtpReplayWindow = 1024
 
 // receiver is Contexts without the replay window on the receiving side,

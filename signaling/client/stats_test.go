@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -29,5 +30,20 @@ func TestReceiveAccounting(t *testing.T) {
 	}
 	if r.st.Jitter < 600*time.Microsecond || r.st.Jitter > 700*time.Microsecond { // |30-20|/16 ms
 		t.Fatalf("jitter %v", r.st.Jitter)
+	}
+}
+
+// The server's feedback is counted by kind, and a reception report that
+// echoes a sender report (LSR set) apart.
+func TestFeedbackCounts(t *testing.T) {
+	var f feedbackCounts
+	f.count([]rtcp.Packet{
+		&rtcp.ReceiverReport{Reports: []rtcp.ReceptionReport{{SSRC: 1, LastSenderReport: 7}, {SSRC: 2}}},
+		&rtcp.TransportLayerNack{}, &rtcp.TransportLayerCC{}, &rtcp.TransportLayerCC{},
+		&rtcp.PictureLossIndication{},
+	})
+	got := Feedback{f.rr.Load(), f.lsr.Load(), f.nack.Load(), f.twcc.Load()}
+	if want := (Feedback{ReceiverReports: 1, EchoedSenderReports: 1, NACKs: 1, TransportCC: 2}); got != want {
+		t.Errorf("counted %+v, want %+v", got, want)
 	}
 }
