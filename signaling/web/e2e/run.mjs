@@ -27,7 +27,13 @@ const stats = (page) => page.evaluate(() => window.medcallDemo.stats());
 const status = (page) => page.locator('#status').textContent();
 
 async function join(page, { tokenFromQuery = false } = {}) {
-  if (!tokenFromQuery) await page.click('#dev-generate');
+  // A token already in the field (the last join's) must not pass for the
+  // new one: generating it is a request to the server, and under load the
+  // old one was sent with the new consultation's form (binding_mismatch).
+  if (!tokenFromQuery) {
+    await page.fill('#token', '');
+    await page.click('#dev-generate');
+  }
   await poll('a generated token', async () => (await page.inputValue('#token')).length > 20);
   await page.click('#join-button');
   await page.waitForSelector('#call:not([hidden])', { timeout: 15000 });
