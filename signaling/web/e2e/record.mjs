@@ -63,6 +63,7 @@ async function join(page, dev) {
     await page.fill('#dev-pid', dev.pid);
     await page.fill('#dev-sub', dev.sub);
     await page.check('#dev-rec');
+    await page.fill('#token', ''); // so the poll below waits for this one (run.mjs, join)
     await page.click('#dev-generate');
   }
   await poll('a token', async () => (await page.inputValue('#token')).length > 20);
