@@ -95,7 +95,6 @@ func (oc *ownConn) start(pc *webrtc.PeerConnection) error {
 	}
 	oc.pc = pc
 	oc.keys.Store(&keys) // before the table has an address of oc
-	oc.taken = true
 	return oc.follow(pair)
 }
 
@@ -104,7 +103,7 @@ func (oc *ownConn) start(pc *webrtc.PeerConnection) error {
 func (oc *ownConn) pairChanged(pair *webrtc.ICECandidatePair) {
 	oc.amu.Lock()
 	defer oc.amu.Unlock()
-	if oc.taken && !oc.closed {
+	if oc.pc != nil && !oc.closed { // taken
 		_ = oc.follow(pair)
 	}
 }

@@ -9,6 +9,15 @@ func newOpener(g *ownRig, st *ownStream, ssrc uint32) *ownOpener {
 	return &ownOpener{oc: g.oc, st: st, ssrc: ssrc, m: g.m}
 }
 
+// heldOpener is a rig whose stream 1111 is held, with its opener.
+func heldOpener(t *testing.T) (*ownRig, *ownStream, *ownOpener) {
+	t.Helper()
+	g := newOwnRig(t)
+	st := &ownStream{ch: make(chan *ownPacket, 1)}
+	g.oc.hold(1111, st)
+	return g, st, newOpener(g, st, 1111)
+}
+
 func queued(b []byte, encrypted bool) *ownPacket {
 	p := &ownPacket{encrypted: encrypted}
 	p.n = copy(p.buf[:], b)
@@ -19,10 +28,7 @@ func queued(b []byte, encrypted bool) *ownPacket {
 // authenticate and what was seen before, from the ingress or from pion,
 // is dropped and counted.
 func TestOwnOpenerDecryptsAndDropsReplays(t *testing.T) {
-	g := newOwnRig(t)
-	st := &ownStream{ch: make(chan *ownPacket, 1)}
-	g.oc.hold(1111, st)
-	o := newOpener(g, st, 1111)
+	g, _, o := heldOpener(t)
 	plain := make([]byte, ownMTU)
 
 	p1, w1 := g.packet(t, 1111, 1)
@@ -54,10 +60,7 @@ func TestOwnOpenerDecryptsAndDropsReplays(t *testing.T) {
 // goes back to pion (its rollover counter is pion's to know); fewer, with
 // a good one between, do not.
 func TestOwnOpenerReleasesAfterFailuresInARow(t *testing.T) {
-	g := newOwnRig(t)
-	st := &ownStream{ch: make(chan *ownPacket, 1)}
-	g.oc.hold(1111, st)
-	o := newOpener(g, st, 1111)
+	g, st, o := heldOpener(t)
 	plain := make([]byte, ownMTU)
 	forged := func(seq uint16) *ownPacket {
 		_, w := g.packet(t, 1111, seq)

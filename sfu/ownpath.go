@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -134,10 +135,7 @@ func (o *ownPath) add(oc *ownConn, addr netip.AddrPort, pinned bool) {
 		}
 		oc.learned++
 	}
-	n := make(map[netip.AddrPort]*ownConn, len(old)+1)
-	for a, c := range old {
-		n[a] = c
-	}
+	n := maps.Clone(old)
 	if owner != nil && owner != oc {
 		owner.addrs = slices.DeleteFunc(owner.addrs, func(a netip.AddrPort) bool { return a == addr })
 		if owner.pinned == addr {
@@ -310,9 +308,9 @@ type ownConn struct {
 	smu     sync.Mutex // writers of streams
 	streams atomic.Pointer[map[uint32]*ownStream]
 
-	startOnce     sync.Once
-	amu           sync.Mutex // guards taken and closed
-	taken, closed bool
+	startOnce sync.Once
+	amu       sync.Mutex // guards pc (set once taken) and closed
+	closed    bool
 
 	// Under path.mu: in the table no more, its selected pair's address,
 	// and its learned addresses, oldest first.
@@ -356,10 +354,7 @@ func (oc *ownConn) editStreams(f func(map[uint32]*ownStream)) {
 	oc.smu.Lock()
 	defer oc.smu.Unlock()
 	old := *oc.streams.Load()
-	n := make(map[uint32]*ownStream, len(old)+1)
-	for k, v := range old {
-		n[k] = v
-	}
+	n := maps.Clone(old)
 	f(n)
 	oc.streams.Store(&n)
 }
