@@ -39,6 +39,9 @@ func (p *Participant) onConnectionState(pc PC, s webrtc.PeerConnectionState) {
 		if pc == PCPublish && p.own != nil {
 			p.own.connected(p.pub, p.c.s.log)
 		}
+		if pc == PCSubscribe && p.osend != nil {
+			p.osend.connected(p.sub, p.c.s.log)
+		}
 		if t := p.failing[pc]; t != nil {
 			t.Stop()
 			delete(p.failing, pc)

@@ -19,11 +19,14 @@ type Metrics struct {
 	// that failed to authenticate, and those seen before (both dropped
 	// too; a NACKed packet resent after all is one).
 	OwnPathPackets, OwnPathDropped, OwnPathDecryptErrors, OwnPathDuplicates atomic.Uint64
-	PLISent, PLIReceived                                                    atomic.Uint64
-	FIRReceived                                                             atomic.Uint64
-	NACKReceived                                                            atomic.Uint64 // from subscribers (answered by pion's responder)
-	NACKSent                                                                atomic.Uint64 // to publishers (from pion's generator)
-	TracksPublished                                                         [2]atomic.Uint64
+	// OwnPathSent counts the RTP packets the own send path (ownsend.go)
+	// encrypted and sent itself.
+	OwnPathSent          atomic.Uint64
+	PLISent, PLIReceived atomic.Uint64
+	FIRReceived          atomic.Uint64
+	NACKReceived         atomic.Uint64 // from subscribers (answered by pion's responder)
+	NACKSent             atomic.Uint64 // to publishers (from pion's generator)
+	TracksPublished      [2]atomic.Uint64
 	// KeyframeRequests counts keyframe requests by reason
 	// (keyframerequest.go); KeyframeRequestsThrottled, those of them that
 	// sent no PLI at once (a PLI already asked for, or a later one, answers

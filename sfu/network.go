@@ -103,8 +103,10 @@ func (s *SFU) listenUDP(ip net.IP) error {
 			return err
 		}
 		s.udpConn = conn
+		if s.cfg.OwnReceivePath || s.cfg.OwnSendPath {
+			s.own = &ownPath{m: s.cfg.Metrics, out: conn, port: conn.LocalAddr().(*net.UDPAddr).Port}
+		}
 		if s.cfg.OwnReceivePath { // before the mux starts reading
-			s.own = &ownPath{m: s.cfg.Metrics}
 			in.take = s.own.take
 		}
 		s.udpMux = webrtc.NewICEUDPMux(nil, in)
@@ -143,17 +145,17 @@ func (s *SFU) closeNetwork() {
 // Metrics.OnSelectedPair: the remote (client) candidate's type — host,
 // srflx, prflx or relay — and the transport between the SFU and that
 // candidate, udp or tcp. No ids: it is counted, not attributed.
-func (s *SFU) watchSelectedPair(pc PC, conn *webrtc.PeerConnection, oc *ownConn) {
+func (s *SFU) watchSelectedPair(pc PC, conn *webrtc.PeerConnection, follow func(*webrtc.ICECandidatePair)) {
 	f := s.cfg.Metrics.OnSelectedPair
-	if f == nil && oc == nil {
+	if f == nil && follow == nil {
 		return
 	}
 	conn.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		if p == nil || p.Remote == nil || p.Local == nil {
 			return
 		}
-		if oc != nil {
-			oc.pairChanged(p) // the own receive path follows it (ownconn.go)
+		if follow != nil {
+			follow(p) // the own media path follows it (ownconn.go, ownsend.go)
 		}
 		if f != nil {
 			f(pc, p.Remote.Typ.String(), p.Local.Protocol.String())

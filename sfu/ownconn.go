@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -28,12 +29,12 @@ const ownKeysWait = 5 * time.Second
 // key capture and whose receive interceptors run in a chain of medcall's
 // own (ownConn.chain).
 func (s *SFU) newPublishConnection() (*webrtc.PeerConnection, *ownConn, error) {
-	if s.own == nil {
+	if s.own == nil || !s.cfg.OwnReceivePath {
 		pc, err := s.pubAPI.NewPeerConnection(webrtc.Configuration{})
 		return pc, nil, err
 	}
 	oc := newOwnConn(s.own)
-	se := s.pubSE // a copy: the capture is this connection's alone
+	se := s.ownSE // a copy: the capture is this connection's alone
 	if err := oc.capture.apply(&se); err != nil {
 		return nil, nil, err
 	}
@@ -61,27 +62,43 @@ func (s *SFU) newPublishConnection() (*webrtc.PeerConnection, *ownConn, error) {
 // keys and selected pair are known by then (an ICE restart keeps the DTLS
 // session, and so the keys; a new pair comes through pairChanged).
 func (oc *ownConn) connected(pc *webrtc.PeerConnection, log interface{ Debug(string, ...any) }) {
-	oc.startOnce.Do(func() {
+	startOwn(&oc.startOnce, func() error { return oc.start(pc) }, log, "own receive path not taken for this connection; pion delivers its media")
+}
+
+// startOwn runs start once, on a goroutine of its own (it waits for the
+// keys), and logs why it did not take the connection.
+func startOwn(once *sync.Once, start func() error, log interface{ Debug(string, ...any) }, msg string) {
+	once.Do(func() {
 		go func() {
-			if err := oc.start(pc); err != nil {
-				log.Debug("own receive path not taken for this connection; pion delivers its media", "err", err)
+			if err := start(); err != nil {
+				log.Debug(msg, "err", err)
 			}
 		}()
 	})
 }
 
-func (oc *ownConn) start(pc *webrtc.PeerConnection) error {
+// connectedKeys waits for a connected connection's SRTP keys and notes
+// which way its header extensions are encrypted.
+func connectedKeys(c *srtpKeyCapture, pc *webrtc.PeerConnection) (SRTPKeys, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ownKeysWait)
 	defer cancel()
-	keys, err := oc.capture.Keys(ctx)
+	keys, err := c.Keys(ctx)
 	if err != nil {
-		return err
+		return SRTPKeys{}, err
 	}
 	keys.LocalCryptex, keys.RemoteCryptex, err = cryptexModes(pc.LocalDescription(), pc.RemoteDescription())
 	if err != nil {
-		return err
+		return SRTPKeys{}, err
 	}
 	if _, _, err := keys.Contexts(); err != nil { // the profile is one srtp runs
+		return SRTPKeys{}, err
+	}
+	return keys, nil
+}
+
+func (oc *ownConn) start(pc *webrtc.PeerConnection) error {
+	keys, err := connectedKeys(oc.capture, pc)
+	if err != nil {
 		return err
 	}
 	oc.amu.Lock()

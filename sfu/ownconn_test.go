@@ -12,16 +12,18 @@ import (
 	"github.com/medcall/medcall/signaling/token"
 )
 
-// TestOwnReceivePathCall holds an upgraded call on the own receive path,
-// with 5 % of the patient's packets lost before they reach the network.
-// The UDP port's reader takes nearly all RTP itself, the clinician gets
-// the patient's audio and decodable video, and the receive interceptors,
-// now in medcall's own chain, still do their work: the patient gets
-// receiver reports that echo its sender reports, transport-cc feedback,
-// and NACKs for what it lost. After an ICE restart the path goes on.
-func TestOwnReceivePathCall(t *testing.T) {
+// TestOwnMediaPathCall holds an upgraded call on the own media path, both
+// halves, with 5 % of the patient's packets lost before they reach the
+// network. The UDP port's reader takes nearly all RTP itself, and the
+// subscribe connections' own sender sends nearly all of it; the clinician
+// gets the patient's audio and decodable video, and the receive
+// interceptors, now in medcall's own chain, still do their work: the
+// patient gets receiver reports that echo its sender reports,
+// transport-cc feedback, and NACKs for what it lost. After an ICE restart
+// of either connection the path goes on.
+func TestOwnMediaPathCall(t *testing.T) {
 	m := &sfu.Metrics{}
-	env := signaltest.Start(t, sfu.Config{UDPPort: signaltest.FreeUDPPort(t), OwnReceivePath: true, Metrics: m})
+	env := signaltest.Start(t, sfu.Config{UDPPort: signaltest.FreeUDPPort(t), OwnReceivePath: true, OwnSendPath: true, Metrics: m})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dial := func(tok string, drop float64) *client.Client {
@@ -54,20 +56,43 @@ func TestOwnReceivePathCall(t *testing.T) {
 	if n := m.OwnPathDecryptErrors.Load(); n != 0 {
 		t.Errorf("%d packets failed to decrypt", n)
 	}
+	sentOwn := func() (own, out uint64) { return m.OwnPathSent.Load(), m.PacketsOut[0].Load() + m.PacketsOut[1].Load() }
+	sent, out := sentOwn()
+	t.Logf("own path sent %d; %d RTP packets forwarded", sent, out)
+	if sent < out*9/10 {
+		t.Errorf("the own send path sent %d packets, %d were forwarded; want nearly all", sent, out)
+	}
 	// An ICE restart keeps the DTLS session, and so the keys: the path goes
-	// on taking the media.
-	if err := pat.RestartICE(ctx); err != nil {
-		t.Fatal(err)
+	// on taking the media, and sending it, to the new pair.
+	for _, c := range []*client.Client{pat, doc} {
+		if err := c.RestartICE(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	own, in = m.OwnPathPackets.Load(), m.PacketsIn[0].Load()+m.PacketsIn[1].Load()
-	after := doc.Received("p-1", "audio").Packets + 100
-	if _, err := doc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= after }); err != nil {
+	sent, out = sentOwn()
+	heard := doc.Received("p-1", "audio")
+	if _, err := doc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= heard.Packets+100 }); err != nil {
 		t.Fatalf("no audio after an ICE restart: %v", err)
 	}
 	own, in = m.OwnPathPackets.Load()-own, m.PacketsIn[0].Load()+m.PacketsIn[1].Load()-in
 	t.Logf("after an ICE restart the own path took %d of %d RTP packets", own, in)
 	if own < in*9/10 {
 		t.Errorf("after an ICE restart the own receive path took %d of %d RTP packets; want nearly all", own, in)
+	}
+	s2, o2 := sentOwn()
+	if s2-sent < (o2-out)*9/10 {
+		t.Errorf("after an ICE restart the own send path sent %d packets, %d were forwarded; want nearly all", s2-sent, o2-out)
+	}
+	// The clinician drops nothing: once the restart is over, the patient
+	// gets all of it.
+	back := pat.Received("d-1", "audio")
+	a, err := pat.WaitReceived(ctx, "d-1", "audio", func(s client.TrackStats) bool { return s.Packets >= back.Packets+100 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost := int64(a.Expected-back.Expected) - int64(a.Packets-back.Packets); lost > 0 || a.Packets < back.Packets+50 {
+		t.Errorf("the patient got %d of the clinician's %d audio packets since the restart", a.Packets-back.Packets, a.Expected-back.Expected)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -3,6 +3,7 @@ package sfu
 import (
 	"encoding/binary"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -104,6 +105,8 @@ type ownPath struct {
 	conns  atomic.Pointer[map[netip.AddrPort]*ownConn]
 	ufrags atomic.Pointer[map[string]ownCred] // by local ICE username fragment
 	m      *Metrics
+	out    *net.UDPConn // the UDP port's socket, which the send half writes on
+	port   int          // its port
 }
 
 // add makes addr one of oc's addresses. The selected pair's address

@@ -25,11 +25,17 @@ const (
 	rigPwd   = "srvpassword0123456789012"
 )
 
-func newOwnRig(t *testing.T) *ownRig {
+// testKeys are a connection's keys, made up.
+func testKeys(t *testing.T) SRTPKeys {
 	t.Helper()
-	keys := SRTPKeys{Profile: srtp.ProtectionProfileAeadAes128Gcm,
+	return SRTPKeys{Profile: srtp.ProtectionProfileAeadAes128Gcm,
 		LocalKey: bytes.Repeat([]byte{1}, 16), LocalSalt: bytes.Repeat([]byte{2}, 12),
 		RemoteKey: bytes.Repeat([]byte{7}, 16), RemoteSalt: bytes.Repeat([]byte{9}, 12)}
+}
+
+func newOwnRig(t *testing.T) *ownRig {
+	t.Helper()
+	keys := testKeys(t)
 	peer, err := srtp.CreateContext(keys.RemoteKey, keys.RemoteSalt, keys.Profile)
 	if err != nil {
 		t.Fatal(err)

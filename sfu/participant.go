@@ -46,8 +46,9 @@ type Participant struct {
 	id, role string
 	sig      Signaler
 	pub, sub *webrtc.PeerConnection
-	own      *ownConn // the publish connection on the own receive path, or nil
-	link     *link    // the subscribe connection's downlink (bwe.go)
+	own      *ownConn   // the publish connection on the own receive path, or nil
+	osend    *ownSender // the subscribe connection on the own send path, or nil
+	link     *link      // the subscribe connection's downlink (bwe.go)
 	// keyframesHeldUntil (unix nanos): until then keyframes for this
 	// subscriber are not asked for (pauseVideoForKeyframe asks at the end).
 	keyframesHeldUntil atomic.Int64
@@ -84,7 +85,7 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 		return nil, fmt.Errorf("sfu: publish connection: %w", err)
 	}
 	c.s.links.take(p.pub) // a publish connection sends no media to estimate for
-	if p.sub, err = c.s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.sub, p.osend, err = c.s.newSubscribeConnection(); err != nil {
 		_ = p.pub.Close()
 		if p.own != nil {
 			p.own.close()
@@ -112,8 +113,15 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	})
 	p.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCPublish, s) })
 	p.sub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { p.onConnectionState(PCSubscribe, s) })
-	c.s.watchSelectedPair(PCPublish, p.pub, p.own)
-	c.s.watchSelectedPair(PCSubscribe, p.sub, nil)
+	var followPub, followSub func(*webrtc.ICECandidatePair)
+	if p.own != nil {
+		followPub = p.own.pairChanged
+	}
+	if p.osend != nil {
+		followSub = p.osend.pairChanged
+	}
+	c.s.watchSelectedPair(PCPublish, p.pub, followPub)
+	c.s.watchSelectedPair(PCSubscribe, p.sub, followSub)
 	p.pub.OnTrack(p.onTrack)
 	return p, nil
 }
@@ -313,6 +321,9 @@ func (p *Participant) close(reason string) {
 	p.c.remove(p)
 	if p.own != nil {
 		p.own.close() // first: its interceptors write RTCP on p.pub
+	}
+	if p.osend != nil {
+		p.osend.close()
 	}
 	_ = p.pub.Close()
 	_ = p.sub.Close()

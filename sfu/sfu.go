@@ -82,6 +82,11 @@ type Config struct {
 	// (ListenIP a specific IP, so one socket); otherwise pion delivers
 	// everything.
 	OwnReceivePath bool
+	// OwnSendPath has each subscribe connection's innermost interceptor
+	// encrypt the RTP medcall sends and write it on the UDP port itself,
+	// past pion's SRTP session and ICE write path (ownsend.go). It needs
+	// what OwnReceivePath needs.
+	OwnSendPath bool
 	// ICEFailedGrace is how long a failed connection may take to recover (an
 	// ICE restart) before its participant is removed; 0 means 5s.
 	ICEFailedGrace time.Duration
@@ -100,13 +105,15 @@ type SFU struct {
 	cfg    Config
 	api    *webrtc.API // subscribe connections
 	pubAPI *webrtc.API // publish connections (interceptors.go)
-	// The own receive path (ownpath.go), when on: its table, and what each
-	// publish connection's API is made of.
+	// The own media path (ownpath.go, ownsend.go), when on: its table and
+	// socket, and what each connection's API is made of.
 	own        *ownPath
-	pubSE      webrtc.SettingEngine
+	ownSE      webrtc.SettingEngine
 	pubME      *webrtc.MediaEngine
 	pubReg     *interceptor.Registry // the receive interceptors, run by ownConn.chain
 	ownPionReg *interceptor.Registry // what pion runs itself: the attributes pool
+	subME      *webrtc.MediaEngine
+	subReg     *interceptor.Registry // the send interceptors, outside ownSender
 	log        *slog.Logger
 	udpMux     ice.UDPMux
 	links      links // subscribe connections' downlinks, until their Participant takes them
@@ -185,12 +192,12 @@ func New(cfg Config) (*SFU, error) {
 	}
 	switch {
 	case s.own != nil:
-		s.log.Info("own receive path on: the UDP port's reader hands publishers' RTP to forwarding itself")
-	case cfg.OwnReceivePath && cfg.UDPPort != 0:
-		s.log.Info("own receive path off: it needs the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion delivers all media")
+		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath)
+	case (cfg.OwnReceivePath || cfg.OwnSendPath) && cfg.UDPPort != 0:
+		s.log.Info("own media path off: it needs the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion carries all media")
 	}
 	if s.own != nil { // the UDP port's reader is the ingress (network.go)
-		s.pubSE, s.pubME, s.pubReg = se, m.pub, pub
+		s.ownSE, s.pubME, s.pubReg, s.subME, s.subReg = se, m.pub, pub, m.sub, sub
 		s.ownPionReg = &interceptor.Registry{}
 		s.ownPionReg.Add(attrsFactory{})
 	}

@@ -93,6 +93,15 @@ func (k SRTPKeys) Contexts() (local, remote *srtp.Context, err error) {
 	return k.contexts(true)
 }
 
+// sender is the context for sending alone (ownSender).
+func (k SRTPKeys) sender() (*srtp.Context, error) {
+	var opts []srtp.ContextOption
+	if k.LocalCryptex {
+		opts = append(opts, srtp.Cryptex(srtp.CryptexModeEnabled))
+	}
+	return srtp.CreateContext(k.LocalKey, k.LocalSalt, k.Profile, opts...)
+}
+
 func (k SRTPKeys) contexts(replayWindow bool) (local, remote *srtp.Context, err error) {
 	opts := func(cryptex bool, more ...srtp.ContextOption) []srtp.ContextOption {
 		if cryptex {

@@ -161,17 +161,30 @@ func TestBrowser(t *testing.T) {
 	if !schema {
 		t.Error("the browser test did not check the signaling frames against the schema")
 	}
-	ownPathTookNearlyAll(t, scrape(t, admin))
+	ownPathTookNearlyAll(t, nil, scrape(t, admin))
 }
 
-// ownPathTookNearlyAll checks, in a scrape of a server on one UDP port,
-// that the own receive path took nearly all the RTP the server received.
-func ownPathTookNearlyAll(t *testing.T, m map[string]float64) {
+// ownPathTookNearlyAll checks, between two scrapes of a server on one UDP
+// port (before may be nil: from the start), that the own receive path took
+// nearly all the RTP the server received, and the own send path sent nearly
+// all it forwarded. (What is forwarded before a subscribe connection's
+// DTLS handshake is over, pion drops.)
+func ownPathTookNearlyAll(t *testing.T, before, m map[string]float64) {
 	t.Helper()
-	own, in := m["medcall_own_path_packets_total"], m[`medcall_rtp_packets_received_total{kind="audio"}`]+m[`medcall_rtp_packets_received_total{kind="video"}`]
-	t.Logf("own receive path: %.0f of %.0f RTP packets received", own, in)
+	d := func(keys ...string) (v float64) {
+		for _, k := range keys {
+			v += m[k] - before[k]
+		}
+		return v
+	}
+	own, in := d("medcall_own_path_packets_total"), d(`medcall_rtp_packets_received_total{kind="audio"}`, `medcall_rtp_packets_received_total{kind="video"}`)
+	sent, out := d("medcall_own_path_sent_packets_total"), d(`medcall_rtp_packets_forwarded_total{kind="audio"}`, `medcall_rtp_packets_forwarded_total{kind="video"}`)
+	t.Logf("own receive path: %.0f of %.0f RTP packets received; own send path: %.0f sent, %.0f forwarded", own, in, sent, out)
 	if own < 0.9*in || in == 0 {
 		t.Errorf("the own receive path took %.0f of %.0f RTP packets received; want nearly all", own, in)
+	}
+	if sent < 0.9*out || out == 0 {
+		t.Errorf("the own send path sent %.0f packets, %.0f were forwarded; want nearly all", sent, out)
 	}
 }
 

@@ -45,6 +45,7 @@ func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pc, dc := relayedCall(t, ctx, addr, data, "tcp", "udp")
+	before := scrape(t, admin)
 	j := pc.Joined()
 	if len(j.ICEServers) != 1 || j.ICEServers[0].Username == "" || j.ICEServers[0].Credential == "" {
 		t.Fatalf("joined.iceServers: %+v", j.ICEServers)
@@ -67,8 +68,8 @@ func TestRelayOnlyCallThroughBuiltinTURN(t *testing.T) {
 			during[`medcall_turn_allocations_active`], during[toSFU], during[toClient])
 	}
 	// The relay's address is an ordinary remote address to the SFU: the own
-	// receive path (on by default) takes the relayed media too.
-	ownPathTookNearlyAll(t, during)
+	// media path (on by default) takes the relayed media too, and sends to it.
+	ownPathTookNearlyAll(t, before, during)
 	_ = pc.Leave(ctx)
 	_ = dc.Leave(ctx)
 	recordingComplete(t, data)
