@@ -35,6 +35,9 @@ func (p *Participant) onConnectionState(pc PC, s webrtc.PeerConnectionState) {
 				"participant", p.id, "pc", string(pc), "grace", grace.String())
 			p.close("connection_failed")
 		})
+		if pc == PCSubscribe && p.osend != nil {
+			p.osend.fail()
+		}
 	case webrtc.PeerConnectionStateConnected:
 		if pc == PCPublish && p.own != nil {
 			p.own.connected(p.pub, p.c.s.log)

@@ -100,6 +100,9 @@ func (p *Participant) HandleAnswer(answerSDP string) error {
 		p.c.s.log.Warn("subscribe answer failed after it was applied; offering again", "participant", p.id, "err", err)
 	} else {
 		p.flushCandidates(PCSubscribe)
+		if p.osend != nil {
+			p.osend.renegotiated(p.sub)
+		}
 	}
 	p.negMu.Lock()
 	p.negotiating = false

@@ -51,8 +51,9 @@ type ownSender struct {
 	to atomic.Pointer[ownSendTo]
 
 	startOnce sync.Once
-	amu       sync.Mutex // guards keys and closed
+	amu       sync.Mutex // guards keys, failed and closed
 	keys      *SRTPKeys
+	failed    bool // the connection failed and has not been connected since
 	closed    bool
 }
 
@@ -66,7 +67,6 @@ type ownSendTo struct {
 type ownSendSSRC struct {
 	mu   sync.Mutex
 	roc  rocTrack
-	sent uint32 // packets seen, for the share left to pion
 	ctx  *srtp.Context
 	keys *SRTPKeys // ctx's
 	hdr  rtp.Header
@@ -123,25 +123,57 @@ func (s *ownSender) BindLocalStream(_ *interceptor.StreamInfo, next interceptor.
 	})
 }
 
+// UnbindLocalStream forgets the stream's SSRCs: pion's sender has stopped,
+// and nothing writes on them again.
+func (s *ownSender) UnbindLocalStream(info *interceptor.StreamInfo) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	n := maps.Clone(*s.ssrcs.Load())
+	delete(n, info.SSRC)
+	if info.SSRCRetransmission != 0 {
+		delete(n, info.SSRCRetransmission)
+	}
+	if info.SSRCForwardErrorCorrection != 0 {
+		delete(n, info.SSRCForwardErrorCorrection)
+	}
+	s.ssrcs.Store(&n)
+}
+
+// write sends one packet: through pion while the connection is not taken,
+// and for each stream's first packet and every sequence number divisible
+// by pionEvery (so that pion's context knows the stream from its start and
+// keeps following its rollover counter, and the two contexts never
+// encrypt the same sequence number of a cycle); on the own path otherwise.
 func (s *ownSender) write(h *rtp.Header, payload []byte, a interceptor.Attributes, next interceptor.RTPWriter) (int, error) {
 	x := s.ssrc(h.SSRC)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	roc := x.roc.update(h.SequenceNumber)
-	x.sent++
 	to := s.to.Load()
-	if to == nil || x.sent%s.pionEvery == 0 {
-		return next.Write(h, payload, a)
+	if to == nil || !x.roc.started || uint32(h.SequenceNumber)%s.pionEvery == 0 {
+		return x.viaPion(h, payload, a, next)
 	}
+	roc := x.roc.update(h.SequenceNumber)
 	b, err := x.seal(h, payload, roc, to.keys)
 	if err != nil {
-		return next.Write(h, payload, a) // not one this path sends (too large, a header pion refuses too)
+		return x.viaPion(h, payload, a, next) // not one this path sends (too large, a header pion refuses too)
 	}
 	if _, err := s.path.out.WriteToUDPAddrPort(b, to.addr); err != nil {
 		return 0, err
 	}
 	s.path.m.OwnPathSent.Add(1)
 	return len(b), nil
+}
+
+// viaPion hands a packet to pion's SRTP writer. Only a packet pion sent
+// counts for the rollover counter: before the DTLS handshake is over pion
+// drops what it is given, and the subscriber's counter (and pion's) starts
+// at the first packet sent.
+func (x *ownSendSSRC) viaPion(h *rtp.Header, payload []byte, a interceptor.Attributes, next interceptor.RTPWriter) (int, error) {
+	n, err := next.Write(h, payload, a)
+	if n > 0 {
+		x.roc.update(h.SequenceNumber)
+	}
+	return n, err
 }
 
 // seal marshals and encrypts one packet into x.out, with the rollover
@@ -189,35 +221,83 @@ func (s *ownSender) ssrc(ssrc uint32) *ownSendSSRC {
 	return x
 }
 
-// connected starts sending the connection's RTP on the own path, once its
-// keys and selected pair are known.
+// connected starts sending the connection's RTP on the own path once its
+// keys and selected pair are known, and after a failure, when the
+// connection is connected again, goes on with its selected pair.
 func (s *ownSender) connected(pc *webrtc.PeerConnection, log interface{ Debug(string, ...any) }) {
-	startOwn(&s.startOnce, func() error { return s.start(pc) }, log, "own send path not taken for this connection; pion sends its media")
+	first := false
+	s.startOnce.Do(func() { first = true })
+	go func() {
+		if err := s.start(pc, first); err != nil {
+			log.Debug("own send path not taken for this connection; pion sends its media", "err", err)
+		}
+	}()
 }
 
-func (s *ownSender) start(pc *webrtc.PeerConnection) error {
-	keys, err := connectedKeys(s.capture, pc)
-	if err != nil {
-		return err
+func (s *ownSender) start(pc *webrtc.PeerConnection, first bool) error {
+	var keys SRTPKeys
+	if first {
+		k, err := connectedKeys(s.capture, pc)
+		if err != nil {
+			return err
+		}
+		keys = k
 	}
 	s.amu.Lock()
 	defer s.amu.Unlock()
-	if s.closed {
-		return errors.New("closed")
+	if first {
+		s.keys = &keys
+		s.cryptexLocked(pc) // an answer may have come since connectedKeys read them
 	}
+	if s.closed || s.keys == nil || pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		return nil // closed, never taken, or failed again meanwhile
+	}
+	s.failed = false
 	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil {
 		return err
 	}
-	s.keys = &keys
 	return s.follow(pair)
+}
+
+// fail stops sending on the own path: pion sends nothing on a failed
+// connection either (consent to send is gone, RFC 7675), and its selected
+// pair may be gone.
+func (s *ownSender) fail() {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	s.failed = true
+	s.to.Store(nil)
+}
+
+// renegotiated takes up what the subscriber's latest answer says of
+// encrypted header extensions (cryptex), as pion does on every answer.
+func (s *ownSender) renegotiated(pc *webrtc.PeerConnection) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if s.keys != nil { // else start reads them
+		s.cryptexLocked(pc)
+	}
+}
+
+func (s *ownSender) cryptexLocked(pc *webrtc.PeerConnection) {
+	send, receive, err := cryptexModes(pc.LocalDescription(), pc.RemoteDescription())
+	if err != nil || (send == s.keys.LocalCryptex && receive == s.keys.RemoteCryptex) {
+		return
+	}
+	k := *s.keys
+	k.LocalCryptex, k.RemoteCryptex = send, receive
+	s.keys = &k
+	if to := s.to.Load(); to != nil {
+		s.to.Store(&ownSendTo{keys: s.keys, addr: to.addr})
+	}
 }
 
 // pairChanged follows the connection to its new selected pair.
 func (s *ownSender) pairChanged(pair *webrtc.ICECandidatePair) {
 	s.amu.Lock()
 	defer s.amu.Unlock()
-	if s.keys != nil && !s.closed {
+	if s.keys != nil && !s.closed && !s.failed {
 		_ = s.follow(pair)
 	}
 }
@@ -246,30 +326,35 @@ func (s *ownSender) close() {
 }
 
 // rocTrack is a stream's rollover counter as the receiver reckons it
-// (RFC 3711, 3.3.1): the sequence numbers seen, each packet's counter
-// guessed from the highest so far.
+// (RFC 3711, 3.3.1), by pion's rule (srtp's nextRolloverCount, libsrtp's
+// but for an index still below 2^15): each packet's counter is guessed
+// from the highest index so far, which it advances if it is newer.
 type rocTrack struct {
 	started bool
-	last    uint16 // highest sequence number
-	roc     uint32 // its rollover counter
+	index   uint64 // the highest: rollover counter << 16 | sequence number
 }
 
 // update takes the next packet's sequence number and returns its
 // rollover counter.
 func (t *rocTrack) update(seq uint16) uint32 {
+	const median, size = 1 << 15, 1 << 16
 	if !t.started {
-		t.started, t.last = true, seq
-		return t.roc
+		t.started, t.index = true, uint64(seq)
+		return 0
 	}
-	if d := int16(seq - t.last); d > 0 { // newer
-		if seq < t.last {
-			t.roc++
+	s := int32(seq)
+	localRoc, localSeq := uint32(t.index>>16), int32(t.index&(size-1))
+	roc, diff := localRoc, s-localSeq
+	if t.index > median {
+		switch {
+		case localSeq < median && s-localSeq > median:
+			roc, diff = localRoc-1, s-localSeq-size
+		case localSeq >= median && localSeq-median > s:
+			roc, diff = localRoc+1, s-localSeq+size
 		}
-		t.last = seq
-		return t.roc
 	}
-	if seq > t.last && t.roc > 0 { // older, from before the last wrap
-		return t.roc - 1
+	if diff > 0 {
+		t.index += uint64(diff)
 	}
-	return t.roc
+	return roc
 }

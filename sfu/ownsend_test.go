@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
 )
 
 func TestRocTrack(t *testing.T) {
@@ -29,45 +30,114 @@ func TestRocTrack(t *testing.T) {
 			t.Fatalf("sequence number %d: rollover counter %d, want %d", c.seq, got, c.roc)
 		}
 	}
+	// Below 2^15 there is nothing to wrap back to: a larger number is newer.
+	r = rocTrack{}
+	for _, seq := range []uint16{100, 40000, 65535} {
+		if got := r.update(seq); got != 0 {
+			t.Fatalf("sequence number %d after 100: rollover counter %d, want 0", seq, got)
+		}
+	}
+	if got := r.update(3); got != 1 {
+		t.Fatalf("3 after 65535: rollover counter %d, want 1", got)
+	}
+}
+
+// sendRig is an ownSender on a loopback socket, with "pion" (a context of
+// its own, as pion's SRTP session has, which guesses each rollover counter
+// itself and drops what it is given until ready), and a receiver that
+// knows only the keys.
+type sendRig struct {
+	t      *testing.T
+	s      *ownSender
+	m      *Metrics
+	keys   SRTPKeys
+	rx, tx *net.UDPConn
+	w      interceptor.RTPWriter
+	ready  bool // pion sends (its DTLS handshake is over)
+	toPion int  // packets pion sent
+	pion   *srtp.Context
+	open   *srtp.Context
+	buf    []byte
+}
+
+func newSendRig(t *testing.T) *sendRig {
+	g := &sendRig{t: t, m: &Metrics{}, keys: testKeys(t), ready: true, buf: make([]byte, 1500)}
+	for _, c := range []**net.UDPConn{&g.rx, &g.tx} {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		*c = conn
+	}
+	var err error
+	if g.pion, err = g.keys.sender(); err != nil {
+		t.Fatal(err)
+	}
+	if g.open, err = srtp.CreateContext(g.keys.LocalKey, g.keys.LocalSalt, g.keys.Profile, srtp.SRTPReplayProtection(srtpReplayWindow)); err != nil {
+		t.Fatal(err)
+	}
+	g.s = newOwnSender(&ownPath{m: g.m, out: g.tx})
+	g.w = g.s.BindLocalStream(&interceptor.StreamInfo{SSRC: 1111}, interceptor.RTPWriterFunc(g.viaPion))
+	return g
+}
+
+func (g *sendRig) viaPion(h *rtp.Header, payload []byte, _ interceptor.Attributes) (int, error) {
+	if !g.ready {
+		return 0, nil // pion's srtpWriterFuture before the handshake
+	}
+	g.toPion++
+	b, err := (&rtp.Packet{Header: *h, Payload: payload}).Marshal()
+	if err != nil {
+		return 0, err
+	}
+	if b, err = g.pion.EncryptRTP(nil, b, nil); err != nil {
+		return 0, err
+	}
+	return g.tx.WriteToUDPAddrPort(b, g.rx.LocalAddr().(*net.UDPAddr).AddrPort())
+}
+
+// take has the own path send from now on.
+func (g *sendRig) take() {
+	g.s.to.Store(&ownSendTo{keys: &g.keys, addr: g.rx.LocalAddr().(*net.UDPAddr).AddrPort()})
+}
+
+// send writes packet i and, if it was sent, checks that the receiver
+// decrypts it.
+func (g *sendRig) send(i int, ssrc uint32, seq uint16) {
+	t := g.t
+	t.Helper()
+	payload := fmt.Appendf(nil, "ssrc %d seq %05d #%d", ssrc, seq, i)
+	n, err := g.w.Write(&rtp.Header{Version: 2, SSRC: ssrc, SequenceNumber: seq, PayloadType: 111}, payload, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		return // dropped by a pion not ready
+	}
+	_ = g.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err = g.rx.Read(g.buf)
+	if err != nil {
+		t.Fatalf("packet %d (ssrc %d, sequence number %d) did not arrive: %v", i, ssrc, seq, err)
+	}
+	plain, err := g.open.DecryptRTP(nil, g.buf[:n], nil)
+	if err != nil {
+		t.Fatalf("packet %d (ssrc %d, sequence number %d) does not decrypt: %v", i, ssrc, seq, err)
+	}
+	var p rtp.Packet
+	if err := p.Unmarshal(plain); err != nil || !bytes.Equal(p.Payload, payload) {
+		t.Fatalf("packet %d: %q, want %q (%v)", i, p.Payload, payload, err)
+	}
 }
 
 // TestOwnSenderAcrossWraps sends a stream across two sequence wraps, with
-// late packets from before each, all of it through "pion" (a context of its
-// own, as pion's session has) until after the first wrap and one packet in
-// three after that, and a second SSRC (RTX) through the same sender. A receiver that knows nothing but the keys
-// decrypts every packet exactly once, whoever encrypted it.
+// late packets from before each, all of it through pion until after the
+// first wrap and then every sequence number divisible by three, and a
+// second SSRC (RTX) through the same sender. The receiver decrypts every
+// packet exactly once, whoever encrypted it.
 func TestOwnSenderAcrossWraps(t *testing.T) {
-	keys := testKeys(t)
-	rx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	m := &Metrics{}
-	s := newOwnSender(&ownPath{m: m, out: tx})
-	s.pionEvery = 3
-	pion, err := keys.sender() // pion's own context, which guesses each counter itself
-	if err != nil {
-		t.Fatal(err)
-	}
-	toPion := 0
-	next := interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, _ interceptor.Attributes) (int, error) {
-		toPion++
-		b, err := (&rtp.Packet{Header: *h, Payload: payload}).Marshal()
-		if err != nil {
-			return 0, err
-		}
-		if b, err = pion.EncryptRTP(nil, b, nil); err != nil {
-			return 0, err
-		}
-		return tx.WriteToUDPAddrPort(b, rx.LocalAddr().(*net.UDPAddr).AddrPort())
-	})
-	w := s.BindLocalStream(&interceptor.StreamInfo{SSRC: 1111}, next)
+	g := newSendRig(t)
+	g.s.pionEvery = 3
 	var seqs []uint16
 	for i := range 140 {
 		seq := uint16(65500 + i) // crosses the first wrap at i = 36
@@ -84,39 +154,53 @@ func TestOwnSenderAcrossWraps(t *testing.T) {
 			seqs = append(seqs, 65500) // late: from before it
 		}
 	}
-	open, err := srtp.CreateContext(keys.LocalKey, keys.LocalSalt, keys.Profile, srtp.SRTPReplayProtection(srtpReplayWindow))
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1500)
 	for i, seq := range seqs {
 		if i == 50 { // taken after the first wrap: its counter is already 1
-			s.to.Store(&ownSendTo{keys: &keys, addr: rx.LocalAddr().(*net.UDPAddr).AddrPort()})
+			g.take()
 		}
 		ssrc := uint32(1111)
 		if i%4 == 3 {
 			ssrc = 2222 // an RTX stream with the same numbers is as good a test
 		}
-		payload := fmt.Appendf(nil, "ssrc %d seq %05d #%d", ssrc, seq, i)
-		if _, err := w.Write(&rtp.Header{Version: 2, SSRC: ssrc, SequenceNumber: seq, PayloadType: 111}, payload, nil); err != nil {
-			t.Fatal(err)
-		}
-		_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, err := rx.Read(buf)
-		if err != nil {
-			t.Fatalf("packet %d (ssrc %d, sequence number %d) did not arrive: %v", i, ssrc, seq, err)
-		}
-		plain, err := open.DecryptRTP(nil, buf[:n], nil)
-		if err != nil {
-			t.Fatalf("packet %d (ssrc %d, sequence number %d) does not decrypt: %v", i, ssrc, seq, err)
-		}
-		var p rtp.Packet
-		if err := p.Unmarshal(plain); err != nil || !bytes.Equal(p.Payload, payload) {
-			t.Fatalf("packet %d: %q, want %q (%v)", i, p.Payload, payload, err)
-		}
+		g.send(i, ssrc, seq)
 	}
-	if own := m.OwnPathSent.Load(); toPion == 0 || own == 0 || int(own)+toPion != len(seqs) {
-		t.Errorf("own path sent %d, pion %d, of %d", own, toPion, len(seqs))
+	if own := g.m.OwnPathSent.Load(); g.toPion < 50 || own == 0 || int(own)+g.toPion != len(seqs) {
+		t.Errorf("own path sent %d, pion %d, of %d", own, g.toPion, len(seqs))
+	}
+}
+
+// TestOwnSenderStreamAfterTakeover: a stream that begins once the
+// connection is taken, near a wrap. pion sends its first packet, so its
+// counter starts where the subscriber's does, and then the sequence
+// numbers divisible by 4,096: those after the wrap decrypt too.
+func TestOwnSenderStreamAfterTakeover(t *testing.T) {
+	g := newSendRig(t)
+	g.take()
+	for i := range 8000 {
+		g.send(i, 1111, uint16(63000+i)) // wraps at i = 2536; 0 and 4096 are pion's
+	}
+	if g.toPion != 3 {
+		t.Errorf("pion sent %d packets; want 3 (the first, 0 and 4096)", g.toPion)
+	}
+}
+
+// TestOwnSenderAfterPionDropped: what pion drops before its handshake is
+// over is sent to no one; the stream's counter starts at the first packet
+// sent, even when the numbers wrapped among those dropped.
+func TestOwnSenderAfterPionDropped(t *testing.T) {
+	g := newSendRig(t)
+	g.ready = false
+	for i := range 100 {
+		g.send(i, 1111, uint16(65500+i)) // wraps at i = 36, all dropped
+	}
+	g.ready = true
+	g.send(100, 1111, 64)
+	g.take()
+	for i := 101; i < 300; i++ {
+		g.send(i, 1111, uint16(65500+i))
+	}
+	if g.toPion != 1 || g.m.OwnPathSent.Load() != 199 {
+		t.Errorf("pion sent %d, the own path %d; want 1 and 199", g.toPion, g.m.OwnPathSent.Load())
 	}
 }
 
@@ -126,7 +210,7 @@ func TestOwnSenderLeavesToPion(t *testing.T) {
 	m := &Metrics{}
 	s := newOwnSender(&ownPath{m: m})
 	n := 0
-	next := interceptor.RTPWriterFunc(func(*rtp.Header, []byte, interceptor.Attributes) (int, error) { n++; return 0, nil })
+	next := interceptor.RTPWriterFunc(func(*rtp.Header, []byte, interceptor.Attributes) (int, error) { n++; return 1, nil })
 	w := s.BindLocalStream(&interceptor.StreamInfo{SSRC: 1}, next)
 	if _, err := w.Write(&rtp.Header{Version: 2, SSRC: 1, SequenceNumber: 1}, []byte("x"), nil); err != nil || n != 1 {
 		t.Fatalf("not taken: pion wrote %d (%v)", n, err)
@@ -138,5 +222,34 @@ func TestOwnSenderLeavesToPion(t *testing.T) {
 	}
 	if m.OwnPathSent.Load() != 0 {
 		t.Fatal("the own path counted a packet it did not send")
+	}
+}
+
+// TestOwnSenderStopsOnFailure: a failed connection sends nothing on the own
+// path, and a new pair does not change that until it is connected again.
+func TestOwnSenderStopsOnFailure(t *testing.T) {
+	g := newSendRig(t)
+	keys := g.keys
+	g.s.keys = &keys
+	g.s.path.port = g.tx.LocalAddr().(*net.UDPAddr).Port
+	pair := &webrtc.ICECandidatePair{
+		Local:  &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolUDP, Address: "127.0.0.1", Port: uint16(g.s.path.port)},
+		Remote: &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolUDP, Address: "127.0.0.1", Port: uint16(g.rx.LocalAddr().(*net.UDPAddr).Port)},
+	}
+	g.s.pairChanged(pair)
+	if g.s.to.Load() == nil {
+		t.Fatal("a UDP pair on the port was not followed")
+	}
+	g.s.fail()
+	g.s.pairChanged(pair)
+	if g.s.to.Load() != nil {
+		t.Fatal("the own path sends on a failed connection")
+	}
+	g.s.failed = false
+	tcp := *pair.Local
+	tcp.Protocol = webrtc.ICEProtocolTCP
+	g.s.pairChanged(&webrtc.ICECandidatePair{Local: &tcp, Remote: pair.Remote})
+	if g.s.to.Load() != nil {
+		t.Fatal("the own path sends for an ICE-TCP pair")
 	}
 }
