@@ -104,7 +104,7 @@ func (s *SFU) listenUDP(ip net.IP) error {
 		}
 		s.udpConn = conn
 		if s.cfg.OwnReceivePath || s.cfg.OwnSendPath {
-			s.own = &ownPath{m: s.cfg.Metrics, out: conn, port: conn.LocalAddr().(*net.UDPAddr).Port}
+			s.own = &ownPath{m: s.cfg.Metrics, out: conn, port: conn.LocalAddr().(*net.UDPAddr).Port, log: s.log}
 		}
 		if s.cfg.OwnReceivePath { // before the mux starts reading
 			in.take = s.own.take

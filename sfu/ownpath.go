@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
@@ -107,6 +108,11 @@ type ownPath struct {
 	m      *Metrics
 	out    *net.UDPConn // the UDP port's socket, which the send half writes on
 	port   int          // its port
+	log    *slog.Logger // nil logs nothing
+	// The send half's failed writes since the last one logged (at most one
+	// line every ownSendErrorLog).
+	sendErrs     atomic.Uint64
+	sendErrsLast atomic.Int64 // unix nanos
 }
 
 // add makes addr one of oc's addresses. The selected pair's address

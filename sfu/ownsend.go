@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
@@ -158,10 +159,27 @@ func (s *ownSender) write(h *rtp.Header, payload []byte, a interceptor.Attribute
 		return x.viaPion(h, payload, a, next) // not one this path sends (too large, a header pion refuses too)
 	}
 	if _, err := s.path.out.WriteToUDPAddrPort(b, to.addr); err != nil {
+		s.path.sendFailed(err)
 		return 0, err
 	}
 	s.path.m.OwnPathSent.Add(1)
 	return len(b), nil
+}
+
+// ownSendErrorLog is how often at most the send half logs its failed writes.
+const ownSendErrorLog = 10 * time.Second
+
+// sendFailed counts a failed write of the send half and logs, at most once
+// every ownSendErrorLog, how many failed and the last error (pion's ICE
+// writer logged every one).
+func (o *ownPath) sendFailed(err error) {
+	o.sendErrs.Add(1)
+	now := time.Now().UnixNano()
+	last := o.sendErrsLast.Load()
+	if o.log == nil || now-last < int64(ownSendErrorLog) || !o.sendErrsLast.CompareAndSwap(last, now) {
+		return
+	}
+	o.log.Warn("own send path: writes on the UDP port failed", "failed", o.sendErrs.Swap(0), "err", err)
 }
 
 // viaPion hands a packet to pion's SRTP writer. Only a packet pion sent

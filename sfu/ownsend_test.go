@@ -2,9 +2,12 @@ package sfu
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -251,5 +254,23 @@ func TestOwnSenderStopsOnFailure(t *testing.T) {
 	g.s.pairChanged(&webrtc.ICECandidatePair{Local: &tcp, Remote: pair.Remote})
 	if g.s.to.Load() != nil {
 		t.Fatal("the own path sends for an ICE-TCP pair")
+	}
+}
+
+// TestOwnSendFailuresAreLoggedSparingly: a failed write is logged with how
+// many failed, at most once every ownSendErrorLog.
+func TestOwnSendFailuresAreLoggedSparingly(t *testing.T) {
+	var out bytes.Buffer
+	o := &ownPath{log: slog.New(slog.NewTextHandler(&out, nil))}
+	for range 5 {
+		o.sendFailed(errors.New("sendto: no buffer space available"))
+	}
+	if n := strings.Count(out.String(), "own send path: writes on the UDP port failed"); n != 1 || !strings.Contains(out.String(), "failed=1 ") {
+		t.Fatalf("log after five failures:\n%s", out.String())
+	}
+	o.sendErrsLast.Store(time.Now().Add(-ownSendErrorLog).UnixNano())
+	o.sendFailed(errors.New("sendto: no buffer space available"))
+	if !strings.Contains(out.String(), "failed=5 ") {
+		t.Fatalf("the next line does not count the failures since the last:\n%s", out.String())
 	}
 }
