@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -34,12 +33,7 @@ func (s *SFU) newPublishConnection() (*webrtc.PeerConnection, *ownConn, error) {
 		return pc, nil, err
 	}
 	oc := newOwnConn(s.own)
-	se := s.ownSE // a copy: the capture is this connection's alone
-	if err := oc.capture.apply(&se); err != nil {
-		return nil, nil, err
-	}
-	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(s.pubME), webrtc.WithInterceptorRegistry(s.ownPionReg))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := s.capturedConnection(oc.capture, s.pubME, s.ownPionReg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,20 +52,25 @@ func (s *SFU) newPublishConnection() (*webrtc.PeerConnection, *ownConn, error) {
 	return pc, oc, nil
 }
 
+// capturedConnection is a peer connection with an API of its own, whose
+// setting engine (a copy of the SFU's) reports the DTLS handshake to c.
+func (s *SFU) capturedConnection(c *srtpKeyCapture, me *webrtc.MediaEngine, reg *interceptor.Registry) (*webrtc.PeerConnection, error) {
+	se := s.ownSE // a copy: the capture is this connection's alone
+	if err := c.apply(&se); err != nil {
+		return nil, err
+	}
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg))
+	return api.NewPeerConnection(webrtc.Configuration{})
+}
+
 // connected starts taking the connection's RTP at the ingress, once: its
 // keys and selected pair are known by then (an ICE restart keeps the DTLS
 // session, and so the keys; a new pair comes through pairChanged).
 func (oc *ownConn) connected(pc *webrtc.PeerConnection, log interface{ Debug(string, ...any) }) {
-	startOwn(&oc.startOnce, func() error { return oc.start(pc) }, log, "own receive path not taken for this connection; pion delivers its media")
-}
-
-// startOwn runs start once, on a goroutine of its own (it waits for the
-// keys), and logs why it did not take the connection.
-func startOwn(once *sync.Once, start func() error, log interface{ Debug(string, ...any) }, msg string) {
-	once.Do(func() {
+	oc.startOnce.Do(func() {
 		go func() {
-			if err := start(); err != nil {
-				log.Debug(msg, "err", err)
+			if err := oc.start(pc); err != nil {
+				log.Debug("own receive path not taken for this connection; pion delivers its media", "err", err)
 			}
 		}()
 	})

@@ -314,8 +314,7 @@ type ownConn struct {
 	keys    atomic.Pointer[SRTPKeys] // once known, before any packet is taken
 	pc      *webrtc.PeerConnection
 
-	smu     sync.Mutex // writers of streams
-	streams atomic.Pointer[map[uint32]*ownStream]
+	streams cowMap[uint32, *ownStream]
 
 	startOnce sync.Once
 	amu       sync.Mutex // guards pc (set once taken) and closed
@@ -338,34 +337,54 @@ type ownConn struct {
 
 func newOwnConn(path *ownPath) *ownConn {
 	oc := &ownConn{path: path, capture: newSRTPKeyCapture(), rtcpBuf: make([]byte, 1500)}
-	oc.streams.Store(&map[uint32]*ownStream{})
 	return oc
 }
 
-func (oc *ownConn) stream(ssrc uint32) *ownStream { return (*oc.streams.Load())[ssrc] }
+func (oc *ownConn) stream(ssrc uint32) *ownStream { return oc.streams.get(ssrc) }
 
 // hold lets the ingress take ssrc's packets into st.ch once the connection
 // is taken.
 func (oc *ownConn) hold(ssrc uint32, st *ownStream) {
-	oc.editStreams(func(m map[uint32]*ownStream) { m[ssrc] = st })
+	oc.streams.edit(func(m map[uint32]*ownStream) { m[ssrc] = st })
 }
 
 // release gives ssrc back to pion, if st still holds it.
 func (oc *ownConn) release(ssrc uint32, st *ownStream) {
-	oc.editStreams(func(m map[uint32]*ownStream) {
+	oc.streams.edit(func(m map[uint32]*ownStream) {
 		if m[ssrc] == st {
 			delete(m, ssrc)
 		}
 	})
 }
 
-func (oc *ownConn) editStreams(f func(map[uint32]*ownStream)) {
-	oc.smu.Lock()
-	defer oc.smu.Unlock()
-	old := *oc.streams.Load()
-	n := maps.Clone(old)
+// cowMap is a map read on the packet path without a lock: each change
+// replaces it whole, under its writers' lock.
+type cowMap[K comparable, V any] struct {
+	mu sync.Mutex // writers
+	p  atomic.Pointer[map[K]V]
+}
+
+// get is the value for k, or V's zero value.
+func (c *cowMap[K, V]) get(k K) V {
+	var zero V
+	if m := c.p.Load(); m != nil {
+		return (*m)[k]
+	}
+	return zero
+}
+
+// edit applies f to a copy of the map, which then replaces it.
+func (c *cowMap[K, V]) edit(f func(map[K]V)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n map[K]V
+	if m := c.p.Load(); m != nil {
+		n = maps.Clone(*m)
+	} else {
+		n = map[K]V{}
+	}
 	f(n)
-	oc.streams.Store(&n)
+	c.p.Store(&n)
 }
 
 // feedRTCP passes one RTCP datagram the publisher sent (read from pion) to

@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"errors"
-	"maps"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -45,8 +44,7 @@ type ownSender struct {
 	capture   *srtpKeyCapture
 	pionEvery uint32
 
-	smu   sync.Mutex // writers of ssrcs
-	ssrcs atomic.Pointer[map[uint32]*ownSendSSRC]
+	ssrcs cowMap[uint32, *ownSendSSRC]
 	// to is where the connection's media goes, with its keys: nil while
 	// pion sends it all.
 	to atomic.Pointer[ownSendTo]
@@ -77,7 +75,6 @@ type ownSendSSRC struct {
 
 func newOwnSender(path *ownPath) *ownSender {
 	s := &ownSender{path: path, capture: newSRTPKeyCapture(), pionEvery: ownPionEvery}
-	s.ssrcs.Store(&map[uint32]*ownSendSSRC{})
 	return s
 }
 
@@ -102,15 +99,10 @@ func (s *SFU) newSubscribeConnection() (*webrtc.PeerConnection, *ownSender, erro
 		return pc, nil, err
 	}
 	os := newOwnSender(s.own)
-	se := s.ownSE // a copy: the capture is this connection's alone
-	if err := os.capture.apply(&se); err != nil {
-		return nil, nil, err
-	}
 	reg := &interceptor.Registry{}
 	reg.Add(ownSenderFactory{os}) // first: innermost, wrapping pion's SRTP writer
 	reg.Add(chainFactory{s.subReg})
-	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(s.subME), webrtc.WithInterceptorRegistry(reg))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := s.capturedConnection(os.capture, s.subME, reg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -127,17 +119,14 @@ func (s *ownSender) BindLocalStream(_ *interceptor.StreamInfo, next interceptor.
 // UnbindLocalStream forgets the stream's SSRCs: pion's sender has stopped,
 // and nothing writes on them again.
 func (s *ownSender) UnbindLocalStream(info *interceptor.StreamInfo) {
-	s.smu.Lock()
-	defer s.smu.Unlock()
-	n := maps.Clone(*s.ssrcs.Load())
-	delete(n, info.SSRC)
-	if info.SSRCRetransmission != 0 {
-		delete(n, info.SSRCRetransmission)
-	}
-	if info.SSRCForwardErrorCorrection != 0 {
-		delete(n, info.SSRCForwardErrorCorrection)
-	}
-	s.ssrcs.Store(&n)
+	s.ssrcs.edit(func(m map[uint32]*ownSendSSRC) {
+		delete(m, info.SSRC)
+		for _, x := range []uint32{info.SSRCRetransmission, info.SSRCForwardErrorCorrection} {
+			if x != 0 {
+				delete(m, x)
+			}
+		}
+	})
 }
 
 // write sends one packet: through pion while the connection is not taken,
@@ -203,7 +192,6 @@ func (x *ownSendSSRC) seal(h *rtp.Header, payload []byte, roc uint32, keys *SRTP
 			return nil, err
 		}
 		x.ctx, x.keys = ctx, keys
-		x.out = make([]byte, 0, ownMTU+32)
 	}
 	p := rtp.Packet{Header: *h, Payload: payload}
 	if p.MarshalSize() > len(x.buf) {
@@ -223,19 +211,16 @@ func (x *ownSendSSRC) seal(h *rtp.Header, payload []byte, roc uint32, keys *SRTP
 }
 
 func (s *ownSender) ssrc(ssrc uint32) *ownSendSSRC {
-	if x := (*s.ssrcs.Load())[ssrc]; x != nil {
+	if x := s.ssrcs.get(ssrc); x != nil {
 		return x
 	}
-	s.smu.Lock()
-	defer s.smu.Unlock()
-	old := *s.ssrcs.Load()
-	if x := old[ssrc]; x != nil {
-		return x
-	}
-	x := &ownSendSSRC{}
-	n := maps.Clone(old)
-	n[ssrc] = x
-	s.ssrcs.Store(&n)
+	var x *ownSendSSRC
+	s.ssrcs.edit(func(m map[uint32]*ownSendSSRC) {
+		if x = m[ssrc]; x == nil {
+			x = &ownSendSSRC{out: make([]byte, 0, ownMTU+32)}
+			m[ssrc] = x
+		}
+	})
 	return x
 }
 
