@@ -20,8 +20,8 @@ import (
 // readers, which ignore them; the RTCP path returns the map to
 // Participant.readSenderRTCP and Receiver.readRTCP, which read the cached
 // parse and give it back with putAttributes). That holds because the
-// bandwidth estimator's pacer is gcc's NoOpPacer (bwe.go), which writes at
-// once: a queueing pacer would keep the map past the call.
+// bandwidth estimator (sfu/gcc) has no pacer and writes at once: a
+// queueing pacer would keep the map past the call.
 type attrsFactory struct{}
 
 func (attrsFactory) NewInterceptor(string) (interceptor.Interceptor, error) {

@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/medcall/medcall/sfu/gcc"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -342,9 +342,8 @@ func (ls *links) take(pc *webrtc.PeerConnection) *link {
 // responder (nackguard.go).
 func addBandwidthEstimation(m *webrtc.MediaEngine, ir *interceptor.Registry, ls *links, maxBitrate int, metrics *Metrics) error {
 	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		// NoOpPacer writes at once; attrpool.go relies on it.
-		e, err := gcc.NewSendSideBWE(gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-			gcc.SendSideBWEInitialBitrate(maxBitrate), gcc.SendSideBWEMaxBitrate(maxBitrate),
+		// It writes at once (no pacer); attrpool.go relies on it.
+		e, err := gcc.NewSendSideBWE(gcc.SendSideBWEInitialBitrate(maxBitrate), gcc.SendSideBWEMaxBitrate(maxBitrate),
 			gcc.SendSideBWEMinBitrate(minVideoBitrate/2))
 		return &nackBudget{SendSideBWE: e}, err
 	})

@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medcall/medcall/sfu/gcc"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )

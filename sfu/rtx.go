@@ -3,7 +3,6 @@ package sfu
 import (
 	"fmt"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -40,17 +39,4 @@ func registerRTX(m *webrtc.MediaEngine) error {
 		}
 	}
 	return nil
-}
-
-// AddStream registers an outgoing stream with GCC, and its RTX stream with
-// it: pion's GCC (its pacer) knows only the SSRCs it was given and refuses
-// to send a packet of any other, so without this every retransmission on
-// the RTX stream would fail.
-func (b *nackBudget) AddStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	if info.SSRCRetransmission != 0 {
-		rtx := *info
-		rtx.SSRC = info.SSRCRetransmission
-		b.SendSideBWE.AddStream(&rtx, w)
-	}
-	return b.SendSideBWE.AddStream(info, w)
 }
