@@ -25,16 +25,18 @@ type DelayStats struct {
 
 type now func() time.Time
 
+// delayController is pion's, run on the caller's goroutine: pion's handed
+// each feedback's acknowledgments to two goroutines of its own (per
+// connection) through unbuffered channels, two wake-ups per feedback.
 type delayController struct {
-	ackPipe     chan<- []acknowledgment
-	ackRatePipe chan<- []acknowledgment
+	mu             sync.Mutex // one feedback at a time
+	accumulator    *arrivalGroupAccumulator
+	onArrivalGroup func(arrivalGroup)
+	rateCalculator *rateCalculator
 
-	*arrivalGroupAccumulator
 	*rateController
 
 	onUpdateCallback func(DelayStats)
-
-	wg sync.WaitGroup
 
 	log logging.LeveledLogger
 }
@@ -47,17 +49,8 @@ type delayControllerConfig struct {
 }
 
 func newDelayController(delayConfig delayControllerConfig, loggerFactory logging.LoggerFactory) *delayController {
-	ackPipe := make(chan []acknowledgment)
-	ackRatePipe := make(chan []acknowledgment)
-
 	delayController := &delayController{
-		ackPipe:                 ackPipe,
-		ackRatePipe:             ackRatePipe,
-		arrivalGroupAccumulator: nil,
-		rateController:          nil,
-		onUpdateCallback:        nil,
-		wg:                      sync.WaitGroup{},
-		log:                     loggerFactory.NewLogger("gcc_delay_controller"),
+		log: loggerFactory.NewLogger("gcc_delay_controller"),
 	}
 
 	rateController := newRateController(
@@ -72,19 +65,9 @@ func newDelayController(delayConfig delayControllerConfig, loggerFactory logging
 	delayController.rateController = rateController
 	overuseDetector := newOveruseDetector(newAdaptiveThreshold(), 10*time.Millisecond, rateController.onDelayStats)
 	slopeEstimator := newSlopeEstimator(newKalman(), overuseDetector.onDelayStats)
-	arrivalGroupAccumulator := newArrivalGroupAccumulator()
-
-	rc := newRateCalculator(500 * time.Millisecond)
-
-	delayController.wg.Add(2)
-	go func() {
-		defer delayController.wg.Done()
-		arrivalGroupAccumulator.run(ackPipe, slopeEstimator.onArrivalGroup)
-	}()
-	go func() {
-		defer delayController.wg.Done()
-		rc.run(ackRatePipe, rateController.onReceivedRate)
-	}()
+	delayController.accumulator = newArrivalGroupAccumulator()
+	delayController.onArrivalGroup = slopeEstimator.onArrivalGroup
+	delayController.rateCalculator = newRateCalculator(500 * time.Millisecond)
 
 	return delayController
 }
@@ -94,15 +77,12 @@ func (d *delayController) onUpdate(f func(DelayStats)) {
 }
 
 func (d *delayController) updateDelayEstimate(acks []acknowledgment) {
-	d.ackPipe <- acks
-	d.ackRatePipe <- acks
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.accumulator.onAcks(acks, d.onArrivalGroup)
+	d.rateCalculator.onAcks(acks, d.rateController.onReceivedRate)
 }
 
 func (d *delayController) Close() error {
-	defer d.wg.Wait()
-
-	close(d.ackPipe)
-	close(d.ackRatePipe)
-
 	return nil
 }

@@ -16,11 +16,14 @@
 //   - AddStream returns its writer at once: no pacer (medcall used pion's
 //     NoOpPacer), so no Pacer option and no leaky-bucket pacer;
 //   - RFC 8888 feedback is left out (medcall negotiates transport-cc);
-//   - the acknowledgments of one feedback go into one slice.
+//   - the acknowledgments of one feedback go into one slice;
+//   - the delay controller runs on the caller's goroutine (the connection's
+//     RTCP reader), where pion's handed every feedback to two goroutines of
+//     its own per connection.
 //
 // The estimator itself (arrival groups, Kalman filter, overuse detector,
-// rate and loss controllers) is pion's, unchanged; docs/mediapath.md has
-// the measurements.
+// rate and loss controllers) is pion's, unchanged in what it computes;
+// docs/mediapath.md has the measurements.
 package gcc
 
 import "time"
