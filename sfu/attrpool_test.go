@@ -85,7 +85,7 @@ func TestAttributesLentToTheSendChain(t *testing.T) {
 		if len(a) != 0 {
 			t.Fatalf("packet %d found %d attributes left from an earlier packet", seen, len(a))
 		}
-		a.Set("twcc", uint8(5)) // as pion's bandwidth estimator does
+		a.Set("twcc", uint8(5)) // as pion's bandwidth estimator did
 		seen++
 	}}
 	w := chainWith(t, p).BindLocalStream(&interceptor.StreamInfo{SSRC: 1}, interceptor.RTPWriterFunc(

@@ -25,9 +25,11 @@ type DelayStats struct {
 
 type now func() time.Time
 
-// delayController is pion's, run on the caller's goroutine: pion's handed
-// each feedback's acknowledgments to two goroutines of its own (per
-// connection) through unbuffered channels, two wake-ups per feedback.
+// delayController is pion's, run on the caller's goroutine (a goroutine
+// reading the subscriber's RTCP; pion binds one per sender, hence the
+// mutex): pion's handed each feedback's acknowledgments to two goroutines
+// of its own (per connection) through unbuffered channels, two wake-ups
+// per feedback.
 type delayController struct {
 	mu             sync.Mutex // one feedback at a time
 	accumulator    *arrivalGroupAccumulator
@@ -79,8 +81,12 @@ func (d *delayController) onUpdate(f func(DelayStats)) {
 func (d *delayController) updateDelayEstimate(acks []acknowledgment) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.accumulator.onAcks(acks, d.onArrivalGroup)
+	// The received rate first, so that the rate controller answers this
+	// feedback's delay with this feedback's rate (in pion the rate
+	// calculator's goroutine, with less to do, usually got there first too;
+	// libwebrtc orders them so).
 	d.rateCalculator.onAcks(acks, d.rateController.onReceivedRate)
+	d.accumulator.onAcks(acks, d.onArrivalGroup)
 }
 
 func (d *delayController) Close() error {

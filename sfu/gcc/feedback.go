@@ -30,6 +30,10 @@ type acknowledgment struct {
 // keeps 250): feedback on older ones is ignored.
 const historySize = 256
 
+// It must divide 65,536, so that the slots follow sequence numbers across
+// their wrap.
+var _ = [1]struct{}{}[65536%historySize]
+
 // sentPacket is a slot of the history: the packet whose transport-wide
 // sequence number is the slot's index modulo historySize, if any.
 type sentPacket struct {
@@ -40,10 +44,11 @@ type sentPacket struct {
 }
 
 // feedbackAdapter maps transport-cc feedback to the packets it reports on.
-// It is pion's (internal/cc), with its history, a map and a list holding
-// one allocation per packet, replaced by an array indexed by the
-// transport-wide sequence number, and RFC 8888 feedback left out (medcall
-// negotiates transport-cc only).
+// It is pion's (internal/cc), modified for medcall: its history, a map and
+// a list holding one allocation per packet, replaced by an array indexed
+// by the transport-wide sequence number, and RFC 8888 feedback left out
+// (medcall negotiates transport-cc only; pion also recorded the packets of
+// a stream without transport-cc, for RFC 8888, and this does not).
 type feedbackAdapter struct {
 	lock                     sync.Mutex
 	history                  [historySize]sentPacket
@@ -66,13 +71,21 @@ func (f *feedbackAdapter) onSent(ts time.Time, extID uint8, header *rtp.Header, 
 	if err := ext.Unmarshal(header.GetExtension(extID)); err != nil {
 		return errMissingTWCCExtension
 	}
+	seq := ext.TransportSequence
 	f.lock.Lock()
-	f.history[ext.TransportSequence%historySize] = sentPacket{
-		ok: true, seq: ext.TransportSequence,
+	defer f.lock.Unlock()
+	p := &f.history[seq%historySize]
+	if p.ok && int16(seq-p.seq) < 0 { //nolint:gosec // serial number arithmetic
+		// The numbers are stamped before this is called, by writers that
+		// may race: one held up for a whole history must not overwrite a
+		// newer packet (pion's would have evicted it as the oldest).
+		return nil
+	}
+	*p = sentPacket{
+		ok: true, seq: seq,
 		size:      int32(header.MarshalSize() + size), //nolint:gosec // a packet's size
 		departure: ts,
 	}
-	f.lock.Unlock()
 	return nil
 }
 

@@ -9,21 +9,27 @@
 // more than its algorithm: for every packet sent pion's feedback adapter
 // put a list element and a boxed copy in a map (60 % of the bytes the
 // server allocated at N=50), and its pacer looked the writer up again under
-// a lock. Here:
+// a lock held across the write. Here:
 //
 //   - the history of packets sent is an array indexed by the transport-wide
-//     sequence number (feedback.go), 256 packets where pion kept 250;
-//   - AddStream returns its writer at once: no pacer (medcall used pion's
-//     NoOpPacer), so no Pacer option and no leaky-bucket pacer;
-//   - RFC 8888 feedback is left out (medcall negotiates transport-cc);
+//     sequence number (feedback.go), 256 packets where pion kept 250, and a
+//     packet recorded late never overwrites a newer one;
+//   - AddStream returns a writer that records each packet and writes it on
+//     at once: no pacer (medcall used pion's NoOpPacer), so no Pacer option
+//     and no leaky-bucket pacer;
+//   - RFC 8888 feedback is left out (medcall negotiates transport-cc), and
+//     so are the packets of a stream without transport-cc;
 //   - the acknowledgments of one feedback go into one slice;
-//   - the delay controller runs on the caller's goroutine (the connection's
-//     RTCP reader), where pion's handed every feedback to two goroutines of
-//     its own per connection.
+//   - the delay controller runs on the goroutine that feeds it the
+//     subscriber's RTCP (pion binds one per sender, so under a mutex),
+//     where pion's handed every feedback to two goroutines of its own per
+//     connection; the received rate is taken before the delay, as pion's
+//     goroutines usually did and libwebrtc does.
 //
 // The estimator itself (arrival groups, Kalman filter, overuse detector,
-// rate and loss controllers) is pion's, unchanged in what it computes;
-// docs/mediapath.md has the measurements.
+// rate and loss controllers) is pion's. TestSendSideBWEEstimatesAsPions
+// feeds this one and pion's the same packets and feedback and finds the
+// same targets, usage and loss; docs/mediapath.md has the measurements.
 package gcc
 
 import "time"

@@ -125,9 +125,12 @@ func NewSendSideBWE(opts ...Option) (*SendSideBWE, error) {
 	return send, nil
 }
 
-// AddStream adds a new stream to the bandwidth estimator. It returns the
-// writer at once: there is no pacer (pion's NoOpPacer, which medcall used,
-// only looked the writer up again for every packet).
+// AddStream adds a new stream to the bandwidth estimator: it returns a
+// writer that records each packet and writes it on at once. There is no
+// pacer (pion's NoOpPacer, which medcall used, looked the writer up again
+// for every packet and held a lock across every write of the connection).
+// A stream without transport-cc gets writer itself: there is no feedback
+// to map its packets to.
 func (e *SendSideBWE) AddStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
 	var hdrExtID uint8
 	for _, e := range info.RTPHeaderExtensions {

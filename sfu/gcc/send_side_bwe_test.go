@@ -1,10 +1,13 @@
 package gcc
 
 import (
+	"math"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
+	pgcc "github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -77,10 +80,62 @@ func TestSendSideBWEReactsToAQueue(t *testing.T) {
 	if overuseAt < 0 {
 		t.Fatalf("a queue growing 2 ms a packet for %d packets was never seen as overuse (stats %v)", 200-building, bwe.GetStats())
 	}
-	if got := bwe.GetTargetBitrate(); got >= before {
-		t.Fatalf("target %d bit/s after overuse, %d before: want lower", got, before)
+	// GCC answers overuse with 0.85 of the rate the feedback says arrived
+	// (the last 500 ms): here about what was sent, 1,020 bytes every ~10 ms.
+	rate := float64(l.sent*1020*8) / time.Since(l.start).Seconds()
+	if got := bwe.GetTargetBitrate(); got >= before || float64(got) < 0.6*rate || float64(got) > 0.95*rate {
+		t.Fatalf("target %d bit/s after overuse, %d before, %.0f sent: want about 0.85 of what was sent", got, before, rate)
 	}
 	t.Logf("overuse seen %d packets after the queue began; target %d bit/s, %d before", overuseAt-building, bwe.GetTargetBitrate(), before)
+}
+
+// TestSendSideBWEConcurrentUse: the way medcall uses it, several
+// forwarding goroutines write, RTCP readers feed back and the link reads
+// the stats at once (run with -race).
+func TestSendSideBWEConcurrentUse(t *testing.T) {
+	bwe, err := NewSendSideBWE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bwe.Close() }()
+	l := &link{t: t, start: time.Now(), recorder: twcc.NewRecorder(5000), queue: func(int) time.Duration { return 0 }}
+	var lmu sync.Mutex
+	info := &interceptor.StreamInfo{SSRC: 1, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: transportCCURI, ID: testExtID}}}
+	locked := interceptor.RTPWriterFunc(func(h *rtp.Header, p []byte, a interceptor.Attributes) (int, error) {
+		lmu.Lock()
+		defer lmu.Unlock()
+		return l.Write(h, p, a)
+	})
+	w := (&twcc.HeaderExtensionInterceptor{}).BindLocalStream(info, bwe.AddStream(info, locked))
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				h := &rtp.Header{Version: 2, SSRC: 1, SequenceNumber: uint16(g*1000 + i)} //nolint:gosec // small
+				if _, err := w.Write(h, make([]byte, 100), nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for range 50 {
+				lmu.Lock()
+				fb := l.recorder.BuildFeedbackPacket()
+				lmu.Unlock()
+				if err := bwe.WriteRTCP(fb, nil); err != nil {
+					t.Error(err)
+					return
+				}
+				_ = bwe.GetStats()
+				_ = bwe.GetTargetBitrate()
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestSendSideBWERefusesFeedbackWhenClosed, as pion's does.
@@ -98,5 +153,110 @@ func TestSendSideBWERefusesFeedbackWhenClosed(t *testing.T) {
 	}
 	if err := bwe.WriteRTCP(pkts, nil); err != ErrSendSideBWEClosed { //nolint:errorlint // returned as is
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// twin sends the same packets to pion's estimator and to this package's,
+// and the feedback a link with a growing queue and then loss reports on
+// them, and compares what the two estimate after each feedback.
+type twin struct {
+	t        *testing.T
+	start    time.Time
+	recorder *twcc.Recorder
+	sent     int
+	delay    func(i int) (time.Duration, bool) // queueing delay, lost
+}
+
+func (tw *twin) Write(h *rtp.Header, _ []byte, _ interceptor.Attributes) (int, error) { return 0, nil }
+
+func (tw *twin) arrive(seq uint16) {
+	d, lost := tw.delay(tw.sent)
+	tw.sent++
+	if !lost {
+		tw.recorder.Record(1, seq, (time.Since(tw.start) + 20*time.Millisecond + d).Microseconds())
+	}
+}
+
+// TestSendSideBWEEstimatesAsPions: fed the same packets and the same
+// feedback, with a queue building (overuse) and then 20 % loss, this
+// package's estimator gives pion's targets, usage and loss. pion's runs on
+// goroutines and reads the clock apart from this one, so a few steps may
+// differ a little; a lag of one feedback (the delay controller answering
+// with the previous feedback's rate, which the first version of the copy
+// did) differs by far more.
+func TestSendSideBWEEstimatesAsPions(t *testing.T) {
+	const maxRate = 2_000_000
+	opts := []Option{SendSideBWEInitialBitrate(maxRate), SendSideBWEMaxBitrate(maxRate), SendSideBWEMinBitrate(50_000)}
+	ours, err := NewSendSideBWE(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ours.Close() }()
+	theirs, err := pgcc.NewSendSideBWE(pgcc.SendSideBWEPacer(pgcc.NewNoOpPacer()),
+		pgcc.SendSideBWEInitialBitrate(maxRate), pgcc.SendSideBWEMaxBitrate(maxRate), pgcc.SendSideBWEMinBitrate(50_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = theirs.Close() }()
+
+	tw := &twin{t: t, start: time.Now(), recorder: twcc.NewRecorder(5000), delay: func(i int) (time.Duration, bool) {
+		switch {
+		case i < 60:
+			return 0, false
+		case i < 140:
+			return time.Duration(i-60) * 2 * time.Millisecond, false
+		default:
+			return 160 * time.Millisecond, i%5 == 0
+		}
+	}}
+	info := &interceptor.StreamInfo{SSRC: 1, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: transportCCURI, ID: testExtID}}}
+	wOurs, wTheirs := ours.AddStream(info, tw), theirs.AddStream(info, tw)
+	payload := make([]byte, 1000)
+	steps, apart, usageApart := 0, 0, 0
+	var worst float64
+	for i := range 240 {
+		seq := uint16(i) //nolint:gosec // i < 240
+		b, _ := (&rtp.TransportCCExtension{TransportSequence: seq}).Marshal()
+		h := &rtp.Header{Version: 2, SSRC: 1, SequenceNumber: seq}
+		if err := h.SetExtension(testExtID, b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wTheirs.Write(h, payload, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wOurs.Write(h, payload, nil); err != nil {
+			t.Fatal(err)
+		}
+		tw.arrive(seq)
+		time.Sleep(10 * time.Millisecond)
+		if i%5 != 4 {
+			continue
+		}
+		fb := tw.recorder.BuildFeedbackPacket()
+		if err := theirs.WriteRTCP(fb, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ours.WriteRTCP(fb, nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Millisecond) // pion's goroutines finish with it
+		steps++
+		a, b2 := float64(ours.GetTargetBitrate()), float64(theirs.GetTargetBitrate())
+		if d := math.Abs(a-b2) / b2; d > 0.03 {
+			apart++
+			worst = max(worst, d)
+		}
+		if ours.GetStats()["usage"] != theirs.GetStats()["usage"] {
+			usageApart++
+		}
+	}
+	so, st := ours.GetStats(), theirs.GetStats()
+	t.Logf("%d feedbacks: targets more than 3 %% apart after %d (worst %.0f %%), usage apart after %d; loss %.3f / %.3f",
+		steps, apart, 100*worst, usageApart, so["averageLoss"], st["averageLoss"])
+	if apart > steps/10 || usageApart > steps/10 {
+		t.Fatalf("the copy's estimate left pion's: targets apart after %d of %d feedbacks, usage after %d", apart, steps, usageApart)
+	}
+	if lo, lt := so["averageLoss"].(float64), st["averageLoss"].(float64); lo < 0.1 || math.Abs(lo-lt) > 0.02 {
+		t.Fatalf("average loss %.3f, pion's %.3f: want 20 %% loss seen alike", lo, lt)
 	}
 }
