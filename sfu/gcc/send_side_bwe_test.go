@@ -211,7 +211,10 @@ func TestSendSideBWEEstimatesAsPions(t *testing.T) {
 	}}
 	info := &interceptor.StreamInfo{SSRC: 1, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: transportCCURI, ID: testExtID}}}
 	wOurs, wTheirs := ours.AddStream(info, tw), theirs.AddStream(info, tw)
-	payload := make([]byte, 1000)
+	// The rate sent quadruples as the queue begins to build, so the rate
+	// received climbs through the overuse, feedback by feedback: an
+	// estimator answering with the previous feedback's rate falls behind.
+	small, large := make([]byte, 250), make([]byte, 1200)
 	steps, apart, usageApart := 0, 0, 0
 	var worst float64
 	for i := range 240 {
@@ -220,6 +223,10 @@ func TestSendSideBWEEstimatesAsPions(t *testing.T) {
 		h := &rtp.Header{Version: 2, SSRC: 1, SequenceNumber: seq}
 		if err := h.SetExtension(testExtID, b); err != nil {
 			t.Fatal(err)
+		}
+		payload := small
+		if i >= 60 {
+			payload = large
 		}
 		if _, err := wTheirs.Write(h, payload, nil); err != nil {
 			t.Fatal(err)
