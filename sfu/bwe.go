@@ -24,8 +24,8 @@ const feedbackFresh = 3 * time.Second
 // connection: the send-side estimator (GCC, pion's copied into sfu/gcc,
 // fed by the subscriber's transport-cc feedback on the media the SFU sends
 // it) and the subscriber's own receive-side estimate (REMB), whichever it
-// sends. Safe for concurrent
-// use: the interceptors write it, the rate controllers read it.
+// sends. Safe for concurrent use: the interceptors write it, the rate
+// controllers read it.
 //
 // The SFU sends only what its publishers send and never probes, so GCC's
 // target on an uncongested link is no measure of its capacity (it follows

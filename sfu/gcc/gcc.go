@@ -31,10 +31,9 @@
 // The estimator itself (arrival groups, Kalman filter, overuse detector,
 // rate and loss controllers) is pion's, unchanged but for two run loops
 // that became methods. TestSendSideBWEEstimatesAsPions feeds this one and
-// pion's the same packets and feedback and requires their targets and
-// usage to agree within 3 % after nine feedbacks in ten (they did after
-// every one in every run), and their average loss at the end;
-// docs/mediapath.md has the measurements.
+// pion's the same packets and feedback and requires the same usage and
+// average loss; TestSendSideBWEAnswersWithThisFeedbacksRate checks the
+// order of rate and delay. docs/mediapath.md has the measurements.
 package gcc
 
 import "time"

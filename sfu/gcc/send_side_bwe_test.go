@@ -138,6 +138,60 @@ func TestSendSideBWEConcurrentUse(t *testing.T) {
 	wg.Wait()
 }
 
+// TestSendSideBWEAnswersWithThisFeedbacksRate: overuse is answered with
+// 0.85 of the rate received as of the feedback that showed it, not the one
+// before. The rate sent quadruples as the queue begins to build, so the
+// two differ; the first version of the copy ran the delay controller
+// before the rate calculator and failed this.
+func TestSendSideBWEAnswersWithThisFeedbacksRate(t *testing.T) {
+	bwe, err := NewSendSideBWE(SendSideBWEInitialBitrate(2_000_000), SendSideBWEMaxBitrate(2_000_000), SendSideBWEMinBitrate(50_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bwe.Close() }()
+	l := &link{t: t, start: time.Now(), recorder: twcc.NewRecorder(5000), queue: func(i int) time.Duration {
+		return time.Duration(max(0, i-60)) * 2 * time.Millisecond
+	}}
+	info := &interceptor.StreamInfo{SSRC: 1, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: transportCCURI, ID: testExtID}}}
+	w := (&twcc.HeaderExtensionInterceptor{}).BindLocalStream(info, bwe.AddStream(info, l))
+	small, large := make([]byte, 250), make([]byte, 1200)
+	decreases := 0
+	for i := range 160 {
+		payload := small
+		if i >= 60 {
+			payload = large
+		}
+		if _, err := w.Write(&rtp.Header{Version: 2, SSRC: 1, SequenceNumber: uint16(i)}, payload, nil); err != nil { //nolint:gosec // i < 160
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if i%5 != 4 {
+			continue
+		}
+		delayTarget := func() int { d, _ := bwe.GetStats()["delayTargetBitrate"].(int); return d }
+		before := delayTarget()
+		if err := bwe.WriteRTCP(l.recorder.BuildFeedbackPacket(), nil); err != nil {
+			t.Fatal(err)
+		}
+		// Decreased by this feedback (the stats keep the last state
+		// written, and a hold writes none).
+		if bwe.GetStats()["state"] != stateDecrease.String() || delayTarget() == before {
+			continue
+		}
+		decreases++
+		rc := &bwe.delayController.rateCalculator.history
+		rate := int(float64(8*rc.sum) / rc.latestArrival().Sub(rc.samples[rc.start].arrival).Seconds())
+		// The delay-based target: the loss-based one grows at its own pace
+		// and the smaller of the two is GetTargetBitrate.
+		if want, got := clampInt(int(beta*float64(rate)), 50_000, 2_000_000), delayTarget(); got != want {
+			t.Fatalf("feedback %d: delay-based target %d bit/s, want 0.85 of the %d received as of this feedback (%d)", i/5, got, rate, want)
+		}
+	}
+	if decreases < 3 {
+		t.Fatalf("the estimator decreased after %d feedbacks of a growing queue, want several", decreases)
+	}
+}
+
 // TestSendSideBWERefusesFeedbackWhenClosed, as pion's does.
 func TestSendSideBWERefusesFeedbackWhenClosed(t *testing.T) {
 	bwe, err := NewSendSideBWE()
@@ -179,11 +233,8 @@ func (tw *twin) arrive(seq uint16) {
 
 // TestSendSideBWEEstimatesAsPions: fed the same packets and the same
 // feedback, with a queue building (overuse) and then 20 % loss, this
-// package's estimator gives pion's targets, usage and loss. pion's runs on
-// goroutines and reads the clock apart from this one, so a few steps may
-// differ a little; a lag of one feedback (the delay controller answering
-// with the previous feedback's rate, which the first version of the copy
-// did) differs by far more.
+// package's estimator sees pion's usage (normal, overuse) after each
+// feedback and pion's average loss at the end.
 func TestSendSideBWEEstimatesAsPions(t *testing.T) {
 	const maxRate = 2_000_000
 	opts := []Option{SendSideBWEInitialBitrate(maxRate), SendSideBWEMaxBitrate(maxRate), SendSideBWEMinBitrate(50_000)}
@@ -246,7 +297,12 @@ func TestSendSideBWEEstimatesAsPions(t *testing.T) {
 		if err := ours.WriteRTCP(fb, nil); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(3 * time.Millisecond) // pion's goroutines finish with it
+		// pion's goroutines take each feedback from an unbuffered channel
+		// and work on it before they take the next: an empty one (no
+		// packets, so nothing to estimate) returns once they have finished.
+		if err := theirs.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil); err != nil {
+			t.Fatal(err)
+		}
 		steps++
 		a, b2 := float64(ours.GetTargetBitrate()), float64(theirs.GetTargetBitrate())
 		if d := math.Abs(a-b2) / b2; d > 0.03 {
@@ -260,8 +316,13 @@ func TestSendSideBWEEstimatesAsPions(t *testing.T) {
 	so, st := ours.GetStats(), theirs.GetStats()
 	t.Logf("%d feedbacks: targets more than 3 %% apart after %d (worst %.0f %%), usage apart after %d; loss %.3f / %.3f",
 		steps, apart, 100*worst, usageApart, so["averageLoss"], st["averageLoss"])
-	if apart > steps/10 || usageApart > steps/10 {
-		t.Fatalf("the copy's estimate left pion's: targets apart after %d of %d feedbacks, usage after %d", apart, steps, usageApart)
+	// The targets are logged, not asserted: which of pion's goroutines
+	// takes a feedback first is up to the scheduler, and in one run of
+	// three under -race pion's answered with the previous feedback's rate
+	// throughout (35 of 48 apart). TestSendSideBWEAnswersWithThisFeedbacksRate
+	// checks the order of this package's.
+	if usageApart > steps/10 {
+		t.Fatalf("the copy's estimate left pion's: usage apart after %d of %d feedbacks", usageApart, steps)
 	}
 	if lo, lt := so["averageLoss"].(float64), st["averageLoss"].(float64); lo < 0.1 || math.Abs(lo-lt) > 0.02 {
 		t.Fatalf("average loss %.3f, pion's %.3f: want 20 %% loss seen alike", lo, lt)
