@@ -88,7 +88,3 @@ func (d *delayController) updateDelayEstimate(acks []acknowledgment) {
 	d.rateCalculator.onAcks(acks, d.rateController.onReceivedRate)
 	d.accumulator.onAcks(acks, d.onArrivalGroup)
 }
-
-func (d *delayController) Close() error {
-	return nil
-}

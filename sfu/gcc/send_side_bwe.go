@@ -255,9 +255,6 @@ func (e *SendSideBWE) Close() error {
 	e.closeLock.Lock()
 	defer e.closeLock.Unlock()
 
-	if err := e.delayController.Close(); err != nil {
-		return err
-	}
 	close(e.close)
 
 	return nil

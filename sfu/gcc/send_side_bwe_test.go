@@ -214,7 +214,6 @@ func TestSendSideBWERefusesFeedbackWhenClosed(t *testing.T) {
 // and the feedback a link with a growing queue and then loss reports on
 // them, and compares what the two estimate after each feedback.
 type twin struct {
-	t        *testing.T
 	start    time.Time
 	recorder *twcc.Recorder
 	sent     int
@@ -250,7 +249,7 @@ func TestSendSideBWEEstimatesAsPions(t *testing.T) {
 	}
 	defer func() { _ = theirs.Close() }()
 
-	tw := &twin{t: t, start: time.Now(), recorder: twcc.NewRecorder(5000), delay: func(i int) (time.Duration, bool) {
+	tw := &twin{start: time.Now(), recorder: twcc.NewRecorder(5000), delay: func(i int) (time.Duration, bool) {
 		switch {
 		case i < 60:
 			return 0, false
