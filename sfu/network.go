@@ -104,7 +104,12 @@ func (s *SFU) listenUDP(ip net.IP) error {
 		}
 		s.udpConn = conn
 		if s.cfg.OwnReceivePath || s.cfg.OwnSendPath {
-			s.own = &ownPath{m: s.cfg.Metrics, out: conn, port: conn.LocalAddr().(*net.UDPAddr).Port, log: s.log}
+			out, err := dupUDP(conn)
+			if err != nil {
+				_ = conn.Close()
+				return err
+			}
+			s.own = &ownPath{m: s.cfg.Metrics, out: out, port: conn.LocalAddr().(*net.UDPAddr).Port, log: s.log}
 		}
 		if s.cfg.OwnReceivePath { // before the mux starts reading
 			in.take = s.own.take
@@ -131,10 +136,33 @@ func (s *SFU) listenUDP(ip net.IP) error {
 	return nil
 }
 
+// dupUDP is a second handle on conn's socket for the own send path
+// (ownsend.go) to write on: the same port and buffers, with deadlines of
+// its own. pion's UDP mux, to abort a write in flight when a candidate
+// closes (ice UDPMuxDefault.abortWrite), sets a write deadline of now on
+// the handle it writes on until that write returns; on a shared handle
+// every own-path write meanwhile failed with "i/o timeout", counted as
+// write_error drops (hundreds at N=150, tens of thousands in one run).
+func dupUDP(conn *net.UDPConn) (*net.UDPConn, error) {
+	f, err := conn.File()
+	if err != nil {
+		return nil, fmt.Errorf("sfu: duplicate the UDP port's socket: %w", err)
+	}
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: duplicate the UDP port's socket: %w", err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
 // closeNetwork closes the shared ICE ports.
 func (s *SFU) closeNetwork() {
 	if s.udpMux != nil {
 		_ = s.udpMux.Close()
+	}
+	if s.own != nil && s.own.out != nil {
+		_ = s.own.out.Close()
 	}
 	if s.tcpMux != nil {
 		_ = s.tcpMux.Close()

@@ -1,8 +1,11 @@
 package sfu
 
 import (
+	"errors"
 	"net"
+	"os"
 	"testing"
+	"time"
 )
 
 // TestParsePublicIP: a public address alone maps every local address of its
@@ -32,5 +35,46 @@ func TestParsePublicIP(t *testing.T) {
 		if err != nil || !p.Public.Equal(net.ParseIP(tc.public)) || (tc.local == "") != (p.Local == nil) || (tc.local != "" && !p.Local.Equal(net.ParseIP(tc.local))) {
 			t.Errorf("%q: %v %v, want public %s local %q", tc.in, p, err, tc.public, tc.local)
 		}
+	}
+}
+
+// The own send path writes on a handle of the UDP port's socket that pion's
+// UDP mux never sets a deadline on: to abort a write in flight when a
+// candidate closes, the mux sets the write deadline of the handle it writes
+// on to now (ice UDPMuxDefault.abortWrite), and writes of the own path
+// through that handle then failed with "i/o timeout".
+func TestOwnSendPathWritesPastPionsWriteDeadline(t *testing.T) {
+	free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.LocalAddr().(*net.UDPAddr).Port
+	_ = free.Close()
+	s, err := New(Config{ListenIP: net.IPv4(127, 0, 0, 1), UDPPort: port, OwnSendPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	if err := s.udpConn.SetWriteDeadline(time.Now()); err != nil { // as the mux's abort does
+		t.Fatal(err)
+	}
+	if _, err := s.udpConn.WriteToUDPAddrPort([]byte("pion's"), to); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("pion's handle with its deadline passed wrote: %v", err)
+	}
+	if _, err := s.own.out.WriteToUDPAddrPort([]byte("own"), to); err != nil {
+		t.Fatalf("the own send path's write failed under pion's deadline: %v", err)
+	}
+	buf := make([]byte, 16)
+	_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := rx.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "own" || int(from.Port()) != port {
+		t.Fatalf("received %q from %v (%v), want \"own\" from the UDP port %d", buf[:n], from, err, port)
 	}
 }
