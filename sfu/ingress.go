@@ -32,6 +32,12 @@ import (
 const (
 	ingressBatch = 32   // datagrams per recvmmsg
 	ingressMTU   = 8192 // pion's UDP mux reads up to this
+
+	// ingressBehind: a datagram that waited longer than this in the
+	// kernel's queue says the port's reader is behind, and the own path
+	// hands its packets to their streams' goroutines rather than forwarding
+	// them on the reader (ownpath.go, take).
+	ingressBehind = 4 * time.Millisecond
 )
 
 // ingressMsg is one datagram of a batch.
@@ -50,7 +56,7 @@ type ingressConn struct {
 	onDelay func(time.Duration)
 	// take, if set, is offered each datagram first; what it takes, pion
 	// never reads (the own receive path, ownpath.go).
-	take func(b []byte, from netip.AddrPort) bool
+	take func(b []byte, from netip.AddrPort, behind bool) bool
 
 	mu         sync.Mutex // one reader: pion's mux worker
 	msgs       []ingressMsg
@@ -88,10 +94,14 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 		}
 		m := &c.msgs[c.next]
 		c.next++
-		if c.onDelay != nil && !m.arrived.IsZero() {
-			c.onDelay(max(c.now.Sub(m.arrived), 0))
+		var waited time.Duration
+		if !m.arrived.IsZero() {
+			waited = max(c.now.Sub(m.arrived), 0)
+			if c.onDelay != nil {
+				c.onDelay(waited)
+			}
 		}
-		if c.take != nil && c.take(m.buf[:m.n], m.from) {
+		if c.take != nil && c.take(m.buf[:m.n], m.from, waited > ingressBehind) {
 			continue
 		}
 		return copy(b, m.buf[:m.n]), m.from, nil

@@ -93,13 +93,20 @@ func TestIngressReadsQueuedDatagramsInBatchesIntact(t *testing.T) {
 
 // TestIngressMeasuresHowLongDatagramsWaited: each datagram's wait in the
 // kernel queue is observed from the kernel's receive time, so a datagram
-// left unread is seen to have waited, and one read at once is not.
+// left unread is seen to have waited, and one read at once is not; the own
+// path is told the reader is behind for a datagram that waited longer than
+// ingressBehind.
 func TestIngressMeasuresHowLongDatagramsWaited(t *testing.T) {
 	if !batched {
 		t.Skip("receive timestamps are read on 64-bit Linux only")
 	}
 	var waits []time.Duration
+	var behinds []bool
 	in, peer := ingressPair(t, func(d time.Duration) { waits = append(waits, d) })
+	in.take = func(_ []byte, _ netip.AddrPort, behind bool) bool {
+		behinds = append(behinds, behind)
+		return false
+	}
 	const queued = time.Second
 	send(t, peer, rtpBytes(1, 1, 100), rtpBytes(1, 2, 100))
 	time.Sleep(queued)
@@ -119,5 +126,13 @@ func TestIngressMeasuresHowLongDatagramsWaited(t *testing.T) {
 	}
 	if waits[2] > queued/2 {
 		t.Errorf("a datagram read as it arrived is said to have waited %v", waits[2])
+	}
+	for i, b := range behinds {
+		if b != (waits[i] > ingressBehind) {
+			t.Errorf("datagram %d waited %v: behind %v, want %v", i, waits[i], b, !b)
+		}
+	}
+	if len(behinds) != 3 || !behinds[0] || !behinds[1] {
+		t.Errorf("behind %v for 3 datagrams, the first two left %v in the queue", behinds, queued)
 	}
 }

@@ -15,10 +15,11 @@ type Metrics struct {
 	DroppedMuted         atomic.Uint64 // arrived while the publisher said it was off
 	DroppedWriteError    atomic.Uint64 // subscriber transport refused the packet
 	// The own receive path (ownpath.go): RTP packets the UDP port's reader
-	// queued itself, those it dropped with a stream's queue full, those
-	// that failed to authenticate, and those seen before (both dropped
-	// too; a NACKed packet resent after all is one).
-	OwnPathPackets, OwnPathDropped, OwnPathDecryptErrors, OwnPathDuplicates atomic.Uint64
+	// took itself (forwarded there or queued), those of them it queued for
+	// their stream's goroutine, those it dropped with a stream's queue
+	// full, those that failed to authenticate, and those seen before (both
+	// dropped too; a NACKed packet resent after all is one).
+	OwnPathPackets, OwnPathQueued, OwnPathDropped, OwnPathDecryptErrors, OwnPathDuplicates atomic.Uint64
 	// OwnPathSent counts the RTP packets the own send path (ownsend.go)
 	// encrypted and sent itself.
 	OwnPathSent          atomic.Uint64

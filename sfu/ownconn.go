@@ -220,30 +220,35 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 				return
 			}
 			p.n, p.encrypted = n, false
-			st.ch <- p // pion's buffers hold the rest meanwhile
+			st.pending.Add(1)
+			st.ch <- p // pion's buffers hold the rest meanwhile (see queue)
 		}
 	}()
 	ssrc := info.SSRC
-	oc.hold(ssrc, st)
-	defer oc.release(ssrc, st)
 	o := ownOpener{oc: oc, st: st, ssrc: ssrc, m: m}
 	buf, plain := make([]byte, ownMTU), make([]byte, ownMTU)
 	var pkt rtp.Packet
+	st.forward = func(p *ownPacket) {
+		cur = o.open(p, plain) // may be p.buf itself: p goes back after the read
+		n, err := 0, io.EOF
+		if cur != nil {
+			n, _, err = in.Read(buf, nil)
+		}
+		ownPackets.Put(p)
+		if err == nil {
+			r.fanout(buf[:n], &pkt, m)
+		}
+	}
+	oc.hold(ssrc, st)
+	defer oc.release(ssrc, st)
 	for {
 		select {
 		case p := <-st.ch:
-			cur = o.open(p, plain) // may be p.buf itself: p goes back after the read
-			n, err := 0, io.EOF
-			if cur != nil {
-				n, _, err = in.Read(buf, nil)
-			}
-			ownPackets.Put(p)
-			if err == nil {
-				r.fanout(buf[:n], &pkt, m)
-			}
+			st.forwardQueued(p)
 		case <-done:
 			oc.release(ssrc, st) // first, so the ingress queues no more
-			for {                // what is left goes back to the pool
+			st.close()
+			for { // what is left goes back to the pool
 				select {
 				case p := <-st.ch:
 					ownPackets.Put(p)

@@ -22,13 +22,18 @@ import (
 // goroutines and their buffers between the UDP port and the Receiver: the
 // UDP mux worker, the ICE candidate's read loop, the DTLS/SRTP demux and
 // the SRTP session's read loop. With Config.OwnReceivePath the ingress
-// (ingress.go), which reads every datagram of the port anyway, hands a
-// publish connection's RTP straight to the stream's forwarding goroutine,
-// which decrypts it (ownconn.go, forwardOwn): one hand-off instead of four,
-// and for RTP no more work on the port's one reader than pion's mux does (a
-// lookup and a copy), so the reader keeps up under overload. (It also
-// decodes each STUN binding request, and checks the signature of those
-// naming a publish connection.)
+// (ingress.go), which reads every datagram of the port anyway, takes a
+// publish connection's RTP itself. While it keeps up, it forwards each
+// packet there and then (decrypts it, runs the chain, fans it out and
+// sends it): no hand-off at all, and no goroutine to wake. Once it falls
+// behind (a datagram waited over ingressBehind in the kernel's queue) it
+// hands them, still encrypted, to their streams' forwarding goroutines
+// (ownconn.go, forwardOwn), so that both cores forward and the reader,
+// doing only a lookup and a copy per packet, keeps up under overload. A
+// stream's packets are forwarded in the order they came, whichever
+// goroutine forwards them (ownStream). (The ingress also decodes each
+// STUN binding request, and checks the signature of those naming a
+// publish connection.)
 //
 // What stays with pion: ICE (STUN), DTLS, all RTCP, each new stream's
 // first packets (pion announces a track, OnTrack, on its first packet; the
@@ -260,10 +265,12 @@ func (o *ownPath) touch(oc *ownConn, addr netip.AddrPort) {
 }
 
 // take is the ingress's question for each datagram b from from: is it RTP
-// of a stream the own path has taken? Then it is queued, still encrypted,
-// for its Receiver (or dropped), and pion never sees it. Called on the
-// ingress's one goroutine only.
-func (o *ownPath) take(b []byte, from netip.AddrPort) bool {
+// of a stream the own path has taken? Then pion never sees it: it is
+// forwarded here and now, or, if behind (the datagram waited longer than
+// ingressBehind in the kernel's queue) or the stream has packets waiting,
+// queued still encrypted for the stream's goroutine (or dropped, the
+// queue full). Called on the ingress's one goroutine only.
+func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) bool {
 	if len(b) > 0 && b[0] < 4 { // STUN (RFC 7983)
 		o.learn(b, from)
 		return false
@@ -290,20 +297,18 @@ func (o *ownPath) take(b []byte, from netip.AddrPort) bool {
 	}
 	p := ownPackets.Get().(*ownPacket)
 	p.n, p.encrypted = copy(p.buf[:], b), true
-	select {
-	case st.ch <- p:
+	if !behind && st.inline(p) {
 		o.m.OwnPathPackets.Add(1)
-	default:
+		return true
+	}
+	if !st.queue(p) {
 		ownPackets.Put(p)
 		o.m.OwnPathDropped.Add(1)
+		return true
 	}
+	o.m.OwnPathPackets.Add(1)
+	o.m.OwnPathQueued.Add(1)
 	return true
-}
-
-// ownStream is one published stream the ingress may take.
-type ownStream struct {
-	ch   chan *ownPacket
-	seen uint32 // packets the ingress saw (its goroutine only)
 }
 
 // ownConn is one publish connection on the own path.

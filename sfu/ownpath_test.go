@@ -104,27 +104,27 @@ func TestOwnPathLearnsAddressesFromSignedSTUN(t *testing.T) {
 		{"not a request", response},
 		{"junk", []byte{0, 1, 0, 0, 0x21, 0x12}},
 	} {
-		if g.path.take(c.b, addr(5000)) {
+		if g.path.take(c.b, addr(5000), true) {
 			t.Errorf("%s: STUN taken from pion", c.name)
 		}
 		if g.owner(addr(5000)) != nil {
 			t.Fatalf("%s: address learned", c.name)
 		}
 	}
-	if g.path.take(signed, addr(5000)) || g.owner(addr(5000)) != g.oc {
+	if g.path.take(signed, addr(5000), true) || g.owner(addr(5000)) != g.oc {
 		t.Fatal("a signed binding request did not teach the address (or was taken from pion)")
 	}
 	g.path.add(g.oc, addr(4000), true) // the selected pair's
 	// 5000 learned again is the most recent: the next ownAddrs-1 keep it.
 	for port := uint16(6000); port < 6000+ownAddrs-1; port++ {
-		g.path.take(signed, addr(port))
+		g.path.take(signed, addr(port), true)
 	}
-	g.path.take(signed, addr(5000))
-	if g.path.take(signed, addr(6100)); g.owner(addr(6100)) != nil {
+	g.path.take(signed, addr(5000), true)
+	if g.path.take(signed, addr(6100), true); g.owner(addr(6100)) != nil {
 		t.Errorf("%d new addresses learned within a second; want at most %d", ownAddrs+1, ownAddrs)
 	}
 	g.oc.learnedSince = time.Time{} // a second later
-	g.path.take(signed, addr(6100))
+	g.path.take(signed, addr(6100), true)
 	if g.owner(addr(5000)) != g.oc || g.owner(addr(6000)) != nil || g.owner(addr(4000)) != g.oc {
 		t.Errorf("the table keeps %v (%v, pinned %v); want 6000, the least recent, evicted and the pair's address kept",
 			*g.path.conns.Load(), g.oc.addrs, g.oc.pinned)
@@ -133,14 +133,14 @@ func TestOwnPathLearnsAddressesFromSignedSTUN(t *testing.T) {
 	// its selected pair does, and oc's later eviction leaves it alone.
 	other := newOwnConn(g.path)
 	g.path.setUfrag(other, "ufrag2", "password2-0123456789012")
-	g.path.take(bindingRequest(t, "ufrag2:cli", "password2-0123456789012"), addr(5000))
+	g.path.take(bindingRequest(t, "ufrag2:cli", "password2-0123456789012"), addr(5000), true)
 	if g.owner(addr(5000)) != g.oc {
 		t.Fatal("a learned address was taken from another connection")
 	}
 	g.path.add(other, addr(6100), true)
 	g.oc.learnedSince = time.Time{}
 	for port := uint16(7000); port < 7000+ownAddrs; port++ {
-		g.path.take(signed, addr(port))
+		g.path.take(signed, addr(port), true)
 	}
 	if g.owner(addr(6100)) != other {
 		t.Error("a connection's eviction removed an address another connection holds")
@@ -148,14 +148,14 @@ func TestOwnPathLearnsAddressesFromSignedSTUN(t *testing.T) {
 	// After an ICE restart the new credentials teach, the old ones no more.
 	g.path.setUfrag(g.oc, "newufrag", "newpassword0123456789012")
 	g.oc.learnedSince = time.Time{}
-	g.path.take(signed, addr(8000))
-	g.path.take(bindingRequest(t, "newufrag:cli", "newpassword0123456789012"), addr(8001))
+	g.path.take(signed, addr(8000), true)
+	g.path.take(bindingRequest(t, "newufrag:cli", "newpassword0123456789012"), addr(8001), true)
 	if g.owner(addr(8000)) != nil || g.owner(addr(8001)) != g.oc {
 		t.Error("after new credentials, the old still teach or the new do not")
 	}
 	// Removed, the connection comes back neither by STUN nor by its pair.
 	g.path.remove(g.oc)
-	g.path.take(bindingRequest(t, "newufrag:cli", "newpassword0123456789012"), addr(8002))
+	g.path.take(bindingRequest(t, "newufrag:cli", "newpassword0123456789012"), addr(8002), true)
 	g.path.add(g.oc, addr(8003), true)
 	for a, c := range *g.path.conns.Load() {
 		if c == g.oc {
@@ -176,32 +176,32 @@ func TestOwnPathTakesHeldStreams(t *testing.T) {
 	g.oc.hold(1111, st)
 
 	_, unheld := g.packet(t, 2222, 1)
-	if g.path.take(unheld, addr(5000)) {
+	if g.path.take(unheld, addr(5000), true) {
 		t.Error("a stream not held was taken (pion must see a new stream's first packets)")
 	}
 	_, wire := g.packet(t, 1111, 1)
-	if g.path.take(wire, addr(5001)) {
+	if g.path.take(wire, addr(5001), true) {
 		t.Error("a packet from an address not the connection's was taken")
 	}
 	for _, pt := range []byte{192, 200, 206, 223} {
 		rtcp := bytes.Clone(wire)
 		rtcp[1] = pt
-		if g.path.take(rtcp, addr(5000)) {
+		if g.path.take(rtcp, addr(5000), true) {
 			t.Errorf("RTCP (packet type %d) was taken", pt)
 		}
 	}
-	if g.path.take(append(bytes.Clone(wire), make([]byte, ownMTU)...), addr(5000)) {
+	if g.path.take(append(bytes.Clone(wire), make([]byte, ownMTU)...), addr(5000), true) {
 		t.Error("a datagram larger than ownMTU was taken")
 	}
-	if !g.path.take(wire, addr(5000)) {
+	if !g.path.take(wire, addr(5000), true) {
 		t.Fatal("a held stream's packet was not taken")
 	}
 	if p := <-st.ch; !p.encrypted || !bytes.Equal(p.buf[:p.n], wire) {
 		t.Errorf("queued %x (encrypted %v), want the datagram as it came", p.buf[:p.n], p.encrypted)
 	}
-	g.path.take(wire, addr(5000))
-	g.path.take(wire, addr(5000))
-	g.path.take(wire, addr(5000))
+	g.path.take(wire, addr(5000), true)
+	g.path.take(wire, addr(5000), true)
+	g.path.take(wire, addr(5000), true)
 	if g.m.OwnPathPackets.Load() != 3 || g.m.OwnPathDropped.Load() != 1 {
 		t.Errorf("queued %d, dropped %d; want 3 queued and 1 dropped on the full queue",
 			g.m.OwnPathPackets.Load(), g.m.OwnPathDropped.Load())
@@ -209,10 +209,10 @@ func TestOwnPathTakesHeldStreams(t *testing.T) {
 	<-st.ch
 	<-st.ch
 	st.seen = ownPionEvery - 1
-	if g.path.take(wire, addr(5000)) {
+	if g.path.take(wire, addr(5000), true) {
 		t.Errorf("packet %d of the stream was taken; every %dth is pion's", ownPionEvery, ownPionEvery)
 	}
-	if !g.path.take(wire, addr(5000)) {
+	if !g.path.take(wire, addr(5000), true) {
 		t.Error("the packet after pion's was not taken")
 	}
 }

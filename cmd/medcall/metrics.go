@@ -104,7 +104,8 @@ func newMetrics() *metrics {
 	} {
 		counterFunc(reg, "packets_dropped_total", "Packets not forwarded, by reason: garbage (unparseable), wait_keyframe (a subscriber waits for a keyframe), muted (the publisher said it was off), write_error (the subscriber's transport refused it), and the own receive path's own_path_queue_full, own_path_decrypt_error (did not authenticate) and own_path_duplicate (seen before, from either path).", prometheus.Labels{"reason": reason}, u64(c))
 	}
-	counterFunc(reg, "own_path_packets_total", "RTP packets the own receive path queued for forwarding itself, past pion's receive goroutines (--own-receive-path; the forwarding goroutines decrypt them); those forwarded are counted in rtp_packets_received_total too. 0 when the path is off.", nil, u64(&s.OwnPathPackets))
+	counterFunc(reg, "own_path_packets_total", "RTP packets the own receive path took past pion's receive goroutines (--own-receive-path), to forward on the UDP port's reader or queued for their stream's goroutine; those forwarded are counted in rtp_packets_received_total too. 0 when the path is off.", nil, u64(&s.OwnPathPackets))
+	counterFunc(reg, "own_path_queued_packets_total", "RTP packets of own_path_packets_total queued for their stream's goroutine, not forwarded on the UDP port's reader: the reader was behind (a datagram waited over 4 ms in the kernel's queue), or packets of the stream were still waiting.", nil, u64(&s.OwnPathQueued))
 	counterFunc(reg, "own_path_sent_packets_total", "RTP packets the own send path encrypted and sent on the UDP port itself, past pion's SRTP session and ICE write path (--own-send-path): forwarded packets (rtp_packets_forwarded_total) and retransmissions alike. 0 when the path is off.", nil, u64(&s.OwnPathSent))
 	counterFunc(reg, "rtcp_nacks_sent_total", "NACKs sent to publishers.", nil, u64(&s.NACKSent))
 	counterFunc(reg, "rtcp_nacks_received_total", "NACKs received from subscribers.", nil, u64(&s.NACKReceived))
