@@ -94,18 +94,25 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 		}
 		m := &c.msgs[c.next]
 		c.next++
-		var waited time.Duration
-		if !m.arrived.IsZero() {
-			waited = max(c.now.Sub(m.arrived), 0)
-			if c.onDelay != nil {
-				c.onDelay(waited)
-			}
+		if c.onDelay != nil && !m.arrived.IsZero() {
+			c.onDelay(max(c.now.Sub(m.arrived), 0))
 		}
-		if c.take != nil && c.take(m.buf[:m.n], m.from, waited > ingressBehind) {
+		if c.take != nil && c.take(m.buf[:m.n], m.from, c.behind(m)) {
 			continue
 		}
 		return copy(b, m.buf[:m.n]), m.from, nil
 	}
+}
+
+// behind says whether the reader is behind: m has waited longer than
+// ingressBehind since it arrived, counting the time the reader spent on
+// the datagrams before it in the batch. Without receive times (a kernel
+// refusing them, or no recvmmsg) a full batch says so.
+func (c *ingressConn) behind(m *ingressMsg) bool {
+	if m.arrived.IsZero() {
+		return c.have == len(c.msgs)
+	}
+	return time.Since(m.arrived) > ingressBehind
 }
 
 // ReadFrom is ReadFromAddrPort for callers wanting a net.Addr.

@@ -127,12 +127,31 @@ func TestIngressMeasuresHowLongDatagramsWaited(t *testing.T) {
 	if waits[2] > queued/2 {
 		t.Errorf("a datagram read as it arrived is said to have waited %v", waits[2])
 	}
-	for i, b := range behinds {
-		if b != (waits[i] > ingressBehind) {
-			t.Errorf("datagram %d waited %v: behind %v, want %v", i, waits[i], b, !b)
-		}
-	}
 	if len(behinds) != 3 || !behinds[0] || !behinds[1] {
-		t.Errorf("behind %v for 3 datagrams, the first two left %v in the queue", behinds, queued)
+		t.Fatalf("behind %v for 3 datagrams, the first two left %v in the queue", behinds, queued)
+	}
+	if waits[2] > ingressBehind && !behinds[2] {
+		t.Errorf("datagram 2 waited %v, over %v, and the reader is not behind", waits[2], ingressBehind)
+	}
+}
+
+// Without receive times the reader is behind when a batch came full.
+func TestIngressBehindWithoutReceiveTimes(t *testing.T) {
+	c := &ingressConn{msgs: make([]ingressMsg, ingressBatch)}
+	var m ingressMsg
+	for _, tc := range []struct {
+		have    int
+		arrived time.Time
+		want    bool
+	}{
+		{ingressBatch, time.Time{}, true},
+		{ingressBatch - 1, time.Time{}, false},
+		{1, time.Now().Add(-time.Second), true},
+		{ingressBatch, time.Now().Add(time.Minute), false}, // a receive time rules
+	} {
+		c.have, m.arrived = tc.have, tc.arrived
+		if got := c.behind(&m); got != tc.want {
+			t.Errorf("batch of %d, arrived %v: behind %v, want %v", tc.have, tc.arrived, got, tc.want)
+		}
 	}
 }

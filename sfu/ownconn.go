@@ -220,8 +220,7 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 				return
 			}
 			p.n, p.encrypted = n, false
-			st.pending.Add(1)
-			st.ch <- p // pion's buffers hold the rest meanwhile (see queue)
+			st.queueDelivered(p)
 		}
 	}()
 	ssrc := info.SSRC
@@ -239,6 +238,7 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 			r.fanout(buf[:n], &pkt, m)
 		}
 	}
+	st.direct = r.sendsOnOwnPath
 	oc.hold(ssrc, st)
 	defer oc.release(ssrc, st)
 	for {

@@ -10,7 +10,8 @@ import (
 // reordering them.
 
 // ownStream is one published stream the ingress may take. Its packets are
-// forwarded one at a time, in the order they came, under mu: on the port's
+// forwarded one at a time, in the order they were queued or taken, under
+// mu: on the port's
 // reader while it keeps up (inline), else by the stream's goroutine from
 // ch (forwardQueued), which also carries the packets pion delivers.
 type ownStream struct {
@@ -23,13 +24,18 @@ type ownStream struct {
 	// forward decrypts p, runs the chain and fans it out, under mu; set
 	// before the stream is held.
 	forward func(p *ownPacket)
+	// direct, if set, says whether forwarding a packet now can wait on
+	// nothing but the UDP port's socket (Receiver.sendsOnOwnPath): only then
+	// may the port's reader forward it.
+	direct func() bool
 }
 
 // inline forwards p on the caller's goroutine, if no packet of the stream
-// waits in ch or is being forwarded (p must not overtake one), and reports
-// whether it did.
+// waits in ch or is being forwarded (p must not overtake one) and
+// forwarding it cannot block the caller (direct), and reports whether it
+// did.
 func (st *ownStream) inline(p *ownPacket) bool {
-	if st.forward == nil || st.pending.Load() != 0 || !st.mu.TryLock() {
+	if st.forward == nil || st.direct == nil || st.pending.Load() != 0 || !st.direct() || !st.mu.TryLock() {
 		return false
 	}
 	defer st.mu.Unlock()
@@ -52,6 +58,14 @@ func (st *ownStream) queue(p *ownPacket) bool {
 	}
 }
 
+// queueDelivered puts p, a packet pion delivered, in ch, waiting for room
+// (pion's buffers hold the rest meanwhile): counted as pending first, so
+// that the port's reader forwards nothing ahead of it.
+func (st *ownStream) queueDelivered(p *ownPacket) {
+	st.pending.Add(1)
+	st.ch <- p
+}
+
 // forwardQueued forwards p, taken from ch, on the stream's goroutine.
 func (st *ownStream) forwardQueued(p *ownPacket) {
 	st.mu.Lock()
@@ -65,4 +79,19 @@ func (st *ownStream) close() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.closed = true
+}
+
+// sendsOnOwnPath says whether every subscriber of the stream is sent to on
+// the own send path (ownsend.go): then forwarding a packet writes only on
+// the UDP port's socket, and the port's reader may do it (ownStream). pion
+// writes to a subscriber on an ICE-TCP pair, or before its own path is
+// taken, through its own path, which may block: a TCP write, for one,
+// blocks while the subscriber does not read.
+func (r *Receiver) sendsOnOwnPath() bool {
+	for _, d := range *r.downs.Load() {
+		if o := d.sub.osend; o == nil || o.to.Load() == nil {
+			return false
+		}
+	}
+	return true
 }
