@@ -19,9 +19,11 @@ type binding struct {
 // webrtc.TrackLocal so pion binds it to the subscriber's sender; WriteRTP
 // rewrites SSRC, payload type and sequence numbers for that subscriber.
 //
-// WriteRTP is called only from the Receiver's forwarding goroutine, so the
-// sequence state needs no lock; the binding arrives from pion's goroutines and
-// is an atomic pointer.
+// WriteRTP is called for one packet of the track at a time, by whichever
+// goroutine forwards it (the Receiver's, or on the own receive path the UDP
+// port's reader, under the stream's lock: ownstream.go), so the sequence
+// state needs no lock of its own; the binding arrives from pion's
+// goroutines and is an atomic pointer.
 type DownTrack struct {
 	recv   *Receiver
 	sub    *Participant
@@ -33,7 +35,7 @@ type DownTrack struct {
 	resync atomic.Bool
 	red    atomic.Pointer[redEncoder] // audio: wrapped in RED where negotiated (red.go)
 
-	// Forwarding-goroutine state.
+	// Forwarding state (one packet at a time, see above).
 	started   bool
 	dropping  bool   // a packet was dropped since the last one forwarded
 	guard     bool   // refuse packets older than resumeOut
@@ -156,7 +158,7 @@ func (d *DownTrack) writeRTP(pkt *rtp.Packet, keyframe bool, m *Metrics) bool {
 }
 
 // skip notes a packet this downtrack will not send, so the next one sent
-// closes the gap in sequence numbers. Forwarding goroutine only.
+// closes the gap in sequence numbers. Called as WriteRTP is.
 func (d *DownTrack) skip() { d.dropping = d.started }
 
 // requestResync makes a video downtrack wait for the next keyframe.

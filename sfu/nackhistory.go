@@ -13,7 +13,7 @@ import (
 // starts at minHistorySlots and doubles while a packet still within
 // maxNackAge would be overwritten, up to maxSlots; packets older than
 // maxNackAge are let go as new ones arrive. Safe for concurrent use: the
-// forwarding goroutine adds, the connection's RTCP reader resends.
+// goroutine forwarding a packet adds, the connection's RTCP reader resends.
 type history struct {
 	w        interceptor.RTPWriter
 	maxSlots int

@@ -7,8 +7,9 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
-// ownopen.go: how a stream's forwarding goroutine on the own receive path
-// (ownpath.go, ownconn.go) opens what the ingress queued.
+// ownopen.go: how a stream on the own receive path (ownpath.go,
+// ownconn.go) opens what the ingress took, under the stream's lock
+// (ownstream.go), on the UDP port's reader or the stream's goroutine.
 
 // ownOpener is a stream's SRTP context and replay window on the own path.
 type ownOpener struct {

@@ -25,13 +25,14 @@ import (
 // (ingress.go), which reads every datagram of the port anyway, takes a
 // publish connection's RTP itself. While it keeps up, it forwards each
 // packet there and then (decrypts it, runs the chain, fans it out and
-// sends it): no hand-off at all, and no goroutine to wake. Once it falls
-// behind (a datagram waited over ingressBehind in the kernel's queue) it
-// hands them, still encrypted, to their streams' forwarding goroutines
-// (ownconn.go, forwardOwn), so that both cores forward and the reader,
-// doing only a lookup and a copy per packet, keeps up under overload. A
-// stream's packets are forwarded in the order they came, whichever
-// goroutine forwards them (ownStream). (The ingress also decodes each
+// sends it), with no hand-off, if every subscriber of the stream is sent
+// to on the own send path (nothing then can block it). Otherwise, and
+// once it falls behind (a datagram waited over ingressBehind in the
+// kernel's queue), it hands them, still encrypted, to their streams'
+// forwarding goroutines (ownconn.go, forwardOwn), so that both cores
+// forward and the reader, doing only a lookup and a copy per packet,
+// keeps up under overload. A stream's packets are forwarded in the order
+// the ingress took them, whichever goroutine forwards them (ownstream.go). (The ingress also decodes each
 // STUN binding request, and checks the signature of those naming a
 // publish connection.)
 //

@@ -76,9 +76,10 @@ type Config struct {
 	// without connectivity a connection is disconnected after the first and
 	// failed after both; 0 means pion's defaults (5s, 25s).
 	ICEDisconnectedTimeout, ICEFailedTimeout time.Duration
-	// OwnReceivePath has the UDP port's reader hand publishers' RTP
-	// straight to the forwarding goroutines, which decrypt it, past pion's
-	// receive goroutines (ownpath.go). It needs UDPPort on one address
+	// OwnReceivePath has the UDP port's reader take publishers' RTP past
+	// pion's receive goroutines and forward it itself while it keeps up,
+	// else hand it to the streams' goroutines (ownpath.go, ownstream.go).
+	// It needs UDPPort on one address
 	// (ListenIP a specific IP, so one socket); otherwise pion delivers
 	// everything.
 	OwnReceivePath bool

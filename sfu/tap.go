@@ -42,7 +42,9 @@ type TrackInfo struct {
 }
 
 // TrackSink receives one published track's packets in-process. The SFU calls
-// WriteRTP from the track's forwarding goroutine and never waits for the sink:
+// WriteRTP for one packet at a time, from the goroutine forwarding the track
+// (the track's own, or the UDP port's reader on the own receive path,
+// ownstream.go), and never waits for the sink:
 // an implementation must return at once (queue and drop, never block) and must
 // not retain pkt or its payload after returning.
 //
