@@ -3,6 +3,7 @@ package sfu
 import (
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -33,11 +34,12 @@ const (
 	ingressBatch = 32   // datagrams per recvmmsg
 	ingressMTU   = 8192 // pion's UDP mux reads up to this
 
-	// ingressBehind: a datagram that waited longer than this in the
-	// kernel's queue says the port's reader is behind, and the own path
-	// hands its packets to their streams' goroutines rather than forwarding
-	// them on the reader (ownpath.go, take).
-	ingressBehind = 4 * time.Millisecond
+	// ingressBehind: a datagram that has waited longer than this since it
+	// arrived says the port's reader is behind, and the own path hands its
+	// packets to their streams' goroutines rather than forwarding them on
+	// the reader (ownpath.go, take). 4 ms was tried too
+	// (docs/mediapath.md).
+	ingressBehind = time.Millisecond
 )
 
 // ingressMsg is one datagram of a batch.
@@ -63,6 +65,7 @@ type ingressConn struct {
 	next, have int
 	now        time.Time // when the batch was read
 	batches    uint64    // reads of the socket, for tests
+	took       bool      // take took a datagram of this batch
 }
 
 // newIngressConn reads conn in batches; onDelay, if not nil, observes how
@@ -84,6 +87,16 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	defer c.mu.Unlock()
 	for {
 		if c.next == c.have {
+			if c.took {
+				// The reader may have forwarded packets of the batch itself
+				// (ownstream.go): let the goroutines that readied run first.
+				// Forwarding back to back, the reader would hold its P for
+				// up to the scheduler's 10 ms slice while they wait (at N=75
+				// a quarter of goroutine wake-ups waited over 10 ms, and the
+				// bench's upgrade p95 went from 107-190 ms to 306-642).
+				c.took = false
+				runtime.Gosched()
+			}
 			n, err := c.reader.read(c.msgs)
 			if err != nil {
 				return 0, netip.AddrPort{}, err
@@ -98,6 +111,7 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 			c.onDelay(max(c.now.Sub(m.arrived), 0))
 		}
 		if c.take != nil && c.take(m.buf[:m.n], m.from, c.behind(m)) {
+			c.took = true
 			continue
 		}
 		return copy(b, m.buf[:m.n]), m.from, nil
