@@ -27,8 +27,8 @@ import (
 // packet there and then (decrypts it, runs the chain, fans it out and
 // sends it), with no hand-off, if every subscriber of the stream is sent
 // to on the own send path (nothing then can block it). Otherwise, and
-// once it falls behind (a datagram waited over ingressBehind in the
-// kernel's queue), it hands them, still encrypted, to their streams'
+// once it falls behind (a datagram has waited over ingressBehind since it
+// arrived), it hands them, still encrypted, to their streams'
 // forwarding goroutines (ownconn.go, forwardOwn), so that both cores
 // forward and the reader, doing only a lookup and a copy per packet,
 // keeps up under overload. A stream's packets are forwarded in the order
@@ -268,9 +268,10 @@ func (o *ownPath) touch(oc *ownConn, addr netip.AddrPort) {
 // take is the ingress's question for each datagram b from from: is it RTP
 // of a stream the own path has taken? Then pion never sees it: it is
 // forwarded here and now, or, if behind (the datagram waited longer than
-// ingressBehind in the kernel's queue) or the stream has packets waiting,
-// queued still encrypted for the stream's goroutine (or dropped, the
-// queue full). Called on the ingress's one goroutine only.
+// ingressBehind since it arrived), the stream has packets waiting or a
+// subscriber of it is sent to through pion (ownStream.inline), queued
+// still encrypted for the stream's goroutine (or dropped, the queue
+// full). Called on the ingress's one goroutine only.
 func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) bool {
 	if len(b) > 0 && b[0] < 4 { // STUN (RFC 7983)
 		o.learn(b, from)
