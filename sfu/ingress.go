@@ -89,7 +89,7 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 		if c.next == c.have {
 			if c.took {
 				// The reader may have forwarded packets of the batch itself
-				// (ownstream.go): let the goroutines that readied run first.
+				// (ownstream.go): let the goroutines it readied run first.
 				// Forwarding back to back, the reader would hold its P for
 				// up to the scheduler's 10 ms slice while they wait (at N=75
 				// a quarter of goroutine wake-ups waited over 10 ms, and the

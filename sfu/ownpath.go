@@ -26,15 +26,15 @@ import (
 // publish connection's RTP itself. While it keeps up, it forwards each
 // packet there and then (decrypts it, runs the chain, fans it out and
 // sends it), with no hand-off, if every subscriber of the stream is sent
-// to on the own send path (nothing then can block it). Otherwise, and
+// to on the own send path (its sends are then UDP writes). Otherwise, and
 // once it falls behind (a datagram has waited over ingressBehind since it
 // arrived), it hands them, still encrypted, to their streams'
 // forwarding goroutines (ownconn.go, forwardOwn), so that both cores
 // forward and the reader, doing only a lookup and a copy per packet,
 // keeps up under overload. A stream's packets are forwarded in the order
-// the ingress took them, whichever goroutine forwards them (ownstream.go). (The ingress also decodes each
-// STUN binding request, and checks the signature of those naming a
-// publish connection.)
+// the ingress took them, whichever goroutine forwards them
+// (ownstream.go). (The ingress also decodes each STUN binding request,
+// and checks the signature of those naming a publish connection.)
 //
 // What stays with pion: ICE (STUN), DTLS, all RTCP, each new stream's
 // first packets (pion announces a track, OnTrack, on its first packet; the

@@ -10,10 +10,10 @@ import (
 // reordering them.
 
 // ownStream is one published stream the ingress may take. Its packets are
-// forwarded one at a time, in the order they were queued or taken, under
-// mu: on the port's
-// reader while it keeps up (inline), else by the stream's goroutine from
-// ch (forwardQueued), which also carries the packets pion delivers.
+// forwarded one at a time, in the order they were taken or queued, under
+// mu: on the port's reader while it keeps up (inline), else by the
+// stream's goroutine from ch (forwardQueued), which also carries the
+// packets pion delivers.
 type ownStream struct {
 	ch   chan *ownPacket
 	seen uint32 // packets the ingress saw (its goroutine only)
@@ -24,9 +24,9 @@ type ownStream struct {
 	// forward decrypts p, runs the chain and fans it out, under mu; set
 	// before the stream is held.
 	forward func(p *ownPacket)
-	// direct, if set, says whether forwarding a packet now can wait on
-	// nothing but the UDP port's socket (Receiver.sendsOnOwnPath): only then
-	// may the port's reader forward it.
+	// direct says whether forwarding a packet now sends only on the UDP
+	// port's socket (Receiver.sendsOnOwnPath): only then may the port's
+	// reader forward it. Set with forward; nil: never.
 	direct func() bool
 }
 

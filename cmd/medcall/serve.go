@@ -51,7 +51,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.clusterConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
-	fs.BoolVar(&c.ownReceivePath, "own-receive-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), the port's reader takes publishers' RTP past pion's receive goroutines and forwards it itself while it keeps up, else hands it to the streams' goroutines (docs/mediapath.md); off without those two; =false leaves it all to pion")
+	fs.BoolVar(&c.ownReceivePath, "own-receive-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), the port's reader takes publishers' RTP past pion's receive goroutines and forwards it itself while it keeps up and the stream's subscribers are on the own send path, else hands it to the streams' goroutines (docs/mediapath.md); off without those two; =false leaves it all to pion")
 	fs.BoolVar(&c.ownSendPath, "own-send-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), independently of --own-receive-path, each subscribe connection's innermost interceptor encrypts the RTP it sends and writes it on the port itself, past pion's SRTP session and ICE write path (docs/mediapath.md); off without those two; =false leaves sending to pion")
 	c.net.flags(fs)
 	c.tls.flags(fs)
