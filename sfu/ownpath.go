@@ -299,17 +299,16 @@ func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) bool {
 	}
 	p := ownPackets.Get().(*ownPacket)
 	p.n, p.encrypted = copy(p.buf[:], b), true
-	if !behind && st.inline(p) {
-		o.m.OwnPathPackets.Add(1)
-		return true
-	}
-	if !st.queue(p) {
+	queued := behind || !st.inline(p)
+	if queued && !st.queue(p) {
 		ownPackets.Put(p)
 		o.m.OwnPathDropped.Add(1)
 		return true
 	}
 	o.m.OwnPathPackets.Add(1)
-	o.m.OwnPathQueued.Add(1)
+	if queued {
+		o.m.OwnPathQueued.Add(1)
+	}
 	return true
 }
 

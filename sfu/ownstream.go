@@ -26,16 +26,17 @@ type ownStream struct {
 	forward func(p *ownPacket)
 	// direct says whether forwarding a packet now sends only on the UDP
 	// port's socket (Receiver.sendsOnOwnPath): only then may the port's
-	// reader forward it. Set with forward; nil: never.
+	// reader forward it. Set with forward (nil: neither is, and the reader
+	// never forwards).
 	direct func() bool
 }
 
 // inline forwards p on the caller's goroutine, if no packet of the stream
 // waits in ch or is being forwarded (p must not overtake one) and
-// forwarding it cannot block the caller (direct), and reports whether it
-// did.
+// forwarding it sends only on the UDP socket (direct), and reports whether
+// it did.
 func (st *ownStream) inline(p *ownPacket) bool {
-	if st.forward == nil || st.direct == nil || st.pending.Load() != 0 || !st.direct() || !st.mu.TryLock() {
+	if st.direct == nil || st.pending.Load() != 0 || !st.direct() || !st.mu.TryLock() {
 		return false
 	}
 	defer st.mu.Unlock()
