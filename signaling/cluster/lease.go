@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -20,6 +21,7 @@ func (n *Node) hold(cid string, sent time.Time) {
 	if until.After(n.held[cid]) {
 		n.held[cid] = until
 	}
+	delete(n.ended, cid) // placed here again
 	n.mu.Unlock()
 }
 
@@ -30,29 +32,52 @@ func (n *Node) holds(cid string, now time.Time) bool {
 	return now.Before(n.held[cid])
 }
 
-// drop forgets cid's lease (it ended here, or another node holds it).
+// drop forgets cid's lease (it ended here).
 func (n *Node) drop(cid string) {
 	n.mu.Lock()
 	delete(n.held, cid)
 	n.mu.Unlock()
 }
 
+// lose forgets cid's lease and ends cid here, once: its participants may
+// take a while to leave, and until they have, Hosted still lists it, so a
+// later fence or heartbeat must not count it or end it again.
+func (n *Node) lose(cid, why string) {
+	n.mu.Lock()
+	delete(n.held, cid)
+	_, again := n.ended[cid]
+	if !again {
+		n.ended[cid] = time.Now()
+	}
+	n.mu.Unlock()
+	if again {
+		return
+	}
+	n.Counters.LeasesLost.Add(1)
+	n.cfg.Logger.Warn(why, "consultation", cid)
+	if n.cfg.Lost != nil {
+		n.cfg.Lost(cid)
+	}
+}
+
 // fence ends every consultation running here whose lease this node can no
-// longer be sure of at now; each counts as a lease lost.
+// longer be sure of at now; each counts as a lease lost. It forgets the
+// consultations ended before it looked that are no longer listed.
 func (n *Node) fence(now time.Time) {
-	n.fencing.Lock()
-	defer n.fencing.Unlock()
-	for _, cid := range n.cfg.Hosted() {
-		if n.holds(cid, now) {
-			continue
-		}
-		n.drop(cid)
-		n.Counters.LeasesLost.Add(1)
-		n.cfg.Logger.Warn("cluster: could not renew the lease of a consultation running here in time; ending it here so it can move", "consultation", cid)
-		if n.cfg.Lost != nil {
-			n.cfg.Lost(cid)
+	looked := time.Now()
+	hosted := n.cfg.Hosted()
+	for _, cid := range hosted {
+		if !n.holds(cid, now) {
+			n.lose(cid, "cluster: could not renew the lease of a consultation running here in time; ending it here so it can move")
 		}
 	}
+	n.mu.Lock()
+	for cid, at := range n.ended {
+		if at.Before(looked) && !slices.Contains(hosted, cid) {
+			delete(n.ended, cid)
+		}
+	}
+	n.mu.Unlock()
 }
 
 // watch fences four times a heartbeat, apart from the heartbeat itself so a

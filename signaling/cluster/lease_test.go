@@ -13,6 +13,8 @@ import (
 
 	"github.com/medcall/medcall/signaling"
 	"github.com/medcall/medcall/signaling/client"
+	"github.com/medcall/medcall/signaling/cluster"
+	"github.com/medcall/medcall/signaling/cluster/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -183,4 +185,62 @@ func TestHostEndsItsCopyBeforeItsLeaseEnds(t *testing.T) {
 	if _, err := doc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= 10 }); err != nil {
 		t.Fatalf("after the hand-over the clinician never heard the patient: %v", err)
 	}
+}
+
+// TestLostConsultationEndedOnce: a consultation another node now holds is
+// ended here once and counted as one lease lost, though its participants
+// take a while to leave and Hosted lists it meanwhile (the next fence must
+// not end it again). Once it is gone and placed here again, losing it
+// again ends it again.
+func TestLostConsultationEndedOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rs := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	var listed atomic.Bool
+	var lost atomic.Int32
+	hosted := func() []string {
+		if listed.Load() {
+			return []string{"c-1"}
+		}
+		return nil
+	}
+	const beat = 50 * time.Millisecond
+	n, err := cluster.New(cluster.Config{Redis: rdb, URL: "ws://127.0.0.1:1/v1/signal", Hosted: hosted,
+		Heartbeat: beat, Lease: 10 * beat, Lost: func(string) { lost.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	for rdb.Exists(ctx, "medcall:node:"+n.ID()).Val() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	takeAway := func(round int32) {
+		t.Helper()
+		if u, err := n.Place(ctx, "c-1"); err != nil || u != "" {
+			t.Fatalf("round %d: placing c-1 here: %q, %v", round, u, err)
+		}
+		listed.Store(true)
+		if err := rdb.Set(ctx, "medcall:place:c-1", "n-other", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for lost.Load() < round && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(20 * beat) // its people still leaving: many fences and heartbeats
+		if l, c := lost.Load(), n.Counters.LeasesLost.Load(); l != round || c != uint64(round) {
+			t.Fatalf("round %d: c-1 ended %d times here and %d leases lost counted, want %d and %d", round, l, c, round, round)
+		}
+		listed.Store(false) // its people left
+		time.Sleep(2 * beat)
+		if err := rdb.Del(ctx, "medcall:place:c-1").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takeAway(1)
+	takeAway(2)
 }

@@ -81,13 +81,16 @@ type Counters struct {
 type Node struct {
 	cfg      Config
 	draining atomic.Bool
-	fencing  sync.Mutex // one fence at a time, so a consultation is ended once
 	mu       sync.Mutex
 	// held is, per consultation placed here, when this node's lease on it
 	// ends by the node's own clock: a renewal sent at t holds until
 	// t + Lease - Heartbeat, before Redis (which starts the lease when the
 	// renewal arrives, after t) can let another node take it. Guarded by mu.
 	held map[string]time.Time
+	// ended are the consultations this node ended (Node.lose) that Hosted
+	// may still list while their participants leave; each is ended and
+	// counted once. Each maps to when it was ended. Guarded by mu.
+	ended map[string]time.Time
 	// Counters are exported as metrics.
 	Counters Counters
 }
@@ -131,7 +134,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Participants == nil {
 		cfg.Participants = func() int { return 0 }
 	}
-	return &Node{cfg: cfg, held: map[string]time.Time{}}, nil
+	return &Node{cfg: cfg, held: map[string]time.Time{}, ended: map[string]time.Time{}}, nil
 }
 
 // ID is the node's id.
@@ -280,12 +283,7 @@ func (n *Node) beat(ctx context.Context) error {
 				n.Counters.Reclaimed.Add(1)
 			}
 		case "0":
-			n.drop(cid)
-			n.Counters.LeasesLost.Add(1)
-			n.cfg.Logger.Warn("cluster: another node holds a consultation running here; ending it here", "consultation", cid)
-			if n.cfg.Lost != nil {
-				n.cfg.Lost(cid)
-			}
+			n.lose(cid, "cluster: another node holds a consultation running here; ending it here")
 		case "3":
 			n.drop(cid)
 		default:
