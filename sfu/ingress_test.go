@@ -103,9 +103,9 @@ func TestIngressMeasuresHowLongDatagramsWaited(t *testing.T) {
 	var waits []time.Duration
 	var behinds []bool
 	in, peer := ingressPair(t, func(d time.Duration) { waits = append(waits, d) })
-	in.take = func(_ []byte, _ netip.AddrPort, behind bool) bool {
+	in.take = func(_ []byte, _ netip.AddrPort, behind bool) taken {
 		behinds = append(behinds, behind)
-		return false
+		return notTaken
 	}
 	const queued = time.Second
 	send(t, peer, rtpBytes(1, 1, 100), rtpBytes(1, 2, 100))
@@ -153,5 +153,40 @@ func TestIngressBehindWithoutReceiveTimes(t *testing.T) {
 		if got := c.behind(&m); got != tc.want {
 			t.Errorf("batch of %d, arrived %v: behind %v, want %v", tc.have, tc.arrived, got, tc.want)
 		}
+	}
+}
+
+// TestIngressYieldsOnlyAfterForwarding: the reader yields before its next
+// read after a batch in which the own path forwarded a packet on it, not
+// after one whose packets it only queued: behind, a yield would put it at
+// the back of the run queue while the kernel's queue overflows.
+func TestIngressYieldsOnlyAfterForwarding(t *testing.T) {
+	in, peer := ingressPair(t, nil)
+	in.take = func(b []byte, _ netip.AddrPort, _ bool) taken {
+		switch binary.BigEndian.Uint32(b[8:12]) {
+		case 1:
+			return takenQueued
+		case 2:
+			return takenForwarded
+		}
+		return notTaken // the marker that ends each batch's read
+	}
+	batch := func(ssrc uint32, n int) {
+		t.Helper()
+		for i := range n {
+			send(t, peer, rtpBytes(ssrc, uint16(i), 100))
+		}
+		send(t, peer, rtpBytes(3, 0, 100))
+		readAll(t, in, 1)
+	}
+	batch(1, 10) // queued only
+	batch(1, 10) // so no yield before this read
+	if in.yields != 0 {
+		t.Fatalf("%d yields after batches the reader only queued, want 0", in.yields)
+	}
+	batch(2, 1) // forwarded on the reader
+	batch(1, 1)
+	if in.yields != 1 {
+		t.Fatalf("%d yields after one batch the reader forwarded from, want 1", in.yields)
 	}
 }

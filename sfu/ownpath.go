@@ -272,30 +272,30 @@ func (o *ownPath) touch(oc *ownConn, addr netip.AddrPort) {
 // subscriber of it is sent to through pion (ownStream.inline), queued
 // still encrypted for the stream's goroutine (or dropped, the queue
 // full). Called on the ingress's one goroutine only.
-func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) bool {
+func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) taken {
 	if len(b) > 0 && b[0] < 4 { // STUN (RFC 7983)
 		o.learn(b, from)
-		return false
+		return notTaken
 	}
 	// RTP (RFC 7983: first byte 128-191) and not RTCP (RFC 5761: payload
 	// type octet 192-223).
 	if len(b) < 12 || len(b) > ownMTU || b[0]&0xc0 != 0x80 || (b[1] >= 192 && b[1] <= 223) {
-		return false
+		return notTaken
 	}
 	conns := o.conns.Load()
 	if conns == nil {
-		return false
+		return notTaken
 	}
 	oc := (*conns)[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
 	if oc == nil {
-		return false
+		return notTaken
 	}
 	st := oc.stream(binary.BigEndian.Uint32(b[8:12]))
 	if st == nil {
-		return false
+		return notTaken
 	}
 	if st.seen++; st.seen%ownPionEvery == 0 {
-		return false // pion's, to keep its rollover counter current
+		return notTaken // pion's, to keep its rollover counter current
 	}
 	p := ownPackets.Get().(*ownPacket)
 	p.n, p.encrypted = copy(p.buf[:], b), true
@@ -303,13 +303,14 @@ func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) bool {
 	if queued && !st.queue(p) {
 		ownPackets.Put(p)
 		o.m.OwnPathDropped.Add(1)
-		return true
+		return takenQueued
 	}
 	o.m.OwnPathPackets.Add(1)
 	if queued {
 		o.m.OwnPathQueued.Add(1)
+		return takenQueued
 	}
-	return true
+	return takenForwarded
 }
 
 // ownConn is one publish connection on the own path.

@@ -104,14 +104,14 @@ func TestOwnPathLearnsAddressesFromSignedSTUN(t *testing.T) {
 		{"not a request", response},
 		{"junk", []byte{0, 1, 0, 0, 0x21, 0x12}},
 	} {
-		if g.path.take(c.b, addr(5000), true) {
+		if g.path.take(c.b, addr(5000), true) != notTaken {
 			t.Errorf("%s: STUN taken from pion", c.name)
 		}
 		if g.owner(addr(5000)) != nil {
 			t.Fatalf("%s: address learned", c.name)
 		}
 	}
-	if g.path.take(signed, addr(5000), true) || g.owner(addr(5000)) != g.oc {
+	if g.path.take(signed, addr(5000), true) != notTaken || g.owner(addr(5000)) != g.oc {
 		t.Fatal("a signed binding request did not teach the address (or was taken from pion)")
 	}
 	g.path.add(g.oc, addr(4000), true) // the selected pair's
@@ -176,24 +176,24 @@ func TestOwnPathTakesHeldStreams(t *testing.T) {
 	g.oc.hold(1111, st)
 
 	_, unheld := g.packet(t, 2222, 1)
-	if g.path.take(unheld, addr(5000), true) {
+	if g.path.take(unheld, addr(5000), true) != notTaken {
 		t.Error("a stream not held was taken (pion must see a new stream's first packets)")
 	}
 	_, wire := g.packet(t, 1111, 1)
-	if g.path.take(wire, addr(5001), true) {
+	if g.path.take(wire, addr(5001), true) != notTaken {
 		t.Error("a packet from an address not the connection's was taken")
 	}
 	for _, pt := range []byte{192, 200, 206, 223} {
 		rtcp := bytes.Clone(wire)
 		rtcp[1] = pt
-		if g.path.take(rtcp, addr(5000), true) {
+		if g.path.take(rtcp, addr(5000), true) != notTaken {
 			t.Errorf("RTCP (packet type %d) was taken", pt)
 		}
 	}
-	if g.path.take(append(bytes.Clone(wire), make([]byte, ownMTU)...), addr(5000), true) {
+	if g.path.take(append(bytes.Clone(wire), make([]byte, ownMTU)...), addr(5000), true) != notTaken {
 		t.Error("a datagram larger than ownMTU was taken")
 	}
-	if !g.path.take(wire, addr(5000), true) {
+	if g.path.take(wire, addr(5000), true) != takenQueued {
 		t.Fatal("a held stream's packet was not taken")
 	}
 	if p := <-st.ch; !p.encrypted || !bytes.Equal(p.buf[:p.n], wire) {
@@ -209,10 +209,10 @@ func TestOwnPathTakesHeldStreams(t *testing.T) {
 	<-st.ch
 	<-st.ch
 	st.seen = ownPionEvery - 1
-	if g.path.take(wire, addr(5000), true) {
+	if g.path.take(wire, addr(5000), true) != notTaken {
 		t.Errorf("packet %d of the stream was taken; every %dth is pion's", ownPionEvery, ownPionEvery)
 	}
-	if !g.path.take(wire, addr(5000), true) {
+	if g.path.take(wire, addr(5000), true) != takenQueued {
 		t.Error("the packet after pion's was not taken")
 	}
 }

@@ -29,10 +29,11 @@ func TestOwnStreamForwardsOnTheReaderInOrder(t *testing.T) {
 	direct := true
 	st.direct = func() bool { return direct }
 	g.oc.hold(1111, st)
-	take := func(seq uint16, behind bool) {
+	const fwd, queued = takenForwarded, takenQueued
+	take := func(seq uint16, behind bool, want taken) {
 		t.Helper()
-		if _, wire := g.packet(t, 1111, seq); !g.path.take(wire, addr(5000), behind) {
-			t.Fatalf("packet %d not taken", seq)
+		if _, wire := g.packet(t, 1111, seq); g.path.take(wire, addr(5000), behind) != want {
+			t.Fatalf("packet %d not taken as %d", seq, want)
 		}
 	}
 	drain := func() { // the stream's goroutine
@@ -47,18 +48,18 @@ func TestOwnStreamForwardsOnTheReaderInOrder(t *testing.T) {
 		}
 	}
 
-	take(1, false)
+	take(1, false, fwd)
 	want(1) // on the reader
-	take(2, true)
-	take(3, false) // 2 waits: 3 must not overtake it
+	take(2, true, queued)
+	take(3, false, queued) // 2 waits: 3 must not overtake it
 	want(1)
 	drain()
 	want(1, 2, 3)
-	take(4, false)
+	take(4, false, fwd)
 	want(1, 2, 3, 4)
 
 	st.mu.Lock() // the stream's goroutine forwarding a packet pion delivered
-	take(5, false)
+	take(5, false, queued)
 	st.mu.Unlock()
 	want(1, 2, 3, 4)
 	drain()
@@ -67,13 +68,13 @@ func TestOwnStreamForwardsOnTheReaderInOrder(t *testing.T) {
 	plain, _ := g.packet(t, 1111, 6)
 	d.n, d.encrypted = copy(d.buf[:], plain), false
 	st.queueDelivered(d)
-	take(7, false) // must not overtake it
+	take(7, false, queued) // must not overtake it
 	want(1, 2, 3, 4, 5)
 	drain()
 	want(1, 2, 3, 4, 5, 6, 7)
 
 	direct = false // a subscriber sent to through pion: its writes may block
-	take(8, false)
+	take(8, false, queued)
 	want(1, 2, 3, 4, 5, 6, 7)
 	drain()
 	want(1, 2, 3, 4, 5, 6, 7, 8)
@@ -83,7 +84,7 @@ func TestOwnStreamForwardsOnTheReaderInOrder(t *testing.T) {
 	}
 
 	st.close() // the stream's goroutine has ended: nothing forwarded here
-	take(9, false)
+	take(9, false, queued)
 	want(1, 2, 3, 4, 5, 6, 7, 8)
 	if len(st.ch) != 1 {
 		t.Errorf("%d packets queued after the stream's goroutine ended, want 1", len(st.ch))
@@ -150,7 +151,7 @@ func TestOwnStreamForwardsInOrderConcurrently(t *testing.T) {
 		}
 	}()
 	for i, w := range wires {
-		if !g.path.take(w, addr(5000), i%7 == 0) { // behind now and then
+		if g.path.take(w, addr(5000), i%7 == 0) == notTaken { // behind now and then
 			t.Fatalf("packet %d not taken", i)
 		}
 		for i%50 == 49 && st.pending.Load() != 0 { // and caught up now and then
