@@ -188,10 +188,12 @@ func TestHostEndsItsCopyBeforeItsLeaseEnds(t *testing.T) {
 }
 
 // TestLostConsultationEndedOnce: a consultation another node now holds is
-// ended here once and counted as one lease lost, though its participants
-// take a while to leave and Hosted lists it meanwhile (the next fence must
-// not end it again). Once it is gone and placed here again, losing it
-// again ends it again.
+// counted as one lease lost here, though its participants take a while to
+// leave and Hosted lists it meanwhile; while it is listed without a lease
+// it is ended again at every fence (a copy let in just before must end
+// too), and once it is gone it is no longer ended nor remembered. Placed
+// here again, even while the old copy is still listed, losing it again
+// counts again.
 func TestLostConsultationEndedOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -199,7 +201,7 @@ func TestLostConsultationEndedOnce(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	t.Cleanup(func() { rdb.Close() })
 	var listed atomic.Bool
-	var lost atomic.Int32
+	var ends atomic.Int32
 	hosted := func() []string {
 		if listed.Load() {
 			return []string{"c-1"}
@@ -208,7 +210,7 @@ func TestLostConsultationEndedOnce(t *testing.T) {
 	}
 	const beat = 50 * time.Millisecond
 	n, err := cluster.New(cluster.Config{Redis: rdb, URL: "ws://127.0.0.1:1/v1/signal", Hosted: hosted,
-		Heartbeat: beat, Lease: 10 * beat, Lost: func(string) { lost.Add(1) }})
+		Heartbeat: beat, Lease: 10 * beat, Lost: func(string) { ends.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,28 +221,45 @@ func TestLostConsultationEndedOnce(t *testing.T) {
 	for rdb.Exists(ctx, "medcall:node:"+n.ID()).Val() == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	takeAway := func(round int32) {
+	takeAway := func(round uint64, leave bool) {
 		t.Helper()
 		if u, err := n.Place(ctx, "c-1"); err != nil || u != "" {
 			t.Fatalf("round %d: placing c-1 here: %q, %v", round, u, err)
 		}
 		listed.Store(true)
+		time.Sleep(4 * beat)
+		if c := n.Counters.LeasesLost.Load(); c != round-1 {
+			t.Fatalf("round %d: %d leases lost counted while c-1 was held here, want %d", round, c, round-1)
+		}
 		if err := rdb.Set(ctx, "medcall:place:c-1", "n-other", time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
-		for lost.Load() < round && ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
-		}
+		before := ends.Load()
 		time.Sleep(20 * beat) // its people still leaving: many fences and heartbeats
-		if l, c := lost.Load(), n.Counters.LeasesLost.Load(); l != round || c != uint64(round) {
-			t.Fatalf("round %d: c-1 ended %d times here and %d leases lost counted, want %d and %d", round, l, c, round, round)
+		if c := n.Counters.LeasesLost.Load(); c != round {
+			t.Fatalf("round %d: %d leases lost counted, want %d", round, c, round)
 		}
-		listed.Store(false) // its people left
-		time.Sleep(2 * beat)
+		if e := ends.Load() - before; e < 10 {
+			t.Fatalf("round %d: c-1, listed here without a lease for 20 heartbeats, was ended %d times, want one each fence", round, e)
+		}
 		if err := rdb.Del(ctx, "medcall:place:c-1").Err(); err != nil {
 			t.Fatal(err)
 		}
+		if !leave {
+			return
+		}
+		listed.Store(false) // its people left
+		time.Sleep(2 * beat)
+		if k := cluster.Ended(n); k != 0 {
+			t.Fatalf("round %d: %d ended consultations remembered once none is listed", round, k)
+		}
+		e := ends.Load()
+		time.Sleep(4 * beat)
+		if e2 := ends.Load(); e2 != e {
+			t.Fatalf("round %d: ended %d more times once it was gone", round, e2-e)
+		}
 	}
-	takeAway(1)
-	takeAway(2)
+	takeAway(1, true)
+	takeAway(2, false) // still listed when placed here again
+	takeAway(3, true)
 }

@@ -88,8 +88,10 @@ type Node struct {
 	// renewal arrives, after t) can let another node take it. Guarded by mu.
 	held map[string]time.Time
 	// ended are the consultations this node ended (Node.lose) that Hosted
-	// may still list while their participants leave; each is ended and
-	// counted once. Each maps to when it was ended. Guarded by mu.
+	// may still list while their participants leave: each is counted as a
+	// lease lost once, and a renewal does not hold it again. Each maps to
+	// when it was ended; a placement here (Node.placed) clears it, and
+	// Node.fence once it is no longer listed. Guarded by mu.
 	ended map[string]time.Time
 	// Counters are exported as metrics.
 	Counters Counters
@@ -183,7 +185,7 @@ func (n *Node) Place(ctx context.Context, cid string) (string, error) {
 		if res[2] == "1" {
 			n.Counters.Placements.Add(1)
 		}
-		n.hold(cid, sent)
+		n.placed(cid, sent)
 		return "", nil
 	case res[2] == "1":
 		n.Counters.Placements.Add(1)
@@ -283,7 +285,7 @@ func (n *Node) beat(ctx context.Context) error {
 				n.Counters.Reclaimed.Add(1)
 			}
 		case "0":
-			n.lose(cid, "cluster: another node holds a consultation running here; ending it here")
+			n.lose(cid, time.Time{}, "cluster: another node holds a consultation running here; ending it here")
 		case "3":
 			n.drop(cid)
 		default:
