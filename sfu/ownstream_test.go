@@ -33,7 +33,7 @@ func TestOwnStreamForwardsOnTheReaderInOrder(t *testing.T) {
 	take := func(seq uint16, behind bool, want taken) {
 		t.Helper()
 		if _, wire := g.packet(t, 1111, seq); g.path.take(wire, addr(5000), behind) != want {
-			t.Fatalf("packet %d not taken as %d", seq, want)
+			t.Fatalf("packet %d not %v", seq, want)
 		}
 	}
 	drain := func() { // the stream's goroutine
