@@ -85,10 +85,9 @@ func (n *Node) lose(cid string, at time.Time, why string) {
 
 // fence ends every consultation running here whose lease this node can no
 // longer be sure of at now (Node.lose: counted once as a lease lost). It
-// forgets the consultations ended before it looked that are no longer
-// listed.
+// forgets the consultations ended before now (so before it looked) that
+// are no longer listed.
 func (n *Node) fence(now time.Time) {
-	looked := time.Now()
 	hosted := n.cfg.Hosted()
 	for _, cid := range hosted {
 		if !n.holds(cid, now) {
@@ -97,7 +96,7 @@ func (n *Node) fence(now time.Time) {
 	}
 	n.mu.Lock()
 	for cid, at := range n.ended {
-		if at.Before(looked) && !slices.Contains(hosted, cid) {
+		if at.Before(now) && !slices.Contains(hosted, cid) {
 			delete(n.ended, cid)
 		}
 	}
