@@ -38,6 +38,10 @@ type Options struct {
 	// DropRate drops this fraction of outgoing media packets before they
 	// reach the network, to test behaviour under loss (0 in real use).
 	DropRate float64
+	// ReceiveDropRate drops this fraction of the media packets that arrive,
+	// before the client's NACK generator and receiver reports see them, as
+	// a lossy downlink would (0 in real use).
+	ReceiveDropRate float64
 	// RelayOnly forces every connection through the TURN servers the server
 	// sent in joined.iceServers (ICETransportPolicy relay): for tests and for
 	// diagnosing a network where only TURN gets through.
@@ -267,6 +271,9 @@ func newAPI(o Options) (*webrtc.API, *timeoutNet, error) {
 		return nil, nil, err
 	}
 	ir := &interceptor.Registry{}
+	if o.ReceiveDropRate > 0 {
+		ir.Add(&dropIncoming{rate: o.ReceiveDropRate}) // first: innermost, nearest the network
+	}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, nil, err
 	}

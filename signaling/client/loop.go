@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -185,6 +186,9 @@ func (c *Client) SDPCount() int {
 // onTrack counts a remote participant's media; the stream id is their id.
 func (c *Client) onTrack(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 	st := c.stats(t.StreamID(), t.Kind().String())
+	st.mu.Lock()
+	st.track = uint32(t.SSRC())
+	st.mu.Unlock()
 	mime := t.Codec().MimeType
 	st.setClockRate(t.Codec().ClockRate)
 	keep := c.opts.KeepAudio && t.Kind() == webrtc.RTPCodecTypeAudio
@@ -228,6 +232,20 @@ func (c *Client) stats(participant, kind string) *recvStats {
 		c.recv[k] = newRecvStats(c.opts.Fingerprint)
 	}
 	return c.recv[k]
+}
+
+// RequestKeyframe asks for a keyframe of participant's track of kind, as a
+// browser's decoder does after a loss it cannot repair: a PLI on the
+// subscribe connection, which the server relays to the publisher.
+func (c *Client) RequestKeyframe(participant, kind string) error {
+	s := c.stats(participant, kind)
+	s.mu.Lock()
+	ssrc := s.track
+	s.mu.Unlock()
+	if ssrc == 0 {
+		return fmt.Errorf("client: no %s track of %s yet", kind, participant)
+	}
+	return c.sub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 }
 
 // Received returns what arrived so far from participant's track of kind ("audio" or "video").

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"github.com/medcall/medcall/signaling/client/fixture"
+	"github.com/pion/interceptor"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -161,4 +162,23 @@ func (p *pump) send(ts uint32) bool {
 		}
 	}
 	return true
+}
+
+// dropIncoming drops a fraction of the RTP that arrives (Options.ReceiveDropRate).
+type dropIncoming struct {
+	interceptor.NoOp
+	rate float64
+}
+
+func (d *dropIncoming) NewInterceptor(string) (interceptor.Interceptor, error) { return d, nil }
+
+func (d *dropIncoming) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, a2, err := r.Read(b, a)
+			if err != nil || rand.Float64() >= d.rate {
+				return n, a2, err
+			}
+		}
+	})
 }

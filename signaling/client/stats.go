@@ -91,6 +91,7 @@ type recvStats struct {
 	prints map[uint32]struct{}
 	times  map[uint32]time.Time // first arrival of each fingerprinted timestamp
 	change chan struct{}        // closed and replaced on every keyframe and every 50 packets
+	track  uint32               // the SSRC the subscribe connection receives it as (RequestKeyframe)
 
 	// Loss and jitter state for the current SSRC (RFC 3550 appendix A).
 	clockRate uint32
@@ -217,15 +218,23 @@ func (r *recvStats) wait(ctx context.Context, cond func(TrackStats) bool) (Track
 
 // Feedback counts the RTCP the server sent about what this client
 // publishes: receiver reports, NACKs and transport-wide congestion control
-// feedback (what a browser steers its encoder by). EchoedSenderReports
+// feedback (what a browser steers its encoder by), and keyframe requests
+// (PLI, FIR: the server's, or a subscriber's it relays). EchoedSenderReports
 // counts the reception reports that echo one of the client's sender
 // reports (LSR set), from which a sender tells its round-trip time. A
 // compound report is counted by each sender that reads it.
 type Feedback struct {
-	ReceiverReports, EchoedSenderReports, NACKs, TransportCC uint64
+	ReceiverReports, EchoedSenderReports, NACKs, TransportCC, KeyframeRequests uint64
+	// MaxFractionLost is the highest fraction lost (RFC 3550, in 1/256) of
+	// any reception report: the server's uplink loss, or for audio its
+	// subscribers' if higher (so that the encoder spends bits on FEC).
+	MaxFractionLost uint8
 }
 
-type feedbackCounts struct{ rr, lsr, nack, twcc atomic.Uint64 }
+type feedbackCounts struct {
+	rr, lsr, nack, twcc, keyframe atomic.Uint64
+	lost                          atomic.Uint32
+}
 
 func (f *feedbackCounts) count(pkts []rtcp.Packet) {
 	for _, p := range pkts {
@@ -236,11 +245,16 @@ func (f *feedbackCounts) count(pkts []rtcp.Packet) {
 				if r.LastSenderReport != 0 {
 					f.lsr.Add(1)
 				}
+				for lost := f.lost.Load(); uint32(r.FractionLost) > lost && !f.lost.CompareAndSwap(lost, uint32(r.FractionLost)); {
+					lost = f.lost.Load()
+				}
 			}
 		case *rtcp.TransportLayerNack:
 			f.nack.Add(1)
 		case *rtcp.TransportLayerCC:
 			f.twcc.Add(1)
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			f.keyframe.Add(1)
 		}
 	}
 }
@@ -248,5 +262,6 @@ func (f *feedbackCounts) count(pkts []rtcp.Packet) {
 // FeedbackReceived is what the server has sent about this client's media
 // so far.
 func (c *Client) FeedbackReceived() Feedback {
-	return Feedback{c.feedback.rr.Load(), c.feedback.lsr.Load(), c.feedback.nack.Load(), c.feedback.twcc.Load()}
+	f := &c.feedback
+	return Feedback{f.rr.Load(), f.lsr.Load(), f.nack.Load(), f.twcc.Load(), f.keyframe.Load(), uint8(f.lost.Load())}
 }

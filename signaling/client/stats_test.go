@@ -34,16 +34,18 @@ func TestReceiveAccounting(t *testing.T) {
 }
 
 // The server's feedback is counted by kind, and a reception report that
-// echoes a sender report (LSR set) apart.
+// echoes a sender report (LSR set) apart; PLI and FIR are keyframe
+// requests; the highest fraction lost is kept.
 func TestFeedbackCounts(t *testing.T) {
 	var f feedbackCounts
 	f.count([]rtcp.Packet{
-		&rtcp.ReceiverReport{Reports: []rtcp.ReceptionReport{{SSRC: 1, LastSenderReport: 7}, {SSRC: 2}}},
+		&rtcp.ReceiverReport{Reports: []rtcp.ReceptionReport{{SSRC: 1, LastSenderReport: 7}, {SSRC: 2, FractionLost: 30}}},
+		&rtcp.ReceiverReport{Reports: []rtcp.ReceptionReport{{SSRC: 1, FractionLost: 12}}},
 		&rtcp.TransportLayerNack{}, &rtcp.TransportLayerCC{}, &rtcp.TransportLayerCC{},
-		&rtcp.PictureLossIndication{},
+		&rtcp.PictureLossIndication{}, &rtcp.FullIntraRequest{},
 	})
-	got := Feedback{f.rr.Load(), f.lsr.Load(), f.nack.Load(), f.twcc.Load()}
-	if want := (Feedback{ReceiverReports: 1, EchoedSenderReports: 1, NACKs: 1, TransportCC: 2}); got != want {
+	got := Feedback{f.rr.Load(), f.lsr.Load(), f.nack.Load(), f.twcc.Load(), f.keyframe.Load(), uint8(f.lost.Load())}
+	if want := (Feedback{ReceiverReports: 2, EchoedSenderReports: 1, NACKs: 1, TransportCC: 2, KeyframeRequests: 2, MaxFractionLost: 30}); got != want {
 		t.Errorf("counted %+v, want %+v", got, want)
 	}
 }
