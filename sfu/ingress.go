@@ -76,6 +76,7 @@ const (
 	notTaken       taken = iota // pion reads it
 	takenQueued                 // queued for its stream's goroutine, or dropped
 	takenForwarded              // forwarded there and then, on the reader
+	takenRTCP                   // a subscriber's RTCP, read there and then (ownrtcp.go)
 )
 
 func (t taken) String() string {
@@ -86,6 +87,8 @@ func (t taken) String() string {
 		return "queued"
 	case takenForwarded:
 		return "forwarded"
+	case takenRTCP:
+		return "RTCP"
 	}
 	return "taken(?)"
 }

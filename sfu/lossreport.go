@@ -66,33 +66,20 @@ func (s *SFU) downstreamLoss(pcID string, ssrc uint32) uint8 {
 }
 
 // audioReceivers are the audio tracks published on the connection pcID.
+// Each publish connection's receiver reports ask, so it is a lookup
+// (SFU.publishers), not a walk through every consultation.
 func (s *SFU) audioReceivers(pcID string) []*Receiver {
-	s.mu.Lock()
-	cs := make([]*Consultation, 0, len(s.consultations))
-	for _, c := range s.consultations {
-		cs = append(cs, c)
+	v, ok := s.publishers.Load(pcID)
+	if !ok {
+		return nil
 	}
-	s.mu.Unlock()
-	for _, c := range cs {
-		c.mu.Lock()
-		var owner *Participant
-		for _, p := range c.participants {
-			if p.pub != nil && p.pub.ID() == pcID {
-				owner = p
-			}
-		}
-		c.mu.Unlock()
-		if owner != nil {
-			var out []*Receiver
-			for _, r := range owner.receivers() {
-				if r.kind == KindAudio {
-					out = append(out, r)
-				}
-			}
-			return out
+	var out []*Receiver
+	for _, r := range v.(*Participant).receivers() {
+		if r.kind == KindAudio {
+			out = append(out, r)
 		}
 	}
-	return nil
+	return out
 }
 
 // lossReporterFactory builds, on publish connections, the interceptor that

@@ -23,6 +23,7 @@ type Metrics struct {
 	// OwnPathSent counts the RTP packets the own send path (ownsend.go)
 	// encrypted and sent itself.
 	OwnPathSent          atomic.Uint64
+	OwnPathRTCP          atomic.Uint64 // subscribers' RTCP datagrams the port's reader read (ownrtcp.go)
 	PLISent, PLIReceived atomic.Uint64
 	FIRReceived          atomic.Uint64
 	NACKReceived         atomic.Uint64 // from subscribers (answered by pion's responder)

@@ -23,7 +23,7 @@ import (
 // of either connection the path goes on.
 func TestOwnMediaPathCall(t *testing.T) {
 	m := &sfu.Metrics{}
-	env := signaltest.Start(t, sfu.Config{UDPPort: signaltest.FreeUDPPort(t), OwnReceivePath: true, OwnSendPath: true, Metrics: m})
+	env := signaltest.Start(t, sfu.Config{UDPPort: signaltest.FreeUDPPort(t), OwnReceivePath: true, OwnSendPath: true, OwnRTCPPath: true, Metrics: m})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dial := func(tok string, drop float64) *client.Client {
@@ -62,6 +62,12 @@ func TestOwnMediaPathCall(t *testing.T) {
 	if sent < out*9/10 {
 		t.Errorf("the own send path sent %d packets, %d were forwarded; want nearly all", sent, out)
 	}
+	// The clinician's RTCP comes in on the own path (ownrtcp.go): its
+	// keyframe request reaches the patient through the server, once.
+	if m.OwnPathRTCP.Load() == 0 {
+		t.Errorf("the own path read none of the subscribers' RTCP")
+	}
+	askKeyframe(ctx, t, m, doc, pat)
 	// An ICE restart keeps the DTLS session, and so the keys: the path goes
 	// on taking the media, and sending it, to the new pair.
 	for _, c := range []*client.Client{pat, doc} {
@@ -95,6 +101,11 @@ func TestOwnMediaPathCall(t *testing.T) {
 	if lost := int64(a.Expected-back.Expected) - int64(a.Packets-back.Packets); lost > 2 || a.Packets < back.Packets+50 {
 		t.Errorf("the patient got %d of the clinician's %d audio packets since the restart", a.Packets-back.Packets, a.Expected-back.Expected)
 	}
+	rtcpIn := m.OwnPathRTCP.Load()
+	askKeyframe(ctx, t, m, doc, pat)
+	if m.OwnPathRTCP.Load() == rtcpIn {
+		t.Errorf("after an ICE restart the own path read none of the subscribers' RTCP")
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		fb := pat.FeedbackReceived()
@@ -105,6 +116,79 @@ func TestOwnMediaPathCall(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the patient's feedback: %+v, NACKs sent by the server %d; want receiver reports echoing its sender reports, transport-cc and NACKs", fb, m.NACKSent.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// askKeyframe has sub ask for a keyframe of pub's video: the server counts
+// one PLI from a subscriber, and pub gets a keyframe request.
+func askKeyframe(ctx context.Context, t *testing.T, m *sfu.Metrics, sub, pub *client.Client) {
+	t.Helper()
+	plis, asked := m.PLIReceived.Load(), pub.FeedbackReceived().KeyframeRequests
+	if err := sub.RequestKeyframe("p-1", "video"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for m.PLIReceived.Load() == plis || pub.FeedbackReceived().KeyframeRequests == asked {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("PLIs from subscribers %d (were %d), keyframe requests at the publisher %d (were %d): the request did not get through",
+				m.PLIReceived.Load(), plis, pub.FeedbackReceived().KeyframeRequests, asked)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := m.PLIReceived.Load() - plis; n != 1 {
+		t.Errorf("one PLI sent, the server counted %d", n)
+	}
+}
+
+// TestOwnRTCPCall: a clinician whose downlink loses 10 % of the media, audio
+// and (after the upgrade) video. Its
+// RTCP comes in on the own path (ownrtcp.go): its NACKs are answered, and
+// the loss its receiver reports give for the patient's audio reaches the
+// patient in the server's receiver reports (lossreport.go), which is what
+// a browser's Opus encoder spends FEC by.
+func TestOwnRTCPCall(t *testing.T) {
+	m := &sfu.Metrics{}
+	env := signaltest.Start(t, sfu.Config{UDPPort: signaltest.FreeUDPPort(t), OwnReceivePath: true, OwnSendPath: true, OwnRTCPPath: true, Metrics: m})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dial := func(tok string, opts client.Options) *client.Client {
+		opts.URL, opts.Token, opts.TransportCC = env.URL, tok, true
+		opts.AudioFile, opts.VideoFile, opts.Prenegotiate = "../testdata/audio.ogg", "../testdata/video.ivf", true
+		c, err := client.Dial(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	pat := dial(env.Mint(signaltest.Claims("p-1", token.RolePatient, "c-1", "p-1", false)), client.Options{})
+	doc := dial(env.Mint(signaltest.Claims("d-1", token.RoleClinician, "c-1", "p-1", false)), client.Options{ReceiveDropRate: 0.1})
+	if _, err := doc.WaitReceived(ctx, "p-1", "audio", func(s client.TrackStats) bool { return s.Packets >= 50 }); err != nil {
+		t.Fatalf("no audio: %v", err)
+	}
+	if err := pat.Upgrade(ctx, signaling.PathPrenegotiated); err != nil { // video: what NACKs are for
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for m.OwnPathRTCP.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the own path read none of the subscribers' RTCP")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	nacks, resent := m.NACKReceived.Load(), m.Retransmissions.Load()
+	for {
+		fb := pat.FeedbackReceived()
+		if m.NACKReceived.Load() > nacks && m.Retransmissions.Load() > resent && fb.MaxFractionLost > 0 {
+			t.Logf("since the own path took the RTCP: %d NACKs, %d packets resent; the patient's highest fraction lost %d/256; %d RTCP datagrams read on the path",
+				m.NACKReceived.Load()-nacks, m.Retransmissions.Load()-resent, fb.MaxFractionLost, m.OwnPathRTCP.Load())
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("since the own path took the RTCP: NACKs %d, resent %d; the patient's highest fraction lost %d; want NACKs answered and the clinician's loss reported to the patient",
+				m.NACKReceived.Load()-nacks, m.Retransmissions.Load()-resent, fb.MaxFractionLost)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -36,7 +36,8 @@ import (
 // (ownstream.go). (The ingress also decodes each STUN binding request,
 // and checks the signature of those naming a publish connection.)
 //
-// What stays with pion: ICE (STUN), DTLS, all RTCP, each new stream's
+// What stays with pion: ICE (STUN), DTLS, the publishers' RTCP (a
+// subscriber's is taken too, ownrtcp.go), each new stream's
 // first packets (pion announces a track, OnTrack, on its first packet; the
 // ingress takes a stream only once its Receiver has started), and one
 // packet in ownPionEvery of each taken stream, so that pion's rollover
@@ -115,6 +116,9 @@ type ownPath struct {
 	out    *net.UDPConn // the UDP port's socket, which the send half writes on
 	port   int          // its port
 	log    *slog.Logger // nil logs nothing
+	// subs are the subscribe connections whose RTCP the ingress takes, by
+	// their selected pair's remote address (ownrtcp.go).
+	subs cowMap[netip.AddrPort, *ownSender]
 	// The send half's failed writes since the last one logged (at most one
 	// line every ownSendErrorLog).
 	sendErrs     atomic.Uint64
@@ -279,8 +283,11 @@ func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) taken {
 	}
 	// RTP (RFC 7983: first byte 128-191) and not RTCP (RFC 5761: payload
 	// type octet 192-223).
-	if len(b) < 12 || len(b) > ownMTU || b[0]&0xc0 != 0x80 || (b[1] >= 192 && b[1] <= 223) {
+	if len(b) < 12 || len(b) > ownMTU || b[0]&0xc0 != 0x80 {
 		return notTaken
+	}
+	if b[1] >= 192 && b[1] <= 223 {
+		return o.takeRTCP(b, from) // a subscriber's (ownrtcp.go)
 	}
 	conns := o.conns.Load()
 	if conns == nil {

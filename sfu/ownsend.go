@@ -26,7 +26,8 @@ import (
 // Everything outside pion's SRTP session is unchanged: the interceptors
 // (sender reports, transport-wide sequence numbers and GCC, the NACK
 // responder and RTX) all sit outside this one and see every packet, and
-// RTCP, STUN and DTLS stay pion's.
+// STUN, DTLS and the RTCP medcall sends stay pion's. (The subscriber's
+// RTCP is read on the own path too: ownrtcp.go.)
 //
 // One sequence of SRTP indexes per SSRC. pion's context and this one both
 // encrypt packets of a stream: pion before the connection's keys and pair
@@ -54,6 +55,8 @@ type ownSender struct {
 	keys      *SRTPKeys
 	failed    bool // the connection failed and has not been connected since
 	closed    bool
+
+	rtcp ownRTCP // the subscriber's RTCP the ingress takes (ownrtcp.go)
 }
 
 type ownSendTo struct {
@@ -83,11 +86,19 @@ type ownSenderFactory struct{ s *ownSender }
 
 func (f ownSenderFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.s, nil }
 
-// chainFactory makes a registry's whole chain one interceptor of another.
-type chainFactory struct{ r *interceptor.Registry }
+// chainFactory makes a registry's whole chain one interceptor of another,
+// and hands it to built.
+type chainFactory struct {
+	r     *interceptor.Registry
+	built func(interceptor.Interceptor)
+}
 
 func (f chainFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
-	return f.r.Build(id)
+	c, err := f.r.Build(id)
+	if err == nil && f.built != nil {
+		f.built(c)
+	}
+	return c, err
 }
 
 // newSubscribeConnection makes a participant's subscribe connection:
@@ -101,10 +112,18 @@ func (s *SFU) newSubscribeConnection() (*webrtc.PeerConnection, *ownSender, erro
 	os := newOwnSender(s.own)
 	reg := &interceptor.Registry{}
 	reg.Add(ownSenderFactory{os}) // first: innermost, wrapping pion's SRTP writer
-	reg.Add(chainFactory{s.subReg})
+	var chain interceptor.Interceptor
+	reg.Add(chainFactory{s.subReg, func(c interceptor.Interceptor) { chain = c }})
 	pc, err := s.capturedConnection(os.capture, s.subME, reg)
 	if err != nil {
 		return nil, nil, err
+	}
+	if chain == nil {
+		_ = pc.Close()
+		return nil, nil, errors.New("sfu: subscribe interceptors were not built")
+	}
+	if s.cfg.OwnRTCPPath {
+		os.bindRTCP(chain) // the ingress reads the subscriber's RTCP through it (ownrtcp.go)
 	}
 	return pc, os, nil
 }
@@ -270,7 +289,13 @@ func (s *ownSender) fail() {
 	s.amu.Lock()
 	defer s.amu.Unlock()
 	s.failed = true
+	s.stopLocked()
+}
+
+// stopLocked leaves the connection's media and RTCP to pion (s.amu held).
+func (s *ownSender) stopLocked() {
 	s.to.Store(nil)
+	s.path.setRTCPFrom(s, netip.AddrPort{})
 }
 
 // renegotiated takes up what the subscriber's latest answer says of
@@ -313,11 +338,18 @@ func (s *ownSender) follow(pair *webrtc.ICECandidatePair) error {
 		err = errors.New("the selected pair's local candidate is not the UDP port")
 	}
 	if err != nil {
-		s.to.Store(nil)
+		s.stopLocked()
 		return err
 	}
-	s.to.Store(&ownSendTo{keys: s.keys, addr: addr})
+	s.followAddr(addr)
 	return nil
+}
+
+// followAddr sends to addr, and takes the RTCP that comes from it
+// (ownrtcp.go); s.amu held.
+func (s *ownSender) followAddr(addr netip.AddrPort) {
+	s.to.Store(&ownSendTo{keys: s.keys, addr: addr})
+	s.path.setRTCPFrom(s, addr)
 }
 
 // close hands the connection back to pion (it is closing too).
@@ -325,7 +357,7 @@ func (s *ownSender) close() {
 	s.amu.Lock()
 	defer s.amu.Unlock()
 	s.closed = true
-	s.to.Store(nil)
+	s.stopLocked()
 }
 
 // rocTrack is a stream's rollover counter as the receiver reckons it

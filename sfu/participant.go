@@ -92,8 +92,18 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 		}
 		return nil, fmt.Errorf("sfu: subscribe connection: %w", err)
 	}
+	if p.osend != nil {
+		p.osend.onRTCP(p.onOwnRTCP)
+	}
 	p.link = c.s.links.take(p.sub)
+	c.s.publishers.Store(p.pub.ID(), p)
 	stale := p.keyframeFor
+	if p.osend != nil && p.osend.rtcp.in != nil {
+		// The NACK guard calls it from the chain, which the UDP port's
+		// reader runs for the own path's RTCP (ownrtcp.go), and it takes
+		// p.mu and writes to the publisher through pion.
+		stale = func(ssrc uint32) { go p.keyframeFor(ssrc) }
+	}
 	p.link.onStale.Store(&stale)
 	drained := p.keyframesForAll
 	p.link.onDrained.Store(&drained)
@@ -298,6 +308,40 @@ func (p *Participant) readSenderRTCP(d *DownTrack) {
 	}
 }
 
+// onOwnRTCP does for the RTCP the UDP port's reader took (ownrtcp.go)
+// what readSenderRTCP does for pion's: counts it, and relays each PLI or
+// FIR to the publisher of the stream it names, the request on a goroutine
+// of its own (it writes to the publisher through pion, which on an
+// ICE-TCP pair can block the port's reader).
+func (p *Participant) onOwnRTCP(pkts []rtcp.Packet) {
+	m := p.c.s.cfg.Metrics
+	for _, pkt := range pkts {
+		switch x := pkt.(type) {
+		case *rtcp.PictureLossIndication:
+			m.PLIReceived.Add(1)
+			p.relayKeyframeRequest(x.MediaSSRC)
+		case *rtcp.FullIntraRequest:
+			m.FIRReceived.Add(1)
+			for _, e := range x.FIR {
+				p.relayKeyframeRequest(e.SSRC)
+			}
+		case *rtcp.TransportLayerNack:
+			m.NACKReceived.Add(1)
+		}
+	}
+}
+
+// relayKeyframeRequest asks the publisher of the stream p receives as
+// ssrc for a keyframe (throttled there).
+func (p *Participant) relayKeyframeRequest(ssrc uint32) {
+	if p.keyframesHeld() {
+		return
+	}
+	if r := p.receiverOf(ssrc); r != nil {
+		go r.RequestKeyframe(KeyframeSubscriber)
+	}
+}
+
 // Leave removes the participant at its own request.
 func (p *Participant) Leave() { p.close("") }
 
@@ -319,6 +363,7 @@ func (p *Participant) close(reason string) {
 		r.removeDown(d)
 	}
 	p.c.remove(p)
+	p.c.s.publishers.CompareAndDelete(p.pub.ID(), p)
 	if p.own != nil {
 		p.own.close() // first: its interceptors write RTCP on p.pub
 	}

@@ -226,15 +226,19 @@ func (p *Participant) keyframeFor(ssrc uint32) {
 	if p.keyframesHeld() {
 		return
 	}
-	p.mu.Lock()
-	var r *Receiver
-	for _, d := range p.subs {
-		if b := d.bound.Load(); b != nil && b.ssrc == ssrc {
-			r = d.recv
-		}
-	}
-	p.mu.Unlock()
-	if r != nil {
+	if r := p.receiverOf(ssrc); r != nil {
 		r.RequestKeyframe(KeyframeLossRecovery)
 	}
+}
+
+// receiverOf is the Receiver of the downtrack p receives as ssrc, or nil.
+func (p *Participant) receiverOf(ssrc uint32) *Receiver {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range p.subs {
+		if b := d.bound.Load(); b != nil && b.ssrc == ssrc {
+			return d.recv
+		}
+	}
+	return nil
 }

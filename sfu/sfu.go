@@ -88,6 +88,10 @@ type Config struct {
 	// past pion's SRTP session and ICE write path (ownsend.go). It needs
 	// what OwnReceivePath needs.
 	OwnSendPath bool
+	// OwnRTCPPath has the UDP port's reader also read the subscribers'
+	// RTCP of the connections OwnSendPath sends on, past pion's receive
+	// goroutines (ownrtcp.go). Off by default: see docs/mediapath.md.
+	OwnRTCPPath bool
 	// ICEFailedGrace is how long a failed connection may take to recover (an
 	// ICE restart) before its participant is removed; 0 means 5s.
 	ICEFailedGrace time.Duration
@@ -118,6 +122,9 @@ type SFU struct {
 	log        *slog.Logger
 	udpMux     ice.UDPMux
 	links      links // subscribe connections' downlinks, until their Participant takes them
+	// publishers are the participants by their publish connection's id,
+	// from their making to their closing (lossreport.go).
+	publishers sync.Map
 	tcpMux     ice.TCPMux
 
 	// udpConn is the UDP port's socket when the SFU opened it itself (bound
@@ -193,7 +200,7 @@ func New(cfg Config) (*SFU, error) {
 	}
 	switch {
 	case s.own != nil:
-		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath)
+		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", cfg.OwnSendPath && cfg.OwnRTCPPath)
 	case (cfg.OwnReceivePath || cfg.OwnSendPath) && cfg.UDPPort != 0:
 		s.log.Info("own media path off: it needs the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion carries all media")
 	}

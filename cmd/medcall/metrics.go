@@ -106,6 +106,7 @@ func newMetrics() *metrics {
 	}
 	counterFunc(reg, "own_path_packets_total", "RTP packets the own receive path took past pion's receive goroutines (--own-receive-path), to forward on the UDP port's reader or queued for their stream's goroutine; those forwarded are counted in rtp_packets_received_total too. 0 when the path is off.", nil, u64(&s.OwnPathPackets))
 	counterFunc(reg, "own_path_queued_packets_total", "RTP packets of own_path_packets_total queued for their stream's goroutine, not forwarded on the UDP port's reader: the reader was behind (a datagram had waited over 1 ms since it arrived), packets of the stream were still waiting, or a subscriber of the stream is not (yet) sent to on the own send path.", nil, u64(&s.OwnPathQueued))
+	counterFunc(reg, "own_path_rtcp_packets_total", "Subscribers' RTCP datagrams the UDP port's reader decrypted and read itself, past pion's receive goroutines (the own send path's connections, --own-rtcp-path). 0 when that is off (the default).", nil, u64(&s.OwnPathRTCP))
 	counterFunc(reg, "own_path_sent_packets_total", "RTP packets the own send path encrypted and sent on the UDP port itself, past pion's SRTP session and ICE write path (--own-send-path): forwarded packets (rtp_packets_forwarded_total) and retransmissions alike. 0 when the path is off.", nil, u64(&s.OwnPathSent))
 	counterFunc(reg, "rtcp_nacks_sent_total", "NACKs sent to publishers.", nil, u64(&s.NACKSent))
 	counterFunc(reg, "rtcp_nacks_received_total", "NACKs received from subscribers.", nil, u64(&s.NACKReceived))
