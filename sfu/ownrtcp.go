@@ -17,8 +17,9 @@ import (
 // the SRTCP session's read loop, and is then read by one goroutine per
 // downtrack (Participant.readSenderRTCP) through the subscribe chain: four
 // goroutines woken per datagram, a fifth of the server's goroutine
-// wake-ups at N=50. A compound datagram naming several SSRCs is even
-// delivered to each of them, and the chain reads it once per SSRC.
+// wake-ups at N=50. (pion's demux hands each packet of a compound
+// datagram to each SSRC it names: a receiver report with two report
+// blocks is read twice.)
 //
 // Once a subscribe connection is sent to on the own send path (ownsend.go,
 // its keys and selected pair known), the ingress takes the RTCP that
@@ -29,7 +30,7 @@ import (
 // guard and responder, the link observer), there and then, once per
 // datagram. What readSenderRTCP does after the chain (counting, relaying
 // a PLI or FIR to the publisher) follows, by the media SSRC each names;
-// the relay runs on a goroutine of its own, as it writes to the
+// the request itself runs on a goroutine of its own, as it writes to the
 // publisher through pion, which on an ICE-TCP pair can block.
 //
 // What stays with pion: RTCP from any other address (a client that sends
@@ -40,11 +41,22 @@ import (
 // key, no media). A replay is dropped and counted as own_path_duplicate;
 // a datagram that does not authenticate goes to pion (readRTCP).
 
+// ownRTCP reports whether the port's reader takes the subscribers' RTCP:
+// Config.OwnRTCPPath, on connections OwnSendPath sends on, read by the
+// ingress only where OwnReceivePath has it take datagrams (network.go).
+func (s *SFU) ownRTCP() bool {
+	return s.cfg.OwnRTCPPath && s.cfg.OwnSendPath && s.cfg.OwnReceivePath && s.own != nil
+}
+
+// rtcpOn reports whether the ingress may take this connection's RTCP.
+func (s *ownSender) rtcpOn() bool { return s.rtcp.in != nil }
+
 // ownRTCP is one subscribe connection's intake of RTCP on the own path.
 type ownRTCP struct {
 	mu    sync.Mutex
 	ctx   *srtp.Context // the subscriber's SRTCP, from the first keys taken
-	plain []byte        // the datagram decrypted, as the chain reads it
+	plain []byte        // where a datagram is decrypted (ownMTU)
+	cur   []byte        // what the chain reads next
 	out   []byte        // what the chain hands back
 	in    interceptor.RTCPReader
 	// deliver does what readSenderRTCP does after the chain.
@@ -58,7 +70,7 @@ func (s *ownSender) bindRTCP(chain interceptor.Interceptor) {
 	r := &s.rtcp
 	r.plain, r.out = make([]byte, 0, ownMTU), make([]byte, ownMTU)
 	r.in = chain.BindRTCPReader(interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		return copy(b, r.plain), a, nil
+		return copy(b, r.cur), a, nil
 	}))
 }
 
@@ -78,7 +90,7 @@ func (o *ownPath) takeRTCP(b []byte, from netip.AddrPort) taken {
 		return notTaken
 	}
 	to := s.to.Load()
-	if to == nil || s.rtcp.in == nil {
+	if to == nil || !s.rtcpOn() {
 		return notTaken // failed or closed since: pion's, as before
 	}
 	if !s.readRTCP(b, to.keys, o.m) {
@@ -104,7 +116,7 @@ func (s *ownSender) readRTCP(b []byte, keys *SRTPKeys, m *Metrics) bool {
 		}
 		r.ctx = remote
 	}
-	plain, err := r.ctx.DecryptRTCP(r.plain[:0], b, nil)
+	plain, err := r.ctx.DecryptRTCP(r.plain, b, nil)
 	if err != nil && strings.Contains(err.Error(), "duplicated") {
 		// srtp's duplicatedError, whose type is not exported. srtp checks
 		// the index before the tag, per sender SSRC: another connection's
@@ -113,15 +125,35 @@ func (s *ownSender) readRTCP(b []byte, keys *SRTPKeys, m *Metrics) bool {
 		return true
 	}
 	if err != nil || len(plain) == 0 || &plain[0] != &r.plain[:1][0] {
+		// (DecryptRTCP allocates only for a datagram larger than any.)
 		return false // not this connection's, forged, or larger than any
 	}
-	r.plain = plain
 	m.OwnPathRTCP.Add(1)
+	if !r.read(plain) {
+		// An interceptor refused the datagram (GCC an invalid feedback,
+		// say): read its packets one at a time, as pion's demux hands
+		// them, so that one bad packet costs no other.
+		pkts, err := rtcp.Unmarshal(plain)
+		if err == nil && len(pkts) > 1 {
+			for _, p := range pkts {
+				if b, err := p.Marshal(); err == nil {
+					r.read(b)
+				}
+			}
+		}
+	}
+	r.cur = nil
+	return true
+}
+
+// read runs one decrypted datagram through the chain and delivers the
+// parse; false if the chain refused it (r.mu held).
+func (r *ownRTCP) read(b []byte) bool {
+	r.cur = b
 	n, a, err := r.in.Read(r.out, getAttributes())
-	r.plain = r.plain[:0]
 	if err != nil {
 		putAttributes(a)
-		return true
+		return false
 	}
 	if pkts, err := a.GetRTCPPackets(r.out[:n]); err == nil && r.deliver != nil {
 		r.deliver(pkts)
@@ -134,8 +166,8 @@ func (s *ownSender) readRTCP(b []byte, keys *SRTPKeys, m *Metrics) bool {
 // selected pair's remote address), and from no other; an invalid addr
 // takes none.
 func (o *ownPath) setRTCPFrom(s *ownSender, addr netip.AddrPort) {
-	if s.rtcp.in == nil {
-		return // Config.OwnRTCPPath off: pion reads it all
+	if !s.rtcpOn() {
+		return // SFU.ownRTCP off: pion reads it all
 	}
 	o.subs.edit(func(m map[netip.AddrPort]*ownSender) {
 		for a, x := range m {

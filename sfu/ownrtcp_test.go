@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 
@@ -9,10 +10,13 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
-// rtcpSeen is a subscribe chain that notes each RTCP datagram it reads.
+// rtcpSeen is a subscribe chain that notes each RTCP datagram it reads,
+// and refuses (as GCC does an invalid feedback) any holding a packet
+// refuse says no to.
 type rtcpSeen struct {
 	interceptor.NoOp
-	reads [][]rtcp.Packet
+	reads  [][]rtcp.Packet
+	refuse func(rtcp.Packet) bool
 }
 
 func (c *rtcpSeen) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
@@ -22,6 +26,11 @@ func (c *rtcpSeen) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPRead
 			pkts, perr := a.GetRTCPPackets(b[:n])
 			if perr != nil {
 				panic(perr)
+			}
+			for _, p := range pkts {
+				if c.refuse != nil && c.refuse(p) {
+					return 0, a, errors.New("refused")
+				}
 			}
 			c.reads = append(c.reads, pkts)
 		}
@@ -101,6 +110,14 @@ func TestOwnRTCPReadsTheSubscribersRTCPOnce(t *testing.T) {
 	if m.OwnPathRTCP.Load() != 2 {
 		t.Fatalf("own_path_rtcp_packets %d, want 2", m.OwnPathRTCP.Load())
 	}
+	// A packet the chain refuses costs no other of its datagram.
+	chain.refuse = func(p rtcp.Packet) bool { _, ok := p.(*rtcp.TransportLayerNack); return ok }
+	delivered = nil
+	bad := seal(client, &rtcp.ReceiverReport{SSRC: 1}, &rtcp.TransportLayerNack{MediaSSRC: 20, Nacks: []rtcp.NackPair{{PacketID: 5}}}, &rtcp.PictureLossIndication{MediaSSRC: 20})
+	if got := path.take(bad, pair, false); got != takenRTCP || len(delivered) != 2 {
+		t.Fatalf("a compound with a packet the chain refuses: %v, %d delivered; want the report and the PLI, each alone", got, len(delivered))
+	}
+	chain.refuse = nil
 
 	// A new selected pair: its address is the connection's, the old one no more.
 	s.amu.Lock()

@@ -118,11 +118,11 @@ func (s *SFU) newSubscribeConnection() (*webrtc.PeerConnection, *ownSender, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	if chain == nil {
-		_ = pc.Close()
-		return nil, nil, errors.New("sfu: subscribe interceptors were not built")
-	}
-	if s.cfg.OwnRTCPPath {
+	if s.ownRTCP() {
+		if chain == nil {
+			_ = pc.Close()
+			return nil, nil, errors.New("sfu: subscribe interceptors were not built")
+		}
 		os.bindRTCP(chain) // the ingress reads the subscriber's RTCP through it (ownrtcp.go)
 	}
 	return pc, os, nil

@@ -98,7 +98,7 @@ func newParticipant(c *Consultation, peer PeerInfo, sig Signaler) (*Participant,
 	p.link = c.s.links.take(p.sub)
 	c.s.publishers.Store(p.pub.ID(), p)
 	stale := p.keyframeFor
-	if p.osend != nil && p.osend.rtcp.in != nil {
+	if p.osend != nil && p.osend.rtcpOn() {
 		// The NACK guard calls it from the chain, which the UDP port's
 		// reader runs for the own path's RTCP (ownrtcp.go), and it takes
 		// p.mu and writes to the publisher through pion.

@@ -90,7 +90,8 @@ type Config struct {
 	OwnSendPath bool
 	// OwnRTCPPath has the UDP port's reader also read the subscribers'
 	// RTCP of the connections OwnSendPath sends on, past pion's receive
-	// goroutines (ownrtcp.go). Off by default: see docs/mediapath.md.
+	// goroutines (ownrtcp.go); it needs OwnReceivePath too (the reader
+	// takes datagrams only then). Off by default: see docs/mediapath.md.
 	OwnRTCPPath bool
 	// ICEFailedGrace is how long a failed connection may take to recover (an
 	// ICE restart) before its participant is removed; 0 means 5s.
@@ -200,7 +201,7 @@ func New(cfg Config) (*SFU, error) {
 	}
 	switch {
 	case s.own != nil:
-		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", cfg.OwnSendPath && cfg.OwnRTCPPath)
+		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", s.ownRTCP())
 	case (cfg.OwnReceivePath || cfg.OwnSendPath) && cfg.UDPPort != 0:
 		s.log.Info("own media path off: it needs the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion carries all media")
 	}

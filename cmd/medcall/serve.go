@@ -53,7 +53,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
 	fs.BoolVar(&c.ownReceivePath, "own-receive-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), the port's reader takes publishers' RTP past pion's receive goroutines and forwards it itself while it keeps up and the stream's subscribers are on the own send path, else hands it to the streams' goroutines (docs/mediapath.md); off without those two; =false leaves it all to pion")
 	fs.BoolVar(&c.ownSendPath, "own-send-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), independently of --own-receive-path, each subscribe connection's innermost interceptor encrypts the RTP it sends and writes it on the port itself, past pion's SRTP session and ICE write path (docs/mediapath.md); off without those two; =false leaves sending to pion")
-	fs.BoolVar(&c.ownRTCP, "own-rtcp-path", false, "with --own-send-path in effect, the UDP port's reader also decrypts and reads the subscribers' RTCP itself, past pion's receive goroutines (docs/mediapath.md); off by default: the 500 kbit/s downlink test froze more often with it")
+	fs.BoolVar(&c.ownRTCP, "own-rtcp-path", false, "with --own-receive-path and --own-send-path in effect, the UDP port's reader also decrypts and reads the subscribers' RTCP itself, past pion's receive goroutines (docs/mediapath.md); off by default: the 500 kbit/s downlink test froze more often with it")
 	c.net.flags(fs)
 	c.tls.flags(fs)
 	fs.IntVar(&c.maxParticipants, "max-participants", 4, "participants per consultation")
