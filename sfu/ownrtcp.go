@@ -90,7 +90,7 @@ func (o *ownPath) takeRTCP(b []byte, from netip.AddrPort) taken {
 		return notTaken
 	}
 	to := s.to.Load()
-	if to == nil || !s.rtcpOn() {
+	if to == nil {
 		return notTaken // failed or closed since: pion's, as before
 	}
 	if !s.readRTCP(b, to.keys, o.m) {
@@ -125,8 +125,7 @@ func (s *ownSender) readRTCP(b []byte, keys *SRTPKeys, m *Metrics) bool {
 		return true
 	}
 	if err != nil || len(plain) == 0 || &plain[0] != &r.plain[:1][0] {
-		// (DecryptRTCP allocates only for a datagram larger than any.)
-		return false // not this connection's, forged, or larger than any
+		return false // not this connection's, forged, or (decrypted elsewhere) larger than any
 	}
 	m.OwnPathRTCP.Add(1)
 	if !r.read(plain) {
@@ -163,8 +162,9 @@ func (r *ownRTCP) read(b []byte) bool {
 }
 
 // setRTCPFrom makes the ingress take the RTCP from addr as s's (the
-// selected pair's remote address), and from no other; an invalid addr
-// takes none.
+// selected pair's remote address, unmapped as pairAddr gives it), and
+// from no other; an invalid addr takes none. Only a connection whose
+// chain is bound (rtcpOn) is ever in the table.
 func (o *ownPath) setRTCPFrom(s *ownSender, addr netip.AddrPort) {
 	if !s.rtcpOn() {
 		return // SFU.ownRTCP off: pion reads it all
@@ -176,7 +176,7 @@ func (o *ownPath) setRTCPFrom(s *ownSender, addr netip.AddrPort) {
 			}
 		}
 		if addr.IsValid() {
-			m[netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())] = s
+			m[addr] = s
 		}
 	})
 }

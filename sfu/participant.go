@@ -334,10 +334,7 @@ func (p *Participant) onOwnRTCP(pkts []rtcp.Packet) {
 // relayKeyframeRequest asks the publisher of the stream p receives as
 // ssrc for a keyframe (throttled there).
 func (p *Participant) relayKeyframeRequest(ssrc uint32) {
-	if p.keyframesHeld() {
-		return
-	}
-	if r := p.receiverOf(ssrc); r != nil {
+	if r := p.receiverToAsk(ssrc); r != nil {
 		go r.RequestKeyframe(KeyframeSubscriber)
 	}
 }

@@ -223,16 +223,18 @@ func (p *Participant) keyframesForAll() {
 // keyframeFor asks for a keyframe for the downtrack p receives as ssrc: its
 // subscriber lost packets that can no longer be resent (nackguard.go).
 func (p *Participant) keyframeFor(ssrc uint32) {
-	if p.keyframesHeld() {
-		return
-	}
-	if r := p.receiverOf(ssrc); r != nil {
+	if r := p.receiverToAsk(ssrc); r != nil {
 		r.RequestKeyframe(KeyframeLossRecovery)
 	}
 }
 
-// receiverOf is the Receiver of the downtrack p receives as ssrc, or nil.
-func (p *Participant) receiverOf(ssrc uint32) *Receiver {
+// receiverToAsk is the Receiver of the downtrack p receives as ssrc, to
+// ask for a keyframe on p's behalf; nil if there is none, or while p's
+// keyframes are held (pauseVideoForKeyframe).
+func (p *Participant) receiverToAsk(ssrc uint32) *Receiver {
+	if p.keyframesHeld() {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, d := range p.subs {
