@@ -136,10 +136,13 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 	f.SchedP50 = quantileBetween(a.Sched, b.Sched, 0.5)
 	f.SchedP99 = quantileBetween(a.Sched, b.Sched, 0.99)
 	f.SchedOver10ms = shareOver(a.Sched, b.Sched, 0.0105)
-	if _, _, ok := windowCounts(a.Queue, b.Queue); ok {
-		f.QueueDelay = &QueueDelay{
-			P50: quantileBetween(a.Queue, b.Queue, 0.5), P99: quantileBetween(a.Queue, b.Queue, 0.99),
-			Over100ms: shareOver(a.Queue, b.Queue, 0.1),
+	f.QueueDelay = delayBetween(a.Queue, b.Queue)
+	for _, kind := range []string{"audio", "video"} {
+		if d := delayBetween(a.Forward[kind], b.Forward[kind]); d != nil {
+			if f.ForwardDelay == nil {
+				f.ForwardDelay = map[string]*QueueDelay{}
+			}
+			f.ForwardDelay[kind] = d
 		}
 	}
 	f.CPUSeconds = b.CPU - a.CPU
@@ -169,4 +172,16 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		}
 	}
 	return f
+}
+
+// delayBetween summarizes a delay histogram from a to b; nil when it
+// counted nothing.
+func delayBetween(a, b []bucket) *QueueDelay {
+	if _, _, ok := windowCounts(a, b); !ok {
+		return nil
+	}
+	return &QueueDelay{
+		P50: quantileBetween(a, b, 0.5), P99: quantileBetween(a, b, 0.99),
+		Over100ms: shareOver(a, b, 0.1),
+	}
 }

@@ -38,6 +38,10 @@ type sample struct {
 	// long datagrams waited in its UDP port's kernel queue), likewise; nil
 	// when it has none.
 	Queue []bucket
+	// Forward is the server's medcall_forward_delay_seconds histogram (how
+	// long the own receive path's packets spent in the server), likewise,
+	// by kind; nil when it has none.
+	Forward map[string][]bucket
 }
 
 // parseMetrics reads the Prometheus text format into the figures the bench
@@ -84,6 +88,13 @@ func parseMetrics(text string) (sample, error) {
 			s.Sched = appendBucket(s.Sched, line[:i], v)
 		case "medcall_udp_queue_delay_seconds_bucket":
 			s.Queue = appendBucket(s.Queue, line[:i], v)
+		case "medcall_forward_delay_seconds_bucket":
+			if kind, ok := labelValue(line[:i], "kind"); ok {
+				if s.Forward == nil {
+					s.Forward = map[string][]bucket{}
+				}
+				s.Forward[kind] = appendBucket(s.Forward[kind], line[:i], v)
+			}
 		case "medcall_recorder_queue_overflows_total":
 			s.RecorderOverflows += v
 		case "medcall_packets_dropped_total":

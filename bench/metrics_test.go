@@ -157,3 +157,41 @@ func TestUDPQueueDelayOverTheWindow(t *testing.T) {
 		t.Errorf("a server without the histogram: queue delay %+v, want none", f.QueueDelay)
 	}
 }
+
+// TestForwardDelayByKind: the server's time-in-server histogram is read
+// per kind, and a kind the server has no series of is left out.
+func TestForwardDelayByKind(t *testing.T) {
+	scrape := func(audio, video []int) sample {
+		text := "process_cpu_seconds_total 1\nprocess_resident_memory_bytes 1e6\nmedcall_rtp_packets_forwarded_total{kind=\"audio\"} 10\n"
+		for i, le := range []string{"0.001", "0.1", "1", "+Inf"} {
+			if audio != nil {
+				text += fmt.Sprintf("medcall_forward_delay_seconds_bucket{kind=\"audio\",le=%q} %d\n", le, audio[i])
+			}
+			if video != nil {
+				text += fmt.Sprintf("medcall_forward_delay_seconds_bucket{kind=\"video\",le=%q} %d\n", le, video[i])
+			}
+		}
+		s, err := parseMetrics(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Audio: 100 quick. Video: 40 quick, 60 up to a second.
+	base, end := scrape([]int{0, 0, 0, 0}, []int{0, 0, 0, 0}), scrape([]int{100, 100, 100, 100}, []int{40, 40, 100, 100})
+	end.At = base.At.Add(10 * time.Second)
+	f := serverFigures([]sample{base, end}, base, nil, time.Time{}, 10)
+	a, v := f.ForwardDelay["audio"], f.ForwardDelay["video"]
+	if a == nil || a.P50 != 0.001 || a.P99 != 0.001 || a.Over100ms != 0 {
+		t.Errorf("audio %+v; want p50 and p99 1 ms, none over 100 ms", a)
+	}
+	if v == nil || v.P50 != 1 || v.P99 != 1 || math.Abs(v.Over100ms-0.6) > 1e-9 {
+		t.Errorf("video %+v; want p50 and p99 1 s, 60 %% over 100 ms", v)
+	}
+	onlyAudio, onlyAudio2 := scrape([]int{0, 0, 0, 0}, nil), scrape([]int{5, 5, 5, 5}, nil)
+	onlyAudio2.At = onlyAudio.At.Add(10 * time.Second)
+	f = serverFigures([]sample{onlyAudio, onlyAudio2}, onlyAudio, nil, time.Time{}, 10)
+	if _, ok := f.ForwardDelay["video"]; ok || f.ForwardDelay["audio"] == nil {
+		t.Errorf("a server with audio only: %+v", f.ForwardDelay)
+	}
+}

@@ -114,11 +114,16 @@ type ServerFigures struct {
 	// QueueDelay is how long datagrams waited in the server's UDP port's
 	// kernel queue over the window; nil when the server does not measure it.
 	QueueDelay *QueueDelay `json:"udp_queue_delay,omitempty"`
+	// ForwardDelay is how long the own receive path's packets spent in the
+	// server over the window, the UDP queue included, by kind ("audio",
+	// "video"); nil when the server does not measure it.
+	ForwardDelay map[string]*QueueDelay `json:"forward_delay,omitempty"`
 }
 
-// QueueDelay summarizes medcall_udp_queue_delay_seconds over a window: its
-// quantiles (s, the upper bound of the bucket they fall in) and the share of
-// datagrams that waited more than 100 ms.
+// QueueDelay summarizes one of the server's delay histograms
+// (medcall_udp_queue_delay_seconds, medcall_forward_delay_seconds) over a
+// window: its quantiles (s, the upper bound of the bucket they fall in)
+// and the share of what it timed that took more than 100 ms.
 type QueueDelay struct {
 	P50       float64 `json:"p50_seconds"`
 	P99       float64 `json:"p99_seconds"`
@@ -206,6 +211,13 @@ func (r *Result) Figures() []Figure {
 		add("server", "UDP queue delay p50", "ms", 1000*q.P50)
 		add("server", "UDP queue delay p99", "ms", 1000*q.P99)
 		add("server", "UDP queue waits over 100 ms", "%", 100*q.Over100ms)
+	}
+	for _, kind := range []string{"audio", "video"} {
+		if q := s.ForwardDelay[kind]; q != nil {
+			add("server", kind+" time in server p50", "ms", 1000*q.P50)
+			add("server", kind+" time in server p99", "ms", 1000*q.P99)
+			add("server", kind+" time in server over 100 ms", "%", 100*q.Over100ms)
+		}
 	}
 	add("bench", "bench CPU", "s", r.BenchCPUSeconds)
 	add("bench", "send pace mean", "", r.SendPace.Mean)

@@ -67,6 +67,12 @@ func (r *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "  waits in the UDP port's queue (medcall_udp_queue_delay_seconds, by bucket bound): p50 %.3g ms, p99 %.3g ms, %.2f %% over 100 ms\n",
 			1000*q.P50, 1000*q.P99, 100*q.Over100ms)
 	}
+	for _, kind := range []string{"audio", "video"} {
+		if q := s.ForwardDelay[kind]; q != nil {
+			fmt.Fprintf(w, "  %s's time in the server (medcall_forward_delay_seconds, by bucket bound): p50 %.3g ms, p99 %.3g ms, %.2f %% over 100 ms\n",
+				kind, 1000*q.P50, 1000*q.P99, 100*q.Over100ms)
+		}
+	}
 	if r.ElapsedSeconds > 0 {
 		fmt.Fprintf(w, "bench process: %.1f CPU s over the run (%.2f cores); send pace %.3f of real time (lowest sender %.3f)\n",
 			r.BenchCPUSeconds, r.BenchCPUSeconds/r.ElapsedSeconds, r.SendPace.Mean, r.SendPace.Min)

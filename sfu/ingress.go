@@ -36,9 +36,9 @@ const (
 
 	// ingressBehind: a datagram that has waited longer than this since it
 	// arrived says the port's reader is behind, and the own path hands its
-	// packets to their streams' goroutines rather than forwarding them on
-	// the reader (ownpath.go, take). 4 ms was tried too
-	// (docs/mediapath.md).
+	// packets to the forwarding pool (or their streams' goroutines) rather
+	// than forwarding them on the reader (ownpath.go, take). 4 ms was tried
+	// too (docs/mediapath.md).
 	ingressBehind = time.Millisecond
 )
 
@@ -58,7 +58,7 @@ type ingressConn struct {
 	onDelay func(time.Duration)
 	// take, if set, is offered each datagram first; what it takes, pion
 	// never reads (the own receive path, ownpath.go).
-	take func(b []byte, from netip.AddrPort, behind bool) taken
+	take func(b []byte, from netip.AddrPort, arrived time.Time, behind bool) taken
 
 	mu         sync.Mutex // one reader: pion's mux worker
 	msgs       []ingressMsg
@@ -74,7 +74,7 @@ type taken uint8
 
 const (
 	notTaken       taken = iota // pion reads it
-	takenQueued                 // queued for its stream's goroutine, or dropped
+	takenQueued                 // queued for the stream's server, or dropped
 	takenForwarded              // forwarded there and then, on the reader
 	takenRTCP                   // a subscriber's RTCP, read there and then (ownrtcp.go)
 )
@@ -143,7 +143,7 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 			c.onDelay(max(c.now.Sub(m.arrived), 0))
 		}
 		if c.take != nil {
-			if t := c.take(m.buf[:m.n], m.from, c.behind(m)); t != notTaken {
+			if t := c.take(m.buf[:m.n], m.from, m.arrived, c.behind(m)); t != notTaken {
 				c.forwarded = c.forwarded || t == takenForwarded
 				continue
 			}

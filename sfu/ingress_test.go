@@ -103,7 +103,7 @@ func TestIngressMeasuresHowLongDatagramsWaited(t *testing.T) {
 	var waits []time.Duration
 	var behinds []bool
 	in, peer := ingressPair(t, func(d time.Duration) { waits = append(waits, d) })
-	in.take = func(_ []byte, _ netip.AddrPort, behind bool) taken {
+	in.take = func(_ []byte, _ netip.AddrPort, _ time.Time, behind bool) taken {
 		behinds = append(behinds, behind)
 		return notTaken
 	}
@@ -162,7 +162,7 @@ func TestIngressBehindWithoutReceiveTimes(t *testing.T) {
 // the back of the run queue while the kernel's queue overflows.
 func TestIngressYieldsOnlyAfterForwarding(t *testing.T) {
 	in, peer := ingressPair(t, nil)
-	in.take = func(b []byte, _ netip.AddrPort, _ bool) taken {
+	in.take = func(b []byte, _ netip.AddrPort, _ time.Time, _ bool) taken {
 		switch binary.BigEndian.Uint32(b[8:12]) {
 		case 1:
 			return takenQueued

@@ -16,9 +16,10 @@ type Metrics struct {
 	DroppedWriteError    atomic.Uint64 // subscriber transport refused the packet
 	// The own receive path (ownpath.go): RTP packets the UDP port's reader
 	// took itself (forwarded there or queued), those of them it queued for
-	// their stream's goroutine, those it dropped with a stream's queue
-	// full, those that failed to authenticate, and those seen before (both
-	// dropped too; a NACKed packet resent after all is one).
+	// the forwarding pool or their stream's goroutine, those it dropped
+	// with a stream's queue full, those that failed to authenticate, and
+	// those seen before (both dropped too; a NACKed packet resent after
+	// all is one).
 	OwnPathPackets, OwnPathQueued, OwnPathDropped, OwnPathDecryptErrors, OwnPathDuplicates atomic.Uint64
 	// OwnPathSent counts the RTP packets the own send path (ownsend.go)
 	// encrypted and sent itself.
@@ -65,6 +66,15 @@ type Metrics struct {
 	// --udp-port bound to one address, on Linux). It is called on the one
 	// goroutine reading the port, so it must be quick.
 	OnUDPQueueDelay func(d time.Duration)
+	// OnForwardDelay, if set, observes how long each RTP packet the own
+	// receive path took spent in the server, by kind: from the kernel's
+	// receive time to the end of its fan-out (sent, or handed to pion, for
+	// every subscriber, and handed to the recorder). Packets pion delivered
+	// carry no receive time and are not observed. Called as each packet is
+	// forwarded, from several goroutines at once (the port's reader, the
+	// forwarding pool, the streams' goroutines), so it must be quick and
+	// safe for concurrent use.
+	OnForwardDelay func(kind Kind, d time.Duration)
 }
 
 func kindIndex(k Kind) int {

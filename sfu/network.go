@@ -3,6 +3,7 @@ package sfu
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -114,7 +115,8 @@ func (s *SFU) listenUDP(ip net.IP) error {
 			}
 		}
 		if s.cfg.OwnReceivePath { // before the mux starts reading
-			in.take = s.own.take
+			in.take = s.own.takeAt
+			s.own.workers = newOwnWorkers(runtime.GOMAXPROCS(0))
 		}
 		s.udpMux = webrtc.NewICEUDPMux(nil, in)
 		return nil
@@ -171,6 +173,9 @@ func (s *SFU) closeNetwork() {
 	}
 	if s.own != nil && s.own.out != nil {
 		_ = s.own.out.Close()
+	}
+	if s.own != nil && s.own.workers != nil {
+		s.own.workers.close()
 	}
 	if s.tcpMux != nil {
 		_ = s.tcpMux.Close()

@@ -195,7 +195,8 @@ func (oc *ownConn) close() {
 func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver, oc *ownConn) {
 	m := r.owner.c.s.cfg.Metrics
 	info := ownStreamInfo(track, rr)
-	st := &ownStream{ch: make(chan *ownPacket, ownQueue)}
+	st := &ownStream{ch: make(chan *ownPacket, ownQueue), video: r.kind == KindVideo,
+		pool: oc.path.workers, wake: make(chan struct{}, 1)}
 	var cur []byte
 	in := oc.chain.BindRemoteStream(info, interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		if len(b) < len(cur) {
@@ -204,6 +205,28 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 		return copy(b, cur), a, nil
 	}))
 	defer oc.chain.UnbindRemoteStream(info)
+	ssrc := info.SSRC
+	o := ownOpener{oc: oc, st: st, ssrc: ssrc, m: m}
+	buf, plain := make([]byte, ownMTU), make([]byte, ownMTU)
+	var pkt rtp.Packet
+	st.forward = func(p *ownPacket) {
+		cur = o.open(p, plain) // may be p.buf itself: p goes back after the read
+		n, err := 0, io.EOF
+		if cur != nil {
+			n, _, err = in.Read(buf, nil)
+		}
+		arrived := p.arrived
+		ownPackets.Put(p)
+		if err == nil {
+			r.fanout(buf[:n], &pkt, m)
+			if arrived != 0 && m.OnForwardDelay != nil {
+				m.OnForwardDelay(r.kind, max(time.Duration(time.Now().UnixNano()-arrived), 0))
+			}
+		}
+	}
+	st.direct = r.sendsOnOwnPath
+	// pion's packets, once forward and direct are set: a worker may
+	// forward the first at once.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -219,39 +242,23 @@ func (r *Receiver) forwardOwn(track *webrtc.TrackRemote, rr *webrtc.RTPReceiver,
 				ownPackets.Put(p)
 				return
 			}
-			p.n, p.encrypted = n, false
+			p.n, p.encrypted, p.arrived = n, false, 0
 			st.queueDelivered(p)
 		}
 	}()
-	ssrc := info.SSRC
-	o := ownOpener{oc: oc, st: st, ssrc: ssrc, m: m}
-	buf, plain := make([]byte, ownMTU), make([]byte, ownMTU)
-	var pkt rtp.Packet
-	st.forward = func(p *ownPacket) {
-		cur = o.open(p, plain) // may be p.buf itself: p goes back after the read
-		n, err := 0, io.EOF
-		if cur != nil {
-			n, _, err = in.Read(buf, nil)
-		}
-		ownPackets.Put(p)
-		if err == nil {
-			r.fanout(buf[:n], &pkt, m)
-		}
-	}
-	st.direct = r.sendsOnOwnPath
 	oc.hold(ssrc, st)
 	defer oc.release(ssrc, st)
 	for {
 		select {
-		case p := <-st.ch:
-			st.forwardQueued(p)
+		case <-st.wake:
+			st.serve(false)
 		case <-done:
 			oc.release(ssrc, st) // first, so the ingress queues no more
 			st.close()
-			for { // what is left goes back to the pool
+			for { // what is left goes back to the pool, uncounted
 				select {
 				case p := <-st.ch:
-					ownPackets.Put(p)
+					st.forwardQueued(p) // closed: not forwarded
 				default:
 					return
 				}

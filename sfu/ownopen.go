@@ -9,7 +9,8 @@ import (
 
 // ownopen.go: how a stream on the own receive path (ownpath.go,
 // ownconn.go) opens what the ingress took, under the stream's lock
-// (ownstream.go), on the UDP port's reader or the stream's goroutine.
+// (ownstream.go), on the UDP port's reader, a worker of the forwarding
+// pool or the stream's goroutine.
 
 // ownOpener is a stream's SRTP context and replay window on the own path.
 type ownOpener struct {

@@ -28,13 +28,15 @@ import (
 // sends it), with no hand-off, if every subscriber of the stream is sent
 // to on the own send path (its sends are then UDP writes). Otherwise, and
 // once it falls behind (a datagram has waited over ingressBehind since it
-// arrived), it hands them, still encrypted, to their streams'
-// forwarding goroutines (ownconn.go, forwardOwn), so that both cores
-// forward and the reader, doing only a lookup and a copy per packet,
-// keeps up under overload. A stream's packets are forwarded in the order
-// the ingress took them, whichever goroutine forwards them
-// (ownstream.go). (The ingress also decodes each STUN binding request,
-// and checks the signature of those naming a publish connection.)
+// arrived), it queues them, still encrypted, for the path's forwarding
+// pool, which serves streams with audio waiting first (ownworkers.go), or,
+// for a stream with a subscriber pion sends to, for the stream's own
+// goroutine (ownconn.go, forwardOwn), so that both cores forward and the
+// reader, doing only a lookup and a copy per packet, keeps up under
+// overload. A stream's packets are forwarded in the order the ingress took
+// them, whichever goroutine forwards them (ownstream.go). (The ingress also
+// decodes each STUN binding request, and checks the signature of those
+// naming a publish connection.)
 //
 // What stays with pion: ICE (STUN), DTLS, the publishers' RTCP (a
 // subscriber's is taken too, ownrtcp.go), each new stream's
@@ -95,6 +97,7 @@ type ownPacket struct {
 	buf       [ownMTU]byte
 	n         int
 	encrypted bool
+	arrived   int64 // the kernel's receive time (Unix ns); 0 if not known
 }
 
 var ownPackets = sync.Pool{New: func() any { return new(ownPacket) }}
@@ -119,6 +122,9 @@ type ownPath struct {
 	// subs are the subscribe connections whose RTCP the ingress takes, by
 	// their selected pair's remote address (ownrtcp.go).
 	subs cowMap[netip.AddrPort, *ownSender]
+	// workers forward the streams' queued packets, audio first
+	// (ownworkers.go); nil: each stream's goroutine does.
+	workers *ownWorkers
 	// The send half's failed writes since the last one logged (at most one
 	// line every ownSendErrorLog).
 	sendErrs     atomic.Uint64
@@ -274,9 +280,16 @@ func (o *ownPath) touch(oc *ownConn, addr netip.AddrPort) {
 // forwarded here and now, or, if behind (the datagram waited longer than
 // ingressBehind since it arrived), the stream has packets waiting or a
 // subscriber of it is sent to through pion (ownStream.inline), queued
-// still encrypted for the stream's goroutine (or dropped, the queue
-// full). Called on the ingress's one goroutine only.
+// still encrypted for the stream's server, a worker of the pool or its
+// goroutine (or dropped, the queue full). Called on the ingress's one
+// goroutine only.
 func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) taken {
+	return o.takeAt(b, from, time.Time{}, behind)
+}
+
+// takeAt is take for a datagram the kernel received at arrived (zero if
+// not known), which its forward measures from (Metrics.OnForwardDelay).
+func (o *ownPath) takeAt(b []byte, from netip.AddrPort, arrived time.Time, behind bool) taken {
 	if len(b) > 0 && b[0] < 4 { // STUN (RFC 7983)
 		o.learn(b, from)
 		return notTaken
@@ -305,7 +318,10 @@ func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) taken {
 		return notTaken // pion's, to keep its rollover counter current
 	}
 	p := ownPackets.Get().(*ownPacket)
-	p.n, p.encrypted = copy(p.buf[:], b), true
+	p.n, p.encrypted, p.arrived = copy(p.buf[:], b), true, 0
+	if !arrived.IsZero() {
+		p.arrived = arrived.UnixNano()
+	}
 	queued := behind || !st.inline(p)
 	if queued && !st.queue(p) {
 		ownPackets.Put(p)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -120,37 +121,46 @@ func TestReceiverSendsOnOwnPath(t *testing.T) {
 }
 
 // Under concurrency (run with -race), with the reader falling behind now
-// and then and the stream's goroutine draining the queue meanwhile,
-// every packet is forwarded once and in order.
+// and then, the pool's workers and the stream's goroutine serving the
+// queue meanwhile, and a subscriber going to pion and back now and then
+// (handing the stream from the pool to its goroutine), every packet is
+// forwarded once and in order.
 func TestOwnStreamForwardsInOrderConcurrently(t *testing.T) {
 	g := newOwnRig(t)
 	g.path.add(g.oc, addr(5000), true)
 	const n = ownPionEvery - 1 // all taken: the next is left to pion
-	st := &ownStream{ch: make(chan *ownPacket, n)}
+	pool := newOwnWorkers(2)
+	defer pool.close()
+	st := &ownStream{ch: make(chan *ownPacket, n), pool: pool, wake: make(chan struct{}, 1), video: true}
 	var got []uint16
 	st.forward = func(p *ownPacket) {
 		got = append(got, binary.BigEndian.Uint16(p.buf[2:4]))
 		ownPackets.Put(p)
 	}
-	st.direct = func() bool { return true }
+	var direct atomic.Bool
+	direct.Store(true)
+	st.direct = direct.Load
 	g.oc.hold(1111, st)
 	wires := make([][]byte, n)
 	for i := range wires {
 		_, wires[i] = g.packet(t, 1111, uint16(i))
 	}
-	done := make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() { // the stream's goroutine
 		defer close(done)
-		for range 2 * n {
+		for {
 			select {
-			case p := <-st.ch:
-				st.forwardQueued(p)
-			case <-time.After(time.Second):
-				return // the reader has finished, the queue is empty
+			case <-st.wake:
+				st.serve(false)
+			case <-stop:
+				return
 			}
 		}
 	}()
 	for i, w := range wires {
+		if i%300 == 299 {
+			direct.Store(!direct.Load())
+		}
 		if g.path.take(w, addr(5000), i%7 == 0) == notTaken { // behind now and then
 			t.Fatalf("packet %d not taken", i)
 		}
@@ -158,6 +168,12 @@ func TestOwnStreamForwardsInOrderConcurrently(t *testing.T) {
 			runtime.Gosched()
 		}
 	}
+	for deadline := time.Now().Add(20 * time.Second); st.pending.Load() != 0; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d packets left pending with nobody serving them", st.pending.Load())
+		}
+	}
+	close(stop)
 	<-done
 	st.mu.Lock()
 	defer st.mu.Unlock()

@@ -78,7 +78,8 @@ type Config struct {
 	ICEDisconnectedTimeout, ICEFailedTimeout time.Duration
 	// OwnReceivePath has the UDP port's reader take publishers' RTP past
 	// pion's receive goroutines and forward it itself while it keeps up,
-	// else hand it to the streams' goroutines (ownpath.go, ownstream.go).
+	// else hand it to a forwarding pool that serves audio first, or to the
+	// streams' goroutines (ownpath.go, ownstream.go, ownworkers.go).
 	// It needs UDPPort on one address
 	// (ListenIP a specific IP, so one socket); otherwise pion delivers
 	// everything.

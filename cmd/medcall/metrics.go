@@ -31,6 +31,10 @@ type metrics struct {
 	audit          *prometheus.CounterVec
 }
 
+// queueDelayBuckets bound the server's delay histograms (s): a healthy
+// server in the lowest, an overloaded one up to seconds.
+var queueDelayBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
 func counterFunc(reg *prometheus.Registry, name, help string, labels prometheus.Labels, f func() float64) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "medcall", Name: name, Help: help, ConstLabels: labels}, f))
 }
@@ -68,10 +72,24 @@ func newMetrics() *metrics {
 	queueDelay := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "udp_queue_delay_seconds",
 		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, 64-bit Linux).",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		Buckets: queueDelayBuckets,
 	})
 	f.MustRegister(queueDelay)
 	m.sfu.OnUDPQueueDelay = func(d time.Duration) { queueDelay.Observe(d.Seconds()) }
+	forwardDelay := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "forward_delay_seconds",
+		Help:    "How long each RTP packet the own receive path took spent in the server, by kind: from the kernel's receive time to the end of its fan-out (--own-receive-path with --udp-port bound to one address, 64-bit Linux). Under overload audio is forwarded before video.",
+		Buckets: queueDelayBuckets,
+	}, []string{"kind"})
+	f.MustRegister(forwardDelay)
+	fwdAudio, fwdVideo := forwardDelay.WithLabelValues("audio"), forwardDelay.WithLabelValues("video")
+	m.sfu.OnForwardDelay = func(k sfu.Kind, d time.Duration) {
+		if k == sfu.KindVideo {
+			fwdVideo.Observe(d.Seconds())
+		} else {
+			fwdAudio.Observe(d.Seconds())
+		}
+	}
 	m.uploadDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "upload_duration_seconds",
 		Help:    "Time from a finished recording to it and its manifest verified in the store.",
@@ -104,8 +122,8 @@ func newMetrics() *metrics {
 	} {
 		counterFunc(reg, "packets_dropped_total", "Packets not forwarded, by reason: garbage (unparseable), wait_keyframe (a subscriber waits for a keyframe), muted (the publisher said it was off), write_error (the subscriber's transport refused it), and the own receive path's own_path_queue_full, own_path_decrypt_error (did not authenticate) and own_path_duplicate (seen before, from either path).", prometheus.Labels{"reason": reason}, u64(c))
 	}
-	counterFunc(reg, "own_path_packets_total", "RTP packets the own receive path took past pion's receive goroutines (--own-receive-path), to forward on the UDP port's reader or queued for their stream's goroutine; those forwarded are counted in rtp_packets_received_total too. 0 when the path is off.", nil, u64(&s.OwnPathPackets))
-	counterFunc(reg, "own_path_queued_packets_total", "RTP packets of own_path_packets_total queued for their stream's goroutine, not forwarded on the UDP port's reader: the reader was behind (a datagram had waited over 1 ms since it arrived), packets of the stream were still waiting, or a subscriber of the stream is not (yet) sent to on the own send path.", nil, u64(&s.OwnPathQueued))
+	counterFunc(reg, "own_path_packets_total", "RTP packets the own receive path took past pion's receive goroutines (--own-receive-path), to forward on the UDP port's reader or queued for the forwarding pool (audio first) or their stream's goroutine; those forwarded are counted in rtp_packets_received_total too. 0 when the path is off.", nil, u64(&s.OwnPathPackets))
+	counterFunc(reg, "own_path_queued_packets_total", "RTP packets of own_path_packets_total queued for the forwarding pool (audio first) or their stream's goroutine, not forwarded on the UDP port's reader: the reader was behind (a datagram had waited over 1 ms since it arrived), packets of the stream were still waiting, or a subscriber of the stream is not (yet) sent to on the own send path.", nil, u64(&s.OwnPathQueued))
 	counterFunc(reg, "own_path_rtcp_packets_total", "Subscribers' RTCP datagrams the UDP port's reader decrypted and read itself, past pion's receive goroutines (the own send path's connections, --own-rtcp-path with --own-receive-path). 0 when that is off (the default).", nil, u64(&s.OwnPathRTCP))
 	counterFunc(reg, "own_path_sent_packets_total", "RTP packets the own send path encrypted and sent on the UDP port itself, past pion's SRTP session and ICE write path (--own-send-path): forwarded packets (rtp_packets_forwarded_total) and retransmissions alike. 0 when the path is off.", nil, u64(&s.OwnPathSent))
 	counterFunc(reg, "rtcp_nacks_sent_total", "NACKs sent to publishers.", nil, u64(&s.NACKSent))
