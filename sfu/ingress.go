@@ -37,7 +37,7 @@ const (
 	// ingressBehind: a datagram that has waited longer than this since it
 	// arrived says the port's reader is behind, and the own path hands its
 	// packets to the forwarding pool (or their streams' goroutines) rather
-	// than forwarding them on the reader (ownpath.go, take). 4 ms was tried
+	// than forwarding them on the reader (ownpath.go, takeAt). 4 ms was tried
 	// too (docs/mediapath.md).
 	ingressBehind = time.Millisecond
 )

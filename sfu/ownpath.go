@@ -275,20 +275,15 @@ func (o *ownPath) touch(oc *ownConn, addr netip.AddrPort) {
 	}
 }
 
-// take is the ingress's question for each datagram b from from: is it RTP
-// of a stream the own path has taken? Then pion never sees it: it is
-// forwarded here and now, or, if behind (the datagram waited longer than
-// ingressBehind since it arrived), the stream has packets waiting or a
-// subscriber of it is sent to through pion (ownStream.inline), queued
-// still encrypted for the stream's server, a worker of the pool or its
-// goroutine (or dropped, the queue full). Called on the ingress's one
-// goroutine only.
-func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) taken {
-	return o.takeAt(b, from, time.Time{}, behind)
-}
-
-// takeAt is take for a datagram the kernel received at arrived (zero if
-// not known), which its forward measures from (Metrics.OnForwardDelay).
+// takeAt is the ingress's question for each datagram b from from, which
+// the kernel received at arrived (zero if not known; a forward measures
+// from it, Metrics.OnForwardDelay): is it RTP of a stream the own path has
+// taken? Then pion never sees it: it is forwarded here and now, or, if
+// behind (the datagram waited longer than ingressBehind since it arrived),
+// the stream has packets waiting or a subscriber of it is sent to through
+// pion (ownStream.inline), queued still encrypted for the stream's server,
+// a worker of the pool or its goroutine (or dropped, the queue full).
+// Called on the ingress's one goroutine only.
 func (o *ownPath) takeAt(b []byte, from netip.AddrPort, arrived time.Time, behind bool) taken {
 	if len(b) > 0 && b[0] < 4 { // STUN (RFC 7983)
 		o.learn(b, from)

@@ -216,3 +216,8 @@ func TestOwnPathTakesHeldStreams(t *testing.T) {
 		t.Error("the packet after pion's was not taken")
 	}
 }
+
+// take is takeAt for a datagram whose receive time is not known.
+func (o *ownPath) take(b []byte, from netip.AddrPort, behind bool) taken {
+	return o.takeAt(b, from, time.Time{}, behind)
+}

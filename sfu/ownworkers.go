@@ -5,7 +5,7 @@ import "sync"
 // ownworkers.go: the own receive path's forwarding pool, and its rule:
 // audio before video.
 //
-// The packets the port's reader does not forward itself (ownpath.go, take:
+// The packets the port's reader does not forward itself (ownpath.go, takeAt:
 // it is behind, or the stream has packets waiting) wait in their stream's
 // queue for a server (ownstream.go). While every subscriber of the stream
 // is sent to on the own send path, that server is one of a few workers
