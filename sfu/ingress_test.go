@@ -18,7 +18,7 @@ func ingressPair(t *testing.T, onDelay func(time.Duration)) (*ingressConn, *net.
 		t.Fatal(err)
 	}
 	setSocketBuffers(conn, 4<<20, slog.New(slog.DiscardHandler))
-	in, err := newIngressConn(conn, onDelay)
+	in, err := newIngressConn(conn, onDelay, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,5 +188,68 @@ func TestIngressYieldsOnlyAfterForwarding(t *testing.T) {
 	batch(1, 1)
 	if in.yields != 1 {
 		t.Fatalf("%d yields after one batch the reader forwarded from, want 1", in.yields)
+	}
+}
+
+// TestIngressCoalescesReads: with a coalescing wait, datagrams that arrive
+// one by one after a batch that did not fill are read together once the
+// wait since that batch's read is over, and none is judged behind for the
+// time the reader chose to sleep; a full batch is read again at once.
+func TestIngressCoalescesReads(t *testing.T) {
+	if !batched {
+		t.Skip("coalescing needs batched reads (64-bit Linux)")
+	}
+	in, peer := ingressPair(t, nil)
+	in.coalesce = 50 * time.Millisecond
+	var behind int
+	in.take = func(b []byte, _ netip.AddrPort, _ time.Time, late bool) taken {
+		if late {
+			behind++
+		}
+		return notTaken
+	}
+	send(t, peer, rtpBytes(1, 0, 100))
+	readAll(t, in, 1)
+	first := in.now
+	// Five datagrams 5 ms apart, all within the wait: one read takes them.
+	go func() {
+		for i := range 5 {
+			time.Sleep(5 * time.Millisecond)
+			_, _ = peer.Write(rtpBytes(1, uint16(1+i), 100))
+		}
+	}()
+	readAll(t, in, 5)
+	if in.batches != 2 || in.sleeps != 1 {
+		t.Errorf("6 datagrams, the last 5 arriving within the wait: %d reads and %d sleeps, want 2 and 1", in.batches, in.sleeps)
+	}
+	if waited := in.now.Sub(first); waited < in.coalesce {
+		t.Errorf("the second read came %v after the first, want at least the wait (%v)", waited, in.coalesce)
+	}
+	if behind != 0 {
+		t.Errorf("%d datagrams judged behind for the reader's own sleep, want 0", behind)
+	}
+
+	// A full batch and then some, queued before the read: the rest is read
+	// at once, with no sleep between.
+	for i := range ingressBatch + 3 {
+		send(t, peer, rtpBytes(2, uint16(i), 100))
+	}
+	time.Sleep(in.coalesce) // the last batch's wait is over: no sleep before the first read
+	readAll(t, in, ingressBatch+3)
+	if in.sleeps != 1 {
+		t.Errorf("%d sleeps reading a full batch and the rest after it, want none more than the 1 before", in.sleeps)
+	}
+}
+
+// TestIngressCoalescingOffReadsAtOnce: without a wait (the default of the
+// Config's zero value), datagrams sent apart are read apart.
+func TestIngressCoalescingOffReadsAtOnce(t *testing.T) {
+	in, peer := ingressPair(t, nil)
+	for i := range 3 {
+		send(t, peer, rtpBytes(1, uint16(i), 100))
+		readAll(t, in, 1)
+	}
+	if in.sleeps != 0 || in.batches != 3 {
+		t.Errorf("3 datagrams each read before the next is sent: %d sleeps, %d reads; want 0 and 3", in.sleeps, in.batches)
 	}
 }

@@ -98,7 +98,7 @@ func (s *SFU) listenUDP(ip net.IP) error {
 			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", port, err)
 		}
 		setSocketBuffers(conn, s.socketBuffer(), s.log)
-		in, err := newIngressConn(conn, s.cfg.Metrics.OnUDPQueueDelay)
+		in, err := newIngressConn(conn, s.cfg.Metrics.OnUDPQueueDelay, s.cfg.UDPCoalesce)
 		if err != nil {
 			_ = conn.Close()
 			return err

@@ -37,6 +37,13 @@ type Config struct {
 	// UDPSocketBuffer is the kernel receive and send buffer, in bytes, of the
 	// UDPPort socket; 0 means DefaultUDPSocketBuffer (udpbuffers.go).
 	UDPSocketBuffer int
+	// UDPCoalesce, when positive, coalesces the UDPPort socket's reads
+	// (bound to one address, on 64-bit Linux): after a read that did not
+	// fill its batch, the reader sleeps until this long after it, so it
+	// wakes about once per interval rather than once per datagram
+	// (ingress.go). It adds up to about twice this to media delay (Go's
+	// timers are as coarse as 1 ms). 0 reads as soon as a datagram arrives.
+	UDPCoalesce time.Duration
 	// TCPPort opens one passive ICE-TCP port when non-zero, for clients
 	// whose networks block UDP.
 	TCPPort int

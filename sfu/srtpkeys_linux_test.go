@@ -82,7 +82,7 @@ func listenLoopback(tb testing.TB) *net.UDPConn {
 
 func benchOwnPath(b *testing.B, keys SRTPKeys, size, subs int) {
 	pubConn, fwdConn, subConn := listenLoopback(b), listenLoopback(b), listenLoopback(b)
-	in, err := newIngressConn(fwdConn, nil)
+	in, err := newIngressConn(fwdConn, nil, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,6 +4,8 @@
 # harness) and against medcall (medcall bench), alternating, ROUNDS times.
 #
 # Usage: bash bench/livekit/sidebyside.sh [N] [ROUNDS]   (from anywhere)
+# MEDCALL_FLAGS, if set, is added to medcall serve's flags (an A/B of one
+# option against LiveKit in the same hour, e.g. MEDCALL_FLAGS='--udp-coalesce 0').
 # Needs the Go module proxy the first time, to build livekit-server
 # (v1.13.5, the version issue 16 measured) into bench/livekit/.bin.
 set -euo pipefail
@@ -49,10 +51,10 @@ for r in $(seq "$ROUNDS"); do
   listening 7880
   (cd "$here" && "$work/lkbench" --n "$N" --secret "$secret" --pid "$lk" 2>>"$work/lkbench.log")
   kill "$lk"; wait "$lk" 2>/dev/null || true
-  echo "== medcall, N=$N, round $r"
+  echo "== medcall, N=$N, round $r${MEDCALL_FLAGS:+ ($MEDCALL_FLAGS)}"
   rm -rf "$work/data" && mkdir -p "$work/data"
   "$work/medcall" serve --addr 127.0.0.1:7820 --admin-addr 127.0.0.1:7821 --data "$work/data" \
-    --log-level warn --udp-port 7822 > "$work/medcall.log" 2>&1 &
+    --log-level warn --udp-port 7822 ${MEDCALL_FLAGS:-} > "$work/medcall.log" 2>&1 &
   mc=$!
   listening 7821
   (cd "$root" && "$work/medcall" bench --url ws://127.0.0.1:7820/v1/signal --admin http://127.0.0.1:7821 \

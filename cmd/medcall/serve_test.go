@@ -286,10 +286,11 @@ func joinCall(t *testing.T, ctx context.Context, addr, patTok, docTok string, vi
 	return pc, dc
 }
 
-// TestServeRefusesNegativeAdmissionLimits: a negative cap or CPU wait is a
-// mistake, not "off": serve stops with an error naming the option.
-func TestServeRefusesNegativeAdmissionLimits(t *testing.T) {
-	for _, arg := range [][2]string{{"--max-consultations", "-1"}, {"--admit-cpu-wait", "-1ms"}} {
+// TestServeRefusesOutOfRangeLimits: a negative cap or CPU wait is a
+// mistake, not "off", and so is a UDP coalescing wait below 0 or above
+// 10 ms: serve stops with an error naming the option.
+func TestServeRefusesOutOfRangeLimits(t *testing.T) {
+	for _, arg := range [][2]string{{"--max-consultations", "-1"}, {"--admit-cpu-wait", "-1ms"}, {"--udp-coalesce", "-1ms"}, {"--udp-coalesce", "11ms"}} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), []string{"serve", arg[0], arg[1], "--data", t.TempDir()}, &stdout, &stderr)
 		if err == nil || !strings.Contains(err.Error(), arg[0]+" "+arg[1]) {
