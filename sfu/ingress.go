@@ -28,9 +28,10 @@ import (
 //     Each wake-up of an idle reader costs the Go scheduler a thread
 //     parked and woken and the kernel a system call; at N=50 one-to-one
 //     consultations that was most datagrams, and coalescing by 1 ms took
-//     CPU per forwarded packet down by about 15 % for a median of about
-//     1.5 ms more media delay (README, Performance). A full batch is read
-//     again at once, so a busy reader never sleeps.
+//     CPU per forwarded packet down by 17-32 %, and audio's median delay
+//     from 0.5 to 1.7 ms (README, Performance). A full batch, or one that
+//     found the reader behind, is followed by the next read at once, so a
+//     busy reader never sleeps.
 //
 // Tried and not kept: dropping RTP unread once it had waited too long
 // (video after 150 or 400 ms, audio after 500 or 1000 ms). Each dropped
@@ -38,6 +39,10 @@ import (
 // subscriber's decoder, so it came back as retransmissions and keyframes:
 // up to twice as many video packets were dropped as were sent, and video
 // loss at N=150 rose from about 2 % to 19-29 % (README, Performance).
+
+// MaxUDPCoalesce bounds Config.UDPCoalesce: past a few milliseconds a
+// reader wakes too seldom to save more, and media only waits longer.
+const MaxUDPCoalesce = 10 * time.Millisecond
 
 const (
 	ingressBatch = 32   // datagrams per recvmmsg
@@ -80,6 +85,7 @@ type ingressConn struct {
 	// this long after that batch's read (0: it reads again at once).
 	coalesce time.Duration
 	awake    time.Time // when the reader last woke from such a sleep
+	lagged   bool      // a datagram of this batch found the reader behind
 	sleeps   uint64    // those sleeps, for tests
 }
 
@@ -114,6 +120,7 @@ func newIngressConn(conn *net.UDPConn, onDelay func(time.Duration), coalesce tim
 	if !batched {
 		coalesce = 0 // one datagram per read: a sleep after each would starve the port
 	}
+	coalesce = min(coalesce, MaxUDPCoalesce)
 	c := &ingressConn{UDPConn: conn, onDelay: onDelay, coalesce: coalesce, msgs: make([]ingressMsg, ingressBatch)}
 	for i := range c.msgs {
 		c.msgs[i].buf = make([]byte, ingressMTU)
@@ -152,7 +159,7 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 			if err != nil {
 				return 0, netip.AddrPort{}, err
 			}
-			c.next, c.have, c.now = 0, n, time.Now()
+			c.next, c.have, c.now, c.lagged = 0, n, time.Now(), false
 			c.batches++
 			continue
 		}
@@ -161,8 +168,10 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 		if c.onDelay != nil && !m.arrived.IsZero() {
 			c.onDelay(max(c.now.Sub(m.arrived), 0))
 		}
+		late := c.behind(m)
+		c.lagged = c.lagged || late
 		if c.take != nil {
-			if t := c.take(m.buf[:m.n], m.from, m.arrived, c.behind(m)); t != notTaken {
+			if t := c.take(m.buf[:m.n], m.from, m.arrived, late); t != notTaken {
 				c.forwarded = c.forwarded || t == takenForwarded
 				continue
 			}
@@ -172,16 +181,24 @@ func (c *ingressConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 }
 
 // coalesceReads sleeps, before the next read, until c.coalesce after the
-// last batch's read if that batch did not fill. The sleep yields the
-// reader's P, so the goroutines the batch readied run: no yield is due.
+// last batch's read if that batch did not fill and none of its datagrams
+// found the reader behind (a reader behind reads again at once, as after a
+// full batch). The sleep yields the reader's P, so the goroutines the
+// batch readied run: no yield is due. awake, from which behind counts, is
+// when the sleep was due to end, give or take the timer's slop (up to
+// ingressBehind): a wait for a CPU after that is lag, as before.
 func (c *ingressConn) coalesceReads() {
-	if c.coalesce <= 0 || c.have == len(c.msgs) || c.now.IsZero() {
+	if c.coalesce <= 0 || c.have == len(c.msgs) || c.lagged || c.now.IsZero() {
 		return
 	}
-	if d := time.Until(c.now.Add(c.coalesce)); d > 0 {
+	due := c.now.Add(c.coalesce)
+	if d := time.Until(due); d > 0 {
 		c.sleeps++
 		time.Sleep(d)
 		c.forwarded, c.awake = false, time.Now()
+		if late := due.Add(ingressBehind); c.awake.After(late) {
+			c.awake = late // the rest was a wait for a CPU: lag
+		}
 	}
 }
 

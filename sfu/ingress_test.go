@@ -193,40 +193,34 @@ func TestIngressYieldsOnlyAfterForwarding(t *testing.T) {
 
 // TestIngressCoalescesReads: with a coalescing wait, datagrams that arrive
 // one by one after a batch that did not fill are read together once the
-// wait since that batch's read is over, and none is judged behind for the
-// time the reader chose to sleep; a full batch is read again at once.
+// wait since that batch's read is over; a full batch is read again at once.
 func TestIngressCoalescesReads(t *testing.T) {
 	if !batched {
 		t.Skip("coalescing needs batched reads (64-bit Linux)")
 	}
 	in, peer := ingressPair(t, nil)
-	in.coalesce = 50 * time.Millisecond
-	var behind int
-	in.take = func(b []byte, _ netip.AddrPort, _ time.Time, late bool) taken {
-		if late {
-			behind++
-		}
-		return notTaken
-	}
+	in.coalesce = 200 * time.Millisecond
 	send(t, peer, rtpBytes(1, 0, 100))
 	readAll(t, in, 1)
 	first := in.now
-	// Five datagrams 5 ms apart, all within the wait: one read takes them.
+	// Five datagrams 1 ms apart, well within the wait: one read takes them.
+	lastSent := make(chan time.Time, 1)
 	go func() {
 		for i := range 5 {
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(time.Millisecond)
 			_, _ = peer.Write(rtpBytes(1, uint16(1+i), 100))
 		}
+		lastSent <- time.Now()
 	}()
 	readAll(t, in, 5)
+	if last := <-lastSent; last.After(first.Add(in.coalesce)) {
+		t.Skipf("the sender was starved: its last datagram left %v after the first read, past the wait", last.Sub(first))
+	}
 	if in.batches != 2 || in.sleeps != 1 {
 		t.Errorf("6 datagrams, the last 5 arriving within the wait: %d reads and %d sleeps, want 2 and 1", in.batches, in.sleeps)
 	}
 	if waited := in.now.Sub(first); waited < in.coalesce {
 		t.Errorf("the second read came %v after the first, want at least the wait (%v)", waited, in.coalesce)
-	}
-	if behind != 0 {
-		t.Errorf("%d datagrams judged behind for the reader's own sleep, want 0", behind)
 	}
 
 	// A full batch and then some, queued before the read: the rest is read
@@ -241,15 +235,63 @@ func TestIngressCoalescesReads(t *testing.T) {
 	}
 }
 
-// TestIngressCoalescingOffReadsAtOnce: without a wait (the default of the
-// Config's zero value), datagrams sent apart are read apart.
-func TestIngressCoalescingOffReadsAtOnce(t *testing.T) {
-	in, peer := ingressPair(t, nil)
-	for i := range 3 {
-		send(t, peer, rtpBytes(1, uint16(i), 100))
-		readAll(t, in, 1)
+// TestIngressReadsAtOnceWhenBehind: a batch that did not fill but whose
+// datagram found the reader behind (it waited 20 ms in the kernel's queue)
+// is followed by the next read at once, not by a sleep.
+func TestIngressReadsAtOnceWhenBehind(t *testing.T) {
+	if !batched {
+		t.Skip("coalescing needs batched reads (64-bit Linux)")
 	}
-	if in.sleeps != 0 || in.batches != 3 {
-		t.Errorf("3 datagrams each read before the next is sent: %d sleeps, %d reads; want 0 and 3", in.sleeps, in.batches)
+	in, peer := ingressPair(t, nil)
+	in.coalesce = 200 * time.Millisecond
+	send(t, peer, rtpBytes(1, 0, 100))
+	time.Sleep(20 * time.Millisecond)
+	readAll(t, in, 1)
+	send(t, peer, rtpBytes(1, 1, 100))
+	readAll(t, in, 1)
+	if in.sleeps != 0 {
+		t.Errorf("%d sleeps after a batch that found the reader behind, want 0", in.sleeps)
+	}
+}
+
+// TestIngressBehindCountsFromTheSleepsEnd: a datagram that arrived while
+// the reader slept to coalesce is not behind for that sleep, only for the
+// time since it ended.
+func TestIngressBehindCountsFromTheSleepsEnd(t *testing.T) {
+	c := &ingressConn{msgs: make([]ingressMsg, ingressBatch), have: 1}
+	now := time.Now()
+	m := ingressMsg{arrived: now.Add(-40 * time.Millisecond)}
+	c.awake = now
+	if c.behind(&m) {
+		t.Error("a datagram that arrived 40 ms into the reader's sleep, read as it woke: behind, want not")
+	}
+	c.awake = now.Add(-30 * time.Millisecond)
+	if !c.behind(&m) {
+		t.Error("the same, read 30 ms after the reader woke: not behind, want behind")
+	}
+}
+
+// TestIngressCoalesceIsBounded: the wait newIngressConn takes is the one
+// given, at most MaxUDPCoalesce, and none without batched reads.
+func TestIngressCoalesceIsBounded(t *testing.T) {
+	for _, tc := range []struct{ give, want time.Duration }{
+		{0, 0}, {3 * time.Millisecond, 3 * time.Millisecond}, {time.Second, MaxUDPCoalesce},
+	} {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := newIngressConn(conn, nil, tc.give)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tc.want
+		if !batched {
+			want = 0
+		}
+		if in.coalesce != want {
+			t.Errorf("newIngressConn with %v: waits %v, want %v", tc.give, in.coalesce, want)
+		}
+		_ = in.Close()
 	}
 }

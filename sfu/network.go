@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
@@ -85,6 +86,16 @@ func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
 	}
 	se.SetNetworkTypes(types)
 	return nil
+}
+
+// udpCoalesce is the wait the port's reader coalesces reads by: the
+// configured one on a socket it reads in batches (one address, 64-bit
+// Linux), else none.
+func (s *SFU) udpCoalesce() time.Duration {
+	if !batched || s.udpConn == nil {
+		return 0
+	}
+	return min(s.cfg.UDPCoalesce, MaxUDPCoalesce)
 }
 
 // listenUDP opens the one UDP port. Bound to one address, that is one

@@ -1,9 +1,12 @@
 package sfu
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,5 +79,31 @@ func TestOwnSendPathWritesPastPionsWriteDeadline(t *testing.T) {
 	n, from, err := rx.ReadFromUDPAddrPort(buf)
 	if err != nil || string(buf[:n]) != "own" || int(from.Port()) != port {
 		t.Fatalf("received %q from %v (%v), want \"own\" from the UDP port %d", buf[:n], from, err, port)
+	}
+}
+
+// TestUDPCoalesceIsLogged: the start-up line says which coalescing wait
+// the port's reader uses: the configured one on a socket bound to one
+// address and read in batches (64-bit Linux), else none.
+func TestUDPCoalesceIsLogged(t *testing.T) {
+	free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.LocalAddr().(*net.UDPAddr).Port
+	_ = free.Close()
+	var logs bytes.Buffer
+	s, err := New(Config{ListenIP: net.IPv4(127, 0, 0, 1), UDPPort: port, UDPCoalesce: 3 * time.Millisecond, OwnReceivePath: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	want := "udp_coalesce=3ms"
+	if !batched {
+		want = "udp_coalesce=0s"
+	}
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("the start-up log says %q, want it to contain %q", logs.String(), want)
 	}
 }

@@ -41,8 +41,9 @@ type Config struct {
 	// (bound to one address, on 64-bit Linux): after a read that did not
 	// fill its batch, the reader sleeps until this long after it, so it
 	// wakes about once per interval rather than once per datagram
-	// (ingress.go). It adds up to about twice this to media delay (Go's
-	// timers are as coarse as 1 ms). 0 reads as soon as a datagram arrives.
+	// (ingress.go). It adds up to about this plus 1 ms to media delay (Go's
+	// timers are as coarse as 1 ms). 0 reads as soon as a datagram
+	// arrives; more than MaxUDPCoalesce is taken as MaxUDPCoalesce.
 	UDPCoalesce time.Duration
 	// TCPPort opens one passive ICE-TCP port when non-zero, for clients
 	// whose networks block UDP.
@@ -209,9 +210,9 @@ func New(cfg Config) (*SFU, error) {
 	}
 	switch {
 	case s.own != nil:
-		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", s.ownRTCP())
+		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", s.ownRTCP(), "udp_coalesce", s.udpCoalesce())
 	case (cfg.OwnReceivePath || cfg.OwnSendPath) && cfg.UDPPort != 0:
-		s.log.Info("own media path off: it needs the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion carries all media")
+		s.log.Info("own media path off, and reads of the port not coalesced: both need the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion carries all media")
 	}
 	if s.own != nil { // the UDP port's reader is the ingress (network.go)
 		s.ownSE, s.pubME, s.pubReg, s.subME, s.subReg = se, m.pub, pub, m.sub, sub

@@ -4,8 +4,10 @@
 # harness) and against medcall (medcall bench), alternating, ROUNDS times.
 #
 # Usage: bash bench/livekit/sidebyside.sh [N] [ROUNDS]   (from anywhere)
-# MEDCALL_FLAGS, if set, is added to medcall serve's flags (an A/B of one
-# option against LiveKit in the same hour, e.g. MEDCALL_FLAGS='--udp-coalesce 0').
+# MEDCALL_FLAGS, if set, is added to medcall serve's flags, split on spaces
+# (so a value may not contain one), for an A/B of medcall's options against
+# LiveKit in the same hour, e.g.
+#   MEDCALL_FLAGS='--udp-coalesce 0' bash bench/livekit/sidebyside.sh 50 2
 # Needs the Go module proxy the first time, to build livekit-server
 # (v1.13.5, the version issue 16 measured) into bench/livekit/.bin.
 set -euo pipefail
@@ -59,6 +61,6 @@ for r in $(seq "$ROUNDS"); do
   listening 7821
   (cd "$root" && "$work/medcall" bench --url ws://127.0.0.1:7820/v1/signal --admin http://127.0.0.1:7821 \
     --data "$work/data" --n "$N" --duration 30s --rec=false --out "" 2>"$work/bench.log" |
-    grep -E '^consultations|\(packets\)|^  (audio|video)  |^loss per|^server \(|CPU per|RSS per|^bench process')
+    grep -E '^consultations|\(packets\)|^  (audio|video)  |^loss per|^server \(|CPU per|RSS per|^bench process|forwarding delay|time in the server')
   kill "$mc"; wait "$mc" 2>/dev/null || true
 done

@@ -71,7 +71,7 @@ func newMetrics() *metrics {
 	f.MustRegister(m.upgradeLatency)
 	queueDelay := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "udp_queue_delay_seconds",
-		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, 64-bit Linux); an idle reader sleeps up to about twice --udp-coalesce to read in batches, and that wait is in it too.",
+		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, 64-bit Linux); an idle reader sleeps up to --udp-coalesce (and Go's timer up to 1 ms more) to read in batches, and that wait is in it too.",
 		Buckets: queueDelayBuckets,
 	})
 	f.MustRegister(queueDelay)

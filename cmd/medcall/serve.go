@@ -51,7 +51,7 @@ func serveFlags(stderr io.Writer) (*serveConfig, func([]string) error) {
 	c.clusterConfig.flags(fs)
 	fs.StringVar(&c.tokenKeys, "token-keys", "", "token key set file (JSON); empty generates a development key under --data/keys")
 	fs.IntVar(&c.udpPort, "udp-port", 0, "put all ICE traffic on this one UDP port; 0 uses an ephemeral port per connection")
-	fs.DurationVar(&c.udpCoalesce, "udp-coalesce", time.Millisecond, "with --udp-port and --addr on a specific IP address (64-bit Linux), after a read of the port that did not fill its batch the reader sleeps until this long after it, so it wakes about once per interval rather than once per datagram: less CPU per packet, up to about twice this more media delay (README, Performance); 0 reads as soon as a datagram arrives")
+	fs.DurationVar(&c.udpCoalesce, "udp-coalesce", time.Millisecond, "with --udp-port and --addr on a specific IP address (64-bit Linux), after a read of the port that did not fill its batch of 32 datagrams the reader sleeps until this long after it, so it wakes about once per interval rather than once per datagram: less CPU per packet, up to about this plus 1 ms more media delay (README, Performance); a duration with its unit (500us, 2ms), from 0 to 10ms, anything else refused; 0 reads as soon as a datagram arrives")
 	fs.BoolVar(&c.ownReceivePath, "own-receive-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), the port's reader takes publishers' RTP past pion's receive goroutines and forwards it itself while it keeps up and the stream's subscribers are on the own send path, else hands it to a pool of forwarding workers that serves audio before video (or to the stream's goroutine, for a stream with a subscriber pion sends to) (docs/mediapath.md); off without those two; =false leaves it all to pion")
 	fs.BoolVar(&c.ownSendPath, "own-send-path", true, "with --udp-port and --addr on a specific IP address (not 0.0.0.0 or ::), independently of --own-receive-path, each subscribe connection's innermost interceptor encrypts the RTP it sends and writes it on the port itself, past pion's SRTP session and ICE write path (docs/mediapath.md); off without those two; =false leaves sending to pion")
 	fs.BoolVar(&c.ownRTCP, "own-rtcp-path", false, "with --own-receive-path and --own-send-path in effect, the UDP port's reader also decrypts and reads the subscribers' RTCP itself, past pion's receive goroutines (docs/mediapath.md); off by default: the 500 kbit/s downlink test froze more often with it")
@@ -111,10 +111,6 @@ func loadKeys(data, file string, log *slog.Logger) (*token.KeySet, error) {
 	return ks, nil
 }
 
-// maxUDPCoalesce bounds --udp-coalesce: past a few milliseconds a reader
-// wakes too seldom to save more, and media only waits longer.
-const maxUDPCoalesce = 10 * time.Millisecond
-
 func devKeyPath(data string) string { return filepath.Join(data, "keys", "token-dev.json") }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -128,8 +124,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.admitCPUWait < 0 {
 		return fmt.Errorf("--admit-cpu-wait %v: give a wait such as 50ms, or 0 for off", cfg.admitCPUWait)
 	}
-	if cfg.udpCoalesce < 0 || cfg.udpCoalesce > maxUDPCoalesce {
-		return fmt.Errorf("--udp-coalesce %v: give a wait from 0 (off) to %v; longer only delays media", cfg.udpCoalesce, maxUDPCoalesce)
+	if cfg.udpCoalesce < 0 || cfg.udpCoalesce > sfu.MaxUDPCoalesce {
+		return fmt.Errorf("--udp-coalesce %v: give a wait from 0 (off) to %v", cfg.udpCoalesce, sfu.MaxUDPCoalesce)
 	}
 	tuneGC()
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
