@@ -191,15 +191,23 @@ func TestIngressYieldsOnlyAfterForwarding(t *testing.T) {
 	}
 }
 
-// TestIngressCoalescesReads: with a coalescing wait, datagrams that arrive
-// one by one after a batch that did not fill are read together once the
-// wait since that batch's read is over; a full batch is read again at once.
-func TestIngressCoalescesReads(t *testing.T) {
+// coalescingPair is ingressPair with a 200 ms coalescing wait; it skips
+// where reads are not batched.
+func coalescingPair(t *testing.T) (*ingressConn, *net.UDPConn) {
+	t.Helper()
 	if !batched {
 		t.Skip("coalescing needs batched reads (64-bit Linux)")
 	}
 	in, peer := ingressPair(t, nil)
 	in.coalesce = 200 * time.Millisecond
+	return in, peer
+}
+
+// TestIngressCoalescesReads: with a coalescing wait, datagrams that arrive
+// one by one after a batch that did not fill are read together once the
+// wait since that batch's read is over; a full batch is read again at once.
+func TestIngressCoalescesReads(t *testing.T) {
+	in, peer := coalescingPair(t)
 	send(t, peer, rtpBytes(1, 0, 100))
 	readAll(t, in, 1)
 	first := in.now
@@ -239,11 +247,7 @@ func TestIngressCoalescesReads(t *testing.T) {
 // datagram found the reader behind (it waited 20 ms in the kernel's queue)
 // is followed by the next read at once, not by a sleep.
 func TestIngressReadsAtOnceWhenBehind(t *testing.T) {
-	if !batched {
-		t.Skip("coalescing needs batched reads (64-bit Linux)")
-	}
-	in, peer := ingressPair(t, nil)
-	in.coalesce = 200 * time.Millisecond
+	in, peer := coalescingPair(t)
 	send(t, peer, rtpBytes(1, 0, 100))
 	time.Sleep(20 * time.Millisecond)
 	readAll(t, in, 1)

@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
@@ -88,16 +87,6 @@ func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
 	return nil
 }
 
-// udpCoalesce is the wait the port's reader coalesces reads by: the
-// configured one on a socket it reads in batches (one address, 64-bit
-// Linux), else none.
-func (s *SFU) udpCoalesce() time.Duration {
-	if !batched || s.udpConn == nil {
-		return 0
-	}
-	return min(s.cfg.UDPCoalesce, MaxUDPCoalesce)
-}
-
 // listenUDP opens the one UDP port. Bound to one address, that is one
 // socket; bound to all, it is one socket per allowed interface address, so
 // the allow-list holds and replies leave from the address they were sent to.
@@ -114,7 +103,7 @@ func (s *SFU) listenUDP(ip net.IP) error {
 			_ = conn.Close()
 			return err
 		}
-		s.udpConn = conn
+		s.udpConn, s.udpCoalesce = conn, in.coalesce
 		if s.cfg.OwnReceivePath || s.cfg.OwnSendPath {
 			s.own = &ownPath{m: s.cfg.Metrics, port: conn.LocalAddr().(*net.UDPAddr).Port, log: s.log}
 		}

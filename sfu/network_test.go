@@ -47,12 +47,7 @@ func TestParsePublicIP(t *testing.T) {
 // on to now (ice UDPMuxDefault.abortWrite), and writes of the own path
 // through that handle then failed with "i/o timeout".
 func TestOwnSendPathWritesPastPionsWriteDeadline(t *testing.T) {
-	free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := free.LocalAddr().(*net.UDPAddr).Port
-	_ = free.Close()
+	port := freeLoopbackUDPPort(t)
 	s, err := New(Config{ListenIP: net.IPv4(127, 0, 0, 1), UDPPort: port, OwnSendPath: true})
 	if err != nil {
 		t.Fatal(err)
@@ -86,12 +81,7 @@ func TestOwnSendPathWritesPastPionsWriteDeadline(t *testing.T) {
 // the port's reader uses: the configured one on a socket bound to one
 // address and read in batches (64-bit Linux), else none.
 func TestUDPCoalesceIsLogged(t *testing.T) {
-	free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := free.LocalAddr().(*net.UDPAddr).Port
-	_ = free.Close()
+	port := freeLoopbackUDPPort(t)
 	var logs bytes.Buffer
 	s, err := New(Config{ListenIP: net.IPv4(127, 0, 0, 1), UDPPort: port, UDPCoalesce: 3 * time.Millisecond, OwnReceivePath: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -106,4 +96,17 @@ func TestUDPCoalesceIsLogged(t *testing.T) {
 	if !strings.Contains(logs.String(), want) {
 		t.Errorf("the start-up log says %q, want it to contain %q", logs.String(), want)
 	}
+}
+
+// freeLoopbackUDPPort is a UDP port on 127.0.0.1 that was free a moment ago:
+// signaltest.FreeUDPPort, which this package's own tests cannot import
+// (signaltest imports sfu).
+func freeLoopbackUDPPort(t *testing.T) int {
+	t.Helper()
+	free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer free.Close()
+	return free.LocalAddr().(*net.UDPAddr).Port
 }

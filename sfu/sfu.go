@@ -140,6 +140,9 @@ type SFU struct {
 	// udpConn is the UDP port's socket when the SFU opened it itself (bound
 	// to one address), for its drop count.
 	udpConn *net.UDPConn
+	// udpCoalesce is the wait its reader coalesces reads by (ingress.go):
+	// Config.UDPCoalesce where reads are batched, bounded; else 0.
+	udpCoalesce time.Duration
 
 	mu            sync.Mutex
 	closed        bool
@@ -210,7 +213,7 @@ func New(cfg Config) (*SFU, error) {
 	}
 	switch {
 	case s.own != nil:
-		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", s.ownRTCP(), "udp_coalesce", s.udpCoalesce())
+		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", s.ownRTCP(), "udp_coalesce", s.udpCoalesce)
 	case (cfg.OwnReceivePath || cfg.OwnSendPath) && cfg.UDPPort != 0:
 		s.log.Info("own media path off, and reads of the port not coalesced: both need the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion carries all media")
 	}
