@@ -32,6 +32,9 @@ import (
 //     from 0.5 to 1.7 ms (README, Performance). A full batch, or one that
 //     found the reader behind, is followed by the next read at once, so a
 //     busy reader never sleeps.
+//   - On 64-bit Linux the socket is in none of Go's epoll sets
+//     (portsocket_linux.go): a datagram arriving while the reader sleeps
+//     wakes no thread.
 //
 // Tried and not kept: dropping RTP unread once it had waited too long
 // (video after 150 or 400 ms, audio after 500 or 1000 ms). Each dropped
@@ -67,7 +70,7 @@ type ingressMsg struct {
 // ingressConn is the UDP port's socket with batched, timed reads. It
 // implements net.PacketConn and pion's allocation-free AddrPortReaderWriter.
 type ingressConn struct {
-	*net.UDPConn
+	udpSocket
 	reader  batchReader // ingress_linux.go, ingress_other.go
 	onDelay func(time.Duration)
 	// take, if set, is offered each datagram first; what it takes, pion
@@ -116,12 +119,12 @@ func (t taken) String() string {
 // newIngressConn reads conn in batches; onDelay, if not nil, observes how
 // long each datagram waited in the kernel queue. coalesce is
 // Config.UDPCoalesce; it needs batched reads, without which it is 0.
-func newIngressConn(conn *net.UDPConn, onDelay func(time.Duration), coalesce time.Duration) (*ingressConn, error) {
+func newIngressConn(conn udpSocket, onDelay func(time.Duration), coalesce time.Duration) (*ingressConn, error) {
 	if !batched {
 		coalesce = 0 // one datagram per read: a sleep after each would starve the port
 	}
 	coalesce = min(coalesce, MaxUDPCoalesce)
-	c := &ingressConn{UDPConn: conn, onDelay: onDelay, coalesce: coalesce, msgs: make([]ingressMsg, ingressBatch)}
+	c := &ingressConn{udpSocket: conn, onDelay: onDelay, coalesce: coalesce, msgs: make([]ingressMsg, ingressBatch)}
 	for i := range c.msgs {
 		c.msgs[i].buf = make([]byte, ingressMTU)
 	}
@@ -229,5 +232,5 @@ func (c *ingressConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteToAddrPort sends as the socket does.
 func (c *ingressConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	return c.UDPConn.WriteToUDPAddrPort(b, to)
+	return c.udpSocket.WriteToUDPAddrPort(b, to)
 }

@@ -3,7 +3,6 @@
 package sfu
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -43,7 +42,7 @@ type batchReader struct {
 	ctl   [ingressBatch][64]byte
 }
 
-func (r *batchReader) init(conn *net.UDPConn, msgs []ingressMsg) error {
+func (r *batchReader) init(conn udpSocket, msgs []ingressMsg) error {
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return err

@@ -2,16 +2,14 @@
 
 package sfu
 
-import "net"
-
 // batched says reads take up to ingressBatch datagrams with their receive times.
 const batched = false
 
 // batchReader reads one datagram at a time where recvmmsg and receive
 // timestamps are not available: no queue delay is observed.
-type batchReader struct{ conn *net.UDPConn }
+type batchReader struct{ conn udpSocket }
 
-func (r *batchReader) init(conn *net.UDPConn, _ []ingressMsg) error {
+func (r *batchReader) init(conn udpSocket, _ []ingressMsg) error {
 	r.conn = conn
 	return nil
 }

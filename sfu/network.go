@@ -3,9 +3,11 @@ package sfu
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
@@ -93,7 +95,7 @@ func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
 func (s *SFU) listenUDP(ip net.IP) error {
 	port := s.cfg.UDPPort
 	if !ip.IsUnspecified() {
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
+		conn, err := listenPortUDP(&net.UDPAddr{IP: ip, Port: port})
 		if err != nil {
 			return fmt.Errorf("sfu: listen on UDP port %d: %w (is another server using it?)", port, err)
 		}
@@ -107,8 +109,8 @@ func (s *SFU) listenUDP(ip net.IP) error {
 		if s.cfg.OwnReceivePath || s.cfg.OwnSendPath {
 			s.own = &ownPath{m: s.cfg.Metrics, port: conn.LocalAddr().(*net.UDPAddr).Port, log: s.log}
 		}
-		if s.cfg.OwnSendPath { // before the socket is read or written: see dupUDP
-			if s.own.out, err = dupUDP(conn); err != nil {
+		if s.cfg.OwnSendPath { // before the socket is read or written: see dupUDP and secondHandle
+			if s.own.out, err = secondHandle(conn); err != nil {
 				_ = conn.Close()
 				s.udpConn = nil
 				return err
@@ -140,7 +142,7 @@ func (s *SFU) listenUDP(ip net.IP) error {
 	return nil
 }
 
-// dupUDP is a second handle on conn's socket for the own send path
+// dupUDP is a second handle on Go's socket for the own send path
 // (ownsend.go) to write on: the same port and buffers, with deadlines of
 // its own. pion's UDP mux aborts a closed candidate's write still in
 // flight 5 s after the close by setting the write deadline of the handle
@@ -153,7 +155,11 @@ func (s *SFU) listenUDP(ip net.IP) error {
 // mode for a moment (the mode belongs to the socket, so to both handles)
 // before the new handle makes it non-blocking again: so this runs before
 // anything reads or writes the socket.
-func dupUDP(conn *net.UDPConn) (*net.UDPConn, error) {
+func dupUDP(sock udpSocket) (udpSocket, error) {
+	conn, ok := sock.(*net.UDPConn)
+	if !ok {
+		return nil, fmt.Errorf("sfu: duplicate the UDP port's socket: a %T cannot be", sock)
+	}
 	f, err := conn.File()
 	if err != nil {
 		return nil, fmt.Errorf("sfu: duplicate the UDP port's socket: %w", err)
@@ -164,6 +170,18 @@ func dupUDP(conn *net.UDPConn) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("sfu: duplicate the UDP port's socket: %w", err)
 	}
 	return pc.(*net.UDPConn), nil
+}
+
+// udpSocket is the UDP port's socket as the SFU uses it: on 64-bit Linux a
+// portHandle, outside Go's netpoller (portsocket_linux.go); elsewhere
+// Go's *net.UDPConn.
+type udpSocket interface {
+	net.PacketConn
+	syscall.Conn
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
+	SetReadBuffer(bytes int) error
+	SetWriteBuffer(bytes int) error
 }
 
 // closeNetwork closes the shared ICE ports.

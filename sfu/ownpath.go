@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -116,7 +115,7 @@ type ownPath struct {
 	conns  atomic.Pointer[map[netip.AddrPort]*ownConn]
 	ufrags atomic.Pointer[map[string]ownCred] // by local ICE username fragment
 	m      *Metrics
-	out    *net.UDPConn // the UDP port's socket, which the send half writes on
+	out    udpSocket    // the UDP port's socket, which the send half writes on
 	port   int          // its port
 	log    *slog.Logger // nil logs nothing
 	// subs are the subscribe connections whose RTCP the ingress takes, by

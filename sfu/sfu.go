@@ -139,7 +139,7 @@ type SFU struct {
 
 	// udpConn is the UDP port's socket when the SFU opened it itself (bound
 	// to one address), for its drop count.
-	udpConn *net.UDPConn
+	udpConn udpSocket
 	// udpCoalesce is the wait its reader coalesces reads by (ingress.go):
 	// Config.UDPCoalesce where reads are batched, bounded; else 0.
 	udpCoalesce time.Duration

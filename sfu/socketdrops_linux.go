@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"net"
 	"syscall"
 	"unsafe"
 )
@@ -16,7 +15,7 @@ const (
 
 // socketDrops is how many datagrams the kernel dropped on conn's receive
 // side (a full buffer); ok is false when it cannot be read.
-func socketDrops(conn *net.UDPConn) (drops uint64, ok bool) {
+func socketDrops(conn udpSocket) (drops uint64, ok bool) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return 0, false

@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"log/slog"
-	"net"
 	"syscall"
 )
 
@@ -41,7 +40,7 @@ func (s *SFU) UDPReceiveDrops() (drops uint64, ok bool) {
 // setSocketBuffers asks for size bytes of receive and send buffer on conn. The kernel caps the request at
 // net.core.rmem_max and wmem_max; what it granted is logged when it is less,
 // with the sysctl that raises it.
-func setSocketBuffers(conn *net.UDPConn, size int, log *slog.Logger) {
+func setSocketBuffers(conn udpSocket, size int, log *slog.Logger) {
 	if err := conn.SetReadBuffer(size); err != nil {
 		log.Warn("UDP receive buffer not set", "bytes", size, "err", err)
 	}
@@ -62,7 +61,7 @@ func setSocketBuffers(conn *net.UDPConn, size int, log *slog.Logger) {
 
 // socketBuffers reads the socket's SO_RCVBUF and SO_SNDBUF as the kernel
 // reports them; -1 when they cannot be read.
-func socketBuffers(conn *net.UDPConn) (rcv, snd int) {
+func socketBuffers(conn udpSocket) (rcv, snd int) {
 	rcv, snd = -1, -1
 	raw, err := conn.SyscallConn()
 	if err != nil {

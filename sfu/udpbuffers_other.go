@@ -2,8 +2,6 @@
 
 package sfu
 
-import "net"
-
 // forceSocketBuffers is Linux's way past the sysctl ceilings; elsewhere the
 // buffers stay as granted.
-func forceSocketBuffers(*net.UDPConn, int) {}
+func forceSocketBuffers(udpSocket, int) {}
