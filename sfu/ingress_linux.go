@@ -3,6 +3,7 @@
 package sfu
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -138,4 +139,43 @@ func receiveTime(ctl []byte) time.Time {
 	}
 	ts := (*unix.Timespec)(unsafe.Pointer(&ctl[unix.CmsgLen(0)]))
 	return time.Unix(ts.Sec, ts.Nsec)
+}
+
+// putSockaddr writes to into sa as the kernel takes it and returns its
+// length; 0 for an invalid address.
+func putSockaddr(sa *unix.RawSockaddrInet6, to netip.AddrPort, family int) uintptr {
+	a := to.Addr()
+	if family == unix.AF_INET {
+		a = a.Unmap()
+	}
+	port := to.Port()
+	if a.Is4() {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+		return unix.SizeofSockaddrInet4
+	}
+	if !a.Is6() {
+		return 0
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+	sa.Scope_id = zoneIndex(a.Zone())
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = byte(port>>8), byte(port)
+	return unix.SizeofSockaddrInet6
+}
+
+// zoneIndex is the interface index of an IPv6 zone, a name or a number.
+func zoneIndex(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }

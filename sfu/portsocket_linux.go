@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,14 +36,20 @@ import (
 // closed with its last handle.
 
 // portWaitSlice bounds each poll(2), so that a wait notices its handle's
-// close or a deadline set meanwhile.
+// close, or a deadline set meanwhile. (The last handle's close wakes every
+// wait at once: shutdown(2).)
 const portWaitSlice = 100 * time.Millisecond
+
+// portClock is what deadlines count from, so that they follow Go's
+// monotonic clock, not the wall clock.
+var portClock = time.Now()
 
 // portSocket is the socket its handles share.
 type portSocket struct {
 	laddr  *net.UDPAddr
 	family int
-	open   atomic.Int32 // handles not closed
+	slice  time.Duration // portWaitSlice; tests lengthen it
+	open   atomic.Int32  // handles not closed
 	// mu is read-held by every system call on fd, and held to close it, so
 	// that a call never reaches a descriptor number reused meanwhile.
 	mu sync.RWMutex
@@ -54,7 +60,7 @@ type portSocket struct {
 type portHandle struct {
 	s      *portSocket
 	closed atomic.Bool
-	rdl    atomic.Int64 // read deadline, Unix ns; 0: none
+	rdl    atomic.Int64 // read deadline, ns since portClock; 0: none
 	wdl    atomic.Int64 // write deadline
 }
 
@@ -87,14 +93,14 @@ func listenPortUDP(addr *net.UDPAddr) (udpSocket, error) {
 		_ = unix.Close(fd)
 		return fail("getsockname", err)
 	}
-	laddr := &net.UDPAddr{IP: addr.IP, Port: addr.Port, Zone: addr.Zone}
+	laddr := &net.UDPAddr{} // as the kernel bound it, as Go's would be
 	switch b := bound.(type) {
 	case *unix.SockaddrInet4:
-		laddr.Port = b.Port
+		laddr.IP, laddr.Port = net.IP(b.Addr[:]).To4(), b.Port
 	case *unix.SockaddrInet6:
-		laddr.Port = b.Port
+		laddr.IP, laddr.Port, laddr.Zone = net.IP(b.Addr[:]).To16(), b.Port, addr.Zone
 	}
-	s := &portSocket{laddr: laddr, family: family, fd: fd}
+	s := &portSocket{laddr: laddr, family: family, fd: fd, slice: portWaitSlice}
 	s.open.Store(1)
 	return &portHandle{s: s}, nil
 }
@@ -158,7 +164,7 @@ func deadlineNs(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
-	return max(t.UnixNano(), 1)
+	return max(int64(t.Sub(portClock)), 1)
 }
 
 func (h *portHandle) SetReadBuffer(n int) error {
@@ -208,6 +214,9 @@ func (h *portHandle) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error
 		}
 		if e != unix.EAGAIN {
 			h.s.mu.RUnlock()
+			if e == unix.EPIPE && h.closed.Load() {
+				return 0, h.opError("write", to, net.ErrClosed) // after the last close's shutdown
+			}
 			if e != 0 {
 				return 0, h.opError("write", to, os.NewSyscallError("sendto", e))
 			}
@@ -278,7 +287,7 @@ func (h *portHandle) usable(dl *atomic.Int64) error {
 	if h.closed.Load() {
 		return net.ErrClosed
 	}
-	if d := dl.Load(); d != 0 && time.Now().UnixNano() >= d {
+	if d := dl.Load(); d != 0 && int64(time.Since(portClock)) >= d {
 		return os.ErrDeadlineExceeded
 	}
 	return nil
@@ -288,9 +297,9 @@ func (h *portHandle) usable(dl *atomic.Int64) error {
 // for events, the deadline dl passes, or a slice of portWaitSlice is over;
 // the caller then checks the handle and tries again.
 func (h *portHandle) wait(events int16, dl *atomic.Int64) error {
-	timeout := portWaitSlice
+	timeout := h.s.slice
 	if d := dl.Load(); d != 0 {
-		left := time.Duration(d - time.Now().UnixNano())
+		left := time.Duration(d - int64(time.Since(portClock)))
 		if left <= 0 {
 			return os.ErrDeadlineExceeded
 		}
@@ -329,6 +338,7 @@ func (c portRawConn) Write(f func(fd uintptr) bool) error { return c.loop(f, uni
 
 func (c portRawConn) loop(f func(fd uintptr) bool, events int16, dl *atomic.Int64) error {
 	h := c.h
+	yielded := false
 	for {
 		if err := h.usable(dl); err != nil {
 			return err
@@ -342,49 +352,20 @@ func (c portRawConn) loop(f func(fd uintptr) bool, events int16, dl *atomic.Int6
 			h.s.mu.RUnlock()
 			return nil
 		}
+		if !yielded {
+			// poll(2) blocks holding the goroutine's P, where Go's
+			// netpoller would park it and run what it readied (the
+			// goroutines of the datagrams it just read): let them run
+			// first, and try once more.
+			h.s.mu.RUnlock()
+			yielded = true
+			runtime.Gosched()
+			continue
+		}
 		err := h.wait(events, dl)
 		h.s.mu.RUnlock()
 		if err != nil {
 			return err
 		}
 	}
-}
-
-// putSockaddr writes to into sa as the kernel takes it and returns its
-// length; 0 for an invalid address.
-func putSockaddr(sa *unix.RawSockaddrInet6, to netip.AddrPort, family int) uintptr {
-	a := to.Addr()
-	if family == unix.AF_INET {
-		a = a.Unmap()
-	}
-	port := to.Port()
-	if a.Is4() {
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
-		p[0], p[1] = byte(port>>8), byte(port)
-		return unix.SizeofSockaddrInet4
-	}
-	if !a.Is6() {
-		return 0
-	}
-	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-	sa.Scope_id = zoneIndex(a.Zone())
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	p[0], p[1] = byte(port>>8), byte(port)
-	return unix.SizeofSockaddrInet6
-}
-
-// zoneIndex is the interface index of an IPv6 zone, a name or a number.
-func zoneIndex(zone string) uint32 {
-	if zone == "" {
-		return 0
-	}
-	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
-		return uint32(n)
-	}
-	if ifi, err := net.InterfaceByName(zone); err == nil {
-		return uint32(ifi.Index)
-	}
-	return 0
 }
