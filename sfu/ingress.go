@@ -13,7 +13,7 @@ import (
 // mux worker) reads it; on a saturated machine that goroutine waits for a
 // CPU like thousands of others, and the kernel queues what it has not read.
 //
-//   - Datagrams are read in batches (recvmmsg on 64-bit Linux,
+//   - Datagrams are read in batches (recvmmsg on Linux on amd64 or arm64,
 //     ingress_linux.go; elsewhere one at a time, ingress_other.go):
 //     one system call takes whatever is queued, up to ingressBatch, where
 //     pion's reader makes one per datagram. The saving is largest exactly
@@ -32,7 +32,7 @@ import (
 //     from 0.5 to 1.7 ms (README, Performance). A full batch, or one that
 //     found the reader behind, is followed by the next read at once, so a
 //     busy reader never sleeps.
-//   - On 64-bit Linux the socket is in none of Go's epoll sets
+//   - On Linux on amd64 or arm64 the socket is in none of Go's epoll sets
 //     (portsocket_linux.go): a datagram arriving while the reader sleeps
 //     wakes no thread.
 //

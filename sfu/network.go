@@ -172,7 +172,7 @@ func dupUDP(sock udpSocket) (udpSocket, error) {
 	return pc.(*net.UDPConn), nil
 }
 
-// udpSocket is the UDP port's socket as the SFU uses it: on 64-bit Linux a
+// udpSocket is the UDP port's socket as the SFU uses it: on Linux on amd64 or arm64 a
 // portHandle, outside Go's netpoller (portsocket_linux.go); elsewhere
 // Go's *net.UDPConn.
 type udpSocket interface {

@@ -79,7 +79,8 @@ func TestOwnSendPathWritesPastPionsWriteDeadline(t *testing.T) {
 
 // TestUDPCoalesceIsLogged: the start-up line says which coalescing wait
 // the port's reader uses: the configured one on a socket bound to one
-// address and read in batches (64-bit Linux), else none.
+// address and read in batches (Linux on amd64 or arm64), else none; and
+// there that the socket is outside Go's netpoller.
 func TestUDPCoalesceIsLogged(t *testing.T) {
 	port := freeLoopbackUDPPort(t)
 	var logs bytes.Buffer
@@ -89,9 +90,9 @@ func TestUDPCoalesceIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	want := "udp_coalesce=3ms"
+	want := "udp_coalesce=3ms udp_socket=outside-netpoller"
 	if !batched {
-		want = "udp_coalesce=0s"
+		want = "udp_coalesce=0s udp_socket=go"
 	}
 	if !strings.Contains(logs.String(), want) {
 		t.Errorf("the start-up log says %q, want it to contain %q", logs.String(), want)

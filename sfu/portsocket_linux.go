@@ -17,7 +17,7 @@ import (
 )
 
 // portsocket_linux.go: the UDP port's socket outside Go's netpoller, where
-// reads are batched (64-bit Linux).
+// reads are batched (Linux on amd64 or arm64).
 //
 // Go registers every socket it opens with its netpoller, edge-triggered:
 // each datagram the kernel queues on a socket nobody is waiting to read
@@ -103,6 +103,14 @@ func listenPortUDP(addr *net.UDPAddr) (udpSocket, error) {
 	s := &portSocket{laddr: laddr, family: family, fd: fd, slice: portWaitSlice}
 	s.open.Store(1)
 	return &portHandle{s: s}, nil
+}
+
+// socketKind names the socket for the start-up log.
+func socketKind(conn udpSocket) string {
+	if _, ok := conn.(*portHandle); ok {
+		return "outside-netpoller"
+	}
+	return "go"
 }
 
 // secondHandle is another handle on conn's socket (network.go, dupUDP).

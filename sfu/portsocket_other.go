@@ -14,5 +14,8 @@ func listenPortUDP(addr *net.UDPAddr) (udpSocket, error) {
 	return conn, nil
 }
 
+// socketKind names the socket for the start-up log.
+func socketKind(udpSocket) string { return "go" }
+
 // secondHandle is another handle on conn's socket (network.go, dupUDP).
 func secondHandle(conn udpSocket) (udpSocket, error) { return dupUDP(conn) }

@@ -38,7 +38,7 @@ type Config struct {
 	// UDPPort socket; 0 means DefaultUDPSocketBuffer (udpbuffers.go).
 	UDPSocketBuffer int
 	// UDPCoalesce, when positive, coalesces the UDPPort socket's reads
-	// (bound to one address, on 64-bit Linux): after a read that did not
+	// (bound to one address, on Linux on amd64 or arm64): after a read that did not
 	// fill its batch, the reader sleeps until this long after it, so it
 	// wakes about once per interval rather than once per datagram
 	// (ingress.go). It adds up to about this plus 1 ms to media delay (Go's
@@ -213,7 +213,7 @@ func New(cfg Config) (*SFU, error) {
 	}
 	switch {
 	case s.own != nil:
-		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", s.ownRTCP(), "udp_coalesce", s.udpCoalesce)
+		s.log.Info("own media path", "receive", cfg.OwnReceivePath, "send", cfg.OwnSendPath, "rtcp", s.ownRTCP(), "udp_coalesce", s.udpCoalesce, "udp_socket", socketKind(s.udpConn))
 	case (cfg.OwnReceivePath || cfg.OwnSendPath) && cfg.UDPPort != 0:
 		s.log.Info("own media path off, and reads of the port not coalesced: both need the UDP port on one specific address (--addr not 0.0.0.0 or ::); pion carries all media")
 	}

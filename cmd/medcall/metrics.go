@@ -71,14 +71,14 @@ func newMetrics() *metrics {
 	f.MustRegister(m.upgradeLatency)
 	queueDelay := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "udp_queue_delay_seconds",
-		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, 64-bit Linux); an idle reader sleeps up to --udp-coalesce (and Go's timer up to 1 ms more) to read in batches, and that wait is in it too.",
+		Help:    "How long each datagram waited in the UDP media port's kernel queue before the server read it (--udp-port bound to one address, Linux on amd64 or arm64); an idle reader sleeps up to --udp-coalesce (and Go's timer up to 1 ms more) to read in batches, and that wait is in it too.",
 		Buckets: queueDelayBuckets,
 	})
 	f.MustRegister(queueDelay)
 	m.sfu.OnUDPQueueDelay = func(d time.Duration) { queueDelay.Observe(d.Seconds()) }
 	forwardDelay := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "forward_delay_seconds",
-		Help:    "How long each RTP packet the own receive path took spent in the server, by kind: from the kernel's receive time to the end of its fan-out (--own-receive-path with --udp-port bound to one address, 64-bit Linux). Under overload audio is forwarded before video.",
+		Help:    "How long each RTP packet the own receive path took spent in the server, by kind: from the kernel's receive time to the end of its fan-out (--own-receive-path with --udp-port bound to one address, Linux on amd64 or arm64). Under overload audio is forwarded before video.",
 		Buckets: queueDelayBuckets,
 	}, []string{"kind"})
 	f.MustRegister(forwardDelay)
