@@ -27,11 +27,36 @@ type rateSample struct {
 	size    int
 }
 
+// rateHistory is a ring of the acknowledged packets in the window, in
+// arrival order. It starts small and doubles, up to maxRateHistoryPackets,
+// only when the window holds more: the window holds the subscribe
+// connection's packet rate × 500 ms (about 35 packets for audio and
+// 150 kbit/s video), where a ring of the cap would be 16 KiB per connection.
 type rateHistory struct {
-	samples [maxRateHistoryPackets]rateSample
+	samples []rateSample
 	start   int
 	count   int
 	sum     int
+}
+
+// minRateHistoryPackets is the ring's first size.
+const minRateHistoryPackets = 16
+
+// grow doubles the ring, up to the cap, keeping the samples in order.
+func (h *rateHistory) grow() {
+	n := max(2*len(h.samples), minRateHistoryPackets)
+	n = min(n, maxRateHistoryPackets)
+	samples := make([]rateSample, n)
+	for i := range h.count {
+		samples[i] = h.samples[(h.start+i)%len(h.samples)]
+	}
+	h.samples, h.start = samples, 0
+}
+
+// reset empties the ring and keeps its memory.
+func (h *rateHistory) reset() {
+	clear(h.samples)
+	h.start, h.count, h.sum = 0, 0, 0
 }
 
 func (h *rateHistory) add(next acknowledgment, window time.Duration) bool {
@@ -39,7 +64,7 @@ func (h *rateHistory) add(next acknowledgment, window time.Duration) bool {
 	if h.count > 0 {
 		previous := h.latestArrival()
 		if previous.Sub(next.Arrival) > maxRateReorderingTime {
-			*h = rateHistory{}
+			h.reset()
 		} else if previous.After(latest) {
 			latest = previous
 		}
@@ -49,6 +74,9 @@ func (h *rateHistory) add(next acknowledgment, window time.Duration) bool {
 		return false
 	}
 	h.trim(deadline)
+	if h.count == len(h.samples) && len(h.samples) < maxRateHistoryPackets {
+		h.grow()
+	}
 	if h.count == len(h.samples) {
 		if next.Arrival.Before(h.samples[h.start].arrival) {
 			return false
