@@ -156,6 +156,13 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 	}
 	f.RSSBaselineBytes = base.RSS
 	f.RSSLoadBytes = b.RSS
+	if f.Window == "run" {
+		// Without a steady window the consultations were never all up at
+		// once, and at the run's end most have left: the memory is read
+		// where the most were up, per consultation up then.
+		b, up = peakLoad(samples)
+		f.RSSLoadBytes, f.PeakConsultations = b.RSS, float64(up)
+	}
 	if up > 0 {
 		f.RSSPerConsultationBytes = (b.RSS - base.RSS) / float64(up)
 		if b.Goroutines > 0 {
@@ -172,6 +179,18 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 		}
 	}
 	return f
+}
+
+// peakLoad is the sample with the most consultations up
+// (medcall_consultations_active), and that count; 0 when none counted any.
+func peakLoad(samples []sample) (sample, int) {
+	var peak sample
+	for _, s := range samples {
+		if s.Active > peak.Active {
+			peak = s
+		}
+	}
+	return peak, int(peak.Active)
 }
 
 // delayBetween summarizes a delay histogram from a to b; nil when it

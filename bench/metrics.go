@@ -19,8 +19,11 @@ type sample struct {
 	RSS float64 // process_resident_memory_bytes
 	// Goroutines is go_goroutines; 0 when the server does not export it.
 	Goroutines float64
-	Forwarded  float64 // sum of medcall_rtp_packets_forwarded_total over kinds
-	Received   float64 // sum of medcall_rtp_packets_received_total over kinds
+	// Active is medcall_consultations_active, the consultations with a
+	// participant; 0 when the server does not export it.
+	Active    float64
+	Forwarded float64 // sum of medcall_rtp_packets_forwarded_total over kinds
+	Received  float64 // sum of medcall_rtp_packets_received_total over kinds
 	// DroppedWrite counts packets the SFU could not hand to a subscriber's transport.
 	DroppedWrite float64
 	// RecorderOverflows counts packets the recorder queues dropped.
@@ -77,6 +80,8 @@ func parseMetrics(text string) (sample, error) {
 			s.RSS = v
 		case "go_goroutines":
 			s.Goroutines = v
+		case "medcall_consultations_active":
+			s.Active = v
 		case "medcall_rtp_packets_forwarded_total":
 			s.Forwarded += v
 		case "medcall_rtp_packets_received_total":

@@ -10,18 +10,20 @@ import (
 )
 
 // TestGoroutinesPerConsultation: the server's go_goroutines is read from
-// /metrics and reported per consultation over the baseline, like RSS.
+// /metrics and reported per consultation over the baseline, like RSS (here
+// without a steady window, so where the 10 consultations were up).
 func TestGoroutinesPerConsultation(t *testing.T) {
-	scrape := func(goroutines, rss string) sample {
+	scrape := func(goroutines, rss, active string) sample {
 		s, err := parseMetrics("process_cpu_seconds_total 1\nprocess_resident_memory_bytes " + rss +
-			"\nmedcall_rtp_packets_forwarded_total{kind=\"audio\"} 10\ngo_goroutines " + goroutines + "\n")
+			"\nmedcall_rtp_packets_forwarded_total{kind=\"audio\"} 10\ngo_goroutines " + goroutines +
+			"\nmedcall_consultations_active " + active + "\n")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
-	base := scrape("30", "1e6")
-	load := scrape("880", "5e6")
+	base := scrape("30", "1e6", "0")
+	load := scrape("880", "5e6", "10")
 	if base.Goroutines != 30 || load.Goroutines != 880 {
 		t.Fatalf("goroutines read %v and %v, want 30 and 880", base.Goroutines, load.Goroutines)
 	}

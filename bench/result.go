@@ -87,17 +87,22 @@ type ServerFigures struct {
 	CPUMicrosPerPacket float64 `json:"cpu_us_per_forwarded_packet"`
 	CPUCores           float64 `json:"cpu_cores"` // CPU seconds per second in the window
 	// RSS before the first join and at the end of the window; the difference
-	// divided by the consultations up then is the RSS per consultation.
+	// divided by the consultations up then is the RSS per consultation. In a
+	// "run" window, at the moment the most consultations were up
+	// (PeakConsultations) instead; none when the server did not say.
 	RSSBaselineBytes        float64 `json:"rss_baseline_bytes"`
 	RSSLoadBytes            float64 `json:"rss_load_bytes"`
 	RSSPerConsultationBytes float64 `json:"rss_per_consultation_bytes"`
-	// GoroutinesPerConsultation is the server's goroutines at the end of the
-	// window less those before the first join, per consultation up then.
+	// GoroutinesPerConsultation is the server's goroutines at the same moment
+	// less those before the first join, per consultation up then.
 	GoroutinesPerConsultation float64 `json:"goroutines_per_consultation"`
-	DroppedWriteErrors        float64 `json:"dropped_write_errors"`
-	RecorderOverflows         float64 `json:"recorder_queue_overflows"`
-	ScrapeErrors              int     `json:"scrape_errors"`
-	Profile                   string  `json:"profile,omitempty"`
+	// PeakConsultations, in a "run" window, is how many consultations were
+	// up at once at the moment the per-consultation figures are read.
+	PeakConsultations  float64 `json:"peak_consultations,omitempty"`
+	DroppedWriteErrors float64 `json:"dropped_write_errors"`
+	RecorderOverflows  float64 `json:"recorder_queue_overflows"`
+	ScrapeErrors       int     `json:"scrape_errors"`
+	Profile            string  `json:"profile,omitempty"`
 	// SocketDrops is what the kernel dropped on the server's UDP port over
 	// the run, its buffer full: lost before the server could read it. Nil
 	// (null) when the server does not count it: it was started without
@@ -199,6 +204,9 @@ func (r *Result) Figures() []Figure {
 	add("server", "RSS at load", "MiB", s.RSSLoadBytes/(1<<20))
 	add("server", "RSS per consultation", "KiB", s.RSSPerConsultationBytes/(1<<10))
 	add("server", "goroutines per consultation", "", s.GoroutinesPerConsultation)
+	if s.PeakConsultations > 0 {
+		add("server", "consultations up at the memory reading", "", s.PeakConsultations)
+	}
 	add("server", "write-error drops", "", s.DroppedWriteErrors)
 	add("server", "recorder queue overflows", "", s.RecorderOverflows)
 	if s.SocketDrops != nil {

@@ -53,9 +53,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	s := r.Server
 	fmt.Fprintf(w, "\nserver (its own /metrics, %s window of %.1f s):\n", s.Window, s.WindowSeconds)
 	fmt.Fprintf(w, "  CPU per forwarded packet  %.1f µs  (%.2f cores busy, %.0f packets forwarded/s)\n", s.CPUMicrosPerPacket, s.CPUCores, s.PacketsPerSecond)
-	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
-		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
-	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
+	writeMemory(w, s)
 	drops := "not counted (the server reads no single --udp-port socket)"
 	if s.SocketDrops != nil {
 		drops = fmt.Sprintf("%.0f", *s.SocketDrops)
@@ -178,4 +176,23 @@ func Compare(w io.Writer, a, b *Result, nameA, nameB string) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// writeMemory prints RSS and goroutines per consultation, and where they
+// were read when the run had no steady window.
+func writeMemory(w io.Writer, s ServerFigures) {
+	if s.Window == "run" {
+		fmt.Fprintf(w, "  no steady window (the last upgrade came after the first leave): CPU is over the whole run; lengthen --duration for one\n")
+		if s.PeakConsultations == 0 {
+			fmt.Fprintf(w, "  RSS and goroutines per consultation not known (the server reported no consultations up)\n")
+			return
+		}
+		fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB with %.0f consultations up, the run's most; %.1f MiB before the first join)\n",
+			s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.PeakConsultations, s.RSSBaselineBytes/(1<<20))
+		fmt.Fprintf(w, "  goroutines per consultation %.1f  (at the same moment)\n", s.GoroutinesPerConsultation)
+		return
+	}
+	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
+		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
+	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
 }
