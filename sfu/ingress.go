@@ -29,7 +29,7 @@ import (
 //     parked and woken and the kernel a system call; at N=50 one-to-one
 //     consultations that was most datagrams, and coalescing by 1 ms took
 //     CPU per forwarded packet down by 17-32 %, and audio's median delay
-//     from 0.5 to 1.7 ms (README, Performance). A full batch, or one that
+//     from 0.5 to 1.7 ms (docs/performance.md). A full batch, or one that
 //     found the reader behind, is followed by the next read at once, so a
 //     busy reader never sleeps.
 //   - On Linux on amd64 or arm64 the socket is in none of Go's epoll sets
@@ -41,7 +41,7 @@ import (
 // video packet is a loss to the publisher's NACK generator and the
 // subscriber's decoder, so it came back as retransmissions and keyframes:
 // up to twice as many video packets were dropped as were sent, and video
-// loss at N=150 rose from about 2 % to 19-29 % (README, Performance).
+// loss at N=150 rose from about 2 % to 19-29 % (docs/performance.md).
 
 // MaxUDPCoalesce bounds Config.UDPCoalesce: past a few milliseconds a
 // reader wakes too seldom to save more, and media only waits longer.

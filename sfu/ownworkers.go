@@ -16,7 +16,7 @@ import "sync"
 // stream's goroutine, one among a thousand at N=150, each served in turn
 // by Go's scheduler, which knows no priority. Audio waited for a CPU as
 // long as video (the bench's forwarding delay p95 1.1-1.8 s for audio
-// against 1.3-2.4 s for video at N=150, README, Performance), and the
+// against 1.3-2.4 s for video at N=150, docs/performance.md), and the
 // port's reader behind them all. A worker serves a stream for at most
 // ownQuantum packets and then puts it at the back of its queue, so no
 // stream starves another of its kind; video waits while any audio does.

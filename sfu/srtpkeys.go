@@ -23,7 +23,7 @@ import (
 )
 
 // srtpkeys.go: a peer connection's SRTP keys, for a media path of medcall's
-// own beside pion's ICE and DTLS (README, Performance). pion v4 exposes
+// own beside pion's ICE and DTLS (docs/performance.md). pion v4 exposes
 // neither its DTLS connection nor its keying material, so they are put
 // together from what its SettingEngine does expose, per connection:
 //

@@ -22,7 +22,7 @@ const cpuWaitWindow = 10 * time.Second
 // go_sched_latencies_seconds), and says the server is busy while the 90th
 // percentile of those waits over the last cpuWaitWindow is above limit.
 // Every packet crosses about four goroutine hand-offs in the server, so
-// this is media delay that is already there (README, Performance: 22 % of
+// this is media delay that is already there (docs/performance.md: 22 % of
 // waits over 10 ms at N=150 on two cores, where audio was seconds late; 2.6
 // % at N=50). A busy server refuses joins that would start a consultation
 // (server_full), as a full one does.
