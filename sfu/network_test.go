@@ -99,6 +99,27 @@ func TestUDPCoalesceIsLogged(t *testing.T) {
 	}
 }
 
+// TestIPv6LoopbackIsWarned: a server listening on ::1 says at start that
+// no media can flow there (pion's ICE gathers no candidate on ::1, so every
+// join timed out with "publish connection not established"); one on
+// 127.0.0.1 says nothing of it.
+func TestIPv6LoopbackIsWarned(t *testing.T) {
+	for _, tc := range []struct {
+		ip   net.IP
+		warn bool
+	}{{net.IPv6loopback, true}, {net.IPv4(127, 0, 0, 1), false}} {
+		var logs bytes.Buffer
+		s, err := New(Config{ListenIP: tc.ip, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if got := strings.Contains(logs.String(), "no media can flow on ::1"); got != tc.warn {
+			t.Errorf("on %v the start-up log says %q; want the ::1 warning %v", tc.ip, logs.String(), tc.warn)
+		}
+	}
+}
+
 // freeLoopbackUDPPort is a UDP port on 127.0.0.1 that was free a moment ago:
 // signaltest.FreeUDPPort, which this package's own tests cannot import
 // (signaltest imports sfu).
