@@ -157,9 +157,9 @@ func serverFigures(samples []sample, base sample, calls []*callResult, firstLeav
 	f.RSSBaselineBytes = base.RSS
 	f.RSSLoadBytes = b.RSS
 	if f.Window == "run" {
-		// Without a steady window the consultations were never all up at
-		// once, and at the run's end most have left: the memory is read
-		// where the most were up, per consultation up then.
+		// Without a steady window (the last upgrade came after the first
+		// leave), at the run's end most have left: the memory is read where
+		// the most were up, per consultation up then.
 		b, up = peakLoad(samples)
 		f.RSSLoadBytes, f.PeakConsultations = b.RSS, float64(up)
 	}

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// TestMemoryWithoutASteadyWindow: when the consultations were never all up
-// at once (N large for the duration), RSS and goroutines per consultation
+// TestMemoryWithoutASteadyWindow: when the run has no steady window (the
+// last upgrade came after the first leave: N large for the duration), RSS and goroutines per consultation
 // are read where the most were up, over how many were up then, not at the
 // run's end over every consultation the run had (most of which had left):
 // at N=125 and 30 s that printed 3.6 goroutines per consultation.

@@ -181,18 +181,17 @@ func Compare(w io.Writer, a, b *Result, nameA, nameB string) error {
 // writeMemory prints RSS and goroutines per consultation, and where they
 // were read when the run had no steady window.
 func writeMemory(w io.Writer, s ServerFigures) {
+	at, when := fmt.Sprintf("%.1f MiB at load,", s.RSSLoadBytes/(1<<20)), ""
 	if s.Window == "run" {
 		fmt.Fprintf(w, "  no steady window (the last upgrade came after the first leave): CPU is over the whole run; lengthen --duration for one\n")
 		if s.PeakConsultations == 0 {
 			fmt.Fprintf(w, "  RSS and goroutines per consultation not known (the server reported no consultations up)\n")
 			return
 		}
-		fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB with %.0f consultations up, the run's most; %.1f MiB before the first join)\n",
-			s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.PeakConsultations, s.RSSBaselineBytes/(1<<20))
-		fmt.Fprintf(w, "  goroutines per consultation %.1f  (at the same moment)\n", s.GoroutinesPerConsultation)
-		return
+		at = fmt.Sprintf("%.1f MiB with %.0f consultations up, the run's most;", s.RSSLoadBytes/(1<<20), s.PeakConsultations)
+		when = "  (at the same moment)"
 	}
-	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%.1f MiB at load, %.1f MiB before the first join)\n",
-		s.RSSPerConsultationBytes/(1<<10), s.RSSLoadBytes/(1<<20), s.RSSBaselineBytes/(1<<20))
-	fmt.Fprintf(w, "  goroutines per consultation %.1f\n", s.GoroutinesPerConsultation)
+	fmt.Fprintf(w, "  RSS per consultation      %.0f KiB  (%s %.1f MiB before the first join)\n",
+		s.RSSPerConsultationBytes/(1<<10), at, s.RSSBaselineBytes/(1<<20))
+	fmt.Fprintf(w, "  goroutines per consultation %.1f%s\n", s.GoroutinesPerConsultation, when)
 }

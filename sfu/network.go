@@ -49,7 +49,7 @@ func (s *SFU) configureNetwork(se *webrtc.SettingEngine) error {
 		if ip.IsLoopback() {
 			se.SetIncludeLoopbackCandidate(true)
 		}
-		if ip.Equal(net.IPv6loopback) && s.log != nil {
+		if ip.Equal(net.IPv6loopback) {
 			// pion/ice's isSupportedIPv6Partial refuses addresses whose
 			// first 96 bits are zero (IPv4-compatible IPv6), ::1 among them.
 			s.log.Warn("no media can flow on ::1: ICE (pion) gathers no candidate on the IPv6 loopback address; listen on 127.0.0.1 or a routable IPv6 address")

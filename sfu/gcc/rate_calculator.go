@@ -44,9 +44,7 @@ const minRateHistoryPackets = 16
 
 // grow doubles the ring, up to the cap, keeping the samples in order.
 func (h *rateHistory) grow() {
-	n := max(2*len(h.samples), minRateHistoryPackets)
-	n = min(n, maxRateHistoryPackets)
-	samples := make([]rateSample, n)
+	samples := make([]rateSample, min(max(2*len(h.samples), minRateHistoryPackets), maxRateHistoryPackets))
 	for i := range h.count {
 		samples[i] = h.samples[(h.start+i)%len(h.samples)]
 	}
